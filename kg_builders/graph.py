@@ -1,0 +1,496 @@
+"""The KnowledgeGraph: typed nodes with id maps, typed weighted edges, features, report, recipe.
+
+Nodes of each type have contiguous indices ``0 .. num_nodes(type) - 1`` in a fixed order; raw
+string ids map to them through :meth:`KnowledgeGraph.index`. Edges are stored once, in their
+forward direction ``(src_type, relation, dst_type)``; exporters add ``rev_<relation>`` reverses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from kg_builders._files import atomic_dir
+from kg_builders.errors import CheckpointError, SchemaError, UnknownIdError
+from kg_builders.fragment import Builder, Dropped, EdgeBlock, EdgeType, GraphFragment, check_name
+from kg_builders.tables import Tables
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+GRAPH_FILE = "graph.json"
+NODES_FILE = "nodes.json"
+ARRAYS_FILE = "arrays.safetensors"
+
+
+def edge_key(etype: EdgeType) -> str:
+    """``("user", "interacted", "item")`` -> ``"user__interacted__item"`` (names are snake_case)."""
+    return "__".join(etype)
+
+
+def parse_edge_key(key: str) -> EdgeType:
+    parts = key.split("__")
+    if len(parts) != 3:
+        raise SchemaError(f"bad edge key {key!r}")
+    return (parts[0], parts[1], parts[2])
+
+
+@dataclass
+class EdgeStore:
+    """Edges of one type in indices: ``edge_index`` ``[2, E]`` int64, ``edge_weight`` ``[E]`` float32."""
+
+    edge_index: np.ndarray
+    edge_weight: np.ndarray
+    attrs: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def num_edges(self) -> int:
+        return int(self.edge_index.shape[1])
+
+
+@dataclass
+class BuildReport:
+    """Counts per node and edge type, what was dropped and why, skipped input rows, timings."""
+
+    source: str = "unknown"
+    nodes: dict[str, int] = field(default_factory=dict)
+    edges: dict[str, int] = field(default_factory=dict)
+    dropped: list[dict[str, Any]] = field(default_factory=list)
+    input_rows: dict[str, int] = field(default_factory=dict)
+    skipped_rows: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> BuildReport:
+        return cls(**d)
+
+    def to_text(self) -> str:
+        """A human summary, the way the CLI prints it."""
+        lines = [f"graph from {self.source}  ({self.seconds:.2f} s)"]
+        lines.append("  nodes:")
+        lines += [f"    {t:<24} {n:>10,}" for t, n in self.nodes.items()]
+        lines.append("  edges:")
+        lines += [f"    {t:<48} {n:>10,}" for t, n in self.edges.items()]
+        if self.input_rows:
+            lines.append("  input rows: " + ", ".join(f"{k} {v:,}" for k, v in self.input_rows.items()))
+        if self.dropped:
+            lines.append("  dropped:")
+            lines += [f"    {d['stage']}: {d['count']:,} {d['reason']}" for d in self.dropped]
+        if self.skipped_rows:
+            lines.append(f"  skipped bad input rows: {len(self.skipped_rows):,}")
+            lines += [f"    {r['file']}:{r['line']} {r['field'] or ''} {r['reason']}" for r in self.skipped_rows[:5]]
+        return "\n".join(lines)
+
+
+class KnowledgeGraph:
+    """A typed, weighted, heterogeneous graph with id maps, node text/attributes and feature slots.
+
+    Attributes:
+        node_ids: node type -> list of raw ids (position = index).
+        node_attrs: node type -> attribute -> list of values (JSON-serialisable), one per node.
+        edges: ``(src, rel, dst)`` -> :class:`EdgeStore`.
+        features: node type -> slot name -> array ``[num_nodes, dim]`` (filled by feature builders).
+        feature_masks: node type -> slot name -> bool array ``[num_nodes]`` (which rows are real).
+        report: the :class:`BuildReport`.
+        recipe: one dict per builder: its class name and settings, in build order.
+    """
+
+    def __init__(
+        self,
+        node_ids: dict[str, list[str]],
+        edges: dict[EdgeType, EdgeStore],
+        *,
+        node_attrs: dict[str, dict[str, list[Any]]] | None = None,
+        features: dict[str, dict[str, np.ndarray]] | None = None,
+        feature_masks: dict[str, dict[str, np.ndarray]] | None = None,
+        report: BuildReport | None = None,
+        recipe: list[dict[str, Any]] | None = None,
+    ) -> None:
+        self.node_ids = {t: list(ids) for t, ids in node_ids.items()}
+        self.node_attrs = {t: dict(a) for t, a in (node_attrs or {}).items()}
+        self.edges = dict(edges)
+        self.features = {t: dict(f) for t, f in (features or {}).items()}
+        self.feature_masks = {t: dict(f) for t, f in (feature_masks or {}).items()}
+        self.report = report or BuildReport()
+        self.recipe = list(recipe or [])
+        self._index: dict[str, pd.Index] = {}
+        self._check()
+
+    # ----------------------------------------------------------------- checks and lookups
+    def _check(self) -> None:
+        for t, ids in self.node_ids.items():
+            check_name(t, "node type")
+            idx = pd.Index(ids)
+            if not idx.is_unique:
+                raise SchemaError(f"node type {t!r} has duplicate ids: {idx[idx.duplicated()][:5].tolist()}")
+            for k, v in self.node_attrs.get(t, {}).items():
+                if len(v) != len(ids):
+                    raise SchemaError(f"{t}.{k} has {len(v)} values for {len(ids)} nodes")
+        for t in self.node_attrs:
+            if t not in self.node_ids:
+                raise SchemaError(f"attributes for unknown node type {t!r}")
+        for (s, r, d), e in self.edges.items():
+            for t in (s, d):
+                if t not in self.node_ids:
+                    raise SchemaError(f"edge type {(s, r, d)} uses unknown node type {t!r}")
+            check_name(r, "relation")
+            ei = e.edge_index
+            if ei.ndim != 2 or ei.shape[0] != 2 or ei.dtype != np.int64:
+                raise SchemaError(f"{(s, r, d)}: edge_index must be int64 [2, E], got {ei.dtype} {ei.shape}")
+            if e.edge_weight.shape != (ei.shape[1],):
+                raise SchemaError(f"{(s, r, d)}: edge_weight must be [E]")
+            if ei.shape[1] and (ei.min() < 0 or ei[0].max() >= self.num_nodes(s) or ei[1].max() >= self.num_nodes(d)):
+                raise SchemaError(f"{(s, r, d)}: edge_index out of range")
+        for t, slots in self.features.items():
+            for name, arr in slots.items():
+                self._check_feature(t, name, arr, self.feature_masks.get(t, {}).get(name))
+
+    def _check_feature(self, node_type: str, name: str, arr: np.ndarray, mask: np.ndarray | None) -> None:
+        if node_type not in self.node_ids:
+            raise SchemaError(f"features for unknown node type {node_type!r}")
+        if arr.ndim != 2 or arr.shape[0] != self.num_nodes(node_type):
+            raise SchemaError(
+                f"features {node_type}.{name} must be [{self.num_nodes(node_type)}, dim], got {list(arr.shape)}"
+            )
+        if mask is not None and mask.shape != (arr.shape[0],):
+            raise SchemaError(f"feature mask {node_type}.{name} must be [{arr.shape[0]}]")
+
+    @property
+    def node_types(self) -> list[str]:
+        return list(self.node_ids)
+
+    @property
+    def edge_types(self) -> list[EdgeType]:
+        return list(self.edges)
+
+    def num_nodes(self, node_type: str) -> int:
+        return len(self.node_ids[node_type])
+
+    def num_edges(self, etype: EdgeType | None = None) -> int:
+        if etype is None:
+            return sum(e.num_edges for e in self.edges.values())
+        return self.edges[etype].num_edges
+
+    def index(self, node_type: str, ids: str | Sequence[str]) -> int | np.ndarray:
+        """Indices of raw ids of ``node_type``.
+
+        Raises:
+            UnknownIdError: listing every id that is not in the graph.
+        """
+        if node_type not in self.node_ids:
+            raise SchemaError(f"unknown node type {node_type!r}; graph has {self.node_types}")
+        if node_type not in self._index:
+            self._index[node_type] = pd.Index(self.node_ids[node_type])
+        single = isinstance(ids, str)
+        pos = self._index[node_type].get_indexer([ids] if single else list(ids))
+        if (pos < 0).any():
+            arr = np.asarray([ids] if single else list(ids), dtype=object)
+            raise UnknownIdError(node_type, [str(x) for x in arr[pos < 0]])
+        return int(pos[0]) if single else pos.astype(np.int64)
+
+    def schema(self) -> dict[str, Any]:
+        """Node types with counts and attribute names, edge types with counts, feature slots with dims."""
+        return {
+            "nodes": {t: self.num_nodes(t) for t in self.node_types},
+            "edges": {edge_key(k): v.num_edges for k, v in self.edges.items()},
+            "node_attrs": {t: sorted(a) for t, a in self.node_attrs.items()},
+            "features": {t: {n: int(a.shape[1]) for n, a in s.items()} for t, s in self.features.items()},
+        }
+
+    def set_features(self, node_type: str, name: str, values: np.ndarray, mask: np.ndarray | None = None) -> None:
+        """Fill the feature slot ``node_type.name`` with ``values`` ``[num_nodes, dim]`` (and a row mask)."""
+        values = np.ascontiguousarray(values)
+        if mask is not None:
+            mask = np.asarray(mask, dtype=bool)
+        self._check_feature(node_type, name, values, mask)
+        self.features.setdefault(node_type, {})[name] = values
+        if mask is not None:
+            self.feature_masks.setdefault(node_type, {})[name] = mask
+
+    def equals(self, other: KnowledgeGraph, *, check_report: bool = False) -> bool:
+        """Same node ids in the same order, same attributes, same edges (as multisets) and features."""
+        return not self.diff(other, check_report=check_report)
+
+    def diff(self, other: KnowledgeGraph, *, check_report: bool = False) -> list[str]:
+        """What differs between two graphs (empty when identical); edges compared as sorted multisets."""
+        out: list[str] = []
+        if self.node_ids != other.node_ids:
+            out.append("node ids differ")
+        if _attrs_json(self.node_attrs) != _attrs_json(other.node_attrs):
+            out.append("node attributes differ")
+        if set(self.edges) != set(other.edges):
+            out.append(f"edge types differ: {sorted(set(self.edges) ^ set(other.edges))}")
+        for k in set(self.edges) & set(other.edges):
+            a, b = _canonical(self.edges[k]), _canonical(other.edges[k])
+            if set(a) != set(b) or any(not np.array_equal(a[n], b[n]) for n in a):
+                out.append(f"edges {k} differ")
+        for t in set(self.features) | set(other.features):
+            fa, fb = self.features.get(t, {}), other.features.get(t, {})
+            if set(fa) != set(fb) or any(not np.array_equal(fa[n], fb[n]) for n in fa):
+                out.append(f"features of {t} differ")
+        if check_report and (self.report.to_dict() != other.report.to_dict() or self.recipe != other.recipe):
+            out.append("report or recipe differ")
+        return out
+
+    def __repr__(self) -> str:
+        nodes = ", ".join(f"{t}={self.num_nodes(t)}" for t in self.node_types)
+        return f"KnowledgeGraph({nodes}; {len(self.edges)} edge types, {self.num_edges()} edges)"
+
+    # ----------------------------------------------------------------- saving
+    def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
+        """Write the graph to a directory (JSON + safetensors; no pickle), atomically."""
+        from safetensors.numpy import save_file
+
+        from kg_builders import __version__
+
+        arrays: dict[str, np.ndarray] = {}
+        edge_meta = {}
+        for k, e in self.edges.items():
+            key = edge_key(k)
+            arrays[f"edges/{key}/edge_index"] = np.ascontiguousarray(e.edge_index)
+            arrays[f"edges/{key}/edge_weight"] = np.ascontiguousarray(e.edge_weight)
+            for a, v in e.attrs.items():
+                arrays[f"edges/{key}/attr/{a}"] = np.ascontiguousarray(v)
+            edge_meta[key] = sorted(e.attrs)
+        for t, slots in self.features.items():
+            for n, arr in slots.items():
+                arrays[f"features/{t}/{n}"] = np.ascontiguousarray(arr)
+        for t, slots in self.feature_masks.items():
+            for n, arr in slots.items():
+                arrays[f"masks/{t}/{n}"] = np.ascontiguousarray(arr)
+        meta = {
+            "format": "graph-rec.knowledge-graph",
+            "format_version": FORMAT_VERSION,
+            "library_version": __version__,
+            "node_types": self.node_types,
+            "edge_types": [list(k) for k in self.edges],
+            "edge_attrs": edge_meta,
+            "recipe": self.recipe,
+            "report": self.report.to_dict(),
+        }
+        with atomic_dir(path, overwrite=overwrite) as tmp:
+            (tmp / GRAPH_FILE).write_text(json.dumps(meta, indent=2, default=_json_default))
+            (tmp / NODES_FILE).write_text(
+                json.dumps({"ids": self.node_ids, "attrs": self.node_attrs}, default=_json_default)
+            )
+            save_file(arrays, str(tmp / ARRAYS_FILE))
+        logger.info("saved %r to %s", self, path)
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> KnowledgeGraph:
+        """Read a directory written by :meth:`save`.
+
+        Raises:
+            CheckpointError: a missing file, a foreign or newer format.
+        """
+        from safetensors import SafetensorError
+        from safetensors.numpy import load_file
+
+        p = Path(path)
+        for f in (GRAPH_FILE, NODES_FILE, ARRAYS_FILE):
+            if not (p / f).is_file():
+                raise CheckpointError(f"{p} is not a saved graph: {f} is missing")
+        try:
+            meta = json.loads((p / GRAPH_FILE).read_text())
+            nodes = json.loads((p / NODES_FILE).read_text())
+        except json.JSONDecodeError as exc:
+            raise CheckpointError(f"{p}: corrupt JSON ({exc})") from exc
+        if meta.get("format") != "graph-rec.knowledge-graph":
+            raise CheckpointError(f"{p / GRAPH_FILE} is not a graph-rec knowledge graph")
+        if int(meta.get("format_version", 0)) > FORMAT_VERSION:
+            raise CheckpointError(
+                f"{p} has graph format version {meta['format_version']}, newer than this graph-rec "
+                f"understands ({FORMAT_VERSION}); upgrade graph-rec"
+            )
+        try:
+            arrays = load_file(str(p / ARRAYS_FILE))
+        except (SafetensorError, OSError) as exc:
+            raise CheckpointError(f"{p / ARRAYS_FILE}: unreadable ({exc})") from exc
+        edges = {}
+        try:
+            for et in meta["edge_types"]:
+                k = (et[0], et[1], et[2])
+                key = edge_key(k)
+                attrs = {a: arrays[f"edges/{key}/attr/{a}"] for a in meta["edge_attrs"].get(key, [])}
+                edges[k] = EdgeStore(arrays[f"edges/{key}/edge_index"], arrays[f"edges/{key}/edge_weight"], attrs)
+        except KeyError as exc:
+            raise CheckpointError(f"{p / ARRAYS_FILE} lacks array {exc}") from exc
+        features: dict[str, dict[str, np.ndarray]] = {}
+        masks: dict[str, dict[str, np.ndarray]] = {}
+        for name, arr in arrays.items():
+            kind, _, rest = name.partition("/")
+            if kind in ("features", "masks"):
+                t, _, n = rest.partition("/")
+                (features if kind == "features" else masks).setdefault(t, {})[n] = arr
+        node_ids = {t: nodes["ids"][t] for t in meta["node_types"]}
+        try:
+            return cls(
+                node_ids,
+                edges,
+                node_attrs=nodes.get("attrs", {}),
+                features=features,
+                feature_masks=masks,
+                report=BuildReport.from_dict(meta["report"]),
+                recipe=meta["recipe"],
+            )
+        except SchemaError as exc:
+            raise CheckpointError(f"{p}: inconsistent graph ({exc})") from exc
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, (np.ndarray, tuple)):
+        return list(o)
+    raise TypeError(f"not JSON-serialisable: {type(o).__name__}")
+
+
+def _attrs_json(a: dict) -> str:
+    return json.dumps(a, sort_keys=True, default=_json_default)
+
+
+def _canonical(e: EdgeStore) -> dict[str, np.ndarray]:
+    cols = [e.edge_weight] + [e.attrs[k] for k in sorted(e.attrs)]
+    order = np.lexsort(tuple(reversed([e.edge_index[0], e.edge_index[1], *cols])))
+    out = {"edge_index": e.edge_index[:, order], "edge_weight": e.edge_weight[order]}
+    out.update({f"attr/{k}": v[order] for k, v in e.attrs.items()})
+    return out
+
+
+# --------------------------------------------------------------------- building
+def settings_of(builder: Any) -> dict[str, Any]:
+    """A builder's recipe entry: its class name and its dataclass fields, JSON-serialisable."""
+    if dataclasses.is_dataclass(builder):
+        fields = {}
+        for f in dataclasses.fields(builder):
+            v = getattr(builder, f.name)
+            fields[f.name] = settings_of(v) if dataclasses.is_dataclass(v) else _plain(v)
+        return {"builder": type(builder).__name__, "settings": fields}
+    return {"builder": type(builder).__name__, "settings": {}}
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, (str, int, float, bool)) or v is None:
+        return v
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, Path):
+        return str(v)
+    return repr(v)
+
+
+def build_graph(tables: Tables, builders: Iterable[Builder]) -> KnowledgeGraph:
+    """Run ``builders`` on ``tables`` and merge their fragments into one graph.
+
+    Node order per type is first appearance across fragments, in builder order. Attributes of
+    a node given by several builders are merged (the first non-missing value wins). An edge
+    whose endpoint no builder declared is dropped and counted in the report.
+    """
+    t0 = time.perf_counter()
+    builders = list(builders)
+    frags: list[tuple[Any, GraphFragment]] = []
+    for b in builders:
+        frag = b.build(tables)
+        if not isinstance(frag, GraphFragment):
+            raise SchemaError(f"{type(b).__name__}.build must return a GraphFragment")
+        frags.append((b, frag))
+    node_ids: dict[str, list[str]] = {}
+    node_pos: dict[str, dict[str, int]] = {}
+    attr_vals: dict[str, dict[str, dict[int, Any]]] = {}
+    for _, frag in frags:
+        for t, block in frag.nodes.items():
+            ids, pos = node_ids.setdefault(t, []), node_pos.setdefault(t, {})
+            new = [i for i in dict.fromkeys(str(x) for x in block.ids) if i not in pos]
+            for i in new:
+                pos[i] = len(ids)
+                ids.append(i)
+            tattrs = attr_vals.setdefault(t, {})
+            for name, values in block.attrs.items():
+                store = tattrs.setdefault(name, {})
+                for i, v in zip(block.ids, values, strict=True):
+                    j = pos[str(i)]
+                    if j not in store and not _missing(v):
+                        store[j] = v
+    node_attrs = {
+        t: {name: [store.get(j) for j in range(len(node_ids[t]))] for name, store in a.items()}
+        for t, a in attr_vals.items()
+    }
+    indexes = {t: pd.Index(ids) for t, ids in node_ids.items()}
+    dropped: list[Dropped] = []
+    parts: dict[EdgeType, list[tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]]] = {}
+    for b, frag in frags:
+        dropped.extend(frag.dropped)
+        for et, block in frag.edges.items():
+            s, r, d = et
+            for t in (s, d):
+                if t not in indexes:
+                    raise SchemaError(f"{type(b).__name__} makes edges {et} but no builder declares {t!r} nodes")
+            si = indexes[s].get_indexer(block.src.astype(str))
+            di = indexes[d].get_indexer(block.dst.astype(str))
+            ok = (si >= 0) & (di >= 0)
+            if not ok.all():
+                missing = np.concatenate([block.src[si < 0].astype(str), block.dst[di < 0].astype(str)])
+                dropped.append(
+                    Dropped(
+                        type(b).__name__,
+                        f"{et[1]} edges whose endpoint is not a node of the graph",
+                        int((~ok).sum()),
+                        sorted(set(missing.tolist()))[:5],
+                    )
+                )
+            parts.setdefault(et, []).append(
+                (si[ok].astype(np.int64), di[ok].astype(np.int64), block.weight[ok], {k: v[ok] for k, v in block.attrs.items()})
+            )
+    edges = {}
+    for et, ps in parts.items():
+        keys = set(ps[0][3])
+        if any(set(p[3]) != keys for p in ps):
+            raise SchemaError(f"fragments give edges {et} with different attributes")
+        edges[et] = EdgeStore(
+            np.stack([np.concatenate([p[0] for p in ps]), np.concatenate([p[1] for p in ps])]),
+            np.concatenate([p[2] for p in ps]).astype(np.float32),
+            {k: np.concatenate([p[3][k] for p in ps]) for k in keys},
+        )
+    report = BuildReport(
+        source=tables.source,
+        nodes={t: len(ids) for t, ids in node_ids.items()},
+        edges={edge_key(k): v.num_edges for k, v in edges.items()},
+        dropped=[d.to_dict() for d in dropped],
+        input_rows=tables.counts(),
+        skipped_rows=[i.to_dict() for i in tables.issues],
+        seconds=round(time.perf_counter() - t0, 4),
+    )
+    recipe = []
+    for b, frag in frags:
+        entry = settings_of(b)
+        if frag.info:
+            entry["info"] = _plain(frag.info)
+        recipe.append(entry)
+    kg = KnowledgeGraph(node_ids, edges, node_attrs=node_attrs, report=report, recipe=recipe)
+    logger.info("built %r in %.2f s", kg, report.seconds)
+    return kg
+
+
+def _missing(v: Any) -> bool:
+    if v is None:
+        return True
+    if isinstance(v, float) and np.isnan(v):
+        return True
+    return v is pd.NA
