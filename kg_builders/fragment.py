@@ -129,3 +129,13 @@ def edges_from_frame(frame: pd.DataFrame, src: str, dst: str, weight: str | None
         w,
         {a: frame[a].to_numpy() for a in attrs},
     )
+
+
+_SPACE = re.compile(r"\s+")
+
+
+def normalise_key(text: str) -> str:
+    """The dedup key of a name or tag: NFKC, case-folded, whitespace collapsed and trimmed."""
+    import unicodedata
+
+    return _SPACE.sub(" ", unicodedata.normalize("NFKC", str(text))).strip().casefold()

@@ -1,0 +1,70 @@
+"""Entity nodes from categorical item attributes (genres, categories) and their edges."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from kg_builders.errors import SchemaError
+from kg_builders.fragment import EdgeBlock, GraphFragment, NodeBlock, check_name, normalise_key
+from kg_builders.tables import Tables
+
+
+def entity_id(entity_type: str, name: str) -> str:
+    """The id of an entity node: ``"<type>:<normalised name>"``, e.g. ``"genre:sci-fi"``.
+
+    Entities from attributes, extractors and gazetteers share this id, so the same entity
+    found two ways is one node.
+    """
+    return f"{entity_type.lower()}:{normalise_key(name)}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ItemAttributeBuilder:
+    """``entity`` nodes for the values of an item column, with ``(item, <relation>, entity)`` edges.
+
+    Args:
+        column: an item column holding a tuple/list of values (``genres``) or one string per item.
+        entity_type: the ``entity_type`` attribute of the nodes (``genre``).
+        relation: the relation name (``has_genre``).
+        ignore: values meaning "none" (e.g. MovieLens's ``(no genres listed)``).
+    """
+
+    column: str = "genres"
+    entity_type: str = "genre"
+    relation: str = "has_genre"
+    ignore: tuple[str, ...] = ("(no genres listed)",)
+
+    def __post_init__(self) -> None:
+        check_name(self.relation, "relation")
+
+    def build(self, tables: Tables) -> GraphFragment:
+        items = tables.items
+        if items is None or self.column not in items.columns:
+            raise SchemaError(f"ItemAttributeBuilder needs an items table with a {self.column!r} column")
+        values = items[self.column].map(
+            lambda v: (
+                list(v)
+                if isinstance(v, (list, tuple, np.ndarray))
+                else ([] if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)) else [v])
+            )
+        )
+        pairs = pd.DataFrame({"item_id": items["item_id"].astype(str), "value": values}).explode("value").dropna()
+        pairs = pairs.loc[~pairs["value"].isin(self.ignore) & (pairs["value"].astype(str).str.strip() != "")]
+        pairs["entity"] = [entity_id(self.entity_type, v) for v in pairs["value"]]
+        pairs = pairs.drop_duplicates(["item_id", "entity"])
+        names = pairs.drop_duplicates("entity")
+        nodes = NodeBlock(
+            names["entity"].tolist(),
+            {
+                "name": names["value"].astype(str).tolist(),
+                "entity_type": [self.entity_type] * len(names),
+                "source": [f"attribute:{self.column}"] * len(names),
+            },
+        )
+        edges = EdgeBlock(
+            pairs["item_id"].to_numpy(object), pairs["entity"].to_numpy(object), np.ones(len(pairs), np.float32)
+        )
+        return GraphFragment(nodes={"entity": nodes}, edges={("item", self.relation, "entity"): edges})

@@ -1,0 +1,257 @@
+"""Seeded splits of the interaction table, made BEFORE any graph exists.
+
+Every function takes the ``interactions`` table (or a :class:`~kg_builders.tables.Tables`) and
+returns a :class:`Split`. :meth:`Split.train_tables` gives the tables a graph may be built from:
+the training interactions only, and tag assignments of held-out (user, item) pairs removed, so a
+validation or test interaction can never become an edge, directly or through a tag.
+
+Protocols:
+    * :func:`split_random`: per user, a seeded random share of their interactions per part.
+    * :func:`split_temporal`: per user (or globally), the oldest share trains, the newest tests.
+    * :func:`split_leave_one_out`: per user, the last interaction tests, the one before validates.
+    * :func:`split_cold_item`: a seeded share of ITEMS is held out; their interactions never train.
+    * :func:`split_official`: the split a source ships (``split`` column), kept as is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from kg_builders.errors import ConfigError, SchemaError
+from kg_builders.tables import Tables
+
+PARTS = ("train", "valid", "test")
+
+
+@dataclass(frozen=True)
+class Split:
+    """Train / validation / test interaction tables and how they were made.
+
+    Attributes:
+        train, valid, test: interaction tables (``valid`` may be empty).
+        method: the split function's name; settings: its arguments.
+        cold_items: item ids held out of training entirely (cold-item split only).
+    """
+
+    train: pd.DataFrame
+    valid: pd.DataFrame
+    test: pd.DataFrame
+    method: str
+    settings: dict[str, Any] = field(default_factory=dict)
+    cold_items: tuple[str, ...] = ()
+
+    def counts(self) -> dict[str, int]:
+        return {p: len(getattr(self, p)) for p in PARTS}
+
+    def held_out_pairs(self) -> pd.MultiIndex:
+        """(user_id, item_id) pairs of validation and test."""
+        held = pd.concat([self.valid[["user_id", "item_id"]], self.test[["user_id", "item_id"]]])
+        return pd.MultiIndex.from_frame(held)
+
+    def train_tables(self, tables: Tables) -> Tables:
+        """The tables a graph may be built from: training interactions only.
+
+        Tag assignments made by a user on an item whose (user, item) pair is held out are removed
+        (they would reveal the held-out interaction). With a cold-item split, every tag assignment
+        and social edge stays, but all interactions with cold items are gone.
+        """
+        changes: dict[str, Any] = {"interactions": self.train.drop(columns=["split"], errors="ignore")}
+        tags = tables.tag_assignments
+        if tags is not None and "user_id" in tags.columns and len(tags):
+            held = self.held_out_pairs()
+            pairs = pd.MultiIndex.from_frame(tags[["user_id", "item_id"]])
+            keep = ~pairs.isin(held)
+            if self.cold_items:
+                keep &= ~tags["item_id"].isin(self.cold_items).to_numpy()
+            changes["tag_assignments"] = tags.loc[keep].reset_index(drop=True)
+        return tables.replace(**changes)
+
+
+def _interactions(data: Tables | pd.DataFrame) -> pd.DataFrame:
+    df = data.interactions if isinstance(data, Tables) else data
+    for c in ("user_id", "item_id"):
+        if c not in df.columns:
+            raise SchemaError(f"interactions need a {c!r} column; have {list(df.columns)}")
+    return df
+
+
+def _ratios(ratios: Sequence[float]) -> tuple[float, float, float]:
+    r = tuple(float(x) for x in ratios)
+    if len(r) == 2:
+        r = (r[0], 0.0, r[1])
+    if len(r) != 3 or any(x < 0 or not np.isfinite(x) for x in r) or r[0] <= 0:
+        raise ConfigError(f"ratios must be (train, valid, test) or (train, test), non-negative, train > 0; got {ratios}")
+    s = sum(r)
+    if abs(s - 1.0) > 1e-6:
+        raise ConfigError(f"ratios must sum to 1, got {ratios} (sum {s})")
+    return r  # type: ignore[return-value]
+
+
+def _assign_by_rank(rank: np.ndarray, size: np.ndarray, ratios: tuple[float, float, float]) -> np.ndarray:
+    """Part per row from its 0-based rank within its user and the user's size.
+
+    A user with n interactions gets round(n * test) test rows and round(n * valid) validation
+    rows, but always keeps at least one training row.
+    """
+    n_test = np.floor(size * ratios[2] + 0.5).astype(np.int64)
+    n_valid = np.floor(size * ratios[1] + 0.5).astype(np.int64)
+    over = np.maximum(n_test + n_valid - (size - 1), 0)
+    cut_v = np.minimum(over, n_valid)
+    n_valid -= cut_v
+    n_test -= over - cut_v
+    n_train = size - n_valid - n_test
+    part = np.zeros(len(rank), dtype=np.int8)
+    part[rank >= n_train] = 1
+    part[rank >= n_train + n_valid] = 2
+    return part
+
+
+def _make(df: pd.DataFrame, part: np.ndarray, method: str, settings: dict[str, Any], cold: tuple[str, ...] = ()) -> Split:
+    out = [df.loc[part == i].reset_index(drop=True) for i in range(3)]
+    return Split(out[0], out[1], out[2], method, settings, cold)
+
+
+def split_random(data: Tables | pd.DataFrame, *, ratios: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0) -> Split:
+    """Per-user random split: each user's interactions are shuffled with ``seed`` and cut by ``ratios``."""
+    df = _interactions(data)
+    r = _ratios(ratios)
+    rng = np.random.default_rng(seed)
+    key = rng.random(len(df))
+    users = df["user_id"].to_numpy()
+    order = np.lexsort((key, users))
+    codes, _ = pd.factorize(users[order])
+    size = np.bincount(codes)[codes]
+    starts = np.r_[0, np.flatnonzero(np.diff(codes)) + 1]
+    rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+    part = np.empty(len(df), dtype=np.int8)
+    part[order] = _assign_by_rank(rank, size, r)
+    return _make(df, part, "random", {"ratios": list(r), "seed": seed})
+
+
+def split_temporal(
+    data: Tables | pd.DataFrame, *, ratios: Sequence[float] = (0.8, 0.1, 0.1), per_user: bool = True
+) -> Split:
+    """Temporal split: oldest interactions train, newest test (per user, or by a global cut-off).
+
+    Ties in time are broken by the table's row order, so the split is deterministic.
+    """
+    df = _interactions(data)
+    if "timestamp" not in df.columns:
+        raise SchemaError("a temporal split needs a 'timestamp' column in interactions")
+    r = _ratios(ratios)
+    ts = df["timestamp"].to_numpy()
+    if per_user:
+        users = df["user_id"].to_numpy()
+        order = np.lexsort((np.arange(len(df)), ts, users))
+        codes, _ = pd.factorize(users[order])
+        size = np.bincount(codes)[codes]
+        starts = np.r_[0, np.flatnonzero(np.diff(codes)) + 1]
+        rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+        part = np.empty(len(df), dtype=np.int8)
+        part[order] = _assign_by_rank(rank, size, r)
+    else:
+        order = np.lexsort((np.arange(len(df)), ts))
+        n = len(df)
+        n_train = int(round(n * r[0]))
+        n_valid = int(round(n * r[1]))
+        part = np.empty(n, dtype=np.int8)
+        part[order] = np.repeat(np.array([0, 1, 2], dtype=np.int8), [n_train, n_valid, n - n_train - n_valid])
+    return _make(df, part, "temporal", {"ratios": list(r), "per_user": per_user})
+
+
+def split_leave_one_out(data: Tables | pd.DataFrame, *, valid: bool = True, seed: int = 0) -> Split:
+    """Per user: the latest interaction tests, the one before validates (if ``valid``).
+
+    Without timestamps the held-out interactions are chosen at random with ``seed``. Users with
+    too few interactions keep them all in training (one at least always trains).
+    """
+    df = _interactions(data)
+    users = df["user_id"].to_numpy()
+    if "timestamp" in df.columns:
+        key = df["timestamp"].to_numpy()
+        tiebreak = np.arange(len(df))
+    else:
+        key = np.random.default_rng(seed).random(len(df))
+        tiebreak = np.arange(len(df))
+    order = np.lexsort((tiebreak, key, users))
+    codes, _ = pd.factorize(users[order])
+    size = np.bincount(codes)[codes]
+    starts = np.r_[0, np.flatnonzero(np.diff(codes)) + 1]
+    rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+    from_end = size - 1 - rank
+    p = np.zeros(len(order), dtype=np.int8)
+    p[(from_end == 0) & (size >= 2)] = 2
+    if valid:
+        p[(from_end == 1) & (size >= 3)] = 1
+    part = np.empty(len(df), dtype=np.int8)
+    part[order] = p
+    return _make(df, part, "leave_one_out", {"valid": valid, "seed": seed, "by": "timestamp" if "timestamp" in df.columns else "random"})
+
+
+def split_cold_item(
+    data: Tables | pd.DataFrame, *, ratios: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0
+) -> Split:
+    """Hold out whole ITEMS: a seeded share of items goes to validation / test with all their interactions.
+
+    Items are drawn uniformly among those with interactions. Held-out items never appear in the
+    training interactions (they stay in the item catalogue, so their text can still be encoded).
+    """
+    df = _interactions(data)
+    r = _ratios(ratios)
+    items = pd.unique(df["item_id"])
+    rng = np.random.default_rng(seed)
+    perm = items[rng.permutation(len(items))]
+    n = len(items)
+    n_test = int(round(n * r[2]))
+    n_valid = int(round(n * r[1]))
+    item_part = dict.fromkeys(perm[:n_test].tolist(), 2)
+    item_part.update(dict.fromkeys(perm[n_test : n_test + n_valid].tolist(), 1))
+    part = df["item_id"].map(item_part).fillna(0).to_numpy(dtype=np.int8)
+    cold = tuple(sorted(str(i) for i in perm[: n_test + n_valid]))
+    return _make(df, part, "cold_item", {"ratios": list(r), "seed": seed}, cold)
+
+
+def split_official(data: Tables | pd.DataFrame) -> Split:
+    """The split a source ships, from the ``split`` column (train / valid / test), kept as is."""
+    df = _interactions(data)
+    if "split" not in df.columns:
+        raise SchemaError("this source ships no official split (no 'split' column in interactions)")
+    part = df["split"].map({"train": 0, "valid": 1, "test": 2}).to_numpy(dtype=np.int8)
+    return _make(df, part, "official", {})
+
+
+SPLITS = {
+    "random": split_random,
+    "temporal": split_temporal,
+    "leave_one_out": split_leave_one_out,
+    "cold_item": split_cold_item,
+    "official": split_official,
+}
+
+
+def make_split(data: Tables | pd.DataFrame, method: str, **settings: Any) -> Split:
+    """Dispatch by name (``random``, ``temporal``, ``leave_one_out``, ``cold_item``, ``official``)."""
+    if method not in SPLITS:
+        raise ConfigError(f"unknown split {method!r}; valid: {sorted(SPLITS)}")
+    try:
+        return SPLITS[method](data, **settings)
+    except TypeError as exc:
+        raise ConfigError(f"bad settings for split {method!r}: {exc}") from exc
+
+
+__all__ = [
+    "PARTS",
+    "SPLITS",
+    "Split",
+    "make_split",
+    "split_cold_item",
+    "split_leave_one_out",
+    "split_official",
+    "split_random",
+    "split_temporal",
+]

@@ -1,0 +1,215 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from kg_builders.builders.attributes import ItemAttributeBuilder
+from kg_builders.builders.interactions import InteractionBuilder
+from kg_builders.builders.knowledge import KnowledgeBuilder
+from kg_builders.builders.social import SocialBuilder
+from kg_builders.builders.tags import TagBuilder
+from kg_builders.errors import CheckpointError, ConfigError, DataError, SchemaError, UnknownIdError
+from kg_builders.graph import EdgeStore, KnowledgeGraph, build_graph
+
+
+def _edges(kg: KnowledgeGraph, et: tuple[str, str, str]) -> dict[tuple[str, str], float]:
+    e = kg.edges[et]
+    s, _, d = et
+    return {
+        (kg.node_ids[s][a], kg.node_ids[d][b]): float(w)
+        for (a, b), w in zip(e.edge_index.T, e.edge_weight, strict=True)
+    }
+
+
+@pytest.fixture
+def tiny_graph(tiny_tables) -> KnowledgeGraph:
+    return build_graph(
+        tiny_tables,
+        [
+            InteractionBuilder(),
+            TagBuilder(),
+            ItemAttributeBuilder(),
+            KnowledgeBuilder(),
+            SocialBuilder(),
+        ],
+    )
+
+
+def test_nodes_and_id_maps(tiny_graph) -> None:
+    kg = tiny_graph
+    assert kg.node_ids["user"] == ["u1", "u2", "u3"]
+    assert kg.node_ids["item"] == ["i1", "i2", "i3", "i4", "i5"]  # catalogue order; i5 has no interaction
+    assert kg.index("item", "i3") == 2
+    np.testing.assert_array_equal(kg.index("user", ["u3", "u1"]), [2, 0])
+    with pytest.raises(UnknownIdError) as err:
+        kg.index("item", ["i1", "nope", "zz"])
+    assert err.value.ids == ["nope", "zz"] and "nope" in str(err.value)
+    assert kg.node_attrs["item"]["title"][0] == "Alpha"
+    assert kg.node_attrs["item"]["year"][2] is None
+    assert kg.node_attrs["item"]["genres"][0] == ["Drama", "Comedy"]
+
+
+def test_interaction_edges_weights_and_timestamps(tiny_graph) -> None:
+    e = _edges(tiny_graph, ("user", "interacted", "item"))
+    assert len(e) == 9 and e[("u1", "i1")] == 5.0 and e[("u2", "i1")] == 2.0
+    ts = tiny_graph.edges[("user", "interacted", "item")].attrs["timestamp"]
+    assert ts.dtype == np.int64 and sorted(ts.tolist()) == [1, 2, 3, 4, 5, 10, 15, 20, 30]
+
+
+def test_interaction_weights_modes(tiny_tables) -> None:
+    dup = tiny_tables.replace(
+        interactions=pd.concat([tiny_tables.interactions, tiny_tables.interactions.iloc[:1].assign(timestamp=99, rating=1.0)])
+    )
+    kg = build_graph(dup, [InteractionBuilder(weight="count")])
+    assert _edges(kg, ("user", "interacted", "item"))[("u1", "i1")] == 2.0
+    assert any("repeated" in d["reason"] for d in kg.report.dropped)
+    kg = build_graph(dup, [InteractionBuilder(weight="rating")])
+    assert _edges(kg, ("user", "interacted", "item"))[("u1", "i1")] == 1.0  # the latest rating
+    kg = build_graph(dup, [InteractionBuilder(weight="log_count")])
+    assert _edges(kg, ("user", "interacted", "item"))[("u1", "i1")] == pytest.approx(1 + np.log(2))
+    kg = build_graph(tiny_tables, [InteractionBuilder(min_rating=4.0, weight="binary")])
+    e = _edges(kg, ("user", "interacted", "item"))
+    assert set(e.values()) == {1.0} and len(e) == 5
+    with pytest.raises(ConfigError, match="weight must be one of"):
+        InteractionBuilder(weight="stars")
+
+
+def test_tags_are_normalised_and_counted(tiny_graph) -> None:
+    kg = tiny_graph
+    assert kg.node_ids["tag"] == ["funny", "dark"]
+    assert kg.node_attrs["tag"]["count"] == [2, 2]
+    assert kg.node_attrs["tag"]["text"][0] in {"Funny", "funny"}
+    it = _edges(kg, ("item", "tagged_with", "tag"))
+    assert it == {("i1", "funny"): 1.0, ("i3", "funny"): 1.0, ("i4", "dark"): 1.0, ("i3", "dark"): 1.0}
+    assert any("empty tags" in d["reason"] and d["count"] == 1 for d in kg.report.dropped)
+
+
+def test_tag_min_count(tiny_tables) -> None:
+    tags = pd.concat([tiny_tables.tag_assignments, pd.DataFrame({"user_id": ["u2"], "item_id": ["i2"], "tag": ["FUNNY"]})])
+    kg = build_graph(tiny_tables.replace(tag_assignments=tags), [InteractionBuilder(), TagBuilder(min_count=3)])
+    assert kg.node_ids["tag"] == ["funny"]
+
+
+def test_genre_entities(tiny_graph) -> None:
+    kg = tiny_graph
+    genre_ids = [i for i in kg.node_ids["entity"] if i.startswith("genre:")]
+    assert genre_ids == ["genre:drama", "genre:comedy", "genre:sci-fi"]  # "(no genres listed)" ignored
+    e = _edges(kg, ("item", "has_genre", "entity"))
+    assert set(e) == {("i1", "genre:drama"), ("i1", "genre:comedy"), ("i2", "genre:drama"), ("i4", "genre:sci-fi")}
+
+
+def test_knowledge_triples(tiny_tables) -> None:
+    with pytest.raises(SchemaError, match="needs a triples table"):
+        build_graph(tiny_tables.replace(triples=None), [InteractionBuilder(), KnowledgeBuilder()])
+    kg = build_graph(tiny_tables, [InteractionBuilder(), KnowledgeBuilder()])
+    assert _edges(kg, ("item", "film_director", "entity")) == {("i1", "kg:p1"): 1.0, ("i2", "kg:p1"): 1.0}
+    assert _edges(kg, ("item", "film_genre", "item")) == {("i1", "i2"): 1.0}  # both endpoints are items
+    assert _edges(kg, ("entity", "film_director", "entity")) == {("kg:e9", "kg:p2"): 1.0}
+    rel = next(r for r in kg.recipe if r["builder"] == "KnowledgeBuilder")
+    assert rel["info"]["relations"]["film_director"] == "film.director"
+
+
+def test_knowledge_unknown_items(tiny_tables) -> None:
+    ie = pd.DataFrame({"item_id": ["i1", "i99"], "entity_id": ["e1", "e9"]})
+    ie.attrs.update(file="map.txt", lines=np.array([1, 2]))
+    t = tiny_tables.replace(item_entities=ie)
+    with pytest.raises(DataError, match=r"map.txt, line 2, field 'item_id': item 'i99' is not in the data set"):
+        build_graph(t, [InteractionBuilder(), KnowledgeBuilder()])
+    kg = build_graph(t, [InteractionBuilder(), KnowledgeBuilder(unknown_items="drop")])
+    # e9 was i99's entity: its triple is gone; e2 is no item's entity here, so it is a plain entity
+    assert _edges(kg, ("entity", "film_director", "entity")) == {("kg:e2", "kg:p1"): 1.0}
+    reasons = {d["reason"]: d["count"] for d in kg.report.dropped}
+    assert reasons["item-entity links to items not in the data set"] == 1
+    assert reasons["triples touching an item not in the data set"] == 1
+
+
+def test_social_edges_dedup_and_unknown_users(tiny_graph) -> None:
+    e = _edges(tiny_graph, ("user", "friend_of", "user"))
+    assert e == {("u1", "u2"): 1.0}  # (u2, u1) is the same pair; u2-u2 a loop; u9 has no node
+    reasons = [d["reason"] for d in tiny_graph.report.dropped]
+    assert "self-loops" in reasons and "duplicate pairs" in reasons
+    assert any("not a node of the graph" in r for r in reasons)
+
+
+def test_builders_do_not_mutate_tables(tiny_tables) -> None:
+    before = {n: getattr(tiny_tables, n).copy(deep=True) for n in ("interactions", "items", "tag_assignments", "triples")}
+    build_graph(tiny_tables, [InteractionBuilder(min_rating=3), TagBuilder(), ItemAttributeBuilder(), KnowledgeBuilder()])
+    for n, df in before.items():
+        pd.testing.assert_frame_equal(getattr(tiny_tables, n), df)
+
+
+def test_report_and_recipe(tiny_graph) -> None:
+    r = tiny_graph.report
+    assert r.nodes == {"user": 3, "item": 5, "tag": 2, "entity": 6}
+    assert r.edges["user__interacted__item"] == 9
+    assert r.input_rows["interactions"] == 9
+    assert [x["builder"] for x in tiny_graph.recipe] == [
+        "InteractionBuilder",
+        "TagBuilder",
+        "ItemAttributeBuilder",
+        "KnowledgeBuilder",
+        "SocialBuilder",
+    ]
+    assert tiny_graph.recipe[1]["settings"]["min_count"] == 1
+    assert "interacted" in r.to_text()
+
+
+def test_save_load_round_trip(tiny_graph, tmp_path) -> None:
+    kg = tiny_graph
+    feats = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
+    kg.set_features("item", "text", feats, mask=np.array([1, 1, 0, 1, 1], bool))
+    path = kg.save(tmp_path / "g")
+    back = KnowledgeGraph.load(path)
+    assert back.equals(kg, check_report=True), back.diff(kg, check_report=True)
+    np.testing.assert_array_equal(back.features["item"]["text"], feats)
+    assert back.feature_masks["item"]["text"].tolist() == [True, True, False, True, True]
+    assert not any(p.suffix in {".pkl", ".pickle", ".pt"} for p in path.iterdir())
+    with pytest.raises(ConfigError, match="already exists"):
+        kg.save(tmp_path / "g")
+    kg.save(tmp_path / "g", overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g"]  # no temporary leftovers
+
+
+def test_failed_save_leaves_nothing(tiny_graph, tmp_path, monkeypatch) -> None:
+    import safetensors.numpy
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(safetensors.numpy, "save_file", boom)
+    with pytest.raises(OSError, match="disk full"):
+        tiny_graph.save(tmp_path / "g")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_load_errors(tiny_graph, tmp_path) -> None:
+    path = tiny_graph.save(tmp_path / "g")
+    meta = json.loads((path / "graph.json").read_text())
+    meta["format_version"] = 99
+    (path / "graph.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="newer than this graph-rec"):
+        KnowledgeGraph.load(path)
+    (path / "graph.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="corrupt JSON"):
+        KnowledgeGraph.load(path)
+    (path / "nodes.json").unlink()
+    with pytest.raises(CheckpointError, match="nodes.json is missing"):
+        KnowledgeGraph.load(path)
+
+
+def test_graph_checks() -> None:
+    with pytest.raises(SchemaError, match="duplicate ids"):
+        KnowledgeGraph({"user": ["a", "a"]}, {})
+    with pytest.raises(SchemaError, match="out of range"):
+        KnowledgeGraph(
+            {"user": ["a"], "item": ["x"]},
+            {("user", "r", "item"): EdgeStore(np.array([[0], [1]], np.int64), np.ones(1, np.float32))},
+        )
+    with pytest.raises(SchemaError, match="snake_case"):
+        KnowledgeGraph({"User": ["a"]}, {})
+    kg = KnowledgeGraph({"user": ["a", "b"]}, {})
+    with pytest.raises(SchemaError, match=r"must be \[2, dim\]"):
+        kg.set_features("user", "x", np.zeros((3, 2)))

@@ -1,0 +1,123 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from kg_builders.builders.interactions import InteractionBuilder
+from kg_builders.builders.tags import TagBuilder
+from kg_builders.errors import ConfigError, SchemaError
+from kg_builders.graph import build_graph
+from kg_builders.split import make_split, split_cold_item, split_leave_one_out, split_official, split_random, split_temporal
+
+
+def _many(n_users: int = 50, per_user: int = 20, seed: int = 1) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for u in range(n_users):
+        items = rng.choice(200, size=per_user, replace=False)
+        for k, i in enumerate(items):
+            rows.append((f"u{u}", f"i{i}", float(rng.integers(1, 6)), int(rng.integers(0, 10**6))))
+    return pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])
+
+
+def _pairs(df: pd.DataFrame) -> set[tuple[str, str]]:
+    return set(zip(df["user_id"], df["item_id"], strict=True))
+
+
+def test_random_split_is_a_partition_with_per_user_ratios() -> None:
+    df = _many()
+    s = split_random(df, ratios=(0.8, 0.1, 0.1), seed=3)
+    assert sum(s.counts().values()) == len(df)
+    assert not (_pairs(s.train) & _pairs(s.test)) and not (_pairs(s.train) & _pairs(s.valid))
+    per_user = s.test.groupby("user_id").size()
+    assert (per_user == 2).all()  # round(20 * 0.1)
+    assert (s.valid.groupby("user_id").size() == 2).all()
+
+
+def test_random_split_is_deterministic_under_seed() -> None:
+    df = _many()
+    a, b, c = split_random(df, seed=7), split_random(df, seed=7), split_random(df, seed=8)
+    pd.testing.assert_frame_equal(a.test, b.test)
+    assert _pairs(a.test) != _pairs(c.test)
+
+
+def test_small_users_keep_a_training_interaction() -> None:
+    df = pd.DataFrame({"user_id": ["a", "b", "b"], "item_id": ["x", "x", "y"]})
+    s = split_random(df, ratios=(0.5, 0.25, 0.25), seed=0)
+    assert set(s.train["user_id"]) == {"a", "b"}
+
+
+def test_temporal_split_tests_on_the_newest() -> None:
+    df = _many()
+    s = split_temporal(df, ratios=(0.8, 0.1, 0.1))
+    merged = pd.concat([s.train.assign(p=0), s.valid.assign(p=1), s.test.assign(p=2)])
+    for _, g in merged.groupby("user_id"):
+        assert g.loc[g.p == 0, "timestamp"].max() <= g.loc[g.p == 1, "timestamp"].min()
+        assert g.loc[g.p == 1, "timestamp"].max() <= g.loc[g.p == 2, "timestamp"].min()
+    glob = split_temporal(df, ratios=(0.8, 0.1, 0.1), per_user=False)
+    assert glob.train["timestamp"].max() <= glob.test["timestamp"].min()
+
+
+def test_leave_one_out_holds_out_the_last(tiny_tables) -> None:
+    s = split_leave_one_out(tiny_tables)
+    test = dict(zip(s.test["user_id"], s.test["item_id"], strict=True))
+    assert test == {"u1": "i3", "u2": "i4", "u3": "i1"}  # latest by timestamp
+    valid = dict(zip(s.valid["user_id"], s.valid["item_id"], strict=True))
+    assert valid == {"u1": "i2", "u3": "i4"}  # u2 has only 2 interactions: no validation row
+
+
+def test_cold_item_split_never_trains_on_held_out_items() -> None:
+    df = _many()
+    s = split_cold_item(df, ratios=(0.8, 0.1, 0.1), seed=0)
+    cold = set(s.cold_items)
+    assert cold and not (cold & set(s.train["item_id"]))
+    assert set(s.test["item_id"]) | set(s.valid["item_id"]) == cold
+    assert sum(s.counts().values()) == len(df)
+
+
+def test_official_split_is_kept() -> None:
+    df = pd.DataFrame({"user_id": ["a", "a", "b"], "item_id": ["x", "y", "x"], "split": ["train", "test", "train"]})
+    s = split_official(df)
+    assert s.counts() == {"train": 2, "valid": 0, "test": 1}
+    with pytest.raises(SchemaError, match="no official split"):
+        split_official(df.drop(columns="split"))
+
+
+def test_bad_settings() -> None:
+    df = _many(2, 5)
+    with pytest.raises(ConfigError, match="sum to 1"):
+        split_random(df, ratios=(0.5, 0.1, 0.1))
+    with pytest.raises(ConfigError, match="unknown split"):
+        make_split(df, "shuffle")
+    with pytest.raises(SchemaError, match="timestamp"):
+        split_temporal(df.drop(columns="timestamp"))
+
+
+def test_no_held_out_interaction_becomes_an_edge(tiny_tables) -> None:
+    """The honest-evaluation rule: split on tables, build from Split.train_tables only."""
+    s = split_leave_one_out(tiny_tables)
+    train_tables = s.train_tables(tiny_tables)
+    kg = build_graph(train_tables, [InteractionBuilder(), TagBuilder()])
+    e = kg.edges[("user", "interacted", "item")]
+    users = np.array(kg.node_ids["user"])[e.edge_index[0]]
+    items = np.array(kg.node_ids["item"])[e.edge_index[1]]
+    edges = set(zip(users.tolist(), items.tolist(), strict=True))
+    held = _pairs(s.test) | _pairs(s.valid)
+    assert held and not (edges & held)
+    assert edges == _pairs(s.train)
+    # u1's test item is i3, which u1 tagged "funny ": that assignment must not reach the graph
+    ut = kg.edges[("user", "uses_tag", "tag")]
+    tag_pairs = {(kg.node_ids["user"][a], kg.node_ids["tag"][b]) for a, b in ut.edge_index.T}
+    assert ("u1", "funny") in tag_pairs  # from (u1, i1), a training pair
+    it = kg.edges[("item", "tagged_with", "tag")]
+    item_tag = {(kg.node_ids["item"][a], kg.node_ids["tag"][b]): w for (a, b), w in zip(it.edge_index.T, it.edge_weight, strict=True)}
+    assert ("i3", "funny") not in item_tag  # only u1 tagged i3 funny, and that pair is held out
+
+
+def test_builder_refuses_unsplit_interactions() -> None:
+    from kg_builders.tables import Tables
+
+    df = pd.DataFrame({"user_id": ["a", "a"], "item_id": ["x", "y"], "split": ["train", "test"]})
+    with pytest.raises(SchemaError, match="split first"):
+        build_graph(Tables(interactions=df), [InteractionBuilder()])
