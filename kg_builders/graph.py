@@ -21,7 +21,7 @@ import pandas as pd
 
 from kg_builders._files import atomic_dir
 from kg_builders.errors import CheckpointError, SchemaError, UnknownIdError
-from kg_builders.fragment import Builder, Dropped, EdgeBlock, EdgeType, GraphFragment, check_name
+from kg_builders.fragment import Builder, Dropped, EdgeType, GraphFragment, check_name
 from kg_builders.tables import Tables
 
 logger = logging.getLogger(__name__)
@@ -396,21 +396,37 @@ def _plain(v: Any) -> Any:
     return repr(v)
 
 
-def build_graph(tables: Tables, builders: Iterable[Builder]) -> KnowledgeGraph:
+def build_graph(tables: Tables, builders: Iterable[Builder], *, progress: bool = False) -> KnowledgeGraph:
     """Run ``builders`` on ``tables`` and merge their fragments into one graph.
 
     Node order per type is first appearance across fragments, in builder order. Attributes of
     a node given by several builders are merged (the first non-missing value wins). An edge
     whose endpoint no builder declared is dropped and counted in the report.
+
+    Args:
+        tables: the (training) tables.
+        builders: run in order.
+        progress: show a tqdm bar over the builders.
     """
     t0 = time.perf_counter()
     builders = list(builders)
     frags: list[tuple[Any, GraphFragment]] = []
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(builders), desc="building graph", unit="builder")
     for b in builders:
+        if bar is not None:
+            bar.set_postfix_str(type(b).__name__)
         frag = b.build(tables)
+        if bar is not None:
+            bar.update()
         if not isinstance(frag, GraphFragment):
             raise SchemaError(f"{type(b).__name__}.build must return a GraphFragment")
         frags.append((b, frag))
+    if bar is not None:
+        bar.close()
     node_ids: dict[str, list[str]] = {}
     node_pos: dict[str, dict[str, int]] = {}
     attr_vals: dict[str, dict[str, dict[int, Any]]] = {}

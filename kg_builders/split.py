@@ -15,14 +15,17 @@ Protocols:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from kg_builders.errors import ConfigError, SchemaError
+from kg_builders._files import atomic_dir
+from kg_builders.errors import ConfigError, DataError, SchemaError
 from kg_builders.tables import Tables
 
 PARTS = ("train", "valid", "test")
@@ -47,6 +50,26 @@ class Split:
 
     def counts(self) -> dict[str, int]:
         return {p: len(getattr(self, p)) for p in PARTS}
+
+    def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
+        """Write ``train/valid/test.csv`` and ``split.json`` (method, settings, cold items) atomically."""
+        with atomic_dir(path, overwrite=overwrite) as tmp:
+            for part in PARTS:
+                getattr(self, part).to_csv(tmp / f"{part}.csv", index=False)
+            meta = {"method": self.method, "settings": self.settings, "cold_items": list(self.cold_items)}
+            (tmp / "split.json").write_text(json.dumps(meta, indent=2))
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Split:
+        """Read a directory written by :meth:`save` (ids stay strings)."""
+        p = Path(path)
+        for name in ("split.json", *(f"{part}.csv" for part in PARTS)):
+            if not (p / name).is_file():
+                raise DataError(f"{name} is missing from a saved split", file=p)
+        meta = json.loads((p / "split.json").read_text())
+        parts = [pd.read_csv(p / f"{part}.csv", dtype={"user_id": str, "item_id": str}) for part in PARTS]
+        return cls(*parts, meta["method"], meta.get("settings", {}), tuple(meta.get("cold_items", ())))
 
     def held_out_pairs(self) -> pd.MultiIndex:
         """(user_id, item_id) pairs of validation and test."""

@@ -1,0 +1,415 @@
+"""The ``graph-rec`` command line: a thin layer over the public API.
+
+Every subcommand prints a human summary, or with ``--json`` one JSON object on stdout. Errors
+of the project's own tree are printed as one line and exit with status 2. Environment
+variables are read here, at the edge, and nowhere in the library:
+
+* ``GRAPH_REC_CACHE``: the download cache (default: ``data/cache`` in a checkout, else
+  ``~/.cache/graph-rec``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from kg_builders.errors import ConfigError, DownloadError, GraphRecError
+
+logger = logging.getLogger(__name__)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("GRAPH_REC_CACHE")
+    if env:
+        return Path(env)
+    if (REPO / "data" / "catalog.json").is_file():
+        return REPO / "data" / "cache"
+    return Path.home() / ".cache" / "graph-rec"
+
+
+# ----------------------------------------------------------------------------- helpers
+def _emit(args: argparse.Namespace, payload: dict[str, Any], text: str) -> None:
+    if args.json:
+        sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+    else:
+        sys.stdout.write(text.rstrip() + "\n")
+
+
+def _resolve_source(spec: str, cache_dir: Path, *, download: bool) -> tuple[Path, str]:
+    """A folder for ``spec``: an existing path, or a catalog name (cached or downloaded)."""
+    p = Path(spec)
+    if p.exists():
+        return p, p.name
+    from kg_builders.sources.catalog import load_catalog
+    from kg_builders.sources.download import fetch_dataset
+
+    catalog = load_catalog()
+    entry = catalog.get(spec)  # ConfigError listing valid names when unknown
+    if not download:
+        raise ConfigError(f"{spec!r} is not a path; pass --download to fetch it from {entry.files[0].url}")
+    return fetch_dataset(entry, cache_dir=cache_dir, progress=sys.stderr.isatty()), spec
+
+
+def _entity_builder(kind: str, tables: Any):
+    if kind == "none":
+        return None
+    from kg_builders.builders.entities import EntityBuilder, GazetteerExtractor, SpacyExtractor
+
+    if kind == "spacy":
+        return EntityBuilder(extractor=SpacyExtractor())
+    if kind == "synthetic-gazetteer":
+        from kg_builders.sources.synthetic import synthetic_vocabulary
+
+        return EntityBuilder(extractor=GazetteerExtractor(synthetic_vocabulary()))
+    if kind.startswith("gazetteer:"):
+        return EntityBuilder(extractor=GazetteerExtractor.from_list(kind.split(":", 1)[1]))
+    raise ConfigError(f"unknown --entities {kind!r}; valid: none, spacy, gazetteer:<names.tsv>, synthetic-gazetteer")
+
+
+def _split_settings(args: argparse.Namespace) -> dict[str, Any]:
+    if args.split in ("random", "temporal", "cold_item"):
+        ratios = [float(x) for x in args.ratios.split(",")]
+        s: dict[str, Any] = {"ratios": ratios}
+        if args.split != "temporal":
+            s["seed"] = args.seed
+        return s
+    if args.split == "leave_one_out":
+        return {"seed": args.seed}
+    return {}
+
+
+def build_pipeline(
+    tables: Any,
+    *,
+    split: str,
+    split_settings: dict[str, Any],
+    builder_options: dict[str, Any],
+    entities: str,
+    progress: bool,
+) -> tuple[Any, Any]:
+    """Split the tables, then build the graph from the training part only."""
+    from kg_builders.builders.standard import standard_builders
+    from kg_builders.graph import build_graph
+    from kg_builders.split import make_split
+
+    if split == "none":
+        sp = None
+        train_tables = tables
+    else:
+        sp = make_split(tables, split, **split_settings)
+        train_tables = sp.train_tables(tables)
+    builders = standard_builders(train_tables, entities=_entity_builder(entities, tables), **builder_options)
+    kg = build_graph(train_tables, builders, progress=progress)
+    return kg, sp
+
+
+def _save_build(out: Path, kg: Any, sp: Any, *, overwrite: bool) -> None:
+    from kg_builders._files import atomic_dir
+
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        kg.save(tmp / "graph")
+        if sp is not None:
+            sp.save(tmp / "split")
+
+
+def _load_tables(args: argparse.Namespace, cache: Path) -> tuple[Any, str]:
+    from kg_builders.sources.auto import load_dataset
+
+    if args.source == "synthetic":
+        from kg_builders.sources.synthetic import make_synthetic_world
+
+        return make_synthetic_world(seed=args.seed), "synthetic"
+    folder, name = _resolve_source(args.source, cache, download=args.download)
+    tables = load_dataset(folder, format=args.format, on_error=args.on_error)
+    if args.kg:
+        from kg_builders.sources.kg_triples import load_kg_triples
+
+        kg_dir = Path(args.kg)
+        triples, item_entities = load_kg_triples(kg_dir / "kg.txt", kg_dir / "item_index2entity_id.txt")
+        tables = tables.replace(triples=triples, item_entities=item_entities, source=f"{tables.source}+kg")
+    return tables, name
+
+
+# ----------------------------------------------------------------------------- commands
+def cmd_datasets(args: argparse.Namespace) -> int:
+    from kg_builders.sources.catalog import load_catalog
+
+    catalog = load_catalog()
+    cache = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
+    rows = []
+    for e in catalog.entries.values():
+        rows.append({"name": e.name, "format": e.format, "licence": e.licence, "cached": (cache / e.name).is_dir()})
+    text = "\n".join(f"{r['name']:<24} {r['format']:<16} {'cached' if r['cached'] else '':<7} {r['licence']}" for r in rows)
+    _emit(args, {"datasets": rows, "cache_dir": str(cache)}, text)
+    return 0
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    from kg_builders.sources.download import fetch_dataset
+
+    cache = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
+    t0 = time.perf_counter()
+    path = fetch_dataset(args.name, cache_dir=cache, progress=not args.json and sys.stderr.isatty())
+    payload = {"name": args.name, "path": str(path), "seconds": round(time.perf_counter() - t0, 3)}
+    _emit(args, payload, f"{args.name}: {path}")
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    cache = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
+    t0 = time.perf_counter()
+    tables, _ = _load_tables(args, cache)
+    kg, sp = build_pipeline(
+        tables,
+        split=args.split,
+        split_settings=_split_settings(args),
+        builder_options={
+            "weight": args.weight,
+            "min_rating": args.min_rating,
+            "tags": not args.no_tags,
+            "min_tag_count": args.min_tag_count,
+            "genres": not args.no_genres,
+            "social": not args.no_social,
+        },
+        entities=args.entities,
+        progress=not args.json and sys.stderr.isatty(),
+    )
+    out = Path(args.out)
+    _save_build(out, kg, sp, overwrite=args.overwrite)
+    seconds = round(time.perf_counter() - t0, 3)
+    payload = {
+        "out": str(out),
+        "report": kg.report.to_dict(),
+        "split": None if sp is None else {"method": sp.method, "counts": sp.counts()},
+        "seconds": seconds,
+    }
+    split_text = "" if sp is None else f"\nsplit {sp.method}: " + ", ".join(f"{k} {v:,}" for k, v in sp.counts().items())
+    _emit(args, payload, f"{kg.report.to_text()}{split_text}\nwritten to {out} in {seconds:.2f} s")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from kg_builders.graph import KnowledgeGraph
+
+    path = Path(args.path)
+    graph_dir = path / "graph" if (path / "graph").is_dir() else path
+    kg = KnowledgeGraph.load(graph_dir)
+    payload = {"path": str(graph_dir), "schema": kg.schema(), "report": kg.report.to_dict(), "recipe": kg.recipe}
+    recipe = "\n".join(f"  {r['builder']}: {r['settings']}" for r in kg.recipe)
+    _emit(args, payload, f"{kg!r}\n{kg.report.to_text()}\nrecipe:\n{recipe}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from kg_builders.graph import KnowledgeGraph
+
+    path = Path(args.path)
+    graph_dir = path / "graph" if (path / "graph").is_dir() else path
+    kg = KnowledgeGraph.load(graph_dir)
+    out = Path(args.out)
+    t0 = time.perf_counter()
+    if args.to in ("turtle", "nt"):
+        from kg_builders._files import atomic_file
+        from kg_builders.export import to_rdf
+
+        data = to_rdf(kg).serialize(format=args.to, encoding="utf-8")
+        with atomic_file(out) as fh:
+            fh.write(data)
+        detail = {"triples": data.count(b"\n")}
+    elif args.to == "networkx":
+        from kg_builders._files import atomic_file
+        from kg_builders.export import to_networkx
+
+        g = to_networkx(kg)
+        from networkx.readwrite import json_graph
+
+        doc = json_graph.node_link_data(g, edges="edges")
+        with atomic_file(out, "w") as fh:
+            json.dump(doc, fh, default=str)
+        detail = {"nodes": g.number_of_nodes(), "edges": g.number_of_edges()}
+    else:
+        raise ConfigError(f"unknown --to {args.to!r}; valid: turtle, nt, networkx")
+    payload = {"out": str(out), "format": args.to, "seconds": round(time.perf_counter() - t0, 3), **detail}
+    _emit(args, payload, f"exported {kg!r} as {args.to} to {out} ({payload['seconds']:.2f} s)")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The whole chain as it stands: data -> split -> graph -> save/load -> exports."""
+    from kg_builders.export import from_networkx, from_rdf, to_hetero_data, to_homogeneous, to_networkx, to_rdf
+    from kg_builders.graph import KnowledgeGraph
+    from kg_builders.sources.movielens import load_movielens
+
+    steps: list[dict[str, Any]] = []
+    cache = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
+
+    def step(name: str, t0: float, **info: Any) -> None:
+        steps.append({"step": name, "seconds": round(time.perf_counter() - t0, 3), **info})
+        if not args.json:
+            extra = ", ".join(f"{k}={v}" for k, v in info.items())
+            sys.stderr.write(f"[demo] {name:<28} {steps[-1]['seconds']:>7.2f} s  {extra}\n")
+
+    t0 = time.perf_counter()
+    data_note = ""
+    ml_path: Path | None = Path(args.ml_latest_small) if args.ml_latest_small else None
+    if ml_path is None and args.offline:
+        data_note = "--offline: not downloading MovieLens latest-small; using the synthetic world"
+        sys.stderr.write(f"[demo] {data_note}\n")
+    elif ml_path is None:
+        try:
+            from kg_builders.sources.download import fetch_dataset
+
+            ml_path = fetch_dataset("ml-latest-small", cache_dir=cache, timeout=args.timeout)
+        except DownloadError as exc:
+            data_note = f"MovieLens latest-small is not cached and could not be downloaded ({exc}); using the synthetic world"
+            sys.stderr.write(f"[demo] {data_note}\n")
+    if ml_path is not None:
+        tables = load_movielens(ml_path)
+        entities = "none"
+        kg_dir = Path(args.kg) if args.kg else None
+        if kg_dir is not None:
+            from kg_builders.sources.kg_triples import load_kg_triples
+
+            triples, ie = load_kg_triples(kg_dir / "kg.txt", kg_dir / "item_index2entity_id.txt")
+            tables = tables.replace(triples=triples, item_entities=ie, source=f"{tables.source}+kg")
+        dataset = "ml-latest-small"
+    else:
+        from kg_builders.sources.synthetic import make_synthetic_world
+
+        tables = make_synthetic_world(seed=args.seed)
+        entities = "synthetic-gazetteer"
+        dataset = "synthetic"
+    step("load", t0, dataset=dataset, **{k: v for k, v in tables.counts().items()})
+
+    t0 = time.perf_counter()
+    kg, sp = build_pipeline(
+        tables,
+        split="random",
+        split_settings={"ratios": [0.8, 0.1, 0.1], "seed": args.seed},
+        builder_options={},
+        entities=entities,
+        progress=not args.json and sys.stderr.isatty(),
+    )
+    step("split + build", t0, split=sp.counts(), nodes=kg.report.nodes, edge_types=len(kg.edges))
+
+    out = Path(args.out)
+    t0 = time.perf_counter()
+    _save_build(out, kg, sp, overwrite=True)
+    back = KnowledgeGraph.load(out / "graph")
+    same = back.equals(kg, check_report=True)
+    step("save + load", t0, identical=same)
+
+    t0 = time.perf_counter()
+    data = to_hetero_data(kg)
+    data.validate()
+    homo = to_homogeneous(kg)
+    step("to_hetero_data", t0, validate="ok", num_nodes=int(homo.node_type.numel()), num_edges=int(homo.edge_index.shape[1]))
+
+    t0 = time.perf_counter()
+    nx_same = from_networkx(to_networkx(kg)).equals(kg, check_report=True)
+    step("networkx round trip", t0, identical=nx_same)
+
+    t0 = time.perf_counter()
+    ttl = to_rdf(kg).serialize(format="turtle", encoding="utf-8")
+    (out / "graph.ttl").write_bytes(ttl)
+    import rdflib
+
+    rdf_same = from_rdf(rdflib.Graph().parse(data=ttl.decode("utf-8"), format="turtle")).equals(kg, check_report=True)
+    step("RDF (Turtle) round trip", t0, identical=rdf_same, bytes=len(ttl))
+
+    ok = same and nx_same and rdf_same
+    payload = {"dataset": dataset, "note": data_note, "out": str(out), "report": kg.report.to_dict(), "steps": steps, "ok": ok}
+    text = f"{kg.report.to_text()}\n\nwritten to {out}: graph/, split/, graph.ttl\nround trips identical: {ok}"
+    _emit(args, payload, text)
+    return 0 if ok else 1
+
+
+# ----------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="graph-rec", description=__doc__.split("\n")[0])
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-v info, -vv debug)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--json", action="store_true", help="print one machine-readable JSON object")
+        sp.add_argument("--cache-dir", help="download cache (default: $GRAPH_REC_CACHE or data/cache)")
+
+    sp = sub.add_parser("datasets", help="list the data sets of the catalog")
+    common(sp)
+    sp.set_defaults(func=cmd_datasets)
+
+    sp = sub.add_parser("download", help="download a catalog data set (checksum-verified, cached)")
+    sp.add_argument("name")
+    common(sp)
+    sp.set_defaults(func=cmd_download)
+
+    sp = sub.add_parser("build", help="build a knowledge graph from a data set folder or catalog name")
+    sp.add_argument("source", help="a folder, a catalog name (with --download), or 'synthetic'")
+    sp.add_argument("--out", required=True, help="output directory (graph/ and split/)")
+    sp.add_argument("--format", choices=["movielens", "hetrec_lastfm", "lightgcn", "mind_news", "generic"])
+    sp.add_argument("--download", action="store_true", help="download a catalog data set if not cached")
+    sp.add_argument("--kg", help="folder with kg.txt and item_index2entity_id.txt (KGAT/KGCN/MKR format)")
+    sp.add_argument("--split", default="random", choices=["random", "temporal", "leave_one_out", "cold_item", "official", "none"])
+    sp.add_argument("--ratios", default="0.8,0.1,0.1", help="train,valid,test (default 0.8,0.1,0.1)")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--weight", default="rating", choices=["rating", "binary", "count", "log_count"])
+    sp.add_argument("--min-rating", type=float, default=None)
+    sp.add_argument("--min-tag-count", type=int, default=1)
+    sp.add_argument("--no-tags", action="store_true")
+    sp.add_argument("--no-genres", action="store_true")
+    sp.add_argument("--no-social", action="store_true")
+    sp.add_argument("--entities", default="none", help="none | spacy | gazetteer:<names.tsv> | synthetic-gazetteer")
+    sp.add_argument("--on-error", default="raise", choices=["raise", "skip"], help="bad input rows: stop, or skip and count")
+    sp.add_argument("--overwrite", action="store_true")
+    common(sp)
+    sp.set_defaults(func=cmd_build)
+
+    sp = sub.add_parser("info", help="print a saved graph's schema, report and recipe")
+    sp.add_argument("path")
+    common(sp)
+    sp.set_defaults(func=cmd_info)
+
+    sp = sub.add_parser("export", help="export a saved graph to RDF (turtle, nt) or networkx node-link JSON")
+    sp.add_argument("path")
+    sp.add_argument("--to", required=True, choices=["turtle", "nt", "networkx"])
+    sp.add_argument("--out", required=True)
+    common(sp)
+    sp.set_defaults(func=cmd_export)
+
+    sp = sub.add_parser("demo", help="the whole chain on MovieLens latest-small (or the synthetic world)")
+    sp.add_argument("--ml-latest-small", help="a local copy of ml-latest-small")
+    sp.add_argument("--kg", help="a KG folder to join (kg.txt, item_index2entity_id.txt), e.g. MKR's movie KG")
+    sp.add_argument("--out", default="out/demo")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--timeout", type=float, default=20.0, help="download timeout in seconds")
+    sp.add_argument("--offline", action="store_true", help="do not try to download; use a local copy or the synthetic world")
+    common(sp)
+    sp.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        return int(args.func(args))
+    except GraphRecError as exc:
+        if getattr(args, "json", False):
+            sys.stdout.write(json.dumps({"error": type(exc).__name__, "message": str(exc)}) + "\n")
+        sys.stderr.write(f"graph-rec: error: {exc}\n")
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
