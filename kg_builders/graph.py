@@ -234,12 +234,13 @@ class KnowledgeGraph:
             out.append(f"edge types differ: {sorted(set(self.edges) ^ set(other.edges))}")
         for k in set(self.edges) & set(other.edges):
             a, b = _canonical(self.edges[k]), _canonical(other.edges[k])
-            if set(a) != set(b) or any(not np.array_equal(a[n], b[n]) for n in a):
+            if set(a) != set(b) or any(not _same_array(a[n], b[n]) for n in a):
                 out.append(f"edges {k} differ")
-        for t in set(self.features) | set(other.features):
-            fa, fb = self.features.get(t, {}), other.features.get(t, {})
-            if set(fa) != set(fb) or any(not np.array_equal(fa[n], fb[n]) for n in fa):
-                out.append(f"features of {t} differ")
+        for what, mine, theirs in (("features", self.features, other.features), ("feature masks", self.feature_masks, other.feature_masks)):
+            for t in set(mine) | set(theirs):
+                fa, fb = mine.get(t, {}), theirs.get(t, {})
+                if set(fa) != set(fb) or any(not _same_array(fa[n], fb[n]) for n in fa):
+                    out.append(f"{what} of {t} differ")
         if check_report and (self.report.to_dict() != other.report.to_dict() or self.recipe != other.recipe):
             out.append("report or recipe differ")
         return out
@@ -364,8 +365,15 @@ def _attrs_json(a: dict) -> str:
     return json.dumps(a, sort_keys=True, default=_json_default)
 
 
+def _same_array(a: np.ndarray, b: np.ndarray) -> bool:
+    """Same dtype, shape and values (NaN equals NaN)."""
+    if a.dtype != b.dtype or a.shape != b.shape:
+        return False
+    return bool(np.array_equal(a, b, equal_nan=a.dtype.kind in "fc"))
+
+
 def _canonical(e: EdgeStore) -> dict[str, np.ndarray]:
-    cols = [e.edge_weight] + [e.attrs[k] for k in sorted(e.attrs)]
+    cols = [e.edge_weight] + [e.attrs[k] for k in sorted(e.attrs) if e.attrs[k].ndim == 1]
     order = np.lexsort(tuple(reversed([e.edge_index[0], e.edge_index[1], *cols])))
     out = {"edge_index": e.edge_index[:, order], "edge_weight": e.edge_weight[order]}
     out.update({f"attr/{k}": v[order] for k, v in e.attrs.items()})

@@ -1,0 +1,37 @@
+"""Exporters of a :class:`~kg_builders.graph.KnowledgeGraph`: pure ``to_*`` functions returning new objects.
+
+- :func:`to_hetero_data`, :func:`to_homogeneous`: PyTorch Geometric tensors.
+- :func:`to_networkx` / :func:`from_networkx`: a networkx ``MultiDiGraph``, and back.
+- :func:`to_rdf` / :func:`from_rdf`: an rdflib ``Graph`` in the :data:`GR` vocabulary, and back;
+  write it with ``to_rdf(kg).serialize(destination=path, format=rdf_format_for(path), encoding="utf-8")``.
+
+The heavy libraries (torch_geometric, networkx, rdflib) are imported when a function is called.
+"""
+
+from typing import Any
+
+from kg_builders.export.hetero import HomogeneousView, to_hetero_data, to_homogeneous
+from kg_builders.export.networkx_graph import from_networkx, to_networkx
+from kg_builders.export.rdf_graph import from_rdf, rdf_format_for, to_rdf
+
+
+def __getattr__(name: str) -> Any:
+    # GR is an rdflib Namespace, made on first use so that importing this package does not import rdflib
+    if name == "GR":
+        from kg_builders.export import rdf_graph
+
+        return rdf_graph.GR
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = [
+    "GR",
+    "HomogeneousView",
+    "from_networkx",
+    "from_rdf",
+    "rdf_format_for",
+    "to_hetero_data",
+    "to_homogeneous",
+    "to_networkx",
+    "to_rdf",
+]

@@ -1,0 +1,464 @@
+"""A :class:`~kg_builders.graph.KnowledgeGraph` as an rdflib ``Graph``, and back.
+
+One vocabulary namespace, :data:`GR` (``https://w3id.org/graph-rec/ns#``, prefix ``gr``), and
+resources under ``base`` (default ``https://w3id.org/graph-rec/``):
+
+- node ``<base>node/<node_type>/<percent-encoded id>``: ``rdf:type gr:<NodeTypeInCamelCase>``
+  (``user`` -> ``gr:User``, ``item_genre`` -> ``gr:ItemGenre``), ``gr:nodeType``, ``gr:nodeId``,
+  ``gr:index`` (position within its type), ``gr:attr_<name>`` per non-``None`` node attribute
+  (lists and dicts as ``rdf:JSON`` literals, scalars with their XSD type), and with
+  ``include_features`` ``gr:feature_<slot>`` (``rdf:JSON`` list) and ``gr:featureMask_<slot>``;
+- each edge twice: the direct triple ``src gr:<relation> dst`` for querying (parallel edges
+  collapse into one such triple, RDF being a set), and the reified statement
+  ``<base>edge/<src>__<relation>__<dst>/<i>`` (``rdf:type rdf:Statement``) with ``gr:source``,
+  ``gr:target``, ``gr:relation``, ``gr:index``, ``gr:weight`` and ``gr:attr_<name>`` per edge
+  attribute, which is what :func:`from_rdf` reads;
+- the graph ``<base>graph`` (``rdf:type void:Dataset``) with ``gr:formatVersion`` and, as
+  ``rdf:JSON`` literals, ``gr:nodeTypes`` and ``gr:edgeTypes`` (in order), ``gr:recipe``,
+  ``gr:report`` and ``gr:schema`` (attribute names, dtypes and shapes).
+
+Numbers are written so that they read back bit for bit, whatever the syntax: float32 values
+(weights) as ``xsd:float`` with the exact decimal of the float32 value; float64 values as
+``xsd:decimal`` (rdflib's Turtle writer rounds ``xsd:double`` to 7 digits), with ``NaN`` and
+``INF`` as ``xsd:double``; integers as ``xsd:integer``.
+
+Write a file with ``to_rdf(kg).serialize(destination=path, format=rdf_format_for(path),
+encoding="utf-8")`` and read one with ``g = rdflib.Graph(); g.parse(path,
+format=rdf_format_for(path)); from_rdf(g)``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+import numpy as np
+
+from kg_builders._optional import require
+from kg_builders.errors import ConfigError, SchemaError
+from kg_builders.fragment import EdgeType
+from kg_builders.graph import BuildReport, EdgeStore, KnowledgeGraph, edge_key
+
+if TYPE_CHECKING:
+    import rdflib
+
+logger = logging.getLogger(__name__)
+
+#: the project vocabulary namespace (classes, properties)
+GR_IRI = "https://w3id.org/graph-rec/ns#"
+#: default base of node, edge and graph resources
+DEFAULT_BASE = "https://w3id.org/graph-rec/"
+FORMAT_VERSION = 1
+#: file suffix -> rdflib format name
+RDF_FORMATS = {".ttl": "turtle", ".nt": "nt"}
+
+
+def __getattr__(name: str) -> Any:
+    # GR is an rdflib Namespace; rdflib is optional, so it is made on first use
+    if name == "GR":
+        return require("rdflib").Namespace(GR_IRI)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def rdf_format_for(path: str | Path) -> str:
+    """The rdflib format name for a file: ``.ttl`` -> ``"turtle"``, ``.nt`` -> ``"nt"``.
+
+    Raises:
+        ConfigError: another suffix.
+    """
+    suffix = Path(path).suffix.lower()
+    if suffix not in RDF_FORMATS:
+        raise ConfigError(f"cannot tell the RDF format of {str(path)!r}: use one of the suffixes {sorted(RDF_FORMATS)}")
+    return RDF_FORMATS[suffix]
+
+
+def class_name(node_type: str) -> str:
+    """``user`` -> ``User``, ``item_genre`` -> ``ItemGenre``: the local name of a node type's class."""
+    return "".join(part[:1].upper() + part[1:] for part in node_type.split("_"))
+
+
+def node_iri(node_type: str, node_id: str, *, base: str = DEFAULT_BASE) -> str:
+    """``<base>node/<node_type>/<id>`` with every character of the id outside ``A-Za-z0-9_.-~`` percent-encoded."""
+    return f"{base}node/{node_type}/{quote(node_id, safe='')}"
+
+
+def to_rdf(kg: KnowledgeGraph, *, base: str = DEFAULT_BASE, include_features: bool = True) -> rdflib.Graph:
+    """The graph as an rdflib ``Graph`` (layout in the module docstring).
+
+    Args:
+        kg: the graph; not modified.
+        base: IRI prefix of node, edge and graph resources; ends with ``/`` or ``#``.
+        include_features: write feature rows and masks (without them :func:`from_rdf` gives a
+            graph with no features).
+
+    Raises:
+        ConfigError: ``base`` does not end with ``/`` or ``#``.
+        SchemaError: a node attribute value that is not JSON-like (str, int, float, bool, list,
+            tuple, dict, numpy scalar or array).
+        MissingDependencyError: rdflib is not installed.
+    """
+    rdflib = require("rdflib")
+    from rdflib import RDF, Literal, URIRef
+    from rdflib.namespace import VOID
+
+    if not isinstance(base, str) or not base.endswith(("/", "#")):
+        raise ConfigError(f"base must be an IRI ending with '/' or '#', got {base!r}")
+    gr = rdflib.Namespace(GR_IRI)
+    g = rdflib.Graph()
+    g.bind("gr", gr)
+    g.bind("void", VOID)
+    p_type, p_id, p_index = gr["nodeType"], gr["nodeId"], gr["index"]
+    for t in kg.node_types:
+        cls = gr[class_name(t)]
+        attrs = [(gr[_attr_local(n)], v) for n, v in kg.node_attrs.get(t, {}).items()]
+        feats = [(gr[_feature_local(n)], a) for n, a in kg.features.get(t, {}).items()] if include_features else []
+        masks = [(gr[_mask_local(n)], a) for n, a in kg.feature_masks.get(t, {}).items()] if include_features else []
+        lit_type = Literal(t)
+        for i, node_id in enumerate(kg.node_ids[t]):
+            n = URIRef(node_iri(t, node_id, base=base))
+            g.add((n, RDF.type, cls))
+            g.add((n, p_type, lit_type))
+            g.add((n, p_id, Literal(node_id)))
+            g.add((n, p_index, Literal(i)))
+            for p, values in attrs:
+                if values[i] is not None:
+                    g.add((n, p, _literal(values[i])))
+            for p, arr in feats:
+                g.add((n, p, _json_literal(arr[i].tolist())))
+            for p, arr in masks:
+                g.add((n, p, Literal(bool(arr[i]))))
+    p_src, p_dst, p_rel, p_w = gr["source"], gr["target"], gr["relation"], gr["weight"]
+    for et, e in kg.edges.items():
+        s, r, d = et
+        key = edge_key(et)
+        pred, lit_rel = gr[r], Literal(r)
+        src_iris = [URIRef(node_iri(s, x, base=base)) for x in kg.node_ids[s]]
+        dst_iris = src_iris if d == s else [URIRef(node_iri(d, x, base=base)) for x in kg.node_ids[d]]
+        weights = _array_literals(np.asarray(e.edge_weight))
+        attrs = [(gr[_attr_local(n)], _array_literals(np.asarray(v))) for n, v in e.attrs.items()]
+        for i, (a, b) in enumerate(np.asarray(e.edge_index).T.tolist()):
+            src, dst = src_iris[a], dst_iris[b]
+            g.add((src, pred, dst))
+            stmt = URIRef(f"{base}edge/{key}/{i}")
+            g.add((stmt, RDF.type, RDF.Statement))
+            g.add((stmt, p_src, src))
+            g.add((stmt, p_dst, dst))
+            g.add((stmt, p_rel, lit_rel))
+            g.add((stmt, p_index, Literal(i)))
+            g.add((stmt, p_w, weights[i]))
+            for p, lits in attrs:
+                g.add((stmt, p, lits[i]))
+    meta = URIRef(f"{base}graph")
+    g.add((meta, RDF.type, VOID.Dataset))
+    g.add((meta, gr["formatVersion"], Literal(FORMAT_VERSION)))
+    g.add((meta, gr["nodeTypes"], _json_literal(kg.node_types)))
+    g.add((meta, gr["edgeTypes"], _json_literal([list(et) for et in kg.edge_types])))
+    g.add((meta, gr["recipe"], _json_literal(kg.recipe)))
+    g.add((meta, gr["report"], _json_literal(kg.report.to_dict())))
+    g.add((meta, gr["schema"], _json_literal(_schema(kg, include_features))))
+    logger.debug("to_rdf: %d triples", len(g))
+    return g
+
+
+def from_rdf(g: rdflib.Graph) -> KnowledgeGraph:
+    """Read back a graph written by :func:`to_rdf` (also after serialising and parsing it).
+
+    Nodes come from the resources with a ``gr:nodeType`` literal, in ``gr:index`` order; edges
+    from the reified statements (``rdf:Statement`` with ``gr:source``), in ``gr:index`` order.
+
+    Raises:
+        SchemaError: no or several graph resources (``gr:nodeTypes``), a newer format version,
+            a node or edge with a missing or repeated property, node indices that are not
+            ``0 .. n-1``, or an edge whose type is not listed in ``gr:edgeTypes``.
+        MissingDependencyError: rdflib is not installed.
+    """
+    rdflib = require("rdflib")
+    from rdflib import RDF
+
+    gr = rdflib.Namespace(GR_IRI)
+    metas = sorted(set(g.subjects(gr["nodeTypes"], None)))
+    if len(metas) != 1:
+        raise SchemaError(f"expected one graph resource with gr:nodeTypes, found {len(metas)}")
+    meta = metas[0]
+    version = _one(g, meta, gr["formatVersion"])
+    if int(version.toPython()) > FORMAT_VERSION:
+        raise SchemaError(f"RDF graph has format version {version}, newer than this graph-rec reads ({FORMAT_VERSION})")
+    node_types: list[str] = _from_literal(_one(g, meta, gr["nodeTypes"]))
+    edge_types: list[EdgeType] = [(s, r, d) for s, r, d in _from_literal(_one(g, meta, gr["edgeTypes"]))]
+    schema = _from_literal(_one(g, meta, gr["schema"]))
+    for part in ("node_attrs", "features", "feature_masks"):
+        unknown = sorted(set(schema[part]) - set(node_types))
+        if unknown:
+            raise SchemaError(f"gr:schema lists {part} of node types {unknown} that are not in gr:nodeTypes")
+
+    # ---- nodes
+    types = _literal_map(g, gr["nodeType"])
+    ids, positions = _literal_map(g, gr["nodeId"]), _literal_map(g, gr["index"])
+    members: dict[str, list[tuple[int, Any]]] = {t: [] for t in node_types}
+    for subj, lit in types.items():
+        t = str(lit)
+        if t not in members:
+            raise SchemaError(f"node {subj} has node type {t!r}, not in gr:nodeTypes {node_types}")
+        if subj not in positions or subj not in ids:
+            raise SchemaError(f"node {subj} lacks gr:index or gr:nodeId")
+        members[t].append((int(positions[subj].toPython()), subj))
+    node_ids: dict[str, list[str]] = {}
+    where: dict[Any, tuple[str, int]] = {}
+    for t, ms in members.items():
+        ms.sort(key=lambda m: m[0])
+        if [m[0] for m in ms] != list(range(len(ms))):
+            raise SchemaError(f"gr:index values of {t!r} nodes are not 0 .. {len(ms) - 1}")
+        node_ids[t] = [str(ids[subj]) for _, subj in ms]
+        where.update({subj: (t, i) for i, subj in ms})
+
+    node_attrs = {}
+    for t, names in schema["node_attrs"].items():
+        subjects = [subj for _, subj in members[t]]
+        node_attrs[t] = {}
+        for name in names:
+            values = _literal_map(g, gr[_attr_local(name)], subjects=set(subjects))
+            node_attrs[t][name] = [_from_literal(values[s]) if s in values else None for s in subjects]
+    features: dict[str, dict[str, np.ndarray]] = {}
+    masks: dict[str, dict[str, np.ndarray]] = {}
+    for t, slots in schema["features"].items():
+        subjects = [subj for _, subj in members[t]]
+        for slot, spec in slots.items():
+            rows = _required(g, gr[_feature_local(slot)], subjects, f"feature {slot!r} of {t!r} nodes")
+            arr = np.asarray([_from_literal(x) for x in rows], dtype=np.dtype(spec["dtype"]))
+            features.setdefault(t, {})[slot] = arr.reshape(len(subjects), spec["dim"])
+    for t, slots in schema["feature_masks"].items():
+        subjects = [subj for _, subj in members[t]]
+        for slot in slots:
+            rows = _required(g, gr[_mask_local(slot)], subjects, f"feature mask {slot!r} of {t!r} nodes")
+            masks.setdefault(t, {})[slot] = np.asarray([bool(x.toPython()) for x in rows], dtype=bool)
+
+    # ---- edges
+    statements = set(g.subjects(RDF.type, RDF.Statement))
+    sources = _object_map(g, gr["source"], statements)
+    targets = _object_map(g, gr["target"], sources)
+    relations = _literal_map(g, gr["relation"], subjects=sources)
+    weights = _literal_map(g, gr["weight"], subjects=sources)
+    edge_pos = _literal_map(g, gr["index"], subjects=sources)
+    grouped: dict[EdgeType, list[Any]] = {et: [] for et in edge_types}
+    for stmt, src in sources.items():
+        for what, m in (
+            ("gr:target", targets),
+            ("gr:relation", relations),
+            ("gr:weight", weights),
+            ("gr:index", edge_pos),
+        ):
+            if stmt not in m:
+                raise SchemaError(f"edge {stmt} lacks {what}")
+        dst = targets[stmt]
+        if src not in where or dst not in where:
+            raise SchemaError(f"edge {stmt} links a resource that is not a node")
+        et = (where[src][0], str(relations[stmt]), where[dst][0])
+        if et not in grouped:
+            raise SchemaError(f"edge {stmt} has type {et}, not in gr:edgeTypes")
+        grouped[et].append(stmt)
+    edges = {}
+    for et, stmts in grouped.items():
+        spec = schema["edges"][edge_key(et)]
+        stmts.sort(key=lambda s: int(edge_pos[s].toPython()))
+        n = len(stmts)
+        edge_index = np.asarray(
+            [[where[sources[s]][1] for s in stmts], [where[targets[s]][1] for s in stmts]], dtype=np.int64
+        ).reshape(2, n)
+        weight = np.asarray([_from_literal(weights[s]) for s in stmts], dtype=np.dtype(spec["weight"]))
+        attrs = {}
+        for name, a in spec["attrs"].items():
+            lits = _required(g, gr[_attr_local(name)], stmts, f"edge attribute {name!r} of {et}")
+            attrs[name] = _array([_from_literal(x) for x in lits], a["dtype"], a["shape"])
+        edges[et] = EdgeStore(edge_index, weight, attrs)
+    return KnowledgeGraph(
+        node_ids,
+        edges,
+        node_attrs=node_attrs,
+        features=features,
+        feature_masks=masks,
+        report=BuildReport.from_dict(_from_literal(_one(g, meta, gr["report"]))),
+        recipe=_from_literal(_one(g, meta, gr["recipe"])),
+    )
+
+
+# --------------------------------------------------------------------- reading helpers
+def _one(g: rdflib.Graph, subj: Any, pred: Any) -> Any:
+    values = list(g.objects(subj, pred))
+    if len(values) != 1:
+        raise SchemaError(f"{subj} has {len(values)} values of {pred}, expected 1")
+    return values[0]
+
+
+def _literal_map(g: rdflib.Graph, pred: Any, *, subjects: Any = None) -> dict[Any, Any]:
+    """Subject -> its one literal value of ``pred`` (resources as objects are direct edges, skipped)."""
+    from rdflib import Literal
+
+    out: dict[Any, Any] = {}
+    for s, o in g.subject_objects(pred):
+        if not isinstance(o, Literal) or (subjects is not None and s not in subjects):
+            continue
+        if s in out:
+            raise SchemaError(f"{s} has several values of {pred}")
+        out[s] = o
+    return out
+
+
+def _object_map(g: rdflib.Graph, pred: Any, subjects: Any) -> dict[Any, Any]:
+    out: dict[Any, Any] = {}
+    for s, o in g.subject_objects(pred):
+        if s in subjects:
+            if s in out:
+                raise SchemaError(f"{s} has several values of {pred}")
+            out[s] = o
+    return out
+
+
+def _required(g: rdflib.Graph, pred: Any, subjects: list[Any], what: str) -> list[Any]:
+    values = _literal_map(g, pred, subjects=set(subjects))
+    missing = [s for s in subjects if s not in values]
+    if missing:
+        raise SchemaError(f"{len(missing)} resource(s) lack {what}, e.g. {missing[0]}")
+    return [values[s] for s in subjects]
+
+
+def _from_literal(lit: Any) -> Any:
+    """A Python value from a literal written by :func:`_literal` / :func:`_array_literals`."""
+    from rdflib import RDF, XSD
+
+    dt = lit.datatype
+    if dt == RDF.JSON:
+        return json.loads(str(lit))
+    if dt is None or dt == XSD.string:
+        return str(lit)
+    if dt == XSD.boolean:
+        text = str(lit).strip()
+        if text not in ("true", "false", "1", "0"):
+            raise SchemaError(f"bad xsd:boolean {text!r}")
+        return text in ("true", "1")
+    if dt in (XSD.integer, XSD.long, XSD.int, XSD.short, XSD.byte, XSD.nonNegativeInteger):
+        return int(str(lit))
+    if dt in (XSD.decimal, XSD.double, XSD.float):
+        text = str(lit).strip()
+        return float(Decimal(text)) if dt == XSD.decimal else float(text)
+    raise SchemaError(f"literal {lit!r} has datatype {dt} that graph-rec does not read")
+
+
+def _array(values: list[Any], dtype: str, shape: list[int]) -> np.ndarray:
+    dt = np.dtype(dtype)
+    if dt == np.dtype(object) and not shape:
+        out = np.empty(len(values), dtype=object)
+        out[:] = values
+        return out
+    return np.asarray(values, dtype=dt).reshape((len(values), *shape))
+
+
+# --------------------------------------------------------------------- writing helpers
+def _attr_local(name: str) -> str:
+    return "attr_" + quote(name, safe="")
+
+
+def _feature_local(slot: str) -> str:
+    return "feature_" + quote(slot, safe="")
+
+
+def _mask_local(slot: str) -> str:
+    return "featureMask_" + quote(slot, safe="")
+
+
+def _schema(kg: KnowledgeGraph, include_features: bool) -> dict[str, Any]:
+    return {
+        "node_attrs": {t: list(a) for t, a in kg.node_attrs.items()},
+        "edges": {
+            edge_key(et): {
+                "weight": _dtype_name(np.asarray(e.edge_weight).dtype),
+                "attrs": {
+                    n: {"dtype": _dtype_name(np.asarray(v).dtype), "shape": list(np.asarray(v).shape[1:])}
+                    for n, v in e.attrs.items()
+                },
+            }
+            for et, e in kg.edges.items()
+        },
+        "features": {
+            t: {n: {"dtype": _dtype_name(a.dtype), "dim": int(a.shape[1])} for n, a in s.items()}
+            for t, s in kg.features.items()
+        }
+        if include_features
+        else {},
+        "feature_masks": {t: list(s) for t, s in kg.feature_masks.items()} if include_features else {},
+    }
+
+
+def _dtype_name(dt: np.dtype) -> str:
+    return dt.name if np.dtype(dt.name) == dt else dt.str
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, tuple):
+        return list(o)
+    raise SchemaError(f"value of type {type(o).__name__} cannot be written to RDF")
+
+
+def _json_literal(value: Any) -> Any:
+    from rdflib import RDF, Literal
+
+    return Literal(json.dumps(value, ensure_ascii=False, default=_json_default), datatype=RDF.JSON)
+
+
+def _literal(v: Any) -> Any:
+    """A literal for a node or edge attribute value: XSD-typed scalars, ``rdf:JSON`` for the rest."""
+    from rdflib import Literal
+
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, bool):
+        return Literal(v)
+    if isinstance(v, int):
+        return Literal(v)
+    if isinstance(v, float):
+        return _double_literal(v)
+    if isinstance(v, str):
+        return Literal(v)
+    if isinstance(v, (list, tuple, dict, np.ndarray)):
+        return _json_literal(v)
+    raise SchemaError(f"value of type {type(v).__name__} cannot be written to RDF")
+
+
+def _nonfinite(x: float) -> str:
+    return "NaN" if math.isnan(x) else ("INF" if x > 0 else "-INF")
+
+
+def _double_literal(x: float) -> Any:
+    from rdflib import XSD, Literal
+
+    if not math.isfinite(x):
+        return Literal(_nonfinite(x), datatype=XSD.double)
+    text = format(Decimal(repr(x)), "f")
+    if "." not in text:
+        text += ".0"
+    return Literal(text, datatype=XSD.decimal)
+
+
+def _float32_literal(x: float) -> Any:
+    from rdflib import XSD, Literal
+
+    if not math.isfinite(x):
+        return Literal(_nonfinite(x), datatype=XSD.float)
+    return Literal(repr(float(np.float32(x))), datatype=XSD.float)
+
+
+def _array_literals(arr: np.ndarray) -> list[Any]:
+    """One literal per row of ``arr`` (rows of arrays with more than one dimension as ``rdf:JSON``)."""
+    if arr.ndim > 1:
+        return [_json_literal(row) for row in arr.tolist()]
+    if arr.dtype.kind == "f" and arr.dtype.itemsize <= 4:
+        return [_float32_literal(x) for x in arr.tolist()]
+    return [_literal(x) for x in arr.tolist()]
