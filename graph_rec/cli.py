@@ -146,9 +146,9 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     catalog = load_catalog()
     cache = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
     rows = []
-    for e in catalog.entries.values():
-        rows.append({"name": e.name, "format": e.format, "licence": e.licence, "cached": (cache / e.name).is_dir()})
-    text = "\n".join(f"{r['name']:<24} {r['format']:<16} {'cached' if r['cached'] else '':<7} {r['licence']}" for r in rows)
+    for e in catalog.datasets:
+        rows.append({"name": e.name, "format": e.format, "licence": e.licence.text, "cached": (cache / e.name).is_dir()})
+    text = "\n".join(f"{r['name']:<24} {r['format']:<16} {'cached' if r['cached'] else '':<7} {r['licence'][:70]}" for r in rows)
     _emit(args, {"datasets": rows, "cache_dir": str(cache)}, text)
     return 0
 
@@ -166,6 +166,9 @@ def cmd_download(args: argparse.Namespace) -> int:
 
 def cmd_build(args: argparse.Namespace) -> int:
     cache = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:  # fail before the expensive part
+        raise ConfigError(f"{out} already exists; pass --overwrite to replace it")
     t0 = time.perf_counter()
     tables, _ = _load_tables(args, cache)
     kg, sp = build_pipeline(
@@ -183,7 +186,6 @@ def cmd_build(args: argparse.Namespace) -> int:
         entities=args.entities,
         progress=not args.json and sys.stderr.isatty(),
     )
-    out = Path(args.out)
     _save_build(out, kg, sp, overwrite=args.overwrite)
     seconds = round(time.perf_counter() - t0, 3)
     payload = {

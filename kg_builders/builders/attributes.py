@@ -7,18 +7,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from kg_builders.builders.entities import entity_id
 from kg_builders.errors import SchemaError
-from kg_builders.fragment import EdgeBlock, GraphFragment, NodeBlock, check_name, normalise_key
+from kg_builders.fragment import EdgeBlock, GraphFragment, NodeBlock, check_name
 from kg_builders.tables import Tables
-
-
-def entity_id(entity_type: str, name: str) -> str:
-    """The id of an entity node: ``"<type>:<normalised name>"``, e.g. ``"genre:sci-fi"``.
-
-    Entities from attributes, extractors and gazetteers share this id, so the same entity
-    found two ways is one node.
-    """
-    return f"{entity_type.lower()}:{normalise_key(name)}"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,7 +45,7 @@ class ItemAttributeBuilder:
         )
         pairs = pd.DataFrame({"item_id": items["item_id"].astype(str), "value": values}).explode("value").dropna()
         pairs = pairs.loc[~pairs["value"].isin(self.ignore) & (pairs["value"].astype(str).str.strip() != "")]
-        pairs["entity"] = [entity_id(self.entity_type, v) for v in pairs["value"]]
+        pairs["entity"] = [entity_id(str(v), self.entity_type) for v in pairs["value"]]
         pairs = pairs.drop_duplicates(["item_id", "entity"])
         names = pairs.drop_duplicates("entity")
         nodes = NodeBlock(

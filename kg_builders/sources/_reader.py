@@ -53,7 +53,7 @@ def decode_file(path: str | Path, encoding: str) -> str:
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
         raise DataError(
-            f"bytes {raw[exc.start:exc.end]!r} are not valid {encoding}; pass the file's encoding "
+            f"bytes {raw[exc.start : exc.end]!r} are not valid {encoding}; pass the file's encoding "
             "(e.g. encoding='latin-1')",
             file=p,
             line=line,
@@ -66,9 +66,23 @@ def decode_file(path: str | Path, encoding: str) -> str:
     return text
 
 
-def _split_rows(text: str, sep: str, quoting: bool) -> list[tuple[int, list[str]]]:
-    """Split text into (line number, fields), skipping blank lines. Python-level, exact line numbers."""
+def sep_label(sep: str | None) -> str:
+    """How a separator is named in messages: ``'\\t'`` for a tab, ``whitespace`` for ``None``."""
+    return "whitespace" if sep is None else repr(sep)
+
+
+def _split_rows(text: str, sep: str | None, quoting: bool) -> list[tuple[int, list[str]]]:
+    """Split text into (line number, fields), skipping blank lines. Python-level, exact line numbers.
+
+    ``sep=None`` splits on runs of whitespace (no quoting).
+    """
     rows: list[tuple[int, list[str]]] = []
+    if sep is None:
+        for i, line in enumerate(text.split("\n"), start=1):
+            fields = line.split()
+            if fields:
+                rows.append((i, fields))
+        return rows
     if quoting and len(sep) == 1:
         reader = csv.reader(io.StringIO(text), delimiter=sep)
         start = 1
@@ -86,7 +100,7 @@ def _split_rows(text: str, sep: str, quoting: bool) -> list[tuple[int, list[str]
 def read_delimited(
     path: str | Path,
     *,
-    sep: str,
+    sep: str | None,
     columns: Sequence[str] | None = None,
     header: bool = True,
     rename: Mapping[str, str] | None = None,
@@ -101,7 +115,8 @@ def read_delimited(
 
     Args:
         path: the file.
-        sep: the field separator (may be several characters, e.g. ``"::"``).
+        sep: the field separator (may be several characters, e.g. ``"::"``); ``None`` splits on
+            runs of whitespace (spaces and tabs; no quoting).
         columns: the expected column names. With ``header=True`` these must all appear in the
             header (extra header columns are kept); with ``header=False`` they name the fields.
         header: whether the first non-blank line is a header.
@@ -141,10 +156,8 @@ def read_delimited(
                 hint = ""
                 for other in ("\t", ",", ";", "|", "::"):
                     if other != sep and len(head) == 1 and other in head[0]:
-                        hint = f"; the header contains {other!r}: wrong delimiter? (expected {sep!r})"
-                raise DataError(
-                    f"missing column(s) {missing}; header has {head}{hint}", file=p, line=head_line
-                )
+                        hint = f"; the header contains {other!r}: wrong delimiter? (expected {sep_label(sep)})"
+                raise DataError(f"missing column(s) {missing}; header has {head}{hint}", file=p, line=head_line)
         names = head
     else:
         if columns is None:
@@ -162,16 +175,16 @@ def read_delimited(
         n = len(fields)
         if keep_rest:
             if n < min_fields:  # type: ignore[operator]
-                bad(line, None, f"expected at least {min_fields} fields separated by {sep!r}, found {n}")
+                bad(line, None, f"expected at least {min_fields} fields separated by {sep_label(sep)}, found {n}")
                 continue
             base = fields[:width] + [""] * max(0, width - n)
             rest.append(fields[width:])
         else:
             if n != width:
                 hint = ""
-                if n == 1 and sep not in fields[0]:
+                if n == 1 and sep is not None and sep not in fields[0]:
                     hint = f" (wrong delimiter? expected {sep!r})"
-                bad(line, None, f"expected {width} fields separated by {sep!r}, found {n}{hint}")
+                bad(line, None, f"expected {width} fields separated by {sep_label(sep)}, found {n}{hint}")
                 continue
             base = fields
         good_lines.append(line)
@@ -230,7 +243,9 @@ def read_delimited(
     return frame, issues
 
 
-def duplicate_rows(frame: pd.DataFrame, key: Sequence[str], *, what: str, on_error: str, file: str | None = None) -> tuple[pd.DataFrame, list[RowIssue]]:
+def duplicate_rows(
+    frame: pd.DataFrame, key: Sequence[str], *, what: str, on_error: str, file: str | None = None
+) -> tuple[pd.DataFrame, list[RowIssue]]:
     """Reject (or skip, keeping the first) rows whose ``key`` repeats an earlier row.
 
     Uses the line numbers :func:`read_delimited` stored in ``frame.attrs``.
@@ -255,6 +270,50 @@ def duplicate_rows(frame: pd.DataFrame, key: Sequence[str], *, what: str, on_err
     return out, issues
 
 
+def reject_rows(
+    frame: pd.DataFrame,
+    bad: np.ndarray | pd.Series,
+    *,
+    field: str | None,
+    reason: str | Callable[[int], str],
+    on_error: str,
+    file: str | None = None,
+) -> tuple[pd.DataFrame, list[RowIssue]]:
+    """Reject (or skip) the rows of ``frame`` where ``bad`` is true.
+
+    Like :func:`duplicate_rows`, this uses the line numbers :func:`read_delimited` stored in
+    ``frame.attrs`` (kept aligned in the returned frame).
+
+    Args:
+        frame: a frame from :func:`read_delimited` (or one carrying the same ``attrs``).
+        bad: boolean mask ``[len(frame)]``.
+        field: the column named in the error.
+        reason: the message, or ``reason(i) -> str`` for row position ``i``.
+        on_error: ``"raise"`` or ``"skip"``.
+        file: the file named in the error (default: ``frame.attrs["file"]``).
+    """
+    check_on_error(on_error)
+    mask = np.asarray(bad, dtype=bool)
+    if mask.shape != (len(frame),):
+        raise ValueError(f"bad mask has shape {mask.shape}, expected ({len(frame)},)")
+    if not mask.any():
+        return frame, []
+    lines = frame.attrs.get("lines")
+    src = file or frame.attrs.get("file")
+    issues = []
+    for i in np.flatnonzero(mask):
+        line = int(lines[i]) if lines is not None else None
+        why = reason(int(i)) if callable(reason) else reason
+        if on_error == "raise":
+            raise DataError(why, file=src, line=line, field=field)
+        issues.append(RowIssue(str(src), line, field, why))
+    out = frame.loc[~mask].reset_index(drop=True)
+    out.attrs = dict(frame.attrs)
+    if lines is not None:
+        out.attrs["lines"] = lines[~mask]
+    return out, issues
+
+
 def year_from_title(titles: pd.Series) -> tuple[pd.Series, pd.Series]:
     """Split ``"Toy Story (1995)"`` into ``("Toy Story", 1995)``; a title without a year keeps ``<NA>``."""
     m = titles.str.extract(r"^(?P<t>.*?)\s*\((?P<y>\d{4})(?:[-–]\d{0,4})?\)\s*$")
@@ -268,3 +327,20 @@ _WS = re.compile(r"\s+")
 
 def normalise_space(s: str) -> str:
     return _WS.sub(" ", s).strip()
+
+
+def plain(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``frame`` without the line numbers :func:`read_delimited` keeps in ``attrs``.
+
+    pandas compares ``attrs`` when it merges or concatenates frames and cannot compare arrays, so
+    a frame leaves a reader through this function.
+    """
+    out = frame.reset_index(drop=True)
+    out.attrs = {}
+    return out
+
+
+def optional_str(values: pd.Series) -> pd.Series:
+    """Strip strings; an empty value becomes missing. Returns pandas' ``str`` dtype (missing as NaN)."""
+    out = values.astype(object).map(lambda v: v.strip() if isinstance(v, str) else v)
+    return out.where(out != "", None).astype("str")

@@ -8,7 +8,14 @@ from kg_builders.builders.interactions import InteractionBuilder
 from kg_builders.builders.tags import TagBuilder
 from kg_builders.errors import ConfigError, SchemaError
 from kg_builders.graph import build_graph
-from kg_builders.split import make_split, split_cold_item, split_leave_one_out, split_official, split_random, split_temporal
+from kg_builders.split import (
+    make_split,
+    split_cold_item,
+    split_leave_one_out,
+    split_official,
+    split_random,
+    split_temporal,
+)
 
 
 def _many(n_users: int = 50, per_user: int = 20, seed: int = 1) -> pd.DataFrame:
@@ -16,7 +23,7 @@ def _many(n_users: int = 50, per_user: int = 20, seed: int = 1) -> pd.DataFrame:
     rows = []
     for u in range(n_users):
         items = rng.choice(200, size=per_user, replace=False)
-        for k, i in enumerate(items):
+        for i in items:
             rows.append((f"u{u}", f"i{i}", float(rng.integers(1, 6)), int(rng.integers(0, 10**6))))
     return pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])
 

@@ -1,0 +1,225 @@
+"""Reader for the LightGCN / KGAT text format of interaction data.
+
+Two layouts exist:
+
+``adjacency`` (LightGCN's gowalla/yelp2018/amazon-book ``train.txt``/``test.txt``, KGAT's data sets)
+    one line per user: ``user item item ...`` separated by spaces; a user line with no items is
+    allowed (the user still appears in ``users``).
+``pairs`` (LightGCN's lastfm ``data1.txt``/``test1.txt``)
+    one interaction per line: ``user item [more columns]``, tab or space separated; only the first
+    two columns are used, as LightGCN-PyTorch's lastfm loader does (the third column of its lastfm
+    files is not a rating and is ignored).
+
+Ids are non-negative integers in these files; they are kept as the raw strings the file writes (no
+``-1`` shift). ``trustnetwork.txt`` (``user user`` per line) gives the ``social`` table. Interactions
+carry the official split as ``split`` (``"train"`` from the train file, ``"test"`` from the test
+file). A repeated (user, item) pair within one file is an error (or skipped); a pair present in both
+files is kept and counted in a warning.
+
+Citation: Xiangnan He, Kuan Deng, Xiang Wang, Yan Li, Yongdong Zhang and Meng Wang. 2020. LightGCN:
+Simplifying and Powering Graph Convolution Network for Recommendation. SIGIR 2020.
+https://doi.org/10.1145/3397271.3401063 (data files: https://github.com/gusye1234/LightGCN-PyTorch;
+KGAT: Wang et al., KDD 2019, https://doi.org/10.1145/3292500.3330989).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from kg_builders.errors import ConfigError
+from kg_builders.sources._reader import (
+    Check,
+    check_on_error,
+    decode_file,
+    duplicate_rows,
+    plain,
+    read_delimited,
+    reject_rows,
+)
+from kg_builders.tables import RowIssue, Tables
+
+logger = logging.getLogger(__name__)
+
+LAYOUTS = ("adjacency", "pairs")
+SOURCE = "lightgcn"
+_NOT_ID = "is not a non-negative integer id"
+
+
+def detect_lightgcn_layout(path: str | Path) -> str:
+    """Guess the layout of a LightGCN/KGAT interaction file: ``"adjacency"`` or ``"pairs"``.
+
+    ``pairs`` when a user appears on several lines, when a line is tab separated, or when every line
+    has exactly two fields (both readings then give the same interactions); ``adjacency`` when lines
+    have different numbers of fields or otherwise (one line per user is LightGCN's own layout).
+
+    Raises:
+        DataError: the file is missing, empty or not utf-8.
+    """
+    text = decode_file(path, "utf-8")
+    users: set[str] = set()
+    widths: set[int] = set()
+    tabbed = False
+    for line in text.split("\n"):
+        fields = line.split()
+        if not fields:
+            continue
+        if fields[0] in users:
+            return "pairs"
+        users.add(fields[0])
+        widths.add(len(fields))
+        tabbed = tabbed or "\t" in line.strip()
+    if len(widths) > 1:
+        return "adjacency"
+    if tabbed or widths == {2}:
+        return "pairs"
+    return "adjacency"
+
+
+def load_lightgcn(
+    train_path: str | Path,
+    test_path: str | Path | None = None,
+    *,
+    layout: str | None = None,
+    social_path: str | Path | None = None,
+    on_error: str = "raise",
+) -> Tables:
+    """Read LightGCN/KGAT train (and test) files, and optionally a trust network.
+
+    Args:
+        train_path: the training interactions.
+        test_path: the test interactions (the official split), if any.
+        layout: ``"adjacency"`` or ``"pairs"``; ``None`` detects it per file with
+            :func:`detect_lightgcn_layout` (the detected layout is logged).
+        social_path: ``user user`` lines (e.g. ``trustnetwork.txt``) -> ``social``.
+        on_error: ``"raise"`` (a :class:`~kg_builders.errors.DataError` naming file, line and
+            field) or ``"skip"`` (bad rows dropped and listed in ``Tables.issues``).
+
+    Returns:
+        Tables with ``interactions`` (user_id, item_id, split), ``users`` (every user named in the
+        interaction files, including users with no items) and ``social`` when given; ``source`` is
+        ``"lightgcn"``.
+
+    Raises:
+        ConfigError: an unknown layout or on_error.
+        DataError: a missing or empty file, or a bad row (an id that is not a non-negative
+            integer, a repeated pair in one file).
+    """
+    check_on_error(on_error)
+    if layout is not None and layout not in LAYOUTS:
+        raise ConfigError(f"layout must be one of {LAYOUTS} or None (detect), got {layout!r}")
+    issues: list[RowIssue] = []
+    parts = []
+    users: list[str] = []
+    for split, path in (("train", train_path), ("test", test_path)):
+        if path is None:
+            continue
+        used = layout or detect_lightgcn_layout(path)
+        if layout is None:
+            logger.info("%s: detected the %r layout", path, used)
+        frame, file_users, more = _read_interactions(Path(path), used, on_error)
+        issues += more
+        users += file_users
+        parts.append(frame.assign(split=split))
+    interactions = pd.concat(parts, ignore_index=True)
+    if len(parts) == 2:
+        train, test = parts
+        both = pd.MultiIndex.from_frame(test[["user_id", "item_id"]]).isin(
+            pd.MultiIndex.from_frame(train[["user_id", "item_id"]])
+        )
+        if both.any():
+            logger.warning(
+                "%s: %d test pair(s) are also training pairs (kept as published)", test_path, int(both.sum())
+            )
+    social = None
+    if social_path is not None:
+        friends, more = read_delimited(
+            social_path,
+            sep=None,
+            header=False,
+            columns=["user_id", "friend_id"],
+            min_fields=2,
+            types={"user_id": "str", "friend_id": "str"},
+            checks=[Check("user_id", _bad_id, _NOT_ID), Check("friend_id", _bad_id, _NOT_ID)],
+            on_error=on_error,
+        )
+        issues += more
+        social = plain(friends[["user_id", "friend_id"]])
+    user_table = pd.DataFrame({"user_id": pd.Series(_natural_unique(users), dtype=object)})
+    logger.info(
+        "%s: %d interactions (%s), %d users, %d items%s",
+        SOURCE,
+        len(interactions),
+        ", ".join(f"{k} {v}" for k, v in interactions["split"].value_counts(sort=False).items()),
+        len(user_table),
+        interactions["item_id"].nunique(),
+        f", {len(social)} social rows" if social is not None else "",
+    )
+    return Tables(
+        interactions=interactions,
+        users=user_table,
+        social=social,
+        source=SOURCE,
+        issues=tuple(issues),
+    )
+
+
+def _read_interactions(path: Path, layout: str, on_error: str) -> tuple[pd.DataFrame, list[str], list[RowIssue]]:
+    """(user_id, item_id) rows of one file, the users it names, and skipped rows."""
+    if layout == "pairs":
+        frame, issues = read_delimited(
+            path,
+            sep=None,
+            header=False,
+            columns=["user_id", "item_id"],
+            min_fields=2,
+            types={"user_id": "str", "item_id": "str"},
+            checks=[Check("user_id", _bad_id, _NOT_ID), Check("item_id", _bad_id, _NOT_ID)],
+            on_error=on_error,
+        )
+        users = frame["user_id"].tolist()
+    else:
+        lines, issues = read_delimited(
+            path,
+            sep=None,
+            header=False,
+            columns=["user_id"],
+            min_fields=1,
+            types={"user_id": "str"},
+            checks=[Check("user_id", _bad_id, _NOT_ID)],
+            on_error=on_error,
+        )
+        users = lines["user_id"].tolist()
+        counts = lines["_rest"].map(len).to_numpy()
+        frame = pd.DataFrame(
+            {
+                "user_id": pd.Series(np.repeat(lines["user_id"].to_numpy(dtype=object), counts), dtype=object),
+                "item_id": pd.Series([i for rest in lines["_rest"] for i in rest], dtype=object),
+            }
+        )
+        frame.attrs["lines"] = np.repeat(lines.attrs["lines"], counts)
+        frame.attrs["file"] = lines.attrs["file"]
+        bad = _bad_id(frame["item_id"])
+        frame, more = reject_rows(
+            frame,
+            bad,
+            field="item_id",
+            reason=lambda i: f"{frame['item_id'].iloc[i]!r} {_NOT_ID}",
+            on_error=on_error,
+        )
+        issues += more
+    frame, more = duplicate_rows(frame, ["user_id", "item_id"], what="(user, item) pair", on_error=on_error)
+    issues += more
+    return plain(frame[["user_id", "item_id"]]), users, issues
+
+
+def _bad_id(s: pd.Series) -> np.ndarray:
+    return (~s.astype(str).str.fullmatch(r"\d+")).to_numpy()
+
+
+def _natural_unique(ids: list[str]) -> list[str]:
+    """Unique ids, ordered by their integer value (ids are checked to be digits)."""
+    return sorted(set(ids), key=lambda s: (int(s), s))

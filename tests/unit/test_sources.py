@@ -1,0 +1,624 @@
+"""Source readers on tiny hand-written files: every reader and flavour, and the bad-input cases."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from kg_builders.errors import ConfigError, DataError
+from kg_builders.sources import (
+    detect_lightgcn_layout,
+    detect_movielens_flavour,
+    load_generic,
+    load_hetrec_lastfm,
+    load_kg_triples,
+    load_lightgcn,
+    load_movie_wiki,
+    load_movielens,
+    load_movielens_100k_split,
+    load_rdf,
+)
+from kg_builders.sources._reader import read_delimited, reject_rows
+from kg_builders.tables import SCHEMAS, Tables, validate
+
+
+def no_reader_attrs(t: Tables) -> bool:
+    """Returned tables carry no line-number attrs (pandas cannot compare them in concat/merge)."""
+    return all(getattr(t, n) is None or getattr(t, n).attrs == {} for n in SCHEMAS)
+
+
+def write(path: Path, text: str, encoding: str = "utf-8") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+# --- MovieLens latest ---------------------------------------------------------------------------
+
+MOVIES = (
+    "movieId,title,genres\n"
+    "1,Toy Story (1995),Adventure|Animation|Children\n"
+    '11,"American President, The (1995)",Comedy|Drama|Romance\n'
+    "99,Untitled Project  ,(no genres listed)\n"
+    "7,Death Note: Desu nôto (2006–2007),Mystery\n"
+)
+RATINGS = (
+    "userId,movieId,rating,timestamp\n1,1,4.0,964982703\n1,11,0.5,964981247\n2,1,5.0,964982224\n2,99,3.5,964983815\n"
+)
+
+
+def latest(tmp_path: Path, *, ratings: str = RATINGS, movies: str = MOVIES, name: str = "ml-latest-small") -> Path:
+    d = tmp_path / name
+    write(d / "movies.csv", movies)
+    write(d / "ratings.csv", ratings)
+    write(d / "tags.csv", 'userId,movieId,tag,timestamp\n2,1,pixar,1445714994\n2,11,"politics, romance",1445714996\n')
+    write(d / "links.csv", "movieId,imdbId,tmdbId\n1,0114709,862\n11,0112346,9087\n99,0000001,\n7,0877057,13916\n")
+    return d
+
+
+def test_latest_reads_every_table(tmp_path: Path) -> None:
+    t = load_movielens(latest(tmp_path))
+    assert t.source == "ml-latest-small"
+    assert detect_movielens_flavour(tmp_path / "ml-latest-small") == "ml-latest"
+    items = t.items.set_index("item_id")
+    assert list(items.index) == ["1", "11", "99", "7"]
+    assert items.loc["1", "title"] == "Toy Story" and items.loc["1", "year"] == 1995
+    assert items.loc["11", "title"] == "American President, The"
+    assert items.loc["99", "title"] == "Untitled Project" and pd.isna(items.loc["99", "year"])
+    assert items.loc["7", "year"] == 2006
+    assert items.loc["1", "genres"] == ("Adventure", "Animation", "Children")
+    assert items.loc["99", "genres"] == ()
+    assert items.loc["11", "raw_title"] == "American President, The (1995)"
+    assert items.loc["1", "imdb_id"] == "0114709" and items.loc["99", "imdb_id"] == "0000001"
+    assert pd.isna(items.loc["99", "tmdb_id"]) and items.loc["7", "tmdb_id"] == "13916"
+    assert items["text"].isna().all()
+    inter = t.interactions
+    assert list(inter.columns) == ["user_id", "item_id", "rating", "timestamp"]
+    assert inter["rating"].tolist() == [4.0, 0.5, 5.0, 3.5]
+    assert inter["timestamp"].dtype == np.int64 and inter["user_id"].tolist() == ["1", "1", "2", "2"]
+    tags = t.tag_assignments
+    assert tags["tag"].tolist() == ["pixar", "politics, romance"]
+    assert tags["item_id"].tolist() == ["1", "11"] and tags["timestamp"].tolist() == [1445714994, 1445714996]
+    assert t.users is None and t.issues == ()
+    assert no_reader_attrs(t)
+
+
+def test_latest_source_name_falls_back_to_flavour(tmp_path: Path) -> None:
+    assert load_movielens(latest(tmp_path, name="my-movies")).source == "ml-latest"
+
+
+@pytest.mark.parametrize(
+    ("row", "field", "words"),
+    [
+        ("3,1,6.0,1", "rating", "0.5..5.0"),
+        ("3,1,0.0,1", "rating", "0.5..5.0"),
+        ("3,1,NaN,1", "rating", "finite"),
+        ("3,1,,1", "rating", "finite"),
+        ("3,1,inf,1", "rating", "finite"),
+        ("3,1,4.0,later", "timestamp", "integer"),
+        ("1,1,3.0,5", "user_id", "duplicate"),
+        ("3,555,3.0,5", "item_id", "555"),
+    ],
+)
+def test_latest_bad_rating_rows_raise_with_line_and_field(tmp_path: Path, row: str, field: str, words: str) -> None:
+    d = latest(tmp_path, ratings=RATINGS + row + "\n")
+    with pytest.raises(DataError) as err:
+        load_movielens(d)
+    assert err.value.line == 6 and err.value.field == field
+    assert err.value.file == str(d / "ratings.csv")
+    assert words in str(err.value)
+
+
+def test_latest_skip_drops_exactly_the_bad_rows(tmp_path: Path) -> None:
+    ratings = RATINGS + "3,1,NaN,1\n3,1,4.0,2\n3,1,4.5,3\n3,777,2.0,4\n3,99,9.0,5\n4,7,1.0,6\n"
+    t = load_movielens(latest(tmp_path, ratings=ratings), on_error="skip")
+    assert len(t.interactions) == 4 + 2
+    assert t.interactions.tail(2)[["user_id", "item_id", "rating"]].values.tolist() == [
+        ["3", "1", 4.0],
+        ["4", "7", 1.0],
+    ]
+    got = [(i.line, i.field) for i in t.issues]
+    assert got == [(6, "rating"), (10, "rating"), (8, "user_id"), (9, "item_id")]
+    assert all(i.file.endswith("ratings.csv") for i in t.issues)
+    assert "duplicate" in t.issues[2].reason and "777" in t.issues[3].reason
+
+
+def test_duplicate_movie_id_raises_and_skip_keeps_first(tmp_path: Path) -> None:
+    movies = MOVIES + "1,Toy Story Again (2020),Comedy\n"
+    with pytest.raises(DataError) as err:
+        load_movielens(latest(tmp_path / "a", movies=movies))
+    assert err.value.line == 6 and err.value.field == "item_id" and "duplicate" in str(err.value)
+    t = load_movielens(latest(tmp_path / "b", movies=movies), on_error="skip")
+    assert t.items.set_index("item_id").loc["1", "title"] == "Toy Story"
+    assert [(i.line, i.field) for i in t.issues] == [(6, "item_id")]
+
+
+def test_malformed_row_names_the_line(tmp_path: Path) -> None:
+    with pytest.raises(DataError) as err:
+        load_movielens(latest(tmp_path, ratings=RATINGS + "3,1,4.0\n"))
+    assert err.value.line == 6 and "expected 4 fields" in str(err.value)
+
+
+def test_wrong_delimiter_is_named(tmp_path: Path) -> None:
+    tabbed = RATINGS.replace(",", "\t")
+    with pytest.raises(DataError) as err:
+        load_movielens(latest(tmp_path, ratings=tabbed))
+    msg = str(err.value)
+    assert "wrong delimiter" in msg and "'\\t'" in msg and err.value.line == 1
+
+
+def test_wrong_encoding_names_the_line(tmp_path: Path) -> None:
+    d = latest(tmp_path)
+    write(d / "movies.csv", "movieId,title,genres\n1,Toy Story (1995),Comedy\n8,Amélie (2001),Comedy\n", "latin-1")
+    with pytest.raises(DataError) as err:
+        load_movielens(d)
+    assert err.value.line == 3 and "utf-8" in str(err.value)
+
+
+def test_missing_column_empty_file_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"missing column\(s\) \['timestamp'\]"):
+        load_movielens(latest(tmp_path / "a", ratings="userId,movieId,rating\n1,1,4.0\n"))
+    with pytest.raises(DataError, match="empty"):
+        load_movielens(latest(tmp_path / "b", ratings=""))
+    d = latest(tmp_path / "c")
+    (d / "movies.csv").unlink()
+    with pytest.raises(DataError, match="no MovieLens files"):
+        load_movielens(d)
+    with pytest.raises(DataError, match="not found"):
+        load_movielens(tmp_path / "nowhere")
+    with pytest.raises(ConfigError):
+        load_movielens(latest(tmp_path / "d"), on_error="ignore")
+
+
+def test_tag_on_unknown_movie_is_rejected(tmp_path: Path) -> None:
+    d = latest(tmp_path)
+    write(d / "tags.csv", "userId,movieId,tag,timestamp\n2,1,pixar,1\n2,404,lost,2\n")
+    with pytest.raises(DataError) as err:
+        load_movielens(d)
+    assert err.value.file.endswith("tags.csv") and err.value.line == 3 and err.value.field == "item_id"
+
+
+# --- MovieLens 100k / 1m ------------------------------------------------------------------------
+
+GENRES = "unknown|0\nAction|1\nComedy|2\nDrama|3\n\n"
+U_ITEM = (
+    "1|Toy Story (1995)|01-Jan-1995||http://imdb/toy|0|0|1|0\n"
+    "2|Misérables, Les (1995)|01-Jan-1995||http://imdb/mis|0|0|0|1\n"
+    "3|Shawshank Redemption, The (1994)|01-Jan-1994|||0|0|0|1\n"
+    "4|unknown|01-Jan-1996|||1|0|0|0\n"
+    "5|Heat (1995)|15-Dec-1995||http://imdb/heat|0|1|0|1\n"
+)
+U_USER = "1|24|M|technician|85711\n2|53|F|other|94043\n3|23|M|writer|T8H1N\n"
+U_DATA = "1\t1\t5\t874965758\n1\t2\t3\t876893171\n2\t3\t4\t878542960\n3\t5\t1\t876893119\n2\t1\t2\t876893120\n"
+
+
+def ml100k(tmp_path: Path, *, data: str = U_DATA, item: str = U_ITEM) -> Path:
+    d = tmp_path / "ml-100k"
+    write(d / "u.genre", GENRES)
+    write(d / "u.item", item, encoding="latin-1")
+    write(d / "u.user", U_USER)
+    write(d / "u.data", data)
+    write(d / "u1.base", "1\t1\t5\t1\n1\t2\t3\t2\n2\t3\t4\t3\n")
+    write(d / "u1.test", "3\t5\t1\t4\n2\t1\t2\t5\n")
+    return d
+
+
+def test_ml100k_reads_items_users_and_ratings(tmp_path: Path) -> None:
+    t = load_movielens(ml100k(tmp_path))
+    assert t.source == "ml-100k"
+    items = t.items.set_index("item_id")
+    assert items.loc["2", "title"] == "Misérables, Les" and items.loc["2", "year"] == 1995
+    assert items.loc["1", "genres"] == ("Comedy",)
+    assert items.loc["5", "genres"] == ("Action", "Drama")
+    assert items.loc["4", "genres"] == ()  # only the "unknown" flag
+    assert items.loc["4", "title"] == "unknown" and items.loc["4", "year"] == 1996  # from the release date
+    assert items.loc["1", "url"] == "http://imdb/toy" and pd.isna(items.loc["3", "url"])
+    assert t.users.set_index("user_id").loc["3", "zip_code"] == "T8H1N"
+    assert t.users["age"].tolist() == [24, 53, 23]
+    assert len(t.interactions) == 5 and t.interactions["rating"].max() == 5.0
+
+
+def test_ml100k_utf8_copy_is_read_as_utf8(tmp_path: Path) -> None:
+    d = ml100k(tmp_path)
+    write(d / "u.item", U_ITEM, encoding="utf-8")
+    assert load_movielens(d).items.set_index("item_id").loc["2", "title"] == "Misérables, Les"
+
+
+@pytest.mark.parametrize(
+    ("row", "field"), [("1\t3\t0.5\t1", "rating"), ("1\t3\t6\t1", "rating"), ("9\t1\t3\t1", "user_id")]
+)
+def test_ml100k_bad_rating_rows(tmp_path: Path, row: str, field: str) -> None:
+    with pytest.raises(DataError) as err:
+        load_movielens(ml100k(tmp_path, data=U_DATA + row + "\n"))
+    assert err.value.line == 6 and err.value.field == field
+
+
+def test_ml100k_bad_genre_flag_and_field_count(tmp_path: Path) -> None:
+    with pytest.raises(DataError) as err:
+        load_movielens(ml100k(tmp_path / "a", item=U_ITEM + "6|X (1990)||||0|2|0|0\n"))
+    assert err.value.line == 6 and err.value.field == "g1" and "Action" in str(err.value)
+    with pytest.raises(DataError) as err:
+        load_movielens(ml100k(tmp_path / "b", item=U_ITEM + "6|X (1990)|||0|0|0|0\n"))
+    assert err.value.line == 6 and "expected 9 fields" in str(err.value)
+
+
+def test_ml100k_official_split(tmp_path: Path) -> None:
+    d = ml100k(tmp_path)
+    t = load_movielens_100k_split(d, "u1")
+    assert t.source == "ml-100k/u1"
+    assert t.interactions["split"].tolist() == ["train"] * 3 + ["test"] * 2
+    assert no_reader_attrs(t) and no_reader_attrs(load_movielens(d))
+    validate("interactions", t.interactions)
+    write(d / "u1.test", "3\t5\t1\t4\n1\t2\t2\t5\n")
+    with pytest.raises(DataError) as err:
+        load_movielens_100k_split(d, "u1")
+    assert err.value.file.endswith("u1.test") and err.value.line == 2 and "u1.base" in str(err.value)
+    t = load_movielens_100k_split(d, "u1", on_error="skip")
+    assert t.interactions["split"].tolist() == ["train"] * 3 + ["test"]
+    assert [(i.line, i.field) for i in t.issues] == [(2, "item_id")]
+    with pytest.raises(ConfigError, match="u6"):
+        load_movielens_100k_split(d, "u6")
+
+
+def test_ml1m_double_colon_latin1(tmp_path: Path) -> None:
+    d = tmp_path / "ml-1m"
+    write(
+        d / "movies.dat",
+        "1::Toy Story (1995)::Animation|Children's|Comedy\n2::Amélie (2001)::Comedy|Romance\n",
+        "latin-1",
+    )
+    write(d / "users.dat", "1::F::1::10::48067\n2::M::56::16::70072\n")
+    write(d / "ratings.dat", "1::1::5::978300760\n1::2::3::978302109\n2::1::4::978301968\n")
+    t = load_movielens(d)
+    assert t.source == "ml-1m"
+    assert t.items["title"].tolist() == ["Toy Story", "Amélie"]
+    assert t.items["genres"].tolist() == [("Animation", "Children's", "Comedy"), ("Comedy", "Romance")]
+    assert t.users["occupation"].tolist() == ["10", "16"] and t.users["age"].tolist() == [1, 56]
+    assert t.interactions["rating"].tolist() == [5.0, 3.0, 4.0]
+    write(d / "ratings.dat", "1::1::5::978300760\n1::2::3:978302109\n")
+    with pytest.raises(DataError) as err:
+        load_movielens(d)
+    assert err.value.line == 2 and "'::'" in str(err.value)
+
+
+def test_movie_wiki_exact_then_normalised(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    items = load_movielens(ml100k(tmp_path)).items
+    # a copy that lost its latin-1 characters: the title as u.item writes it in such a copy
+    items.loc[items["item_id"] == "2", "raw_title"] = "Mis\ufffdrables, Les (1995)"
+    wiki = write(
+        tmp_path / "movie_wiki.csv",
+        "movie_title,wiki_summary\n"
+        'Toy Story (1995),"Toy Story is a 1995 film, by Pixar."\n'
+        "The Shawshank Redemption (1994),A 1994 drama.\n"
+        '"Misérables, Les (1995)",A 1995 French film.\n'
+        "Nothing Like It (2000),Unmatched.\n",
+    )
+    with caplog.at_level(logging.INFO, logger="kg_builders.sources.movielens"):
+        out = load_movie_wiki(wiki, items)
+    text = out.set_index("item_id")["text"]
+    assert text["1"] == "Toy Story is a 1995 film, by Pixar."
+    assert text["3"] == "A 1994 drama."
+    assert text["2"] == "A 1995 French film."
+    assert pd.isna(text["4"]) and pd.isna(text["5"])
+    assert items["text"].isna().all()  # the input is not changed
+    validate("items", out)
+    assert "text for 3 of 5 items (1 exact, 2 normalised" in caplog.text
+
+
+# --- Last.fm HetRec -----------------------------------------------------------------------------
+
+
+def lastfm(tmp_path: Path, *, tagged: str | None = None, artists: str | None = None) -> Path:
+    d = tmp_path / "hetrec2011-lastfm-2k"
+    write(
+        d / "artists.dat",
+        artists
+        or 'id\tname\turl\tpictureURL\n1\tMALICE MIZER\thttp://l/1\thttp://p/1\n2\tBjörk "live"\thttp://l/2\t\n',
+    )
+    write(d / "user_artists.dat", "userID\tartistID\tweight\r\n2\t1\t13883\r\n2\t2\t11690\r\n3\t1\t5\r\n")
+    write(d / "tags.dat", "tagID\ttagValue\r\n1\tmetal\r\n2\trock français\r\n", "latin-1")
+    write(
+        d / "user_taggedartists.dat",
+        tagged or "userID\tartistID\ttagID\tday\tmonth\tyear\r\n2\t1\t1\t1\t4\t2009\r\n2\t9\t2\t1\t5\t1956\r\n",
+        "latin-1",
+    )
+    write(d / "user_friends.dat", "userID\tfriendID\r\n2\t3\r\n3\t2\r\n")
+    return d
+
+
+def test_lastfm_reads_every_table(tmp_path: Path) -> None:
+    t = load_hetrec_lastfm(lastfm(tmp_path))
+    assert t.source == "hetrec2011-lastfm-2k"
+    assert t.interactions["rating"].tolist() == [13883.0, 11690.0, 5.0]
+    assert t.items["title"].tolist() == ["MALICE MIZER", 'Björk "live"']
+    assert t.items["url"].tolist() == ["http://l/1", "http://l/2"] and pd.isna(t.items["picture_url"].iloc[1])
+    ta = t.tag_assignments
+    assert ta["tag"].tolist() == ["metal", "rock français"]
+    assert ta["timestamp"].tolist() == [1238544000, -431395200]  # 2009-04-01 and 1956-05-01, 00:00 UTC
+    assert ta["item_id"].tolist() == ["1", "9"]  # artist 9 is not in artists.dat: kept
+    assert t.social.values.tolist() == [["2", "3"], ["3", "2"]]
+    assert no_reader_attrs(t)
+
+
+def test_lastfm_unknown_tag_id(tmp_path: Path) -> None:
+    tagged = "userID\tartistID\ttagID\tday\tmonth\tyear\r\n2\t1\t1\t1\t4\t2009\r\n2\t1\t77\t1\t4\t2009\r\n3\t2\t2\t1\t4\t2009\r\n"
+    with pytest.raises(DataError) as err:
+        load_hetrec_lastfm(lastfm(tmp_path / "a", tagged=tagged))
+    assert err.value.line == 3 and err.value.field == "tag_id" and "77" in str(err.value)
+    t = load_hetrec_lastfm(lastfm(tmp_path / "b", tagged=tagged), on_error="skip")
+    assert t.tag_assignments["tag"].tolist() == ["metal", "rock français"]
+    assert [(i.line, i.field) for i in t.issues] == [(3, "tag_id")]
+
+
+def test_lastfm_bad_date_and_encoding(tmp_path: Path) -> None:
+    tagged = "userID\tartistID\ttagID\tday\tmonth\tyear\r\n2\t1\t1\t30\t2\t2009\r\n"
+    with pytest.raises(DataError) as err:
+        load_hetrec_lastfm(lastfm(tmp_path / "a", tagged=tagged))
+    assert err.value.line == 2 and err.value.field == "day"
+    d = lastfm(tmp_path / "b")
+    write(d / "artists.dat", "id\tname\turl\tpictureURL\n1\tA\tu\tp\n2\tBjörk\tu\tp\n", "latin-1")
+    with pytest.raises(DataError) as err:
+        load_hetrec_lastfm(d)
+    assert err.value.file.endswith("artists.dat") and err.value.line == 3 and "utf-8" in str(err.value)
+
+
+# --- LightGCN / KGAT ----------------------------------------------------------------------------
+
+
+def test_lightgcn_adjacency_with_empty_user_line(tmp_path: Path) -> None:
+    train = write(tmp_path / "train.txt", "0 1 2 3\n1\n2 3  4 \n")
+    test = write(tmp_path / "test.txt", "0 4\n2 1\n")
+    assert detect_lightgcn_layout(train) == "adjacency"
+    t = load_lightgcn(train, test, layout="adjacency")
+    inter = t.interactions
+    assert inter[["user_id", "item_id"]].values.tolist() == [
+        ["0", "1"], ["0", "2"], ["0", "3"], ["2", "3"], ["2", "4"], ["0", "4"], ["2", "1"]
+    ]  # fmt: skip
+    assert inter["split"].tolist() == ["train"] * 5 + ["test"] * 2
+    assert t.users["user_id"].tolist() == ["0", "1", "2"]  # user 1 has no items but exists
+    assert t.source == "lightgcn" and t.social is None and no_reader_attrs(t)
+    assert load_lightgcn(train, test).interactions.equals(inter)  # detected layout
+
+
+def test_lightgcn_pairs_with_extra_column_and_social(tmp_path: Path) -> None:
+    train = write(tmp_path / "data1.txt", "424\t4076\t993\r\n1311\t1574\t957\r\n424\t10\t5\r\n")
+    test = write(tmp_path / "test1.txt", "1320 121 57\n")
+    social = write(tmp_path / "trustnetwork.txt", "1\t258\r\n1\t401\r\n")
+    assert detect_lightgcn_layout(train) == "pairs"
+    t = load_lightgcn(train, test, layout="pairs", social_path=social)
+    assert t.interactions[["user_id", "item_id", "split"]].values.tolist() == [
+        ["424", "4076", "train"], ["1311", "1574", "train"], ["424", "10", "train"], ["1320", "121", "test"]
+    ]  # fmt: skip
+    assert t.social.values.tolist() == [["1", "258"], ["1", "401"]]
+
+
+def test_lightgcn_bad_rows(tmp_path: Path) -> None:
+    train = write(tmp_path / "train.txt", "0 1 2\n1 x 3\n2 3 3\n")
+    with pytest.raises(DataError) as err:
+        load_lightgcn(train, layout="adjacency")
+    assert err.value.line == 2 and err.value.field == "item_id"
+    t = load_lightgcn(train, layout="adjacency", on_error="skip")
+    assert t.interactions[["user_id", "item_id"]].values.tolist() == [["0", "1"], ["0", "2"], ["1", "3"], ["2", "3"]]
+    assert [(i.line, i.field) for i in t.issues] == [(2, "item_id"), (3, "user_id")]
+    assert "duplicate" in t.issues[1].reason
+    pairs = write(tmp_path / "pairs.txt", "user\titem\n1\t2\n")
+    with pytest.raises(DataError) as err:
+        load_lightgcn(pairs, layout="pairs")
+    assert err.value.line == 1 and err.value.field == "user_id"
+    with pytest.raises(ConfigError, match="layout"):
+        load_lightgcn(pairs, layout="csv")
+
+
+# --- KG triples ---------------------------------------------------------------------------------
+
+
+def test_kg_triples_tab_and_whitespace(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    kg = write(
+        tmp_path / "kg.txt",
+        "749\tfilm.film.writer\t2347\r\n1410\tfilm.film.language\t2348\r\n749\tfilm.film.writer\t2347\r\n",
+    )
+    imap = write(tmp_path / "item_index2entity_id.txt", "0002005018\t0\r\n2\t749\r\n2\t749\r\n")
+    with caplog.at_level(logging.INFO, logger="kg_builders.sources.kg_triples"):
+        triples, ie = load_kg_triples(kg, imap)
+    assert triples.values.tolist() == [["749", "film.film.writer", "2347"], ["1410", "film.film.language", "2348"]]
+    assert "removed 1 duplicate triple" in caplog.text
+    assert ie.values.tolist() == [["0002005018", "0"], ["2", "749"]]
+    spaced = write(tmp_path / "kg_final.txt", "0 0 1\n1  1   2\n")
+    triples, ie = load_kg_triples(spaced)
+    assert triples.values.tolist() == [["0", "0", "1"], ["1", "1", "2"]] and ie is None
+
+
+def test_kg_triples_bad_line_and_double_mapping(tmp_path: Path) -> None:
+    kg = write(tmp_path / "kg.txt", "1\tr\t2\n3\tr\n4\tr\t5\n")
+    with pytest.raises(DataError) as err:
+        load_kg_triples(kg)
+    assert err.value.line == 2 and "expected 3 fields" in str(err.value)
+    triples, _ = load_kg_triples(kg, on_error="skip")
+    assert triples["head"].tolist() == ["1", "4"]
+    good = write(tmp_path / "good.txt", "1\tr\t2\n")
+    imap = write(tmp_path / "map.txt", "10\t1\n11\t2\n10\t2\n")
+    with pytest.raises(DataError) as err:
+        load_kg_triples(good, imap)
+    assert err.value.line == 3 and err.value.field == "entity_id" and "'1'" in str(err.value)
+    _, ie = load_kg_triples(good, imap, on_error="skip")
+    assert ie.values.tolist() == [["10", "1"], ["11", "2"]]
+    with pytest.raises(DataError, match="not found"):
+        load_kg_triples(tmp_path / "missing.txt")
+
+
+# --- RDF ----------------------------------------------------------------------------------------
+
+TTL = """@prefix ex: <http://example.org/> .
+@prefix xsd: <http://www.w3.org/2001/XMLSchema#> .
+ex:m1 ex:itemId "1" ; ex:director ex:p1 ; ex:title "Alpha"@en ; ex:year "1990"^^xsd:integer .
+ex:m2 ex:itemId "2" ; ex:director ex:p1 ; ex:genre [ ex:label "drama" ] .
+"""
+
+
+def test_rdf_turtle_with_item_predicate(tmp_path: Path) -> None:
+    triples, literals, ie = load_rdf(write(tmp_path / "kg.ttl", TTL), item_predicate="ex:itemId")
+    resources = triples[~triples["tail"].str.startswith("_:")].values.tolist()
+    assert resources == [
+        ["http://example.org/m1", "http://example.org/director", "http://example.org/p1"],
+        ["http://example.org/m2", "http://example.org/director", "http://example.org/p1"],
+    ]
+    bnode = triples[triples["tail"].str.startswith("_:")]
+    assert bnode[["head", "relation"]].values.tolist() == [["http://example.org/m2", "http://example.org/genre"]]
+    lit = literals.set_index("predicate")
+    assert (
+        lit.loc["http://example.org/title", "value"] == "Alpha" and lit.loc["http://example.org/title", "lang"] == "en"
+    )
+    assert lit.loc["http://example.org/year", "datatype"] == "http://www.w3.org/2001/XMLSchema#integer"
+    assert lit.loc["http://example.org/label", "subject"] == bnode["tail"].iloc[0]
+    assert "http://example.org/itemId" not in set(literals["predicate"])
+    assert ie.values.tolist() == [["1", "http://example.org/m1"], ["2", "http://example.org/m2"]]
+
+
+def test_rdf_ntriples_with_item_map(tmp_path: Path) -> None:
+    nt = write(tmp_path / "kg.nt", '<http://a/m1> <http://a/dir> <http://a/p1> .\n<http://a/m1> <http://a/t> "X" .\n')
+    item_map = pd.DataFrame({"item_id": ["i1"], "entity_id": ["http://a/m1"]})
+    triples, literals, ie = load_rdf(nt, item_map=item_map)
+    assert triples.values.tolist() == [["http://a/m1", "http://a/dir", "http://a/p1"]]
+    assert literals[["subject", "value"]].values.tolist() == [["http://a/m1", "X"]]
+    assert ie.values.tolist() == [["i1", "http://a/m1"]]
+    _, _, empty = load_rdf(nt)
+    assert list(empty.columns) == ["item_id", "entity_id"] and empty.empty
+
+
+def test_rdf_errors(tmp_path: Path) -> None:
+    bad = write(tmp_path / "bad.ttl", "@prefix ex: <http://e/> .\nex:a ex:p ex:b .\nex:a ex:q ex:c\nex:d .\n")
+    with pytest.raises(DataError) as err:
+        load_rdf(bad)
+    assert err.value.file == str(bad) and err.value.line == 4 and "turtle" in str(err.value)
+    with pytest.raises(DataError, match="not valid nt"):
+        load_rdf(write(tmp_path / "bad.nt", "<http://a> <http://p> broken .\n"))
+    with pytest.raises(ConfigError, match="format"):
+        load_rdf(write(tmp_path / "kg.data", "x"))
+    good = write(tmp_path / "kg.ttl", TTL)
+    with pytest.raises(ConfigError, match="not both"):
+        load_rdf(good, item_predicate="ex:itemId", item_map=pd.DataFrame({"item_id": ["1"], "entity_id": ["x"]}))
+    with pytest.raises(ConfigError, match="zz"):
+        load_rdf(good, item_predicate="zz:itemId")
+    twice = write(tmp_path / "twice.ttl", TTL + 'ex:m3 ex:itemId "1" .\n')
+    with pytest.raises(DataError, match="more than one entity"):
+        load_rdf(twice, item_predicate="ex:itemId")
+    _, _, ie = load_rdf(twice, item_predicate="ex:itemId", on_error="skip")
+    assert ie.values.tolist() == [["1", "http://example.org/m1"], ["2", "http://example.org/m2"]]
+    with pytest.raises(DataError, match="not found"):
+        load_rdf(tmp_path / "missing.ttl")
+
+
+# --- generic ------------------------------------------------------------------------------------
+
+
+def test_generic_csv_tsv_and_relative_paths(tmp_path: Path) -> None:
+    write(tmp_path / "inter.csv", "user_id,item_id,rating,timestamp,split\nalice,m1,4.5,17,train\nbob,m1,3,18,test\n")
+    write(
+        tmp_path / "items.tsv",
+        "item_id\ttitle\tyear\tgenres\ttext\textra\nm1\tAlpha\t1990\tDrama|Comedy\tA film.\tx\nm2\tBeta\t\t\t\ty\n",
+    )
+    write(tmp_path / "tags.csv", "item_id,tag,user_id\nm1,funny,alice\n")
+    write(tmp_path / "kg.csv", "head,relation,tail\nm1,directed_by,p1\nm1,directed_by,p1\n")
+    write(tmp_path / "ie.csv", "item_id,entity_id\nm1,m1\n")
+    write(tmp_path / "users.csv", "user_id,age\nalice,30\nbob,40\n")
+    write(tmp_path / "social.csv", "user_id,friend_id\nalice,bob\n")
+    t = load_generic(
+        tmp_path,
+        interactions="inter.csv",
+        items="items.tsv",
+        tags="tags.csv",
+        triples="kg.csv",
+        item_entities="ie.csv",
+        users="users.csv",
+        social=tmp_path / "social.csv",
+    )
+    assert t.source == "generic"
+    assert t.interactions["rating"].tolist() == [4.5, 3.0] and t.interactions["timestamp"].dtype == np.int64
+    assert t.interactions["split"].tolist() == ["train", "test"]
+    items = t.items.set_index("item_id")
+    assert items.loc["m1", "genres"] == ("Drama", "Comedy") and items.loc["m2", "genres"] == ()
+    assert items.loc["m1", "year"] == 1990 and pd.isna(items.loc["m2", "year"]) and pd.isna(items.loc["m2", "text"])
+    assert items.loc["m2", "extra"] == "y"
+    assert len(t.triples) == 1 and t.counts()["tag_assignments"] == 1
+    assert t.users["age"].tolist() == ["30", "40"]  # attribute columns are kept as read
+    assert no_reader_attrs(t)
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "field"),
+    [
+        ("user_id,item_id,rating\na,m1,4\nb,m1,nan\n", 3, "rating"),
+        ("user_id,item_id,rating\na,m1,4\nb,m1,\n", 3, "rating"),
+        ("user_id,item_id,split\na,m1,train\nb,m1,holdout\n", 3, "split"),
+        ("user_id,item_id\na,m1\n,m1\n", 3, "user_id"),
+        ("user_id,item_id\na,m1\na,m1\n", 3, "user_id"),
+        ("user_id,item_id\na,m1\nb,m9\n", 3, "item_id"),
+        ("user_id,item_id\na,m1\nb,m1,extra\n", 3, None),
+    ],
+)
+def test_generic_bad_interactions(tmp_path: Path, text: str, line: int, field: str | None) -> None:
+    write(tmp_path / "items.csv", "item_id\nm1\n")
+    write(tmp_path / "inter.csv", text)
+    with pytest.raises(DataError) as err:
+        load_generic(tmp_path, interactions="inter.csv", items="items.csv")
+    assert err.value.line == line and err.value.field == field
+    t = load_generic(tmp_path, interactions="inter.csv", items="items.csv", on_error="skip")
+    assert len(t.interactions) == 1 and [(i.line, i.field) for i in t.issues] == [(line, field)]
+
+
+def test_generic_parquet_gets_the_same_checks(tmp_path: Path) -> None:
+    pa = pytest.importorskip("pyarrow", reason="pyarrow is the parquet extra")
+    import pyarrow.parquet as pq
+
+    frame = pd.DataFrame({"user_id": [1, 2, 3], "item_id": ["a", "b", "a"], "rating": [4.0, np.nan, 2.0]})
+    pq.write_table(pa.Table.from_pandas(frame), tmp_path / "inter.parquet")
+    items = pd.DataFrame({"item_id": ["a", "b"], "genres": [["Drama"], []], "year": [1990, None]})
+    pq.write_table(pa.Table.from_pandas(items), tmp_path / "items.parquet")
+    with pytest.raises(DataError) as err:
+        load_generic(tmp_path, interactions="inter.parquet", items="items.parquet")
+    assert err.value.line == 2 and err.value.field == "rating"  # row index 1 -> line 2
+    t = load_generic(tmp_path, interactions="inter.parquet", items="items.parquet", on_error="skip")
+    assert t.interactions["user_id"].tolist() == ["1", "3"]
+    assert t.items["genres"].tolist() == [("Drama",), ()] and t.items["year"].isna().tolist() == [False, True]
+    assert [(i.line, i.field) for i in t.issues] == [(2, "rating")]
+    pq.write_table(pa.Table.from_pandas(pd.DataFrame({"user_id": ["x"]})), tmp_path / "nocol.parquet")
+    with pytest.raises(DataError, match="missing column"):
+        load_generic(tmp_path, interactions="nocol.parquet")
+
+
+def test_generic_file_errors(tmp_path: Path) -> None:
+    write(tmp_path / "inter.json", "{}")
+    with pytest.raises(ConfigError, match="unsupported"):
+        load_generic(tmp_path, interactions="inter.json")
+    with pytest.raises(DataError, match="not found"):
+        load_generic(tmp_path, interactions="absent.csv")
+    write(tmp_path / "dup.csv", "item_id,title\nm1,A\nm1,B\n")
+    write(tmp_path / "inter.csv", "user_id,item_id\na,m1\n")
+    with pytest.raises(DataError) as err:
+        load_generic(tmp_path, interactions="inter.csv", items="dup.csv")
+    assert err.value.line == 3 and "duplicate" in str(err.value)
+    write(tmp_path / "ie.csv", "item_id,entity_id\nm1,e1\nm1,e1\nm1,e2\n")
+    with pytest.raises(DataError) as err:
+        load_generic(tmp_path, interactions="inter.csv", item_entities="ie.csv")
+    assert err.value.line == 4 and err.value.field == "entity_id"
+
+
+# --- the shared reader extensions ---------------------------------------------------------------
+
+
+def test_whitespace_separator_and_reject_rows(tmp_path: Path) -> None:
+    f = write(tmp_path / "x.txt", "a  b\tc\n\nd e f\n")
+    frame, issues = read_delimited(f, sep=None, header=False, columns=["x", "y", "z"])
+    assert frame.values.tolist() == [["a", "b", "c"], ["d", "e", "f"]] and issues == []
+    kept, issues = reject_rows(frame, np.array([True, False]), field="x", reason="no", on_error="skip")
+    assert kept.values.tolist() == [["d", "e", "f"]] and kept.attrs["lines"].tolist() == [3]
+    assert [(i.line, i.field, i.reason) for i in issues] == [(1, "x", "no")]
+    with pytest.raises(DataError) as err:
+        reject_rows(frame, np.array([False, True]), field="y", reason=lambda i: f"row {i}", on_error="raise")
+    assert err.value.line == 3 and err.value.reason == "row 1"
+    with pytest.raises(DataError, match="whitespace"):
+        read_delimited(write(tmp_path / "y.txt", "a b\n"), sep=None, header=False, columns=["x", "y", "z"])
