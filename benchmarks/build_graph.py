@@ -50,7 +50,9 @@ def run_case(name: str) -> dict:
         if name == "ml-latest-small":
             from kg_builders.sources.kg_triples import load_kg_triples
 
-            triples, ie = load_kg_triples(SHARED / "kg-samples/movie/kg.txt", SHARED / "kg-samples/movie/item_index2entity_id.txt")
+            triples, ie = load_kg_triples(
+                SHARED / "kg-samples/movie/kg.txt", SHARED / "kg-samples/movie/item_index2entity_id.txt"
+            )
             tables = tables.replace(triples=triples, item_entities=ie, source=f"{tables.source}+mkr-movie-kg")
     elif name == "ml-100k":
         from kg_builders.builders.entities import EntityBuilder, SpacyExtractor
@@ -71,13 +73,19 @@ def run_case(name: str) -> dict:
     elif name == "synthetic-1m":
         from kg_builders.sources.synthetic import make_synthetic_world
 
-        tables = make_synthetic_world(num_users=20_000, num_items=20_000, interactions_per_user=50, seed=0, with_images=False)
+        tables = make_synthetic_world(
+            num_users=20_000, num_items=20_000, interactions_per_user=50, seed=0, with_images=False
+        )
     else:
         raise SystemExit(f"unknown case {name}")
     t_load = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    split = split_official(tables) if "split" in tables.interactions.columns else split_random(tables, ratios=(0.8, 0.1, 0.1), seed=0)
+    split = (
+        split_official(tables)
+        if "split" in tables.interactions.columns
+        else split_random(tables, ratios=(0.8, 0.1, 0.1), seed=0)
+    )
     train = split.train_tables(tables)
     t_split = time.perf_counter() - t0
     t0 = time.perf_counter()

@@ -120,7 +120,9 @@ class Builder(Protocol):
     def build(self, tables: Tables) -> GraphFragment: ...
 
 
-def edges_from_frame(frame: pd.DataFrame, src: str, dst: str, weight: str | None = None, attrs: tuple[str, ...] = ()) -> EdgeBlock:
+def edges_from_frame(
+    frame: pd.DataFrame, src: str, dst: str, weight: str | None = None, attrs: tuple[str, ...] = ()
+) -> EdgeBlock:
     """An :class:`EdgeBlock` from two id columns (and optional weight / attribute columns)."""
     w = frame[weight].to_numpy(dtype=np.float32) if weight else np.ones(len(frame), dtype=np.float32)
     return EdgeBlock(

@@ -236,7 +236,10 @@ class KnowledgeGraph:
             a, b = _canonical(self.edges[k]), _canonical(other.edges[k])
             if set(a) != set(b) or any(not _same_array(a[n], b[n]) for n in a):
                 out.append(f"edges {k} differ")
-        for what, mine, theirs in (("features", self.features, other.features), ("feature masks", self.feature_masks, other.feature_masks)):
+        for what, mine, theirs in (
+            ("features", self.features, other.features),
+            ("feature masks", self.feature_masks, other.feature_masks),
+        ):
             for t in set(mine) | set(theirs):
                 fa, fb = mine.get(t, {}), theirs.get(t, {})
                 if set(fa) != set(fb) or any(not _same_array(fa[n], fb[n]) for n in fa):
@@ -480,7 +483,12 @@ def build_graph(tables: Tables, builders: Iterable[Builder], *, progress: bool =
                     )
                 )
             parts.setdefault(et, []).append(
-                (si[ok].astype(np.int64), di[ok].astype(np.int64), block.weight[ok], {k: v[ok] for k, v in block.attrs.items()})
+                (
+                    si[ok].astype(np.int64),
+                    di[ok].astype(np.int64),
+                    block.weight[ok],
+                    {k: v[ok] for k, v in block.attrs.items()},
+                )
             )
     edges = {}
     for et, ps in parts.items():

@@ -108,7 +108,9 @@ def _ratios(ratios: Sequence[float]) -> tuple[float, float, float]:
     if len(r) == 2:
         r = (r[0], 0.0, r[1])
     if len(r) != 3 or any(x < 0 or not np.isfinite(x) for x in r) or r[0] <= 0:
-        raise ConfigError(f"ratios must be (train, valid, test) or (train, test), non-negative, train > 0; got {ratios}")
+        raise ConfigError(
+            f"ratios must be (train, valid, test) or (train, test), non-negative, train > 0; got {ratios}"
+        )
     s = sum(r)
     if abs(s - 1.0) > 1e-6:
         raise ConfigError(f"ratios must sum to 1, got {ratios} (sum {s})")
@@ -134,7 +136,9 @@ def _assign_by_rank(rank: np.ndarray, size: np.ndarray, ratios: tuple[float, flo
     return part
 
 
-def _make(df: pd.DataFrame, part: np.ndarray, method: str, settings: dict[str, Any], cold: tuple[str, ...] = ()) -> Split:
+def _make(
+    df: pd.DataFrame, part: np.ndarray, method: str, settings: dict[str, Any], cold: tuple[str, ...] = ()
+) -> Split:
     out = [df.loc[part == i].reset_index(drop=True) for i in range(3)]
     return Split(out[0], out[1], out[2], method, settings, cold)
 
@@ -213,12 +217,15 @@ def split_leave_one_out(data: Tables | pd.DataFrame, *, valid: bool = True, seed
         p[(from_end == 1) & (size >= 3)] = 1
     part = np.empty(len(df), dtype=np.int8)
     part[order] = p
-    return _make(df, part, "leave_one_out", {"valid": valid, "seed": seed, "by": "timestamp" if "timestamp" in df.columns else "random"})
+    return _make(
+        df,
+        part,
+        "leave_one_out",
+        {"valid": valid, "seed": seed, "by": "timestamp" if "timestamp" in df.columns else "random"},
+    )
 
 
-def split_cold_item(
-    data: Tables | pd.DataFrame, *, ratios: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0
-) -> Split:
+def split_cold_item(data: Tables | pd.DataFrame, *, ratios: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0) -> Split:
     """Hold out whole ITEMS: a seeded share of items goes to validation / test with all their interactions.
 
     Items are drawn uniformly among those with interactions. Held-out items never appear in the

@@ -109,9 +109,7 @@ def validate(name: str, df: pd.DataFrame) -> pd.DataFrame:
     schema = SCHEMAS[name]
     missing = [c for c, spec in schema.items() if spec.required and c not in df.columns]
     if missing:
-        raise SchemaError(
-            f"table {name!r} is missing column(s) {missing}; it has {list(df.columns)}"
-        )
+        raise SchemaError(f"table {name!r} is missing column(s) {missing}; it has {list(df.columns)}")
     for col, spec in schema.items():
         if col not in df.columns or len(df) == 0:
             continue

@@ -47,10 +47,20 @@ def tiny_tables() -> Tables:
         }
     )
     triples = pd.DataFrame(
-        {"head": ["e1", "e2", "e1", "e9"], "relation": ["film.director", "film.director", "film.genre", "film.director"], "tail": ["p1", "p1", "e2", "p2"]}
+        {
+            "head": ["e1", "e2", "e1", "e9"],
+            "relation": ["film.director", "film.director", "film.genre", "film.director"],
+            "tail": ["p1", "p1", "e2", "p2"],
+        }
     )
     ie = pd.DataFrame({"item_id": ["i1", "i2"], "entity_id": ["e1", "e2"]})
     social = pd.DataFrame({"user_id": ["u1", "u2", "u2", "u3"], "friend_id": ["u2", "u1", "u2", "u9"]})
     return Tables(
-        interactions=inter, items=items, tag_assignments=tags, triples=triples, item_entities=ie, social=social, source="tiny"
+        interactions=inter,
+        items=items,
+        tag_assignments=tags,
+        triples=triples,
+        item_entities=ie,
+        social=social,
+        source="tiny",
     )

@@ -80,9 +80,13 @@ class KnowledgeBuilder:
         ent2item = dict(zip(item_of["entity_id"], item_of["item_id"], strict=True))
         t = tables.triples
         head, rel, tail = (t[c].astype(str).to_numpy(object) for c in ("head", "relation", "tail"))
-        orphan = np.fromiter((h in orphan_entities or x in orphan_entities for h, x in zip(head, tail, strict=True)), bool, len(head))
+        orphan = np.fromiter(
+            (h in orphan_entities or x in orphan_entities for h, x in zip(head, tail, strict=True)), bool, len(head)
+        )
         if orphan.any():
-            dropped.append(Dropped("KnowledgeBuilder", "triples touching an item not in the data set", int(orphan.sum())))
+            dropped.append(
+                Dropped("KnowledgeBuilder", "triples touching an item not in the data set", int(orphan.sum()))
+            )
             head, rel, tail = head[~orphan], rel[~orphan], tail[~orphan]
         names = {r: relation_name(r) for r in pd.unique(rel)}
         clash = pd.Series(list(names.values())).duplicated()
@@ -92,12 +96,21 @@ class KnowledgeBuilder:
         rare = set(rel_counts.index[rel_counts < self.min_relation_count])
         if rare:
             mask = np.isin(rel, list(rare))
-            dropped.append(Dropped("KnowledgeBuilder", f"triples of relations with fewer than {self.min_relation_count} triples", int(mask.sum())))
+            dropped.append(
+                Dropped(
+                    "KnowledgeBuilder",
+                    f"triples of relations with fewer than {self.min_relation_count} triples",
+                    int(mask.sum()),
+                )
+            )
             head, rel, tail = head[~mask], rel[~mask], tail[~mask]
 
         def side(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             is_item = np.fromiter((e in ent2item for e in ids), bool, len(ids))
-            out = np.array([ent2item[e] if it else f"{self.entity_prefix}:{e}" for e, it in zip(ids, is_item, strict=True)], dtype=object)
+            out = np.array(
+                [ent2item[e] if it else f"{self.entity_prefix}:{e}" for e, it in zip(ids, is_item, strict=True)],
+                dtype=object,
+            )
             return out, is_item
 
         h, h_item = side(head)
@@ -111,7 +124,11 @@ class KnowledgeBuilder:
         for (r, hi, ti), g in frame.groupby(["r", "hi", "ti"], sort=True):
             et = ("item" if hi else "entity", str(r), "item" if ti else "entity")
             edges[et] = EdgeBlock(g["h"].to_numpy(object), g["t"].to_numpy(object), np.ones(len(g), np.float32))
-        ents = pd.unique(np.concatenate([frame.loc[~frame["hi"], "h"].to_numpy(object), frame.loc[~frame["ti"], "t"].to_numpy(object)]))
+        ents = pd.unique(
+            np.concatenate(
+                [frame.loc[~frame["hi"], "h"].to_numpy(object), frame.loc[~frame["ti"], "t"].to_numpy(object)]
+            )
+        )
         raw = [e.split(":", 1)[1] for e in ents]
         nodes = NodeBlock(
             [str(e) for e in ents],

@@ -16,7 +16,9 @@ pytestmark = pytest.mark.integration
 
 
 def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "graph_rec.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "graph_rec.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=600
+    )
 
 
 def test_build_info_export_synthetic(tmp_path) -> None:
@@ -81,7 +83,9 @@ def test_demo_falls_back_to_synthetic_offline(tmp_path) -> None:
     assert p.returncode == 0, p.stderr
     res = json.loads(p.stdout)
     assert res["dataset"] == "synthetic" and res["ok"] is True and "synthetic" in res["note"]
-    assert (tmp_path / "demo" / "graph.ttl").stat().st_size > 0
+    assert (tmp_path / "demo" / "graph.nt").stat().st_size > 0
+    rdf = next(s for s in res["steps"] if s["step"].startswith("RDF"))
+    assert rdf["identical"] is True  # small enough to re-read
 
 
 @pytest.mark.slow

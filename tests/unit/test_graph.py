@@ -61,7 +61,9 @@ def test_interaction_edges_weights_and_timestamps(tiny_graph) -> None:
 
 def test_interaction_weights_modes(tiny_tables) -> None:
     dup = tiny_tables.replace(
-        interactions=pd.concat([tiny_tables.interactions, tiny_tables.interactions.iloc[:1].assign(timestamp=99, rating=1.0)])
+        interactions=pd.concat(
+            [tiny_tables.interactions, tiny_tables.interactions.iloc[:1].assign(timestamp=99, rating=1.0)]
+        )
     )
     kg = build_graph(dup, [InteractionBuilder(weight="count")])
     assert _edges(kg, ("user", "interacted", "item"))[("u1", "i1")] == 2.0
@@ -88,7 +90,9 @@ def test_tags_are_normalised_and_counted(tiny_graph) -> None:
 
 
 def test_tag_min_count(tiny_tables) -> None:
-    tags = pd.concat([tiny_tables.tag_assignments, pd.DataFrame({"user_id": ["u2"], "item_id": ["i2"], "tag": ["FUNNY"]})])
+    tags = pd.concat(
+        [tiny_tables.tag_assignments, pd.DataFrame({"user_id": ["u2"], "item_id": ["i2"], "tag": ["FUNNY"]})]
+    )
     kg = build_graph(tiny_tables.replace(tag_assignments=tags), [InteractionBuilder(), TagBuilder(min_count=3)])
     assert kg.node_ids["tag"] == ["funny"]
 
@@ -135,8 +139,12 @@ def test_social_edges_dedup_and_unknown_users(tiny_graph) -> None:
 
 
 def test_builders_do_not_mutate_tables(tiny_tables) -> None:
-    before = {n: getattr(tiny_tables, n).copy(deep=True) for n in ("interactions", "items", "tag_assignments", "triples")}
-    build_graph(tiny_tables, [InteractionBuilder(min_rating=3), TagBuilder(), ItemAttributeBuilder(), KnowledgeBuilder()])
+    before = {
+        n: getattr(tiny_tables, n).copy(deep=True) for n in ("interactions", "items", "tag_assignments", "triples")
+    }
+    build_graph(
+        tiny_tables, [InteractionBuilder(min_rating=3), TagBuilder(), ItemAttributeBuilder(), KnowledgeBuilder()]
+    )
     for n, df in before.items():
         pd.testing.assert_frame_equal(getattr(tiny_tables, n), df)
 

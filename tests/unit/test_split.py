@@ -118,7 +118,10 @@ def test_no_held_out_interaction_becomes_an_edge(tiny_tables) -> None:
     tag_pairs = {(kg.node_ids["user"][a], kg.node_ids["tag"][b]) for a, b in ut.edge_index.T}
     assert ("u1", "funny") in tag_pairs  # from (u1, i1), a training pair
     it = kg.edges[("item", "tagged_with", "tag")]
-    item_tag = {(kg.node_ids["item"][a], kg.node_ids["tag"][b]): w for (a, b), w in zip(it.edge_index.T, it.edge_weight, strict=True)}
+    item_tag = {
+        (kg.node_ids["item"][a], kg.node_ids["tag"][b]): w
+        for (a, b), w in zip(it.edge_index.T, it.edge_weight, strict=True)
+    }
     assert ("i3", "funny") not in item_tag  # only u1 tagged i3 funny, and that pair is held out
 
 
