@@ -32,10 +32,57 @@ CASES = {
     "hetrec-lastfm": "HetRec 2011 Last.fm: listening counts (log), user tags, friendships",
     "lightgcn-lastfm": "LightGCN Last.fm: official train/test split, trust network",
     "synthetic-1m": "synthetic world: 20k users x 20k items, 1M interactions, tags, KG, social",
+    "exports": "exports of the ml-latest-small + KG graph: HeteroData, networkx and RDF (N-Triples) round trips",
 }
 
 
+def run_exports() -> dict:
+    """Time each exporter (and its way back) on the ml-latest-small + MKR KG graph."""
+    import rdflib
+
+    from kg_builders.builders.standard import standard_builders
+    from kg_builders.export import from_networkx, from_rdf, to_hetero_data, to_networkx, to_rdf
+    from kg_builders.graph import build_graph
+    from kg_builders.sources.kg_triples import load_kg_triples
+    from kg_builders.sources.movielens import load_movielens
+    from kg_builders.split import split_random
+
+    tables = load_movielens(SHARED / "ml-latest-small")
+    triples, ie = load_kg_triples(
+        SHARED / "kg-samples/movie/kg.txt", SHARED / "kg-samples/movie/item_index2entity_id.txt"
+    )
+    tables = tables.replace(triples=triples, item_entities=ie)
+    train = split_random(tables, ratios=(0.8, 0.1, 0.1), seed=0).train_tables(tables)
+    kg = build_graph(train, standard_builders(train))
+    import torch_geometric  # noqa: F401  (import time is not export time)
+
+    out: dict = {"edges": kg.num_edges(), "nodes": sum(kg.num_nodes(t) for t in kg.node_types)}
+    t0 = time.perf_counter()
+    data = to_hetero_data(kg)
+    data.validate()
+    out["to_hetero_data_s"] = round(time.perf_counter() - t0, 3)
+    t0 = time.perf_counter()
+    g = to_networkx(kg)
+    out["to_networkx_s"] = round(time.perf_counter() - t0, 3)
+    t0 = time.perf_counter()
+    same_nx = from_networkx(g).equals(kg, check_report=True)
+    out["from_networkx_s"] = round(time.perf_counter() - t0, 3)
+    t0 = time.perf_counter()
+    rdf = to_rdf(kg)
+    nt = rdf.serialize(format="nt", encoding="utf-8")
+    out["to_rdf_nt_s"] = round(time.perf_counter() - t0, 3)
+    out["triples"] = len(rdf)
+    t0 = time.perf_counter()
+    same_rdf = from_rdf(rdflib.Graph().parse(data=nt.decode("utf-8"), format="nt")).equals(kg, check_report=True)
+    out["from_rdf_nt_s"] = round(time.perf_counter() - t0, 3)
+    out["identical"] = {"networkx": same_nx, "rdf": same_rdf}
+    out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    return {"case": "exports", "description": CASES["exports"], "exports": out}
+
+
 def run_case(name: str) -> dict:
+    if name == "exports":
+        return run_exports()
     from kg_builders.builders.standard import standard_builders
     from kg_builders.graph import build_graph
     from kg_builders.split import split_official, split_random
@@ -121,6 +168,7 @@ def available(name: str) -> str | None:
         "hetrec-lastfm": [SHARED / "hetrec2011-lastfm-2k"],
         "lightgcn-lastfm": [SHARED / "lightgcn-lastfm"],
         "synthetic-1m": [],
+        "exports": [SHARED / "ml-latest-small", SHARED / "kg-samples/movie"],
     }[name]
     missing = [str(p) for p in need if not p.is_dir()]
     return f"data not present: {missing}" if missing else None
@@ -135,6 +183,8 @@ def to_markdown(results: list[dict], meta: dict) -> str:
         "| case | interactions (train) | nodes | edges | load s | split s | build s | save s | total s | peak RSS MB |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    exports = [r for r in results if r["case"] == "exports" and "exports" in r]
+    results = [r for r in results if r["case"] != "exports" or "skipped" in r]
     for r in results:
         if "skipped" in r:
             lines.append(f"| {r['case']} | skipped: {r['skipped']} |||||||||")
@@ -146,7 +196,36 @@ def to_markdown(results: list[dict], meta: dict) -> str:
             f"| {r['case']} | {r['split']['train']:,} | {nodes:,} | {edges:,} | {s['load']:.2f} | {s['split']:.2f} | "
             f"{s['build']:.2f} | {s['save']:.2f} | **{s['total']:.2f}** | {r['peak_rss_mb']:,.0f} |"
         )
+    for r in exports:
+        e = r["exports"]
+        lines += [
+            "",
+            f"Exports of the ml-latest-small + KG graph ({e['nodes']:,} nodes, {e['edges']:,} edges; "
+            f"{e['triples']:,} RDF triples), round trips identical: {e['identical']}.",
+            "",
+            "| to_hetero_data + validate s | to_networkx s | from_networkx s | to_rdf + N-Triples s | parse + from_rdf s | peak RSS MB |",
+            "|---:|---:|---:|---:|---:|---:|",
+            f"| {e['to_hetero_data_s']:.2f} | {e['to_networkx_s']:.2f} | {e['from_networkx_s']:.2f} | "
+            f"{e['to_rdf_nt_s']:.2f} | {e['from_rdf_nt_s']:.2f} | {e['peak_rss_mb']:,.0f} |",
+        ]
     return "\n".join(lines) + "\n"
+
+
+def reports_markdown(results: list[dict]) -> str:
+    """Each real graph's build report, as `graph-rec build` prints it."""
+    from kg_builders.graph import BuildReport
+
+    parts = []
+    for r in results:
+        if "report" not in r:
+            continue
+        split = r["split"]
+        parts.append(
+            f"#### {r['case']}\n\n{r['description']}. Split: {split['method']} "
+            f"(train {split['train']:,} / valid {split['valid']:,} / test {split['test']:,}); graph from the training part; "
+            f"builders: {', '.join(r['recipe'])}.\n\n```\n{BuildReport.from_dict(r['report']).to_text()}\n```\n"
+        )
+    return "\n".join(parts)
 
 
 def main() -> int:
@@ -169,11 +248,12 @@ def main() -> int:
             raise SystemExit(f"case {name} failed")
         res = json.loads(proc.stdout.strip().splitlines()[-1])
         results.append(res)
-        sys.stderr.write(f"{name}: {res['seconds']['total']:.2f} s, peak {res['peak_rss_mb']:.0f} MB\n")
+        sys.stderr.write(f"{name}: done\n")
     meta = run_metadata()
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "build_graph.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
     (RESULTS / "build_graph.md").write_text(to_markdown(results, meta))
+    (RESULTS / "graph_reports.md").write_text(reports_markdown(results))
     sys.stdout.write(to_markdown(results, meta))
     return 0
 

