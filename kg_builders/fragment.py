@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
-import pandas as pd
 
 from kg_builders.errors import SchemaError
 from kg_builders.tables import Tables
@@ -118,19 +117,6 @@ class Builder(Protocol):
     """A frozen dataclass whose fields are its settings; ``build`` never mutates ``tables``."""
 
     def build(self, tables: Tables) -> GraphFragment: ...
-
-
-def edges_from_frame(
-    frame: pd.DataFrame, src: str, dst: str, weight: str | None = None, attrs: tuple[str, ...] = ()
-) -> EdgeBlock:
-    """An :class:`EdgeBlock` from two id columns (and optional weight / attribute columns)."""
-    w = frame[weight].to_numpy(dtype=np.float32) if weight else np.ones(len(frame), dtype=np.float32)
-    return EdgeBlock(
-        frame[src].to_numpy(dtype=object),
-        frame[dst].to_numpy(dtype=object),
-        w,
-        {a: frame[a].to_numpy() for a in attrs},
-    )
 
 
 _SPACE = re.compile(r"\s+")

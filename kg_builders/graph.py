@@ -56,6 +56,21 @@ class EdgeStore:
     def num_edges(self) -> int:
         return int(self.edge_index.shape[1])
 
+    def dtype_spec(self) -> dict[str, Any]:
+        """The dtypes (and trailing shapes) of weight and attributes, so exporters can restore them exactly."""
+        return {
+            "weight": dtype_name(np.asarray(self.edge_weight).dtype),
+            "attrs": {
+                name: {"dtype": dtype_name(np.asarray(v).dtype), "shape": list(np.asarray(v).shape[1:])}
+                for name, v in self.attrs.items()
+            },
+        }
+
+
+def dtype_name(dt: np.dtype) -> str:
+    """``float32``, ``int64``, ``bool``, ``object``; numpy's type string where the name is ambiguous."""
+    return dt.name if np.dtype(dt.name) == dt else dt.str
+
 
 @dataclass
 class BuildReport:

@@ -117,6 +117,15 @@ def _ratios(ratios: Sequence[float]) -> tuple[float, float, float]:
     return r  # type: ignore[return-value]
 
 
+def _rank_in_group(sorted_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For keys sorted so that groups are contiguous: each row's 0-based rank in its group, and the group size."""
+    codes, _ = pd.factorize(sorted_keys)
+    size = np.bincount(codes)[codes]
+    starts = np.r_[0, np.flatnonzero(np.diff(codes)) + 1]
+    rank = np.arange(len(sorted_keys)) - np.repeat(starts, np.diff(np.r_[starts, len(sorted_keys)]))
+    return rank, size
+
+
 def _assign_by_rank(rank: np.ndarray, size: np.ndarray, ratios: tuple[float, float, float]) -> np.ndarray:
     """Part per row from its 0-based rank within its user and the user's size.
 
@@ -151,10 +160,7 @@ def split_random(data: Tables | pd.DataFrame, *, ratios: Sequence[float] = (0.8,
     key = rng.random(len(df))
     users = df["user_id"].to_numpy()
     order = np.lexsort((key, users))
-    codes, _ = pd.factorize(users[order])
-    size = np.bincount(codes)[codes]
-    starts = np.r_[0, np.flatnonzero(np.diff(codes)) + 1]
-    rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+    rank, size = _rank_in_group(users[order])
     part = np.empty(len(df), dtype=np.int8)
     part[order] = _assign_by_rank(rank, size, r)
     return _make(df, part, "random", {"ratios": list(r), "seed": seed})
@@ -175,10 +181,7 @@ def split_temporal(
     if per_user:
         users = df["user_id"].to_numpy()
         order = np.lexsort((np.arange(len(df)), ts, users))
-        codes, _ = pd.factorize(users[order])
-        size = np.bincount(codes)[codes]
-        starts = np.r_[0, np.flatnonzero(np.diff(codes)) + 1]
-        rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+        rank, size = _rank_in_group(users[order])
         part = np.empty(len(df), dtype=np.int8)
         part[order] = _assign_by_rank(rank, size, r)
     else:
@@ -206,10 +209,7 @@ def split_leave_one_out(data: Tables | pd.DataFrame, *, valid: bool = True, seed
         key = np.random.default_rng(seed).random(len(df))
         tiebreak = np.arange(len(df))
     order = np.lexsort((tiebreak, key, users))
-    codes, _ = pd.factorize(users[order])
-    size = np.bincount(codes)[codes]
-    starts = np.r_[0, np.flatnonzero(np.diff(codes)) + 1]
-    rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+    rank, size = _rank_in_group(users[order])
     from_end = size - 1 - rank
     p = np.zeros(len(order), dtype=np.int8)
     p[(from_end == 0) & (size >= 2)] = 2

@@ -29,7 +29,7 @@ import numpy as np
 from kg_builders._optional import require
 from kg_builders.errors import SchemaError
 from kg_builders.fragment import EdgeType
-from kg_builders.graph import BuildReport, EdgeStore, KnowledgeGraph, edge_key
+from kg_builders.graph import BuildReport, EdgeStore, KnowledgeGraph, dtype_name, edge_key
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -61,8 +61,8 @@ def to_networkx(kg: KnowledgeGraph) -> nx.MultiDiGraph:
         node_types=kg.node_types,
         edge_types=[tuple(et) for et in kg.edge_types],
         node_attrs={t: list(a) for t, a in kg.node_attrs.items()},
-        edge_dtypes={edge_key(et): _edge_dtypes(e) for et, e in kg.edges.items()},
-        feature_dtypes={t: {n: _dtype_name(a.dtype) for n, a in s.items()} for t, s in kg.features.items()},
+        edge_dtypes={edge_key(et): e.dtype_spec() for et, e in kg.edges.items()},
+        feature_dtypes={t: {n: dtype_name(a.dtype) for n, a in s.items()} for t, s in kg.features.items()},
         feature_dims={t: {n: int(a.shape[1]) for n, a in s.items()} for t, s in kg.features.items()},
         feature_mask_slots={t: list(s) for t, s in kg.feature_masks.items()},
     )
@@ -212,16 +212,6 @@ def _read_edges(
     return edges
 
 
-def _edge_dtypes(e: EdgeStore) -> dict[str, Any]:
-    return {
-        "weight": _dtype_name(np.asarray(e.edge_weight).dtype),
-        "attrs": {
-            name: {"dtype": _dtype_name(np.asarray(v).dtype), "shape": list(np.asarray(v).shape[1:])}
-            for name, v in e.attrs.items()
-        },
-    }
-
-
 def _values(arr: np.ndarray) -> list[Any]:
     """One Python value per row of ``arr`` (rows of 2-D arrays as lists)."""
     arr = np.asarray(arr)
@@ -258,11 +248,6 @@ def _undeclared(datas: Any, reserved: tuple[str, ...] = NODE_KEYS) -> list[str]:
             if k not in reserved and not k.startswith((FEATURE_PREFIX, MASK_PREFIX)):
                 names[k] = None
     return list(names)
-
-
-def _dtype_name(dt: np.dtype) -> str:
-    """``float32``, ``int64``, ``bool``, ``object``; numpy's type string where the name is ambiguous."""
-    return dt.name if np.dtype(dt.name) == dt else dt.str
 
 
 def _plain(v: Any) -> Any:

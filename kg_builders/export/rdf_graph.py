@@ -42,7 +42,7 @@ import numpy as np
 from kg_builders._optional import require
 from kg_builders.errors import ConfigError, SchemaError
 from kg_builders.fragment import EdgeType
-from kg_builders.graph import BuildReport, EdgeStore, KnowledgeGraph, edge_key
+from kg_builders.graph import BuildReport, EdgeStore, KnowledgeGraph, dtype_name, edge_key
 
 if TYPE_CHECKING:
     import rdflib
@@ -373,28 +373,15 @@ def _mask_local(slot: str) -> str:
 def _schema(kg: KnowledgeGraph, include_features: bool) -> dict[str, Any]:
     return {
         "node_attrs": {t: list(a) for t, a in kg.node_attrs.items()},
-        "edges": {
-            edge_key(et): {
-                "weight": _dtype_name(np.asarray(e.edge_weight).dtype),
-                "attrs": {
-                    n: {"dtype": _dtype_name(np.asarray(v).dtype), "shape": list(np.asarray(v).shape[1:])}
-                    for n, v in e.attrs.items()
-                },
-            }
-            for et, e in kg.edges.items()
-        },
+        "edges": {edge_key(et): e.dtype_spec() for et, e in kg.edges.items()},
         "features": {
-            t: {n: {"dtype": _dtype_name(a.dtype), "dim": int(a.shape[1])} for n, a in s.items()}
+            t: {n: {"dtype": dtype_name(a.dtype), "dim": int(a.shape[1])} for n, a in s.items()}
             for t, s in kg.features.items()
         }
         if include_features
         else {},
         "feature_masks": {t: list(s) for t, s in kg.feature_masks.items()} if include_features else {},
     }
-
-
-def _dtype_name(dt: np.dtype) -> str:
-    return dt.name if np.dtype(dt.name) == dt else dt.str
 
 
 def _json_default(o: Any) -> Any:

@@ -69,6 +69,7 @@ from kg_builders.sources._reader import (
     read_delimited,
     reject_rows,
 )
+from kg_builders.sources.kg_triples import one_entity_per_item
 from kg_builders.tables import SCHEMAS, SPLIT_VALUES, RowIssue, Tables
 
 logger = logging.getLogger(__name__)
@@ -210,21 +211,7 @@ def _read_table(path: Path, name: str, on_error: str) -> tuple[pd.DataFrame, lis
             logger.info("%s: removed %d duplicate triple(s)", path, int(dup.sum()))
             frame, _ = reject_rows(frame, dup, field=None, reason="duplicate triple", on_error="skip")
     if name == "item_entities":
-        same = frame.duplicated(subset=["item_id", "entity_id"]).to_numpy()
-        frame, _ = reject_rows(frame, same, field=None, reason="repeated row", on_error="skip")
-        twice = frame.duplicated(subset=["item_id"], keep="first").to_numpy()
-        first = dict(zip(frame["item_id"][::-1], frame["entity_id"][::-1], strict=True))
-        frame, more = reject_rows(
-            frame,
-            twice,
-            field="entity_id",
-            reason=lambda i: (
-                f"item {frame['item_id'].iloc[i]!r} is mapped to {frame['entity_id'].iloc[i]!r} here and to "
-                f"{first[frame['item_id'].iloc[i]]!r} earlier"
-            ),
-            on_error=on_error,
-        )
-        issues += more
+        frame, issues = one_entity_per_item(frame, path, issues, on_error)
     return frame, issues
 
 

@@ -121,10 +121,23 @@ def _read_item_map(path: Path, sep: str | None, on_error: str) -> tuple[pd.DataF
         quoting=False,
         on_error=on_error,
     )
-    same = frame.duplicated().to_numpy()
+    frame, issues = one_entity_per_item(frame, path, issues, on_error)
+    out = plain(frame[["item_id", "entity_id"]])
+    validate("item_entities", out)
+    return out, issues
+
+
+def one_entity_per_item(
+    frame: pd.DataFrame, path: str | Path, issues: list[RowIssue], on_error: str
+) -> tuple[pd.DataFrame, list[RowIssue]]:
+    """Drop identical repeated (item, entity) rows; an item mapped to a second entity is bad input.
+
+    Identical repeats are harmless: they are dropped (line numbers stay aligned) and logged, not
+    reported as issues. Used by this reader and by the generic reader's ``item_entities``.
+    """
+    same = frame.duplicated(subset=["item_id", "entity_id"]).to_numpy()
     if same.any():
         logger.info("%s: removed %d repeated line(s)", path, int(same.sum()))
-    # identical repeats are harmless: drop them (keeping line numbers aligned), they are not issues
     frame, _ = reject_rows(frame, same, field=None, reason="repeated line", on_error="skip")
     twice = frame.duplicated(subset=["item_id"], keep="first").to_numpy()
     first = dict(zip(frame["item_id"][::-1], frame["entity_id"][::-1], strict=True))
@@ -134,14 +147,11 @@ def _read_item_map(path: Path, sep: str | None, on_error: str) -> tuple[pd.DataF
         field="entity_id",
         reason=lambda i: (
             f"item {frame['item_id'].iloc[i]!r} is mapped to {frame['entity_id'].iloc[i]!r} here and to "
-            f"{first[frame['item_id'].iloc[i]]!r} on an earlier line"
+            f"{first[frame['item_id'].iloc[i]]!r} earlier"
         ),
         on_error=on_error,
     )
-    issues += more
-    out = plain(frame[["item_id", "entity_id"]])
-    validate("item_entities", out)
-    return out, issues
+    return frame, issues + more
 
 
 def _guess_sep(path: str | Path) -> str | None:
