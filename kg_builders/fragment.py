@@ -6,8 +6,11 @@ Builders never see indices; :func:`kg_builders.graph.build_graph` merges fragmen
 
 from __future__ import annotations
 
+import dataclasses
 import re
+import unicodedata
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -124,6 +127,28 @@ _SPACE = re.compile(r"\s+")
 
 def normalise_key(text: str) -> str:
     """The dedup key of a name or tag: NFKC, case-folded, whitespace collapsed and trimmed."""
-    import unicodedata
-
     return _SPACE.sub(" ", unicodedata.normalize("NFKC", str(text))).strip().casefold()
+
+
+def settings_of(builder: Any) -> dict[str, Any]:
+    """A builder's recipe entry: its class name and its dataclass fields, JSON-serialisable."""
+    if dataclasses.is_dataclass(builder):
+        fields = {}
+        for f in dataclasses.fields(builder):
+            v = getattr(builder, f.name)
+            fields[f.name] = settings_of(v) if dataclasses.is_dataclass(v) else plain_value(v)
+        return {"builder": type(builder).__name__, "settings": fields}
+    return {"builder": type(builder).__name__, "settings": {}}
+
+
+def plain_value(v: Any) -> Any:
+    """A JSON-friendly copy of a setting value (paths as strings, other objects by repr)."""
+    if isinstance(v, (str, int, float, bool)) or v is None:
+        return v
+    if isinstance(v, (list, tuple)):
+        return [plain_value(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k): plain_value(x) for k, x in v.items()}
+    if isinstance(v, Path):
+        return str(v)
+    return repr(v)

@@ -21,7 +21,7 @@ import pandas as pd
 
 from kg_builders._files import atomic_dir
 from kg_builders.errors import CheckpointError, SchemaError, UnknownIdError
-from kg_builders.fragment import Builder, Dropped, EdgeType, GraphFragment, check_name
+from kg_builders.fragment import Builder, Dropped, EdgeType, GraphFragment, check_name, plain_value, settings_of
 from kg_builders.tables import Tables
 
 logger = logging.getLogger(__name__)
@@ -399,29 +399,6 @@ def _canonical(e: EdgeStore) -> dict[str, np.ndarray]:
 
 
 # --------------------------------------------------------------------- building
-def settings_of(builder: Any) -> dict[str, Any]:
-    """A builder's recipe entry: its class name and its dataclass fields, JSON-serialisable."""
-    if dataclasses.is_dataclass(builder):
-        fields = {}
-        for f in dataclasses.fields(builder):
-            v = getattr(builder, f.name)
-            fields[f.name] = settings_of(v) if dataclasses.is_dataclass(v) else _plain(v)
-        return {"builder": type(builder).__name__, "settings": fields}
-    return {"builder": type(builder).__name__, "settings": {}}
-
-
-def _plain(v: Any) -> Any:
-    if isinstance(v, (str, int, float, bool)) or v is None:
-        return v
-    if isinstance(v, (list, tuple)):
-        return [_plain(x) for x in v]
-    if isinstance(v, dict):
-        return {str(k): _plain(x) for k, x in v.items()}
-    if isinstance(v, Path):
-        return str(v)
-    return repr(v)
-
-
 def build_graph(tables: Tables, builders: Iterable[Builder], *, progress: bool = False) -> KnowledgeGraph:
     """Run ``builders`` on ``tables`` and merge their fragments into one graph.
 
@@ -528,7 +505,7 @@ def build_graph(tables: Tables, builders: Iterable[Builder], *, progress: bool =
     for b, frag in frags:
         entry = settings_of(b)
         if frag.info:
-            entry["info"] = _plain(frag.info)
+            entry["info"] = plain_value(frag.info)
         recipe.append(entry)
     kg = KnowledgeGraph(node_ids, edges, node_attrs=node_attrs, report=report, recipe=recipe)
     logger.info("built %r in %.2f s", kg, report.seconds)
