@@ -135,6 +135,8 @@ def settings_of(builder: Any) -> dict[str, Any]:
     if dataclasses.is_dataclass(builder):
         fields = {}
         for f in dataclasses.fields(builder):
+            if not f.init:  # internal state, not a setting
+                continue
             v = getattr(builder, f.name)
             fields[f.name] = settings_of(v) if dataclasses.is_dataclass(v) else plain_value(v)
         return {"builder": type(builder).__name__, "settings": fields}

@@ -27,7 +27,7 @@ import numpy as np
 
 from kg_builders.builders.node_text import NODE_TYPES, NodeTextTemplates, node_texts
 from kg_builders.errors import ConfigError, SchemaError
-from kg_builders.fragment import check_name
+from kg_builders.fragment import check_name, plain_value, settings_of
 
 if TYPE_CHECKING:
     from kg_builders.builders.text_encoder import TextEncoder
@@ -110,22 +110,6 @@ class FeatureReport:
         return "\n".join(lines)
 
 
-def _plain(v: Any) -> Any:
-    """A JSON-serialisable copy of a setting (dataclasses become ``{"builder", "settings"}``)."""
-    if dataclasses.is_dataclass(v) and not isinstance(v, type):
-        fields = {f.name: _plain(getattr(v, f.name)) for f in dataclasses.fields(v) if f.init}
-        return {"builder": type(v).__name__, "settings": fields}
-    if isinstance(v, (str, int, float, bool)) or v is None:
-        return v
-    if isinstance(v, (list, tuple)):
-        return [_plain(x) for x in v]
-    if isinstance(v, dict):
-        return {str(k): _plain(x) for k, x in v.items()}
-    if isinstance(v, Path):
-        return str(v)
-    return repr(v)
-
-
 @dataclass(frozen=True, kw_only=True)
 class TextFeatureBuilder:
     """Encodes the text of every node of the chosen types into the feature slot ``slot``.
@@ -174,13 +158,13 @@ class TextFeatureBuilder:
         """The builder's settings, JSON-serialisable (the encoder and templates nested)."""
         enc = self.encoder
         own = getattr(enc, "settings", None)
-        encoder = {"builder": type(enc).__name__, "settings": _plain(own())} if callable(own) else _plain(enc)
+        encoder = {"builder": type(enc).__name__, "settings": plain_value(own())} if callable(own) else settings_of(enc)
         return {
             "encoder": encoder,
             "templates": {"builder": type(self.templates).__name__, "settings": self.templates.to_dict()},
             "node_types": list(self.node_types),
             "slot": self.slot,
-            "cache_dir": _plain(self.cache_dir),
+            "cache_dir": plain_value(self.cache_dir),
         }
 
     def build(self, graph: Any, *, progress: bool = False) -> FeatureReport:
