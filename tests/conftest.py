@@ -20,6 +20,12 @@ def shared_data(name: str) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def cache_root(tmp_path_factory) -> Path:
+    """One download/feature cache for the whole session: real-data graphs are encoded once."""
+    return tmp_path_factory.mktemp("graph-rec-cache")
+
+
 @pytest.fixture
 def tiny_tables() -> Tables:
     """3 users, 4 items, ratings with timestamps, tags, triples, social edges."""

@@ -78,8 +78,8 @@ def test_datasets_lists_the_catalog() -> None:
     assert {"ml-latest-small", "ml-100k", "hetrec2011-lastfm-2k"} <= names
 
 
-def test_demo_falls_back_to_synthetic_offline(tmp_path) -> None:
-    p = run("demo", "--offline", "--out", str(tmp_path / "demo"), "--json")
+def test_demo_falls_back_to_synthetic_offline(tmp_path, cache_root) -> None:
+    p = run("demo", "--offline", "--out", str(tmp_path / "demo"), "--cache-dir", str(cache_root), "--json")
     assert p.returncode == 0, p.stderr
     res = json.loads(p.stdout)
     assert res["dataset"] == "synthetic" and res["ok"] is True and "synthetic" in res["note"]
@@ -89,10 +89,13 @@ def test_demo_falls_back_to_synthetic_offline(tmp_path) -> None:
 
 
 @pytest.mark.slow
-def test_demo_on_movielens_with_kg(tmp_path) -> None:
+def test_demo_on_movielens_with_kg(tmp_path, cache_root) -> None:
     ml = shared_data("ml-latest-small")
     kg = shared_data("kg-samples") / "movie"
-    p = run("demo", "--ml-latest-small", str(ml), "--kg", str(kg), "--out", str(tmp_path / "demo"), "--json")
+    out = str(tmp_path / "demo")
+    p = run(
+        "demo", "--ml-latest-small", str(ml), "--kg", str(kg), "--out", out, "--cache-dir", str(cache_root), "--json"
+    )
     assert p.returncode == 0, p.stderr
     res = json.loads(p.stdout)
     assert res["dataset"] == "ml-latest-small" and res["ok"] is True

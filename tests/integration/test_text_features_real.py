@@ -44,8 +44,8 @@ def encoder() -> TextEncoder:
 
 
 @pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("feature-cache")
+def cache_dir(cache_root) -> Path:
+    return cache_root / "features"  # shared with the CLI demo tests
 
 
 def _graph(name: str, encoder: TextEncoder, cache_dir: Path) -> tuple[KnowledgeGraph, FeatureReport]:
