@@ -221,3 +221,23 @@ def test_graph_checks() -> None:
     kg = KnowledgeGraph({"user": ["a", "b"]}, {})
     with pytest.raises(SchemaError, match=r"must be \[2, dim\]"):
         kg.set_features("user", "x", np.zeros((3, 2)))
+
+
+def test_rdf_file_as_external_knowledge_graph(tiny_tables, tmp_path) -> None:
+    """An RDF (Turtle) file joined to items by a predicate becomes typed item/entity edges."""
+    from kg_builders.sources.rdf_source import load_rdf
+
+    ttl = tmp_path / "kg.ttl"
+    ttl.write_text(
+        "@prefix ex: <http://example.org/> .\n"
+        'ex:film1 ex:itemId "i1" ; ex:director ex:ann ; ex:label "Alpha" .\n'
+        'ex:film2 ex:itemId "i2" ; ex:director ex:ann .\n'
+        "ex:ann ex:bornIn ex:paris .\n"
+    )
+    triples, literals, item_entities = load_rdf(ttl, item_predicate="ex:itemId")
+    assert len(literals) == 1 and set(item_entities["item_id"]) == {"i1", "i2"}
+    t = tiny_tables.replace(triples=triples, item_entities=item_entities)
+    kg = build_graph(t, [InteractionBuilder(), KnowledgeBuilder()])
+    ann = "kg:http://example.org/ann"
+    assert _edges(kg, ("item", "director", "entity")) == {("i1", ann): 1.0, ("i2", ann): 1.0}
+    assert _edges(kg, ("entity", "born_in", "entity")) == {(ann, "kg:http://example.org/paris"): 1.0}
