@@ -202,7 +202,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "seed": args.seed,
             "rule": "uniform without replacement among items with genres",
         },
-        "generator": {"fingerprint": writer.fingerprint(), **writer.settings()},
+        # the model folder as its package name, not this machine's path
+        "generator": {"fingerprint": writer.fingerprint(), **writer.settings(), "model": Path(writer.model).name},
         "encoder": {"fingerprint": encoder.fingerprint(), **encoder.settings()},
         "k": args.k,
         "budget_s": args.budget_s,
