@@ -240,12 +240,17 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_info(args: argparse.Namespace) -> int:
+def _load_graph(path: str) -> tuple[Any, Path]:
+    """A saved graph from a build directory (``OUT/graph``) or a graph directory itself."""
     from kg_builders.graph import KnowledgeGraph
 
-    path = Path(args.path)
-    graph_dir = path / "graph" if (path / "graph").is_dir() else path
-    kg = KnowledgeGraph.load(graph_dir)
+    p = Path(path)
+    graph_dir = p / "graph" if (p / "graph").is_dir() else p
+    return KnowledgeGraph.load(graph_dir), graph_dir
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    kg, graph_dir = _load_graph(args.path)
     payload = {"path": str(graph_dir), "schema": kg.schema(), "report": kg.report.to_dict(), "recipe": kg.recipe}
     recipe = "\n".join(f"  {r['builder']}: {r['settings']}" for r in kg.recipe)
     _emit(args, payload, f"{kg!r}\n{kg.report.to_text()}\nrecipe:\n{recipe}")
@@ -253,11 +258,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from kg_builders.graph import KnowledgeGraph
-
-    path = Path(args.path)
-    graph_dir = path / "graph" if (path / "graph").is_dir() else path
-    kg = KnowledgeGraph.load(graph_dir)
+    kg, _ = _load_graph(args.path)
     out = Path(args.out)
     t0 = time.perf_counter()
     if args.to in ("turtle", "nt"):

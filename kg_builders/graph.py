@@ -67,6 +67,16 @@ class EdgeStore:
         }
 
 
+def array_from_spec(values: list[Any], dtype: str, shape: list[int]) -> np.ndarray:
+    """Rebuild an array ``[len(values), *shape]`` of ``dtype`` from per-row values (inverse of ``dtype_spec``)."""
+    dt = np.dtype(dtype)
+    if dt == np.dtype(object) and not shape:
+        out = np.empty(len(values), dtype=object)
+        out[:] = values
+        return out
+    return np.asarray(values, dtype=dt).reshape((len(values), *shape))
+
+
 def dtype_name(dt: np.dtype) -> str:
     """``float32``, ``int64``, ``bool``, ``object``; numpy's type string where the name is ambiguous."""
     return dt.name if np.dtype(dt.name) == dt else dt.str

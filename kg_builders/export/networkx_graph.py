@@ -29,7 +29,7 @@ import numpy as np
 from kg_builders._optional import require
 from kg_builders.errors import SchemaError
 from kg_builders.fragment import EdgeType
-from kg_builders.graph import BuildReport, EdgeStore, KnowledgeGraph, dtype_name, edge_key
+from kg_builders.graph import BuildReport, EdgeStore, KnowledgeGraph, array_from_spec, dtype_name, edge_key
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -207,7 +207,7 @@ def _read_edges(
             values = [it[3].get(name) for it in items]
             if a is None or np.dtype(a["dtype"]) == np.dtype(object):
                 values = copy.deepcopy(values)  # objects are not shared with the networkx graph
-            attrs[name] = _array(values, a["dtype"], a["shape"]) if a is not None else np.asarray(values)
+            attrs[name] = array_from_spec(values, a["dtype"], a["shape"]) if a is not None else np.asarray(values)
         edges[et] = EdgeStore(edge_index, weight, attrs)
     return edges
 
@@ -217,15 +217,6 @@ def _values(arr: np.ndarray) -> list[Any]:
     arr = np.asarray(arr)
     out = arr.tolist()
     return [_plain(x) for x in out] if arr.dtype == np.dtype(object) else out
-
-
-def _array(values: list[Any], dtype: str, shape: list[int]) -> np.ndarray:
-    dt = np.dtype(dtype)
-    if dt == np.dtype(object) and not shape:
-        out = np.empty(len(values), dtype=object)
-        out[:] = values
-        return out
-    return np.asarray(values, dtype=dt).reshape((len(values), *shape))
 
 
 def _column(rows: list[tuple[int, str, dict[str, Any]]], key: str, node_type: str) -> list[Any]:

@@ -42,7 +42,7 @@ import numpy as np
 from kg_builders._optional import require
 from kg_builders.errors import ConfigError, SchemaError
 from kg_builders.fragment import EdgeType
-from kg_builders.graph import BuildReport, EdgeStore, KnowledgeGraph, dtype_name, edge_key
+from kg_builders.graph import BuildReport, EdgeStore, KnowledgeGraph, array_from_spec, dtype_name, edge_key
 
 if TYPE_CHECKING:
     import rdflib
@@ -273,7 +273,7 @@ def from_rdf(g: rdflib.Graph) -> KnowledgeGraph:
         attrs = {}
         for name, a in spec["attrs"].items():
             lits = _required(g, gr[_attr_local(name)], stmts, f"edge attribute {name!r} of {et}")
-            attrs[name] = _array([_from_literal(x) for x in lits], a["dtype"], a["shape"])
+            attrs[name] = array_from_spec([_from_literal(x) for x in lits], a["dtype"], a["shape"])
         edges[et] = EdgeStore(edge_index, weight, attrs)
     return KnowledgeGraph(
         node_ids,
@@ -346,15 +346,6 @@ def _from_literal(lit: Any) -> Any:
         text = str(lit).strip()
         return float(Decimal(text)) if dt == XSD.decimal else float(text)
     raise SchemaError(f"literal {lit!r} has datatype {dt} that graph-rec does not read")
-
-
-def _array(values: list[Any], dtype: str, shape: list[int]) -> np.ndarray:
-    dt = np.dtype(dtype)
-    if dt == np.dtype(object) and not shape:
-        out = np.empty(len(values), dtype=object)
-        out[:] = values
-        return out
-    return np.asarray(values, dtype=dt).reshape((len(values), *shape))
 
 
 # --------------------------------------------------------------------- writing helpers
