@@ -43,15 +43,11 @@ def run_exports() -> dict:
     from kg_builders.builders.standard import standard_builders
     from kg_builders.export import from_networkx, from_rdf, to_hetero_data, to_networkx, to_rdf
     from kg_builders.graph import build_graph
-    from kg_builders.sources.kg_triples import load_kg_triples
+    from kg_builders.sources.kg_triples import join_kg_folder
     from kg_builders.sources.movielens import load_movielens
     from kg_builders.split import split_random
 
-    tables = load_movielens(SHARED / "ml-latest-small")
-    triples, ie = load_kg_triples(
-        SHARED / "kg-samples/movie/kg.txt", SHARED / "kg-samples/movie/item_index2entity_id.txt"
-    )
-    tables = tables.replace(triples=triples, item_entities=ie)
+    tables = join_kg_folder(load_movielens(SHARED / "ml-latest-small"), SHARED / "kg-samples/movie")
     train = split_random(tables, ratios=(0.8, 0.1, 0.1), seed=0).train_tables(tables)
     kg = build_graph(train, standard_builders(train))
     import torch_geometric  # noqa: F401  (import time is not export time)
@@ -95,12 +91,9 @@ def run_case(name: str) -> dict:
 
         tables = load_movielens(SHARED / "ml-latest-small")
         if name == "ml-latest-small":
-            from kg_builders.sources.kg_triples import load_kg_triples
+            from kg_builders.sources.kg_triples import join_kg_folder
 
-            triples, ie = load_kg_triples(
-                SHARED / "kg-samples/movie/kg.txt", SHARED / "kg-samples/movie/item_index2entity_id.txt"
-            )
-            tables = tables.replace(triples=triples, item_entities=ie, source=f"{tables.source}+mkr-movie-kg")
+            tables = join_kg_folder(tables, SHARED / "kg-samples/movie")
     elif name == "ml-100k":
         from kg_builders.builders.entities import EntityBuilder, SpacyExtractor
         from kg_builders.sources.movielens import load_movie_wiki, load_movielens

@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from kg_builders.errors import ConfigError, DownloadError, GraphRecError
+from kg_builders.sources.auto import FORMATS
+from kg_builders.split import SPLITS
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +61,7 @@ def _resolve_source(spec: str, cache_dir: Path, *, download: bool) -> tuple[Path
     return fetch_dataset(entry, cache_dir=cache_dir, progress=sys.stderr.isatty()), spec
 
 
-def _entity_builder(kind: str, tables: Any):
+def _entity_builder(kind: str):
     if kind == "none":
         return None
     from kg_builders.builders.entities import EntityBuilder, GazetteerExtractor, SpacyExtractor
@@ -139,7 +141,7 @@ def build_pipeline(
     else:
         sp = make_split(tables, split, **split_settings)
         train_tables = sp.train_tables(tables)
-    builders = standard_builders(train_tables, entities=_entity_builder(entities, tables), **builder_options)
+    builders = standard_builders(train_tables, entities=_entity_builder(entities), **builder_options)
     kg = build_graph(train_tables, builders, progress=progress)
     return kg, sp
 
@@ -163,11 +165,9 @@ def _load_tables(args: argparse.Namespace, cache: Path) -> tuple[Any, str]:
     folder, name = _resolve_source(args.source, cache, download=args.download)
     tables = load_dataset(folder, format=args.format, on_error=args.on_error)
     if args.kg:
-        from kg_builders.sources.kg_triples import load_kg_triples
+        from kg_builders.sources.kg_triples import join_kg_folder
 
-        kg_dir = Path(args.kg)
-        triples, item_entities = load_kg_triples(kg_dir / "kg.txt", kg_dir / "item_index2entity_id.txt")
-        tables = tables.replace(triples=triples, item_entities=item_entities, source=f"{tables.source}+kg")
+        tables = join_kg_folder(tables, args.kg, on_error=args.on_error)
     return tables, name
 
 
@@ -321,12 +321,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if ml_path is not None:
         tables = load_movielens(ml_path)
         entities = "none"
-        kg_dir = Path(args.kg) if args.kg else None
-        if kg_dir is not None:
-            from kg_builders.sources.kg_triples import load_kg_triples
+        if args.kg:
+            from kg_builders.sources.kg_triples import join_kg_folder
 
-            triples, ie = load_kg_triples(kg_dir / "kg.txt", kg_dir / "item_index2entity_id.txt")
-            tables = tables.replace(triples=triples, item_entities=ie, source=f"{tables.source}+kg")
+            tables = join_kg_folder(tables, args.kg)
         dataset = "ml-latest-small"
     else:
         from kg_builders.sources.synthetic import make_synthetic_world
@@ -441,12 +439,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("build", help="build a knowledge graph from a data set folder or catalog name")
     sp.add_argument("source", help="a folder, a catalog name (with --download), or 'synthetic'")
     sp.add_argument("--out", required=True, help="output directory (graph/ and split/)")
-    sp.add_argument("--format", choices=["movielens", "hetrec_lastfm", "lightgcn", "mind_news", "generic"])
+    sp.add_argument("--format", choices=list(FORMATS))
     sp.add_argument("--download", action="store_true", help="download a catalog data set if not cached")
     sp.add_argument("--kg", help="folder with kg.txt and item_index2entity_id.txt (KGAT/KGCN/MKR format)")
-    sp.add_argument(
-        "--split", default="random", choices=["random", "temporal", "leave_one_out", "cold_item", "official", "none"]
-    )
+    sp.add_argument("--split", default="random", choices=[*SPLITS, "none"])
     sp.add_argument("--ratios", default="0.8,0.1,0.1", help="train,valid,test (default 0.8,0.1,0.1)")
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--weight", default="rating", choices=["rating", "binary", "count", "log_count"])

@@ -30,7 +30,7 @@ from kg_builders.sources._reader import (
     read_delimited,
     reject_rows,
 )
-from kg_builders.tables import RowIssue, validate
+from kg_builders.tables import RowIssue, Tables, validate
 
 logger = logging.getLogger(__name__)
 
@@ -125,6 +125,16 @@ def _read_item_map(path: Path, sep: str | None, on_error: str) -> tuple[pd.DataF
     out = plain(frame[["item_id", "entity_id"]])
     validate("item_entities", out)
     return out, issues
+
+
+def join_kg_folder(tables: Tables, path: str | Path, *, on_error: str = "raise") -> Tables:
+    """``tables`` with the knowledge graph of a KGAT/KGCN/MKR folder joined.
+
+    The folder holds ``kg.txt`` (triples) and ``item_index2entity_id.txt`` (the item map).
+    """
+    folder = Path(path)
+    triples, item_entities = load_kg_triples(folder / "kg.txt", folder / "item_index2entity_id.txt", on_error=on_error)
+    return tables.replace(triples=triples, item_entities=item_entities, source=f"{tables.source}+kg:{folder.name}")
 
 
 def one_entity_per_item(
