@@ -46,37 +46,6 @@ def _emit(args: argparse.Namespace, payload: dict[str, Any], text: str) -> None:
         sys.stdout.write(text.rstrip() + "\n")
 
 
-def _resolve_source(spec: str, cache_dir: Path, *, download: bool) -> tuple[Path, str]:
-    """A folder for ``spec``: an existing path, or a catalog name (cached or downloaded)."""
-    p = Path(spec)
-    if p.exists():
-        return p, p.name
-    from kg_builders.sources.catalog import load_catalog
-    from kg_builders.sources.download import fetch_dataset
-
-    catalog = load_catalog()
-    entry = catalog.get(spec)  # ConfigError listing valid names when unknown
-    if not download:
-        raise ConfigError(f"{spec!r} is not a path; pass --download to fetch it from {entry.files[0].url}")
-    return fetch_dataset(entry, cache_dir=cache_dir, progress=sys.stderr.isatty()), spec
-
-
-def _entity_builder(kind: str):
-    if kind == "none":
-        return None
-    from kg_builders.builders.entities import EntityBuilder, GazetteerExtractor, SpacyExtractor
-
-    if kind == "spacy":
-        return EntityBuilder(extractor=SpacyExtractor())
-    if kind == "synthetic-gazetteer":
-        from kg_builders.sources.synthetic import synthetic_vocabulary
-
-        return EntityBuilder(extractor=GazetteerExtractor(synthetic_vocabulary()))
-    if kind.startswith("gazetteer:"):
-        return EntityBuilder(extractor=GazetteerExtractor.from_list(kind.split(":", 1)[1]))
-    raise ConfigError(f"unknown --entities {kind!r}; valid: none, spacy, gazetteer:<names.tsv>, synthetic-gazetteer")
-
-
 def _split_settings(args: argparse.Namespace) -> dict[str, Any]:
     if args.split in ("random", "temporal", "cold_item"):
         ratios = [float(x) for x in args.ratios.split(",")]
@@ -91,20 +60,17 @@ def _split_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 def _text_features(args: argparse.Namespace, kg: Any, cache: Path, *, progress: bool) -> Any:
     """Fill the ``text`` feature slot of every node type with ``--encoder`` (None when ``none``)."""
-    if args.encoder == "none":
-        return None
-    from kg_builders.builders.text_encoder import TextEncoder
-    from kg_builders.builders.text_features import TextFeatureBuilder
+    from graph_rec.runs import FeatureOptions, encode_features
 
-    encoder = TextEncoder(
-        model=args.encoder,
+    options = FeatureOptions(
+        encoder=args.encoder,
         pooling=args.pooling,
         batch_size=args.batch_size,
         max_length=args.max_length,
         local_files_only=args.local_files_only or getattr(args, "offline", False),
     )
     feature_cache = Path(args.feature_cache) if args.feature_cache else cache / "features"
-    return TextFeatureBuilder(encoder=encoder, cache_dir=feature_cache).build(kg, progress=progress)
+    return encode_features(options, kg, feature_cache=feature_cache, progress=progress)
 
 
 def _encoder_options(sp: argparse.ArgumentParser, *, default: str) -> None:
@@ -119,31 +85,6 @@ def _encoder_options(sp: argparse.ArgumentParser, *, default: str) -> None:
     sp.add_argument("--max-length", type=int, default=256, help="tokens kept per text (default 256)")
     sp.add_argument("--feature-cache", help="feature cache folder (default: <cache dir>/features)")
     sp.add_argument("--local-files-only", action="store_true", help="never download a model")
-
-
-def build_pipeline(
-    tables: Any,
-    *,
-    split: str,
-    split_settings: dict[str, Any],
-    builder_options: dict[str, Any],
-    entities: str,
-    progress: bool,
-) -> tuple[Any, Any]:
-    """Split the tables, then build the graph from the training part only."""
-    from kg_builders.builders.standard import standard_builders
-    from kg_builders.graph import build_graph
-    from kg_builders.split import make_split
-
-    if split == "none":
-        sp = None
-        train_tables = tables
-    else:
-        sp = make_split(tables, split, **split_settings)
-        train_tables = sp.train_tables(tables)
-    builders = standard_builders(train_tables, entities=_entity_builder(entities), **builder_options)
-    kg = build_graph(train_tables, builders, progress=progress)
-    return kg, sp
 
 
 def _save_build(out: Path, kg: Any, sp: Any, *, overwrite: bool) -> None:
@@ -162,7 +103,10 @@ def _load_tables(args: argparse.Namespace, cache: Path) -> tuple[Any, str]:
         from kg_builders.sources.synthetic import make_synthetic_world
 
         return make_synthetic_world(seed=args.seed), "synthetic"
-    folder, name = _resolve_source(args.source, cache, download=args.download)
+    from graph_rec.runs import resolve_dataset
+
+    folder = resolve_dataset(args.source, cache, download=args.download, progress=sys.stderr.isatty())
+    name = folder.name
     tables = load_dataset(folder, format=args.format, on_error=args.on_error)
     if args.kg:
         from kg_builders.sources.kg_triples import join_kg_folder
@@ -207,6 +151,8 @@ def cmd_build(args: argparse.Namespace) -> int:
         raise ConfigError(f"{out} already exists; pass --overwrite to replace it")
     t0 = time.perf_counter()
     tables, _ = _load_tables(args, cache)
+    from graph_rec.runs import build_pipeline
+
     kg, sp = build_pipeline(
         tables,
         split=args.split,
@@ -335,6 +281,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     step("load", t0, dataset=dataset, **{k: v for k, v in tables.counts().items()})
 
     t0 = time.perf_counter()
+    from graph_rec.runs import build_pipeline
+
     kg, sp = build_pipeline(
         tables,
         split="random",
@@ -417,6 +365,70 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _run_config(args: argparse.Namespace) -> Any:
+    import tomllib
+
+    from graph_rec.runs import RunConfig, with_overrides
+
+    path = Path(args.config)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    try:
+        return RunConfig.from_dict(with_overrides(raw, args.set or []))
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train a model from a TOML run config into a run directory."""
+    from graph_rec.runs import train_run
+
+    config = _run_config(args)
+    cache = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
+    progress = not args.json and sys.stderr.isatty()
+    summary = train_run(
+        config, args.out, cache_dir=cache, resume=args.resume, overwrite=args.overwrite, progress=progress
+    )
+    metric = config.train.metric
+    lines = [
+        f"{summary['model']}: best epoch {summary['best_epoch']} ({summary['stopped']}), "
+        f"{summary['seconds']:.1f} s training, best validation after {summary['seconds_to_best']:.1f} s",
+        f"valid {metric} {summary['valid'][metric]:.4f}",
+        "test  " + "  ".join(f"{k} {v:.4f}" for k, v in summary["test"].items() if "@" in k),
+        f"written to {summary['out']}: run.json, metrics.json, history.json, history.png, best/, checkpoint/",
+    ]
+    _emit(args, summary, "\n".join(lines))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Evaluate a saved run on its validation or test part."""
+    from graph_rec.eval.evaluator import EvalConfig
+    from graph_rec.runs import evaluate_run, read_run
+
+    meta = read_run(args.run)
+    settings = dict(meta["config"].get("eval", {}))
+    if args.ks:
+        settings["ks"] = [int(k) for k in args.ks.split(",")]
+    if args.sampled:
+        settings["sampled"] = True
+    res = evaluate_run(
+        args.run,
+        part=args.part,
+        eval_config=EvalConfig.from_dict(settings),
+        progress=not args.json and sys.stderr.isatty(),
+    )
+    text = f"{args.part} ({res.num_users} users, {res.seconds:.2f} s)\n" + "\n".join(
+        f"  {k:<14} {v:.4f}" for k, v in res.metrics.items()
+    )
+    _emit(args, res.to_dict(), text)
+    return 0
+
+
 # ----------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="graph-rec", description=__doc__.split("\n")[0])
@@ -471,6 +483,23 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", required=True)
     common(sp)
     sp.set_defaults(func=cmd_export)
+
+    sp = sub.add_parser("train", help="train a model from a TOML run config (build, encode, train, evaluate, save)")
+    sp.add_argument("config", help="a TOML file with [data], [graph], [features], [view], [model], [train], [eval]")
+    sp.add_argument("--out", required=True, help="the run directory")
+    sp.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a config value (repeatable)")
+    sp.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoint")
+    sp.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    common(sp)
+    sp.set_defaults(func=cmd_train)
+
+    sp = sub.add_parser("evaluate", help="evaluate a saved run (full ranking; --sampled adds AUC/F1)")
+    sp.add_argument("run", help="a run directory written by 'graph-rec train'")
+    sp.add_argument("--part", default="test", choices=["valid", "test"])
+    sp.add_argument("--ks", help="cut-offs, e.g. 10,20,50 (default: the run's)")
+    sp.add_argument("--sampled", action="store_true", help="also the sampled protocol: AUC and F1 with 1:1 negatives")
+    common(sp)
+    sp.set_defaults(func=cmd_evaluate)
 
     sp = sub.add_parser("demo", help="the whole chain on MovieLens latest-small (or the synthetic world)")
     sp.add_argument("--ml-latest-small", help="a local copy of ml-latest-small")

@@ -11,6 +11,10 @@ Each modality ``m`` with features ``x_m`` ``[N, d_m]`` is projected to ``h_m = W
   "Heterogeneous Graph Attention Network", WWW 2019) applied to modalities, as multimodal
   recommenders such as MMGCN / LATTICE weight modality views.
 
+- ``"sum"``: ``z = sum_m h_m``. Affine in each modality's features, so it commutes with linear
+  propagation: ``P z = sum_m (P x_m) W_m^T + (P a_m) b_m^T`` (``a_m`` the availability mask),
+  which lets a graph model propagate the raw features once instead of at every step.
+
 Masks say which rows hold real features (e.g. items without an image). A masked modality never
 contributes: its input row is replaced by zeros before the projection (so NaN or garbage there
 cannot leak, not even into gradients) and its projection is zeroed. A node with no modality
@@ -27,9 +31,10 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from graph_rec.data import config_from_dict
 from graph_rec.errors import ConfigError, SchemaError
 
-MODES = ("concat", "gated")
+MODES = ("concat", "gated", "sum")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -37,13 +42,14 @@ class FusionConfig:
     """Settings of :class:`ModalityFusion`.
 
     Args:
-        mode: ``"concat"`` (concatenate the projections, then a linear layer) or ``"gated"``
-            (softmax attention over the available modalities, per node).
+        mode: ``"concat"`` (concatenate the projections, then a linear layer), ``"gated"``
+            (softmax attention over the available modalities, per node) or ``"sum"`` (the sum of
+            the projections).
         out_dim: the size of each projection and of the output.
         dropout: dropout on the projections during training, in ``[0, 1)``.
     """
 
-    mode: Literal["concat", "gated"] = "gated"
+    mode: Literal["concat", "gated", "sum"] = "gated"
     out_dim: int = 64
     dropout: float = 0.0
 
@@ -66,13 +72,7 @@ class FusionConfig:
         Raises:
             ConfigError: an unknown key (the message lists the valid ones) or a bad value.
         """
-        if not isinstance(d, Mapping):
-            raise ConfigError(f"fusion config must be a mapping, got {type(d).__name__}")
-        valid = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(str(k) for k in d if k not in valid)
-        if unknown:
-            raise ConfigError(f"unknown fusion setting(s) {unknown}; valid keys: {valid}")
-        return cls(**dict(d))
+        return config_from_dict(cls, d, "fusion")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -112,7 +112,7 @@ class ModalityFusion(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
         if config.mode == "concat":
             self.out = nn.Linear(len(self.modalities) * out, out)
-        else:
+        elif config.mode == "gated":
             self.score = nn.Sequential(nn.Linear(out, out), nn.Tanh(), nn.Linear(out, 1, bias=False))
             self.modality_bias = nn.Parameter(torch.zeros(len(self.modalities)))
 
@@ -207,6 +207,8 @@ class ModalityFusion(nn.Module):
         h = self._project(features, avail)  # [N, M, out]
         if self.config.mode == "concat":
             z = self.out(h.reshape(h.shape[0], -1))
+        elif self.config.mode == "sum":
+            z = h.sum(dim=1)
         else:
             z = (self._weights(h, avail).unsqueeze(-1) * h).sum(dim=1)
         return z * avail.any(dim=1, keepdim=True).to(z.dtype)

@@ -29,7 +29,7 @@ def _inputs(seed: int = 1) -> tuple[dict[str, torch.Tensor], dict[str, torch.Ten
     return feats, masks
 
 
-@pytest.mark.parametrize("mode", ["concat", "gated"])
+@pytest.mark.parametrize("mode", ["concat", "gated", "sum"])
 def test_shapes_and_nodes_without_modality(mode: str) -> None:
     fusion = _module(mode)
     feats, masks = _inputs()
@@ -40,7 +40,7 @@ def test_shapes_and_nodes_without_modality(mode: str) -> None:
     assert fusion(feats).shape == (N, 8)  # no masks: every modality available
 
 
-@pytest.mark.parametrize("mode", ["concat", "gated"])
+@pytest.mark.parametrize("mode", ["concat", "gated", "sum"])
 def test_masked_rows_do_not_contribute(mode: str) -> None:
     fusion = _module(mode)
     feats, masks = _inputs()
@@ -81,7 +81,7 @@ def test_concat_and_gated_differ_in_structure_and_output() -> None:
         concat.modality_weights(feats, masks)
 
 
-@pytest.mark.parametrize("mode", ["concat", "gated"])
+@pytest.mark.parametrize("mode", ["concat", "gated", "sum"])
 def test_gradients_flow_to_every_parameter_and_not_to_masked_inputs(mode: str) -> None:
     fusion = _module(mode).train()
     feats, masks = _inputs()
@@ -112,7 +112,7 @@ def test_config_from_dict_rejects_unknown_keys_and_bad_values() -> None:
     with pytest.raises(ConfigError, match=r"\['fusion_mode'\].*valid keys: \['mode', 'out_dim', 'dropout'\]"):
         FusionConfig.from_dict({"fusion_mode": "gated"})
     with pytest.raises(ConfigError, match="mode must be"):
-        FusionConfig.from_dict({"mode": "sum"})
+        FusionConfig.from_dict({"mode": "mean"})
     with pytest.raises(ConfigError, match="out_dim"):
         FusionConfig(out_dim=0)
     with pytest.raises(ConfigError, match="out_dim"):

@@ -23,7 +23,8 @@ LAYERS = {
         ["graph"],
         ["export"],
     ],
-    "graph_rec": [["__init__", "errors"], ["models"], ["cli"]],
+    # eval sits below training: the trainer validates with the evaluator, metrics never train
+    "graph_rec": [["__init__", "errors"], ["data"], ["models"], ["eval"], ["training"], ["runs"], ["cli"]],
 }
 
 

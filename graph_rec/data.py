@@ -1,0 +1,426 @@
+"""What a model and an evaluator see of a :class:`~kg_builders.graph.KnowledgeGraph` and its split.
+
+:class:`RecData` turns a graph built from the training tables, plus the :class:`~kg_builders.split.Split`
+it came from, into tensors:
+
+* ``train`` / ``valid`` / ``test``: :class:`UserItems`, per-user item lists in CSR form over the
+  graph's user and item indices. Training positives are the graph's interaction edges (so they
+  are exactly the pairs that became edges); validation and test pairs come from the split.
+* ``graph``: :class:`GraphTensors`, every kept node type in one index space (users first, then
+  items, then the rest), both directions of every kept edge type with its relation id, and the
+  feature slots as ``[num_nodes, dim]`` matrices with row masks.
+
+:class:`DataConfig` selects what the model may see (node types, relations, feature slots): the
+ablations "no knowledge graph", "no text features", "no tags", "no entities" are data settings,
+so every model is ablated the same way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+
+from graph_rec.errors import ConfigError, DataError, SchemaError
+
+logger = logging.getLogger(__name__)
+
+EdgeType = tuple[str, str, str]
+
+
+def config_from_dict(cls: type, d: Mapping[str, Any], what: str) -> Any:
+    """Build the frozen dataclass ``cls`` from a mapping, rejecting unknown keys with the valid ones.
+
+    Lists become tuples (TOML has no tuples). Raises :class:`ConfigError` naming ``what``.
+    """
+    if not isinstance(d, Mapping):
+        raise ConfigError(f"{what} settings must be a table/mapping, got {type(d).__name__}")
+    valid = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(str(k) for k in d if k not in valid)
+    if unknown:
+        raise ConfigError(f"unknown {what} setting(s) {unknown}; valid keys: {valid}")
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+    try:
+        return cls(**values)
+    except TypeError as exc:  # a wrong type that the dataclass itself rejected
+        raise ConfigError(f"bad {what} settings: {exc}") from exc
+
+
+def check_int(name: str, value: Any, *, minimum: int = 0) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def check_float(name: str, value: Any, *, low: float = 0.0, high: float = float("inf"), open_low: bool = False) -> None:
+    ok = not isinstance(value, bool) and isinstance(value, int | float) and np.isfinite(value)
+    ok = ok and (value > low if open_low else value >= low) and value <= high
+    if not ok:
+        bracket = "(" if open_low else "["
+        raise ConfigError(f"{name} must be a number in {bracket}{low}, {high}], got {value!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataConfig:
+    """What of the graph the model sees.
+
+    Args:
+        node_types: node types kept besides ``user`` and ``item`` (``None``: all). ``()`` keeps
+            the user-item graph only ("no knowledge graph").
+        relations: relations (forward names, e.g. ``"interacted"``) kept for propagation (``None``:
+            all); ``("interacted",)`` is the user-item graph only ("no knowledge graph").
+        drop_relations: relations (forward names, e.g. ``"friend_of"``) removed from propagation.
+        features: feature slots used as node features (``None``: every slot in the graph; ``()``:
+            none, "no text features").
+        edge_weights: propagate with the builders' edge weights (e.g. ratings); otherwise every
+            edge weighs 1, as in LightGCN.
+        interaction_relation: the relation of user -> item training interactions.
+    """
+
+    node_types: tuple[str, ...] | None = None
+    relations: tuple[str, ...] | None = None
+    drop_relations: tuple[str, ...] = ()
+    features: tuple[str, ...] | None = None
+    edge_weights: bool = False
+    interaction_relation: str = "interacted"
+
+    def __post_init__(self) -> None:
+        for name in ("node_types", "relations", "features"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, str) or not all(isinstance(x, str) for x in v)):
+                raise ConfigError(f"{name} must be a list of names or null, got {v!r}")
+        if isinstance(self.drop_relations, str) or not all(isinstance(x, str) for x in self.drop_relations):
+            raise ConfigError(f"drop_relations must be a list of relation names, got {self.drop_relations!r}")
+        if not isinstance(self.edge_weights, bool):
+            raise ConfigError(f"edge_weights must be true or false, got {self.edge_weights!r}")
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> DataConfig:
+        return config_from_dict(cls, d, "data")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+
+class UserItems:
+    """A set of (user_idx, item_idx) pairs stored per user in CSR form (sorted, no duplicates).
+
+    Attributes:
+        indptr: ``[num_users + 1]`` long; user ``u``'s items are ``indices[indptr[u]:indptr[u + 1]]``.
+        indices: ``[nnz]`` long item indices, sorted within each user.
+        num_users, num_items: the matrix shape.
+    """
+
+    def __init__(self, indptr: Tensor, indices: Tensor, num_users: int, num_items: int) -> None:
+        self.indptr = indptr
+        self.indices = indices
+        self.num_users = int(num_users)
+        self.num_items = int(num_items)
+        self._keys: Tensor | None = None
+
+    @classmethod
+    def from_pairs(cls, users: Any, items: Any, num_users: int, num_items: int) -> UserItems:
+        """Pairs to CSR; duplicates are merged. Raises :class:`SchemaError` on an index out of range."""
+        u = torch.as_tensor(np.asarray(users), dtype=torch.long).reshape(-1)
+        i = torch.as_tensor(np.asarray(items), dtype=torch.long).reshape(-1)
+        if u.numel() != i.numel():
+            raise SchemaError(f"users and items differ in length: {u.numel()} vs {i.numel()}")
+        if u.numel() and (
+            int(u.min()) < 0 or int(u.max()) >= num_users or int(i.min()) < 0 or int(i.max()) >= num_items
+        ):
+            raise SchemaError(f"pair indices out of range for {num_users} users x {num_items} items")
+        keys = torch.unique(u * num_items + i)  # sorted
+        rows = torch.div(keys, num_items, rounding_mode="floor")
+        indptr = torch.zeros(num_users + 1, dtype=torch.long)
+        indptr[1:] = torch.cumsum(torch.bincount(rows, minlength=num_users), 0)
+        out = cls(indptr, keys - rows * num_items, num_users, num_items)
+        out._keys = keys
+        return out
+
+    @property
+    def nnz(self) -> int:
+        return int(self.indices.numel())
+
+    def counts(self) -> Tensor:
+        """``[num_users]`` number of items per user."""
+        return self.indptr[1:] - self.indptr[:-1]
+
+    def item_counts(self) -> Tensor:
+        """``[num_items]`` number of users per item (popularity)."""
+        return torch.bincount(self.indices, minlength=self.num_items)
+
+    def users(self) -> Tensor:
+        """``[nnz]`` the user of each stored pair (row indices)."""
+        return torch.repeat_interleave(torch.arange(self.num_users), self.counts())
+
+    def keys(self) -> Tensor:
+        """``[nnz]`` sorted ``user * num_items + item`` keys, for membership tests."""
+        if self._keys is None:
+            self._keys = self.users() * self.num_items + self.indices
+        return self._keys
+
+    def contains(self, users: Tensor, items: Tensor) -> Tensor:
+        """Bool tensor: whether each (users[k], items[k]) is stored. Vectorised binary search."""
+        keys = self.keys()
+        q = users.to(torch.long) * self.num_items + items.to(torch.long)
+        if keys.numel() == 0:
+            return torch.zeros_like(q, dtype=torch.bool)
+        pos = torch.searchsorted(keys, q).clamp_(max=keys.numel() - 1)
+        return keys[pos] == q
+
+    def rows(self, users: Tensor) -> tuple[Tensor, Tensor]:
+        """The stored pairs of a batch of users: ``(row, item)``, ``row`` indexing into ``users``."""
+        users = users.to(torch.long)
+        start = self.indptr[users]
+        n = self.indptr[users + 1] - start
+        row = torch.repeat_interleave(torch.arange(users.numel()), n)
+        offs = torch.arange(int(n.sum())) - torch.repeat_interleave(torch.cumsum(n, 0) - n, n)
+        return row, self.indices[torch.repeat_interleave(start, n) + offs]
+
+    def dense_rows(self, users: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
+        """``[len(users), num_items]`` 0/1 rows (only for batches of users)."""
+        out = torch.zeros(users.numel(), self.num_items, dtype=dtype)
+        r, c = self.rows(users)
+        out[r, c] = 1
+        return out
+
+    def to_sparse(self, dtype: torch.dtype = torch.float32) -> Tensor:
+        """The whole matrix as a torch sparse CSR tensor ``[num_users, num_items]`` of ones."""
+        return torch.sparse_csr_tensor(
+            self.indptr, self.indices, torch.ones(self.nnz, dtype=dtype), (self.num_users, self.num_items)
+        )
+
+    def union(self, other: UserItems) -> UserItems:
+        u = torch.cat([self.users(), other.users()])
+        i = torch.cat([self.indices, other.indices])
+        return UserItems.from_pairs(u, i, self.num_users, self.num_items)
+
+
+@dataclass(eq=False)
+class GraphTensors:
+    """The propagation graph: every kept node in one index space, edges in both directions.
+
+    Attributes:
+        num_nodes: total nodes; users are ``0 .. num_users-1``, items follow, then other types.
+        node_offsets: node type -> first global index; node_counts: node type -> count.
+        edge_index: ``[2, E]`` long (source, destination), both directions of every kept edge.
+        edge_weight: ``[E]`` float32 (1 unless ``DataConfig.edge_weights``).
+        edge_type: ``[E]`` long relation id into ``relations``.
+        relations: relation names ``src__rel__dst``; each is followed by its reverse ``dst__rev_rel__src``.
+        features: slot -> ``[num_nodes, dim]`` float32 (zeros where missing).
+        feature_masks: slot -> ``[num_nodes]`` bool (True where the row is real).
+    """
+
+    num_nodes: int
+    node_offsets: dict[str, int]
+    node_counts: dict[str, int]
+    edge_index: Tensor
+    edge_weight: Tensor
+    edge_type: Tensor
+    relations: list[str]
+    features: dict[str, Tensor] = field(default_factory=dict)
+    feature_masks: dict[str, Tensor] = field(default_factory=dict)
+
+    @property
+    def num_edges(self) -> int:
+        return int(self.edge_index.shape[1])
+
+    @property
+    def num_relations(self) -> int:
+        return len(self.relations)
+
+    def node_type_index(self) -> Tensor:
+        """``[num_nodes]`` long: position of each node's type in ``node_offsets``."""
+        return torch.repeat_interleave(
+            torch.arange(len(self.node_counts)), torch.tensor(list(self.node_counts.values()), dtype=torch.long)
+        )
+
+    def schema(self) -> dict[str, Any]:
+        return {
+            "nodes": dict(self.node_counts),
+            "relations": list(self.relations),
+            "features": {k: int(v.shape[1]) for k, v in self.features.items()},
+        }
+
+
+class RecData:
+    """Training graph, training positives and held-out pairs of one split, as index tensors.
+
+    Args:
+        kg: the graph built from ``split.train_tables(...)``.
+        split: the split (its ``valid`` and ``test`` tables give the held-out pairs); ``None`` for a
+            graph without held-out data (training on everything, e.g. for serving).
+        config: what the model may see.
+
+    Held-out pairs whose user or item is not in the graph cannot be ranked and are dropped (and
+    counted in ``dropped``); pairs that are also training positives (and test pairs that are also
+    validation pairs) are dropped too, since they are masked when ranking. Users with
+    no training interaction keep their held-out pairs (a model ranks them from the graph alone),
+    and are counted in ``cold_users``.
+    """
+
+    def __init__(self, kg: Any, split: Any | None = None, *, config: DataConfig | None = None) -> None:
+        self.config = config or DataConfig()
+        cfg = self.config
+        for t in ("user", "item"):
+            if t not in kg.node_ids:
+                raise SchemaError(f"the graph has no {t!r} nodes; node types: {kg.node_types}")
+        self.user_ids: list[str] = list(kg.node_ids["user"])
+        self.item_ids: list[str] = list(kg.node_ids["item"])
+        self.num_users = len(self.user_ids)
+        self.num_items = len(self.item_ids)
+        if self.num_users == 0 or self.num_items == 0:
+            raise DataError(f"the graph is empty: {self.num_users} users, {self.num_items} items")
+        ui = ("user", cfg.interaction_relation, "item")
+        if ui not in kg.edges or kg.edges[ui].num_edges == 0:
+            raise DataError(f"the graph has no training interactions {ui}; edge types: {kg.edge_types}")
+        ei = kg.edges[ui].edge_index
+        self.train = UserItems.from_pairs(ei[0], ei[1], self.num_users, self.num_items)
+        self.dropped: dict[str, int] = {}
+        self.valid = self._held_out(kg, None if split is None else split.valid, "valid")
+        self.test = self._held_out(kg, None if split is None else split.test, "test", also=self.valid)
+        self.cold_users = int((self.train.counts() == 0).sum())
+        self.graph = self._graph(kg)
+        self.split_info: dict[str, Any] = (
+            {} if split is None else {"method": split.method, "settings": dict(split.settings), **split.counts()}
+        )
+
+    # ------------------------------------------------------------------ held-out pairs
+    def _held_out(self, kg: Any, df: pd.DataFrame | None, part: str, also: UserItems | None = None) -> UserItems:
+        if df is None or len(df) == 0:
+            return UserItems.from_pairs([], [], self.num_users, self.num_items)
+        upos = pd.Index(self.user_ids).get_indexer(df["user_id"].astype(str))
+        ipos = pd.Index(self.item_ids).get_indexer(df["item_id"].astype(str))
+        known = (upos >= 0) & (ipos >= 0)
+        held = UserItems.from_pairs(upos[known], ipos[known], self.num_users, self.num_items)
+        overlap = self.train.contains(held.users(), held.indices)
+        if also is not None:  # a test pair that is also a validation pair is masked at test time
+            overlap |= also.contains(held.users(), held.indices)
+        if bool(overlap.any()):
+            keep = ~overlap
+            held = UserItems.from_pairs(held.users()[keep], held.indices[keep], self.num_users, self.num_items)
+        self.dropped[part] = {"unknown_user_or_item": int((~known).sum()), "also_in_train_or_valid": int(overlap.sum())}
+        if (~known).any():
+            logger.info(
+                "%s: %d pairs have a user or item outside the graph and are not ranked", part, int((~known).sum())
+            )
+        return held
+
+    # ------------------------------------------------------------------ propagation graph
+    def _graph(self, kg: Any) -> GraphTensors:
+        cfg = self.config
+        types = ["user", "item"] + [t for t in kg.node_types if t not in ("user", "item")]
+        if cfg.node_types is not None:
+            unknown = [t for t in cfg.node_types if t not in kg.node_types]
+            if unknown:
+                raise ConfigError(f"data.node_types names {unknown}, not in the graph; it has {kg.node_types}")
+            types = ["user", "item"] + [t for t in types[2:] if t in cfg.node_types]
+        known_rel = sorted({r for _, r, _ in kg.edge_types})
+        for name in ("relations", "drop_relations"):
+            unknown = [r for r in getattr(cfg, name) or () if r not in known_rel]
+            if unknown:
+                raise ConfigError(f"data.{name} names {unknown}, not in the graph; it has {known_rel}")
+        if cfg.relations is not None and cfg.interaction_relation not in cfg.relations:
+            raise ConfigError(f"data.relations must keep the interaction relation {cfg.interaction_relation!r}")
+        counts = {t: kg.num_nodes(t) for t in types}
+        offsets, n = {}, 0
+        for t in types:
+            offsets[t] = n
+            n += counts[t]
+        relations: list[str] = []
+        parts_i, parts_w, parts_t = [], [], []
+        kept = [
+            et
+            for et in kg.edge_types
+            if et[0] in counts
+            and et[2] in counts
+            and et[1] not in cfg.drop_relations
+            and (cfg.relations is None or et[1] in cfg.relations)
+        ]
+        for et in kept:
+            s, r, d = et
+            e = kg.edges[et]
+            src = torch.as_tensor(e.edge_index[0]) + offsets[s]
+            dst = torch.as_tensor(e.edge_index[1]) + offsets[d]
+            w = torch.as_tensor(e.edge_weight, dtype=torch.float32) if cfg.edge_weights else torch.ones(src.numel())
+            if cfg.edge_weights and (not torch.isfinite(w).all() or (w < 0).any()):
+                raise DataError(f"edge weights of {et} must be finite and >= 0 to propagate with them")
+            fwd = len(relations)
+            relations += [f"{s}__{r}__{d}", f"{d}__rev_{r}__{s}"]
+            parts_i += [torch.stack([src, dst]), torch.stack([dst, src])]
+            parts_w += [w, w]
+            parts_t += [torch.full((src.numel(),), fwd), torch.full((src.numel(),), fwd + 1)]
+        edge_index = torch.cat(parts_i, 1) if parts_i else torch.zeros(2, 0, dtype=torch.long)
+        features, masks = self._features(kg, types, counts, offsets, n)
+        return GraphTensors(
+            num_nodes=n,
+            node_offsets=offsets,
+            node_counts=counts,
+            edge_index=edge_index,
+            edge_weight=torch.cat(parts_w) if parts_w else torch.zeros(0),
+            edge_type=torch.cat(parts_t).long() if parts_t else torch.zeros(0, dtype=torch.long),
+            relations=relations,
+            features=features,
+            feature_masks=masks,
+        )
+
+    def _features(
+        self, kg: Any, types: list[str], counts: dict[str, int], offsets: dict[str, int], n: int
+    ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        slots: dict[str, int] = {}
+        for t in types:
+            for name, arr in kg.features.get(t, {}).items():
+                if name in slots and slots[name] != arr.shape[1]:
+                    raise SchemaError(
+                        f"feature slot {name!r} has dims {slots[name]} and {arr.shape[1]} across node types"
+                    )
+                slots[name] = int(arr.shape[1])
+        wanted = list(slots) if self.config.features is None else list(self.config.features)
+        missing = [s for s in wanted if s not in slots]
+        if missing:
+            raise ConfigError(f"data.features names {missing}, not in the graph; it has {sorted(slots)}")
+        features, masks = {}, {}
+        for name in wanted:
+            x = torch.zeros(n, slots[name])
+            m = torch.zeros(n, dtype=torch.bool)
+            for t in types:
+                arr = kg.features.get(t, {}).get(name)
+                if arr is None:
+                    continue
+                rows = torch.as_tensor(np.asarray(arr, dtype=np.float32))
+                mask = kg.feature_masks.get(t, {}).get(name)
+                mask_t = torch.ones(counts[t], dtype=torch.bool) if mask is None else torch.as_tensor(mask)
+                bad = ~torch.isfinite(rows).all(1) & mask_t
+                if bad.any():
+                    first = kg.node_ids[t][int(bad.nonzero()[0, 0])]
+                    raise DataError(
+                        f"feature {t}.{name} has NaN or infinite values in {int(bad.sum())} rows (first: id {first!r})"
+                    )
+                rows = torch.where(mask_t[:, None], rows, torch.zeros(()))
+                x[offsets[t] : offsets[t] + counts[t]] = rows
+                m[offsets[t] : offsets[t] + counts[t]] = mask_t
+            features[name], masks[name] = x, m
+        return features, masks
+
+    # ------------------------------------------------------------------ helpers
+    def user_index(self, ids: Sequence[str]) -> np.ndarray:
+        return np.asarray(pd.Index(self.user_ids).get_indexer(list(ids)))
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "num_users": self.num_users,
+            "num_items": self.num_items,
+            "train": self.train.nnz,
+            "valid": self.valid.nnz,
+            "test": self.test.nnz,
+            "dropped": self.dropped,
+            "cold_users": self.cold_users,
+            "graph": {**self.graph.schema(), "edges": self.graph.num_edges},
+            "split": self.split_info,
+        }

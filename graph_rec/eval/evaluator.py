@@ -1,0 +1,341 @@
+"""The evaluation protocol: full ranking over every item, with known positives masked.
+
+:func:`evaluate` ranks, for each user with at least one pair in ``data.<part>``, every item of the
+graph, in batches of users (never a ``num_users x num_items`` matrix):
+
+1. ``s = scorer(users)``, ``[B, num_items]``; a NaN score raises :class:`DataError` naming the users;
+2. the user's already-known positives get ``-inf`` *before* the top-k: the training pairs when
+   evaluating ``"valid"``, the training and validation pairs when evaluating ``"test"``;
+3. ``torch.topk(s, max(ks))`` (sorted) gives each user's list; tied scores are ordered as
+   ``torch.topk`` returns them, which is implementation-defined (it may differ between CPU and GPU),
+   so a model that ties many items, e.g. popularity, can move slightly between devices;
+4. the accuracy metrics of :mod:`graph_rec.eval.metrics` per user, averaged over the evaluated
+   users (users without held-out pairs are not evaluated, rather than counted as 0).
+
+Beyond accuracy (``EvalConfig.beyond_accuracy``), at ``max(ks)``: catalogue coverage (accumulated as
+item exposure counts over batches), intra-list diversity (needs item features: the ``item_features``
+argument, else ``scorer.item_repr``, else it is left out) and novelty (popularity from the training
+pairs).
+
+The sampled protocol of KGCN / RippleNet (``EvalConfig.sampled``): every held-out pair ``(u, i)``
+gets one negative item ``j`` drawn uniformly from the items ``u`` has in none of train / valid /
+test; AUC and F1 are computed over all these labelled pairs together.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from graph_rec.data import RecData, UserItems, check_int, config_from_dict
+from graph_rec.errors import ConfigError, DataError
+from graph_rec.eval.metrics import (
+    ACCURACY_METRICS,
+    auc,
+    coverage_from_counts,
+    f1_at_threshold,
+    intra_list_diversity,
+    item_exposure,
+    novelty,
+)
+from graph_rec.models.base import Scorer
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["EvalConfig", "EvalResult", "evaluate", "sample_negatives"]
+
+#: part evaluated -> the parts whose pairs are masked before ranking.
+MASKED_PARTS: dict[str, tuple[str, ...]] = {"valid": ("train",), "test": ("train", "valid")}
+
+#: rounds of rejection sampling before the exact fallback (see :func:`sample_negatives`).
+NEGATIVE_ROUNDS = 10
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvalConfig:
+    """How to evaluate.
+
+    Args:
+        ks: cut-offs of the top-k metrics.
+        metrics: accuracy metrics, among ``recall``, ``ndcg``, ``precision``, ``hit``, ``mrr``.
+        beyond_accuracy: also coverage, diversity (needs item features) and novelty at ``max(ks)``.
+        sampled: also the sampled AUC / F1 protocol (one uniform negative per held-out pair).
+        batch_size: users per batch.
+        seed: seeds the generator of the sampled negatives.
+    """
+
+    ks: tuple[int, ...] = (10, 20)
+    metrics: tuple[str, ...] = ("recall", "ndcg", "precision", "hit", "mrr")
+    beyond_accuracy: bool = True
+    sampled: bool = False
+    batch_size: int = 1024
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.ks, str | int) or not isinstance(self.ks, tuple | list) or not self.ks:
+            raise ConfigError(f"ks must be a non-empty list of positive integers, got {self.ks!r}")
+        for k in self.ks:
+            check_int("each of ks", k, minimum=1)
+        object.__setattr__(self, "ks", tuple(int(k) for k in self.ks))
+        if isinstance(self.metrics, str) or not isinstance(self.metrics, tuple | list):
+            raise ConfigError(f"metrics must be a list of metric names, got {self.metrics!r}")
+        unknown = [m for m in self.metrics if m not in ACCURACY_METRICS]
+        if unknown:
+            raise ConfigError(f"unknown metric(s) {unknown}; valid metrics: {list(ACCURACY_METRICS)}")
+        object.__setattr__(self, "metrics", tuple(self.metrics))
+        for name in ("beyond_accuracy", "sampled"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        check_int("batch_size", self.batch_size, minimum=1)
+        check_int("seed", self.seed, minimum=0)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> EvalConfig:
+        """From a settings mapping (e.g. a TOML table); unknown keys raise :class:`ConfigError`."""
+        return config_from_dict(cls, d, "eval")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+
+@dataclass
+class EvalResult:
+    """The result of :func:`evaluate`.
+
+    Attributes:
+        part: ``"valid"`` or ``"test"``.
+        metrics: name -> mean over evaluated users (``"recall@20"``, ``"ndcg@10"``, ...), plus
+            ``"coverage@K"``, ``"diversity@K"``, ``"novelty@K"`` at ``K = max(ks)`` and ``"auc"``,
+            ``"f1"`` for the sampled protocol, when enabled.
+        num_users: users evaluated (those with at least one pair in the part).
+        seconds: wall-clock time.
+        per_user: with ``keep_per_user``: each per-user metric as float ``[num_users]`` (for confidence
+            intervals and paired tests), and ``"user_idx"``, long ``[num_users]``, the users in that order.
+    """
+
+    part: str
+    metrics: dict[str, float]
+    num_users: int
+    seconds: float
+    per_user: dict[str, Tensor] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able: per-user tensors become lists."""
+        return {
+            "part": self.part,
+            "metrics": dict(self.metrics),
+            "num_users": self.num_users,
+            "seconds": self.seconds,
+            "per_user": None if self.per_user is None else {k: v.tolist() for k, v in self.per_user.items()},
+        }
+
+
+def sample_negatives(
+    users: Tensor, known: UserItems, *, generator: torch.Generator, max_rounds: int = NEGATIVE_ROUNDS
+) -> Tensor:
+    """One item per entry of ``users``, drawn uniformly from the items that user has not in ``known``.
+
+    Vectorised rejection sampling: draw every item uniformly, test membership with
+    :meth:`UserItems.contains`, redraw only the rejected ones, for at most ``max_rounds`` rounds. Any
+    still rejected then (users who know nearly every item) are drawn exactly: a uniform rank ``r``
+    among the user's unknown items is mapped to the ``r``-th unknown item by a binary search over the
+    user's sorted known items. A user who knows every item gets no negative: ``-1``.
+
+    Args:
+        users: long ``[P]`` user indices.
+        known: the pairs that are not negatives (usually train ∪ valid ∪ test).
+        generator: a CPU ``torch.Generator``; the draws depend only on it and the inputs.
+        max_rounds: rejection rounds before the exact fallback.
+
+    Returns:
+        long ``[P]`` item indices, ``-1`` where the user has no unknown item.
+    """
+    users = users.to(torch.long).cpu()
+    n_items = known.num_items
+    n_free = n_items - known.counts()[users]
+    out = torch.randint(0, n_items, (users.numel(),), generator=generator)
+    out[n_free <= 0] = -1
+    todo = (n_free > 0) & known.contains(users, out.clamp(min=0))
+    for _ in range(max_rounds):
+        idx = todo.nonzero().flatten()
+        if idx.numel() == 0:
+            break
+        out[idx] = torch.randint(0, n_items, (idx.numel(),), generator=generator)
+        todo[idx] = known.contains(users[idx], out[idx])
+    idx = todo.nonzero().flatten()
+    if idx.numel():
+        u = users[idx]
+        free = n_free[idx]
+        r = (torch.rand(idx.numel(), generator=generator, dtype=torch.float64) * free).long().clamp(max=free - 1)
+        # for user u with sorted known items k_0 < k_1 < ..., b_m = k_m - m unknown items lie below k_m;
+        # the r-th unknown item is r + #{m : b_m <= r}. Keys u * (n_items + 1) + b_m are globally sorted.
+        rows = known.users()
+        pos_in_row = torch.arange(known.nnz) - known.indptr[rows]
+        keys = rows * (n_items + 1) + (known.indices - pos_in_row)
+        below = torch.searchsorted(keys, u * (n_items + 1) + r, right=True) - known.indptr[u]
+        out[idx] = r + below
+    return out
+
+
+def evaluate(
+    scorer: Scorer,
+    data: RecData,
+    *,
+    part: str = "valid",
+    config: EvalConfig | None = None,
+    item_features: Tensor | None = None,
+    keep_per_user: bool = False,
+    progress: bool = False,
+) -> EvalResult:
+    """Full-ranking evaluation of ``scorer`` on ``data.<part>``.
+
+    Args:
+        scorer: ``scorer(users [B]) -> [B, num_items]`` scores (see :class:`~graph_rec.models.base.Scorer`).
+        data: the split as tensors; ``data.train`` / ``valid`` / ``test`` are :class:`UserItems`.
+        part: ``"valid"`` (training pairs masked) or ``"test"`` (training and validation pairs masked).
+        config: metrics, cut-offs, batch size; defaults to :class:`EvalConfig()`.
+        item_features: ``[num_items, d]`` for intra-list diversity; defaults to ``scorer.item_repr``;
+            without either, diversity is left out.
+        keep_per_user: also return each per-user metric in :attr:`EvalResult.per_user`.
+        progress: show a tqdm bar over batches.
+
+    Returns:
+        An :class:`EvalResult` with the means over the users that have at least one pair in ``part``.
+
+    Raises:
+        ConfigError: an unknown part.
+        DataError: no user has a pair in ``part``; the scorer returned a wrong shape or NaN scores.
+
+    A user with fewer unmasked items than ``max(ks)`` gets a list padded with masked (``-inf``) items:
+    those slots never count as hits and are left out of coverage, but diversity and novelty see the
+    padded list. If ``max(ks)`` exceeds the number of items, the lists hold every item and the missing
+    positions count as misses.
+    """
+    cfg = config or EvalConfig()
+    if part not in MASKED_PARTS:
+        raise ConfigError(f"part must be one of {list(MASKED_PARTS)}, got {part!r}")
+    start = time.perf_counter()
+    held: UserItems = getattr(data, part)
+    masks: list[UserItems] = [getattr(data, p) for p in MASKED_PARTS[part]]
+    num_items = int(data.num_items)
+    counts = held.counts()
+    users = torch.nonzero(counts > 0).flatten()
+    if users.numel() == 0:
+        raise DataError(f"no user has a {part!r} pair: nothing to evaluate")
+
+    ks = sorted(set(cfg.ks))
+    max_k = ks[-1]
+    list_len = min(max_k, num_items)
+    feats = None
+    popularity = None
+    if cfg.beyond_accuracy:
+        feats = item_features if item_features is not None else getattr(scorer, "item_repr", None)
+        if feats is not None and (feats.dim() != 2 or feats.shape[0] != num_items):
+            raise DataError(f"item features must be [num_items={num_items}, d], got shape {tuple(feats.shape)}")
+        if feats is None:
+            logger.info("no item features and no scorer.item_repr: diversity@%d is left out", max_k)
+        popularity = data.train.item_counts()
+    exposure = torch.zeros(num_items, dtype=torch.long)
+
+    negatives = None
+    pos_parts: list[Tensor] = []
+    neg_parts: list[Tensor] = []
+    if cfg.sampled:
+        known = data.train.union(data.valid).union(data.test)
+        generator = torch.Generator().manual_seed(cfg.seed)
+        negatives = sample_negatives(held.users(), known, generator=generator)
+        if bool((negatives < 0).any()):
+            logger.info(
+                "%d %s pairs belong to users who know every item: no negative, left out of AUC/F1",
+                int((negatives < 0).sum()),
+                part,
+            )
+
+    per_user: dict[str, list[Tensor]] = {f"{m}@{k}": [] for m in cfg.metrics for k in ks}
+    if feats is not None:
+        per_user[f"diversity@{max_k}"] = []
+    if popularity is not None:
+        per_user[f"novelty@{max_k}"] = []
+
+    batches = users.split(cfg.batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        batches = tqdm(batches, desc=f"evaluating {part}", unit="batch")
+    minus_inf = torch.tensor(float("-inf"))
+    with torch.inference_mode():
+        for batch in batches:
+            s = scorer(batch)
+            if tuple(s.shape) != (batch.numel(), num_items):
+                raise DataError(f"the scorer returned shape {tuple(s.shape)}, expected ({batch.numel()}, {num_items})")
+            if not s.is_floating_point():
+                s = s.to(torch.float32)
+            bad = torch.isnan(s).any(1).cpu()
+            if bool(bad.any()):
+                raise DataError(
+                    f"the scorer returned NaN scores for user indices {batch[bad][:10].tolist()}"
+                    + (f" and {int(bad.sum()) - 10} more" if int(bad.sum()) > 10 else "")
+                )
+            dev = s.device
+            if negatives is not None:
+                lo, hi = int(held.indptr[batch[0]]), int(held.indptr[batch[-1] + 1])
+                row, item = held.rows(batch)  # the CSR slice lo:hi, in order
+                neg = negatives[lo:hi]
+                has = neg >= 0
+                pos_parts.append(s[row[has].to(dev), item[has].to(dev)].cpu())
+                neg_parts.append(s[row[has].to(dev), neg[has].to(dev)].cpu())
+            for m in masks:
+                row, item = m.rows(batch)
+                if row.numel():
+                    s = s.index_put((row.to(dev), item.to(dev)), minus_inf.to(dev, s.dtype))  # out of place
+            top_s, top_i = torch.topk(s, list_len, dim=1, sorted=True)
+            top_i = top_i.cpu()
+            shown = (top_s > float("-inf")).cpu()
+            hits = held.contains(batch[:, None].expand_as(top_i), top_i) & shown
+            if list_len < max_k:
+                hits = torch.cat([hits, torch.zeros(batch.numel(), max_k - list_len, dtype=torch.bool)], 1)
+            n_rel = counts[batch]
+            for k in ks:
+                for m in cfg.metrics:
+                    per_user[f"{m}@{k}"].append(ACCURACY_METRICS[m](hits, n_rel, k))
+            if cfg.beyond_accuracy:
+                exposure += item_exposure(top_i[shown], num_items)
+                if feats is not None:
+                    per_user[f"diversity@{max_k}"].append(intra_list_diversity(top_i, feats))
+                per_user[f"novelty@{max_k}"].append(novelty(top_i, popularity, data.num_users))
+
+    values = {name: torch.cat(parts) for name, parts in per_user.items()}
+    metrics = {name: float(v.to(torch.float64).mean()) for name, v in values.items()}
+    ordered = {f"{m}@{k}": metrics[f"{m}@{k}"] for m in cfg.metrics for k in ks}
+    if cfg.beyond_accuracy:
+        ordered[f"coverage@{max_k}"] = coverage_from_counts(exposure)
+        if feats is not None:
+            ordered[f"diversity@{max_k}"] = metrics[f"diversity@{max_k}"]
+        ordered[f"novelty@{max_k}"] = metrics[f"novelty@{max_k}"]
+    if cfg.sampled:
+        pos = torch.cat(pos_parts)
+        neg = torch.cat(neg_parts)
+        if pos.numel() == 0:
+            raise DataError(f"no {part!r} pair could get a negative: every such user knows every item")
+        ordered["auc"] = auc(pos, neg)
+        labels = torch.cat([torch.ones(pos.numel(), dtype=torch.bool), torch.zeros(neg.numel(), dtype=torch.bool)])
+        ordered["f1"] = f1_at_threshold(torch.cat([pos, neg]), labels)
+    seconds = time.perf_counter() - start
+    logger.info(
+        "%s: %d users in %.2f s: %s",
+        part,
+        users.numel(),
+        seconds,
+        ", ".join(f"{k}={v:.4f}" for k, v in ordered.items()),
+    )
+    kept = None
+    if keep_per_user:
+        kept = {**values, "user_idx": users.clone()}
+    return EvalResult(part=part, metrics=ordered, num_users=int(users.numel()), seconds=seconds, per_user=kept)

@@ -1,0 +1,484 @@
+"""Training runs: one config (a TOML file at the CLI) from raw data to an evaluated, saved model.
+
+A :class:`RunConfig` has one section per stage, each a frozen dataclass that rejects unknown keys::
+
+    [data]      dataset (folder or catalog name), format, kg folder, split, ratios, seed
+    [graph]     builder options (tags, genres, knowledge, social, entities, weights)
+    [features]  text encoder for node features ("none" for ids only)
+    [view]      what the model sees (DataConfig: node types, relations, feature slots)
+    [model]     name = "graphrec" | "lightgcn" | "mf" | "ease" | "itemknn" | "popularity", + its settings
+    [train]     TrainConfig
+    [eval]      EvalConfig
+
+:func:`train_run` splits the tables, builds the graph from the training part only, encodes
+features, trains with early stopping on validation, evaluates the best epoch on test, and writes a
+run directory:
+
+    run.json            format version, library versions, the full config, status, data summary
+    graph/  split/      the training graph and the split (so the run can be evaluated and served)
+    checkpoint/         the last resumable checkpoint (safetensors + JSON)
+    best/model.safetensors   the weights of the best validation epoch
+    history.json  history.png    per-epoch loss and validation metrics
+    metrics.json        validation and test metrics of the best epoch
+
+:func:`evaluate_run` re-evaluates a saved run from its files alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import platform
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from graph_rec.data import DataConfig, RecData, config_from_dict
+from graph_rec.errors import CheckpointError, ConfigError
+from graph_rec.eval.evaluator import EvalConfig, EvalResult, evaluate
+from graph_rec.models.base import model_class
+from graph_rec.training.checkpoint import load_state_dict
+from graph_rec.training.config import TrainConfig
+from graph_rec.training.trainer import TrainResult, fit, init_model
+from kg_builders import __version__
+from kg_builders._files import atomic_file
+
+logger = logging.getLogger(__name__)
+
+RUN_FORMAT = 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataSource:
+    """Where the interactions come from and how they are split (before any graph is built).
+
+    Args:
+        dataset: a folder, a catalog name (cached, or fetched with ``download``), or ``"synthetic"``.
+        format: the reader (``None``: detected from the folder).
+        kg: a KGAT/MKR knowledge-graph folder to join (``kg.txt``, ``item_index2entity_id.txt``).
+        download: fetch a catalog data set that is not cached.
+        on_error: bad input rows: ``"raise"`` or ``"skip"`` (and count).
+        split: ``random``, ``temporal``, ``leave_one_out``, ``cold_item`` or ``official``.
+        ratios: train, validation, test shares (random, temporal, cold_item).
+        seed: the split's seed.
+    """
+
+    dataset: str
+    format: str | None = None
+    kg: str | None = None
+    download: bool = False
+    on_error: str = "raise"
+    split: str = "random"
+    ratios: tuple[float, ...] = (0.8, 0.1, 0.1)
+    seed: int = 2026
+
+    def split_settings(self) -> dict[str, Any]:
+        if self.split in ("random", "cold_item"):
+            return {"ratios": list(self.ratios), "seed": self.seed}
+        if self.split == "temporal":
+            return {"ratios": list(self.ratios)}
+        if self.split == "leave_one_out":
+            return {"seed": self.seed}
+        return {}
+
+
+@dataclass(frozen=True, kw_only=True)
+class GraphOptions:
+    """Builder options (see :func:`kg_builders.builders.standard.standard_builders`)."""
+
+    weight: str = "rating"
+    min_rating: float | None = None
+    tags: bool = True
+    min_tag_count: int = 1
+    genres: bool = True
+    knowledge: bool = True
+    social: bool = True
+    entities: str = "none"
+
+
+@dataclass(frozen=True, kw_only=True)
+class FeatureOptions:
+    """The text encoder for node features (``encoder="none"``: no features)."""
+
+    encoder: str = "all-MiniLM-L6-v2"
+    pooling: str = "mean"
+    batch_size: int = 64
+    max_length: int = 256
+    local_files_only: bool = False
+    node_types: tuple[str, ...] = ("user", "item", "tag", "entity")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunConfig:
+    """A whole training run (see the module docstring)."""
+
+    data: DataSource
+    graph: GraphOptions = field(default_factory=GraphOptions)
+    features: FeatureOptions = field(default_factory=FeatureOptions)
+    view: DataConfig = field(default_factory=DataConfig)
+    model: str = "graphrec"
+    model_settings: dict[str, Any] = field(default_factory=dict)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> RunConfig:
+        """From a nested mapping (a parsed TOML file). Unknown sections or keys are errors listing the valid ones."""
+        if not isinstance(d, Mapping):
+            raise ConfigError(f"a run config must be a mapping of sections, got {type(d).__name__}")
+        sections = ["data", "graph", "features", "view", "model", "train", "eval"]
+        unknown = sorted(str(k) for k in d if k not in sections)
+        if unknown:
+            raise ConfigError(f"unknown config section(s) {unknown}; valid sections: {sections}")
+        if "data" not in d:
+            raise ConfigError("the config needs a [data] section with at least dataset = '...'")
+        model = dict(d.get("model", {}))
+        name = model.pop("name", "graphrec")
+        cls_ = model_class(name)  # ConfigError listing the registered models
+        config_from_dict(cls_.config_class, model, f"model {name!r}")  # validate the settings now
+        return cls(
+            data=config_from_dict(DataSource, d["data"], "data"),
+            graph=config_from_dict(GraphOptions, d.get("graph", {}), "graph"),
+            features=config_from_dict(FeatureOptions, d.get("features", {}), "features"),
+            view=DataConfig.from_dict(d.get("view", {})),
+            model=name,
+            model_settings=model,
+            train=TrainConfig.from_dict(d.get("train", {})),
+            eval=EvalConfig.from_dict(d.get("eval", {})),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        def plain(obj: Any) -> dict[str, Any]:
+            return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(obj).items()}
+
+        return {
+            "data": plain(self.data),
+            "graph": plain(self.graph),
+            "features": plain(self.features),
+            "view": self.view.to_dict(),
+            "model": {"name": self.model, **self.model_settings},
+            "train": self.train.to_dict(),
+            "eval": self.eval.to_dict(),
+        }
+
+
+def with_overrides(d: Mapping[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``section.key=value`` overrides (value parsed as TOML, else taken as a string)."""
+    import tomllib
+
+    out = {k: dict(v) if isinstance(v, Mapping) else v for k, v in d.items()}
+    for item in overrides:
+        if "=" not in item or "." not in item.split("=", 1)[0]:
+            raise ConfigError(f"an override must look like section.key=value, got {item!r}")
+        path, raw = item.split("=", 1)
+        section, key = path.strip().split(".", 1)
+        try:
+            value = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw
+        out.setdefault(section, {})[key] = value
+    return out
+
+
+# ------------------------------------------------------------------------------- stages
+def load_tables(source: DataSource, *, cache_dir: Path, progress: bool = False) -> Any:
+    """The tables of ``source`` (joined with its KG folder)."""
+    from kg_builders.sources.auto import load_dataset
+
+    if source.dataset == "synthetic":
+        from kg_builders.sources.synthetic import make_synthetic_world
+
+        return make_synthetic_world(seed=source.seed)
+    folder = resolve_dataset(source.dataset, cache_dir, download=source.download, progress=progress)
+    tables = load_dataset(folder, format=source.format, on_error=source.on_error)
+    if source.kg:
+        from kg_builders.sources.kg_triples import join_kg_folder
+
+        tables = join_kg_folder(tables, source.kg, on_error=source.on_error)
+    return tables
+
+
+def resolve_dataset(spec: str, cache_dir: Path, *, download: bool, progress: bool = False) -> Path:
+    """A folder for ``spec``: an existing path, or a catalog name (cached, or downloaded with ``download``)."""
+    p = Path(spec)
+    if p.exists():
+        return p
+    from kg_builders.sources.catalog import load_catalog
+    from kg_builders.sources.download import fetch_dataset
+
+    entry = load_catalog().get(spec)  # ConfigError listing valid names when unknown
+    if (Path(cache_dir) / entry.name).is_dir() or download:
+        return fetch_dataset(entry, cache_dir=cache_dir, progress=progress)
+    raise ConfigError(f"{spec!r} is not a path or a cached data set; download it (from {entry.files[0].url}) first")
+
+
+def entity_builder(kind: str) -> Any:
+    """The entity builder named by ``kind``: none, spacy, gazetteer:<names.tsv>, synthetic-gazetteer."""
+    if kind == "none":
+        return None
+    from kg_builders.builders.entities import EntityBuilder, GazetteerExtractor, SpacyExtractor
+
+    if kind == "spacy":
+        return EntityBuilder(extractor=SpacyExtractor())
+    if kind == "synthetic-gazetteer":
+        from kg_builders.sources.synthetic import synthetic_vocabulary
+
+        return EntityBuilder(extractor=GazetteerExtractor(synthetic_vocabulary()))
+    if kind.startswith("gazetteer:"):
+        return EntityBuilder(extractor=GazetteerExtractor.from_list(kind.split(":", 1)[1]))
+    raise ConfigError(f"unknown entities {kind!r}; valid: none, spacy, gazetteer:<names.tsv>, synthetic-gazetteer")
+
+
+def build_pipeline(
+    tables: Any,
+    *,
+    split: str,
+    split_settings: dict[str, Any],
+    builder_options: dict[str, Any],
+    entities: str,
+    progress: bool,
+) -> tuple[Any, Any]:
+    """Split the tables, then build the graph from the training part only."""
+    from kg_builders.builders.standard import standard_builders
+    from kg_builders.graph import build_graph
+    from kg_builders.split import make_split
+
+    if split == "none":
+        sp = None
+        train_tables = tables
+    else:
+        sp = make_split(tables, split, **split_settings)
+        train_tables = sp.train_tables(tables)
+    builders = standard_builders(train_tables, entities=entity_builder(entities), **builder_options)
+    kg = build_graph(train_tables, builders, progress=progress)
+    return kg, sp
+
+
+def encode_features(options: FeatureOptions, kg: Any, *, feature_cache: Path | None, progress: bool = False) -> Any:
+    """Fill the ``text`` slot of the graph's nodes with the configured encoder (None for ``"none"``).
+
+    Vectors are cached in ``feature_cache`` (None: no cache); returns the builder's report.
+    """
+    if options.encoder == "none":
+        return None
+    from kg_builders.builders.text_encoder import TextEncoder
+    from kg_builders.builders.text_features import TextFeatureBuilder
+
+    encoder = TextEncoder(
+        model=options.encoder,
+        pooling=options.pooling,
+        batch_size=options.batch_size,
+        max_length=options.max_length,
+        local_files_only=options.local_files_only,
+    )
+    builder = TextFeatureBuilder(encoder=encoder, cache_dir=feature_cache, node_types=options.node_types)
+    return builder.build(kg, progress=progress)
+
+
+def prepare(config: RunConfig, *, cache_dir: Path, progress: bool = False) -> tuple[Any, Any]:
+    """Raw data -> split -> training graph with node features: ``(KnowledgeGraph, Split)``."""
+    tables = load_tables(config.data, cache_dir=cache_dir, progress=progress)
+    g = config.graph
+    kg, sp = build_pipeline(
+        tables,
+        split=config.data.split,
+        split_settings=config.data.split_settings(),
+        builder_options={
+            "weight": g.weight,
+            "min_rating": g.min_rating,
+            "tags": g.tags,
+            "min_tag_count": g.min_tag_count,
+            "genres": g.genres,
+            "knowledge": g.knowledge,
+            "social": g.social,
+        },
+        entities=g.entities,
+        progress=progress,
+    )
+    if sp is None:
+        raise ConfigError("a training run needs a split with validation data; data.split = 'none' is not allowed")
+    encode_features(config.features, kg, feature_cache=Path(cache_dir) / "features", progress=progress)
+    return kg, sp
+
+
+# ------------------------------------------------------------------------------- runs
+def _versions() -> dict[str, str]:
+    return {"graph_rec": __version__, "torch": torch.__version__, "python": platform.python_version()}
+
+
+def _fingerprint(config: RunConfig, data: RecData) -> dict[str, Any]:
+    train = {k: v for k, v in config.train.to_dict().items() if k not in ("epochs", "max_seconds", "device")}
+    return {
+        "model": {"name": config.model, **config.model_settings},
+        "view": config.view.to_dict(),
+        "train": train,
+        "data": {
+            "users": data.num_users,
+            "items": data.num_items,
+            "train": data.train.nnz,
+            "edges": data.graph.num_edges,
+        },
+    }
+
+
+def _write_json(path: Path, payload: Any) -> None:
+    with atomic_file(path) as fh:
+        fh.write(json.dumps(payload, indent=2, default=str, allow_nan=False).encode("utf-8"))
+
+
+def train_run(
+    config: RunConfig,
+    out: str | Path,
+    *,
+    cache_dir: str | Path,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Run ``config`` end to end into the run directory ``out`` (module docstring); returns the summary.
+
+    With ``resume``, the graph and split saved in ``out`` are reused and training continues from
+    ``out/checkpoint`` (a :class:`CheckpointError` if the config differs from the saved one).
+    """
+    from kg_builders.graph import KnowledgeGraph
+    from kg_builders.split import Split
+
+    out = Path(out)
+    cache_dir = Path(cache_dir)
+    t0 = time.perf_counter()
+    if resume:
+        meta = read_run(out)
+        saved = RunConfig.from_dict(meta["config"])
+        if _comparable(saved) != _comparable(config):
+            raise CheckpointError(f"cannot resume {out}: its run.json was written with a different config")
+        kg, sp = KnowledgeGraph.load(out / "graph"), Split.load(out / "split")
+    else:
+        if out.exists() and any(out.iterdir()) and not overwrite:
+            raise ConfigError(f"{out} already exists; pass overwrite (--overwrite) or resume (--resume)")
+        if out.exists() and overwrite:
+            import shutil
+
+            shutil.rmtree(out)
+        kg, sp = prepare(config, cache_dir=cache_dir, progress=progress)
+        out.mkdir(parents=True, exist_ok=True)
+        kg.save(out / "graph")
+        sp.save(out / "split")
+    prep_seconds = time.perf_counter() - t0
+    data = RecData(kg, sp, config=config.view)
+    meta = {
+        "format_version": RUN_FORMAT,
+        "versions": _versions(),
+        "config": config.to_dict(),
+        "status": "running",
+        "data": data.summary(),
+    }
+    _write_json(out / "run.json", meta)
+    model = init_model(config.model, config.model_settings, data, seed=config.train.seed)
+    result = fit(
+        model,
+        data,
+        config.train,
+        eval_config=config.eval,
+        run_dir=out,
+        resume=resume,
+        fingerprint=_fingerprint(config, data),
+        progress=progress,
+    )
+    with torch.inference_mode():
+        scorer = model.scorer()
+        valid = evaluate(scorer, data, part="valid", config=config.eval)
+        test = evaluate(scorer, data, part="test", config=config.eval)
+    _write_json(out / "history.json", result.to_dict())
+    plot_history(result, out / "history.png", metric=config.train.metric)
+    metrics = {"valid": valid.to_dict(), "test": test.to_dict(), "best_epoch": result.best_epoch}
+    _write_json(out / "metrics.json", metrics)
+    meta.update(
+        status="finished",
+        train={k: v for k, v in result.to_dict().items() if k != "history"},
+        prepare_seconds=round(prep_seconds, 3),
+    )
+    _write_json(out / "run.json", meta)
+    return {"out": str(out), "model": config.model, **meta["train"], "valid": valid.metrics, "test": test.metrics}
+
+
+def _comparable(config: RunConfig) -> dict[str, Any]:
+    d = config.to_dict()
+    for key in ("epochs", "max_seconds", "device"):
+        d["train"].pop(key, None)
+    return d
+
+
+def read_run(path: str | Path) -> dict[str, Any]:
+    """``run.json`` of a run directory; a clear error for a missing, broken or newer one."""
+    p = Path(path) / "run.json"
+    if not p.is_file():
+        raise CheckpointError(f"{path} is not a run directory: run.json is missing")
+    try:
+        meta = json.loads(p.read_text())
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{p} is not valid JSON: {exc}") from exc
+    v = meta.get("format_version")
+    if not isinstance(v, int) or v > RUN_FORMAT:
+        raise CheckpointError(f"{p} has run format {v!r}; this graph-rec reads up to {RUN_FORMAT}")
+    return meta
+
+
+def load_run(path: str | Path) -> tuple[RunConfig, RecData, Any]:
+    """A saved run's config, data and model (with its best weights) from its files alone."""
+    from kg_builders.graph import KnowledgeGraph
+    from kg_builders.split import Split
+
+    path = Path(path)
+    meta = read_run(path)
+    config = RunConfig.from_dict(meta["config"])
+    for name in ("graph", "split"):
+        if not (path / name).is_dir():
+            raise CheckpointError(f"{path} is missing its {name}/ directory")
+    data = RecData(KnowledgeGraph.load(path / "graph"), Split.load(path / "split"), config=config.view)
+    model = init_model(config.model, config.model_settings, data, seed=config.train.seed)
+    load_state_dict(model, path / "best" / "model.safetensors")
+    model.eval()
+    return config, data, model
+
+
+def evaluate_run(
+    path: str | Path, *, part: str = "test", eval_config: EvalConfig | None = None, progress: bool = False
+) -> EvalResult:
+    """Evaluate a saved run's best model on ``part`` (``"valid"`` or ``"test"``)."""
+    config, data, model = load_run(path)
+    with torch.inference_mode():
+        return evaluate(model.scorer(), data, part=part, config=eval_config or config.eval, progress=progress)
+
+
+def plot_history(result: TrainResult, path: Path, *, metric: str) -> None:
+    """Loss per epoch and validation metrics per evaluation, as a PNG (matplotlib, Agg backend)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    hist = result.history
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    epochs = [h["epoch"] for h in hist if "loss" in h]
+    axes[0].plot(epochs, [h["loss"] for h in hist if "loss" in h], label="loss")
+    axes[0].set_xlabel("epoch")
+    axes[0].set_ylabel("training loss")
+    axes[0].set_title("loss")
+    evals = [h for h in hist if "valid" in h]
+    names = sorted({m for h in evals for m in h["valid"] if "@" in m and m.split("@")[0] in ("recall", "ndcg")})
+    for m in names:
+        axes[1].plot([h["epoch"] for h in evals], [h["valid"][m] for h in evals], marker="o", ms=3, label=m)
+    if result.best_epoch:
+        axes[1].axvline(result.best_epoch, color="grey", ls="--", lw=1, label=f"best ({metric})")
+    axes[1].set_xlabel("epoch")
+    axes[1].set_title("validation")
+    axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_file(path) as fh:
+        fig.savefig(fh, dpi=90, format="png")
+    plt.close(fig)

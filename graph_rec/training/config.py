@@ -1,0 +1,91 @@
+"""Training settings: one frozen dataclass, read from a mapping (a TOML table) with strict keys."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from graph_rec.data import check_float, check_int, config_from_dict
+from graph_rec.errors import ConfigError
+
+LOSSES = ("bpr", "softmax")
+_METRIC = re.compile(r"^(recall|ndcg|precision|hit|mrr)@([1-9][0-9]*)$")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """How a gradient-trained model is fitted.
+
+    Args:
+        epochs: maximum number of passes over the training interactions.
+        batch_size: training (user, positive) pairs per step; each step propagates the whole graph once.
+        lr: Adam learning rate.
+        l2: weight of the regulariser (squared norm of the batch's layer-0 embeddings / B).
+        loss: ``"bpr"`` (Rendle et al., UAI 2009) or ``"softmax"`` (sampled softmax over the
+            positive and ``num_negatives`` uniform negatives, temperature ``temperature``).
+        num_negatives: negatives sampled per positive, never a known training positive of the user.
+        temperature: softmax temperature (``loss="softmax"`` only).
+        eval_every: evaluate on validation every this many epochs.
+        patience: stop after this many evaluations without improving ``metric``.
+        metric: the validation metric that selects the best epoch, e.g. ``"recall@20"``.
+        min_delta: an improvement smaller than this does not count.
+        seed: seeds initialisation, sampling and dropout (through forked generators).
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, or ``"auto"`` (CUDA when available).
+        grad_clip: clip the gradient norm to this (0: off).
+        max_seconds: stop training after this wall time (0: no limit).
+        checkpoint_every: write a resumable checkpoint every this many epochs (0: only at evaluations).
+    """
+
+    epochs: int = 300
+    batch_size: int = 4096
+    lr: float = 1e-3
+    l2: float = 1e-4
+    loss: Literal["bpr", "softmax"] = "bpr"
+    num_negatives: int = 1
+    temperature: float = 0.2
+    eval_every: int = 5
+    patience: int = 5
+    metric: str = "recall@20"
+    min_delta: float = 0.0
+    seed: int = 2026
+    device: str = "cpu"
+    grad_clip: float = 0.0
+    max_seconds: float = 0.0
+    checkpoint_every: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "num_negatives", "eval_every", "patience"):
+            check_int(name, getattr(self, name), minimum=1)
+        check_int("seed", self.seed)
+        check_int("checkpoint_every", self.checkpoint_every)
+        check_float("lr", self.lr, open_low=True)
+        check_float("l2", self.l2)
+        check_float("temperature", self.temperature, open_low=True)
+        check_float("min_delta", self.min_delta)
+        check_float("grad_clip", self.grad_clip)
+        check_float("max_seconds", self.max_seconds)
+        if self.loss not in LOSSES:
+            raise ConfigError(f"loss must be one of {list(LOSSES)}, got {self.loss!r}")
+        if not isinstance(self.metric, str) or not _METRIC.match(self.metric):
+            raise ConfigError(
+                f"metric must look like 'recall@20' (recall, ndcg, precision, hit, mrr), got {self.metric!r}"
+            )
+        if not isinstance(self.device, str) or not re.match(r"^(cpu|auto|cuda(:[0-9]+)?|mps)$", self.device):
+            raise ConfigError(f"device must be 'cpu', 'auto', 'cuda', 'cuda:N' or 'mps', got {self.device!r}")
+
+    @property
+    def metric_k(self) -> int:
+        return int(self.metric.split("@")[1])
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TrainConfig:
+        return config_from_dict(cls, d, "train")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)

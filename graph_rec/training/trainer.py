@@ -1,0 +1,308 @@
+"""One generic trainer for every registered model: sampling, loss, validation, early stopping, checkpoints.
+
+Gradient-trained models are fitted with Adam on BPR or sampled-softmax batches; each step
+propagates the whole graph once (full-graph training), samples negatives with a seeded generator,
+and the validation metric is computed every ``eval_every`` epochs by the full-ranking evaluator.
+Closed-form models are fitted once and validated once. Everything random flows from
+``TrainConfig.seed`` through a forked RNG, so two runs with the same seed give the same history,
+and a run resumed from its checkpoint continues exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from graph_rec.data import RecData
+from graph_rec.errors import CheckpointError, ConfigError, DataError
+from graph_rec.eval.evaluator import EvalConfig, evaluate
+from graph_rec.models.base import RecModel, make_model
+from graph_rec.training.checkpoint import load_checkpoint, save_checkpoint, save_state_dict
+from graph_rec.training.config import TrainConfig
+from graph_rec.training.losses import bpr_loss, softmax_loss
+from graph_rec.training.sampling import epoch_batches
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced.
+
+    Attributes:
+        history: one dict per epoch: ``epoch``, ``loss`` (and its parts), ``seconds`` since the start,
+            and at evaluation epochs ``valid`` (metric name -> value).
+        best_epoch: the epoch whose weights the model holds at the end (0 for closed-form models).
+        best_valid: the validation metrics of that epoch.
+        seconds: training wall time (this process and earlier ones for a resumed run).
+        seconds_to_best: wall time until the best epoch had been evaluated.
+        stopped: ``"early_stopping"``, ``"epochs"``, ``"max_seconds"`` or ``"closed_form"``.
+    """
+
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_epoch: int = 0
+    best_valid: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+    seconds_to_best: float = 0.0
+    stopped: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "best_epoch": self.best_epoch,
+            "best_valid": self.best_valid,
+            "seconds": round(self.seconds, 3),
+            "seconds_to_best": round(self.seconds_to_best, 3),
+            "stopped": self.stopped,
+            "history": self.history,
+        }
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} was asked for but CUDA is not available on this machine")
+    return dev
+
+
+def init_model(name: str, settings: Mapping[str, Any], data: RecData, *, seed: int) -> RecModel:
+    """Build a registered model with its parameters initialised from ``seed`` (global RNG untouched)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return make_model(name, settings, data.graph, data.train)
+
+
+def fit(
+    model: RecModel,
+    data: RecData,
+    config: TrainConfig | None = None,
+    *,
+    eval_config: EvalConfig | None = None,
+    run_dir: str | Path | None = None,
+    resume: bool = False,
+    fingerprint: Mapping[str, Any] | None = None,
+    progress: bool = False,
+) -> TrainResult:
+    """Fit ``model`` on ``data.train``, selecting the epoch on ``data.valid``.
+
+    Args:
+        model: a registered model, built on ``data`` (e.g. with :func:`init_model`).
+        data: the training graph, positives and validation pairs.
+        config: training settings.
+        eval_config: validation settings (``ks`` must include ``config.metric``'s k).
+        run_dir: where checkpoints (``checkpoint/``) and the best weights (``best/``) go; None keeps
+            everything in memory.
+        resume: continue from ``run_dir/checkpoint`` (a :class:`CheckpointError` if it is missing or
+            was written by a different run).
+        fingerprint: what a resumed run must match (configs, data shape); stored in checkpoints.
+        progress: show a tqdm bar over epochs.
+
+    Returns:
+        a :class:`TrainResult`; the model holds the best epoch's weights.
+    """
+    config = config or TrainConfig()
+    k = config.metric_k
+    eval_config = eval_config or EvalConfig(ks=tuple(sorted({10, 20, k})), beyond_accuracy=False)
+    if k not in eval_config.ks:
+        raise ConfigError(f"train.metric {config.metric!r} needs k={k} in eval.ks {list(eval_config.ks)}")
+    if data.valid.nnz == 0:
+        raise DataError("the data has no validation pairs: early stopping needs a split with a validation part")
+    device = resolve_device(config.device)
+    model.to(device)
+    run = Path(run_dir) if run_dir is not None else None
+    fingerprint = dict(fingerprint or {})
+    t_start = time.perf_counter()
+
+    if not model.trainable:
+        model.fit(data.train)
+        with torch.inference_mode():
+            res = evaluate(model.scorer(), data, part="valid", config=eval_config)
+        secs = time.perf_counter() - t_start
+        result = TrainResult(
+            history=[{"epoch": 0, "seconds": round(secs, 3), "valid": res.metrics}],
+            best_epoch=0,
+            best_valid=res.metrics,
+            seconds=secs,
+            seconds_to_best=secs,
+            stopped="closed_form",
+        )
+        if run is not None:
+            (run / "best").mkdir(parents=True, exist_ok=True)
+            save_state_dict(model, run / "best" / "model.safetensors")
+        return result
+
+    if data.train.nnz == 0:
+        raise DataError("no training interactions")
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
+    gen = torch.Generator().manual_seed(config.seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        return _loop(model, data, config, eval_config, opt, gen, device, run, resume, fingerprint, progress, t_start)
+
+
+def _loop(
+    model: RecModel,
+    data: RecData,
+    config: TrainConfig,
+    eval_config: EvalConfig,
+    opt: torch.optim.Optimizer,
+    gen: torch.Generator,
+    device: torch.device,
+    run: Path | None,
+    resume: bool,
+    fingerprint: dict[str, Any],
+    progress: bool,
+    t_start: float,
+) -> TrainResult:
+    result = TrainResult()
+    start_epoch, bad_evals, best_score = 1, 0, float("-inf")
+    elapsed_before = 0.0
+    best_state: dict[str, torch.Tensor] | None = None
+    if resume:
+        if run is None:
+            raise ConfigError("resume needs a run directory")
+        state = load_checkpoint(run / "checkpoint", model=model, optimizer=opt, generator=gen, fingerprint=fingerprint)
+        start_epoch = int(state["epoch"]) + 1
+        bad_evals = int(state["bad_evals"])
+        best_score = float(state["best_score"]) if state["best_score"] is not None else float("-inf")
+        elapsed_before = float(state["seconds"])
+        result.history = list(state["history"])
+        result.best_epoch = int(state["best_epoch"])
+        result.best_valid = dict(state["best_valid"])
+        result.seconds_to_best = float(state["seconds_to_best"])
+        best_file = run / "best" / "model.safetensors"
+        if result.best_epoch and best_file.is_file():
+            from safetensors.torch import load_file
+
+            best_state = load_file(str(best_file))
+        logger.info("resumed from %s at epoch %d", run / "checkpoint", start_epoch)
+        if state.get("finished") and (state.get("stopped") != "epochs" or start_epoch > config.epochs):
+            if best_state is not None:
+                model.load_state_dict({k: v.to(device) for k, v in best_state.items()})
+            result.seconds = elapsed_before
+            result.stopped = state.get("stopped", "epochs")
+            return result
+
+    def now() -> float:
+        return elapsed_before + time.perf_counter() - t_start
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=config.epochs, initial=start_epoch - 1, desc=f"train {model.name}", unit="epoch")
+    stopped = "epochs"
+    epoch = start_epoch - 1
+    for epoch in range(start_epoch, config.epochs + 1):
+        model.train()
+        sums: dict[str, float] = {}
+        steps = 0
+        for users, pos, neg in epoch_batches(data.train, config.batch_size, config.num_negatives, gen):
+            users, pos, neg = users.to(device), pos.to(device), neg.to(device)
+            out = model.batch_scores(users, pos, neg)
+            main = (
+                bpr_loss(out.pos, out.neg)
+                if config.loss == "bpr"
+                else softmax_loss(out.pos, out.neg, config.temperature)
+            )
+            loss = main + config.l2 * out.reg
+            for v in out.extra.values():
+                loss = loss + v
+            if not torch.isfinite(loss):
+                raise DataError(
+                    f"the loss became {float(loss)} at epoch {epoch} (check features for huge values, or lower lr={config.lr})"
+                )
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            opt.step()
+            steps += 1
+            parts = {"loss": float(loss.detach()), config.loss: float(main.detach()), "reg": float(out.reg.detach())}
+            parts.update({k: float(v.detach()) for k, v in out.extra.items()})
+            for key, v in parts.items():
+                sums[key] = sums.get(key, 0.0) + v
+        entry: dict[str, Any] = {"epoch": epoch, **{k: v / max(steps, 1) for k, v in sums.items()}}
+        improved = False
+        if epoch % config.eval_every == 0 or epoch == config.epochs:
+            model.eval()
+            with torch.inference_mode():
+                res = evaluate(model.scorer(), data, part="valid", config=eval_config)
+            entry["valid"] = res.metrics
+            score = res.metrics[config.metric]
+            if score > best_score + config.min_delta:
+                best_score, bad_evals, improved = score, 0, True
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                result.best_epoch, result.best_valid = epoch, dict(res.metrics)
+            else:
+                bad_evals += 1
+        entry["seconds"] = round(now(), 3)
+        if improved:
+            result.seconds_to_best = entry["seconds"]
+        result.history.append(entry)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{entry['loss']:.4f}", **({config.metric: f"{best_score:.4f}"} if best_state else {}))
+        if bad_evals >= config.patience:
+            stopped = "early_stopping"
+        elif config.max_seconds and now() >= config.max_seconds:
+            stopped = "max_seconds"
+        finished = stopped != "epochs" or epoch == config.epochs
+        if run is not None and (
+            improved
+            or finished
+            or "valid" in entry
+            or (config.checkpoint_every and epoch % config.checkpoint_every == 0)
+        ):
+            if improved:
+                (run / "best").mkdir(parents=True, exist_ok=True)
+                tmp = run / "best" / "model.safetensors.tmp"
+                save_state_dict(model, tmp)
+                tmp.replace(run / "best" / "model.safetensors")
+            save_checkpoint(
+                run / "checkpoint",
+                model=model,
+                optimizer=opt,
+                generator=gen,
+                state={
+                    "epoch": epoch,
+                    "bad_evals": bad_evals,
+                    "best_score": best_score if best_state is not None else None,
+                    "best_epoch": result.best_epoch,
+                    "best_valid": result.best_valid,
+                    "seconds": now(),
+                    "seconds_to_best": result.seconds_to_best,
+                    "history": result.history,
+                    "fingerprint": fingerprint,
+                    "finished": finished,
+                    "stopped": stopped,
+                },
+            )
+        if stopped != "epochs":
+            break
+    if bar is not None:
+        bar.close()
+    if best_state is None:
+        raise CheckpointError("training ended before any validation: lower eval_every or raise epochs")
+    model.load_state_dict(best_state)
+    model.eval()
+    result.seconds = now()
+    result.stopped = stopped
+    logger.info(
+        "%s: best %s %.4f at epoch %d of %d (%s, %.1f s)",
+        model.name,
+        config.metric,
+        best_score,
+        result.best_epoch,
+        epoch,
+        stopped,
+        result.seconds,
+    )
+    return result

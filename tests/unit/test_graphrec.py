@@ -1,0 +1,178 @@
+"""GraphRec's scores equal an explicit dense computation of s(u, i) = [P F(X) h_u]_i on a tiny graph."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from graph_rec.data import DataConfig, RecData
+from graph_rec.errors import ConfigError, DataError
+from graph_rec.models.base import make_model
+from graph_rec.models.graphrec import GraphRecConfig
+from kg_builders.builders.standard import standard_builders
+from kg_builders.graph import build_graph
+from kg_builders.split import split_random
+
+
+@pytest.fixture
+def tiny_data(tiny_tables):
+    sp = split_random(tiny_tables, ratios=(0.6, 0.2, 0.2), seed=1)
+    train = sp.train_tables(tiny_tables)
+    kg = build_graph(train, standard_builders(train))
+    rng = np.random.default_rng(0)
+    for t in kg.node_types:
+        kg.set_features(t, "text", rng.normal(size=(kg.num_nodes(t), 5)).astype(np.float32))
+    return kg, sp
+
+
+def _dense_adjacency(data: RecData, rel_weight: np.ndarray) -> np.ndarray:
+    g = data.graph
+    a = np.zeros((g.num_nodes, g.num_nodes))
+    ei = g.edge_index.numpy()
+    for e in range(ei.shape[1]):  # written out edge by edge on purpose: the reference computation
+        a[ei[1, e], ei[0, e]] += rel_weight[g.edge_type[e]] * float(g.edge_weight[e])
+    deg = a.sum(1)
+    inv = np.where(deg > 0, 1 / np.sqrt(np.where(deg > 0, deg, 1)), 0)
+    return inv[:, None] * a * inv[None, :]
+
+
+@pytest.mark.parametrize(
+    ("relation_mode", "fusion"), [("none", "sum"), ("none", "gated"), ("weights", "sum"), ("weights", "concat")]
+)
+@pytest.mark.parametrize("num_layers", [0, 1, 3])
+def test_scores_equal_dense_formula(tiny_data, relation_mode, fusion, num_layers):
+    kg, sp = tiny_data
+    data = RecData(kg, sp)
+    torch.manual_seed(0)
+    settings = {"embedding_dim": 4, "num_layers": num_layers, "relation_mode": relation_mode, "fusion": fusion}
+    model = make_model("graphrec", settings, data.graph, data.train)
+    # the fast path (features propagated once) is taken exactly for an affine F and a fixed P
+    assert model.precomputed == (relation_mode == "none" and fusion == "sum")
+    if relation_mode == "weights":  # move the relation weights away from 1
+        with torch.no_grad():
+            model.propagation.rho.copy_(torch.linspace(-1.0, 2.0, model.propagation.rho.numel()))
+    model.eval()
+    with torch.no_grad():
+        f0 = model.layer0()[0].double().numpy()  # F(X), [N, d]
+        w = model.propagation.relation_weights().double().numpy()
+        scores = model.scorer()(torch.arange(data.num_users)).double().numpy()
+    a_hat = _dense_adjacency(data, w)
+    assert np.allclose(a_hat, a_hat.T)
+    p = sum(np.linalg.matrix_power(a_hat, k) for k in range(num_layers + 1)) / (num_layers + 1)
+    h = p @ f0
+    uo, io = data.graph.node_offsets["user"], data.graph.node_offsets["item"]
+    h_users = h[uo : uo + data.num_users]
+    expected = h_users @ h[io : io + data.num_items].T
+    np.testing.assert_allclose(scores, expected, rtol=1e-4, atol=1e-5)
+    # the same scores as adjacency-weighted inner products with the layer-0 embeddings:
+    # s(u, i) = sum_j P_ij <F(x_j), h_u>
+    weighted = (p @ (f0 @ h_users.T)).T[:, io : io + data.num_items]
+    np.testing.assert_allclose(scores, weighted, rtol=1e-4, atol=1e-5)
+
+
+def test_precomputed_path_trains_like_the_general_path(tiny_data):
+    kg, sp = tiny_data
+    data = RecData(kg, sp)
+    users, pos, neg = torch.tensor([0, 1, 2]), torch.tensor([0, 1, 2]), torch.tensor([[3, 4], [0, 3], [1, 1]])
+    outs, grads = [], []
+    for precomputed in (True, False):
+        torch.manual_seed(0)
+        m = make_model(
+            "graphrec", {"embedding_dim": 4, "num_layers": 2, "relation_mode": "none"}, data.graph, data.train
+        )
+        m.precomputed = precomputed
+        out = m.batch_scores(users, pos, neg)
+        (out.pos.sum() - out.neg.sum() + out.reg).backward()
+        outs.append(out)
+        grads.append({k: p.grad.clone() for k, p in m.named_parameters() if p.grad is not None})
+    torch.testing.assert_close(outs[0].pos, outs[1].pos)
+    torch.testing.assert_close(outs[0].neg, outs[1].neg)
+    torch.testing.assert_close(outs[0].reg, outs[1].reg)
+    assert grads[0].keys() == grads[1].keys() and grads[0]
+    for k in grads[0]:
+        torch.testing.assert_close(grads[0][k], grads[1][k], rtol=1e-4, atol=1e-6)
+
+
+def test_attention_scores_equal_dense_formula(tiny_data):
+    kg, sp = tiny_data
+    data = RecData(kg, sp)
+    torch.manual_seed(0)
+    model = make_model(
+        "graphrec", {"embedding_dim": 4, "num_layers": 2, "relation_mode": "attention"}, data.graph, data.train
+    )
+    with torch.no_grad():
+        model.propagation.rel_vec.normal_()
+        model.propagation.rel_bias.normal_()
+        f0 = model.layer0()[0].double()
+        scores = model.scorer()(torch.arange(data.num_users)).double().numpy()
+        g = data.graph
+        r = model.propagation.rel_vec.double()
+        b = model.propagation.rel_bias.double()
+        n = g.num_nodes
+        a = np.zeros((n, n))
+        logits: dict[int, list[tuple[int, float]]] = {}
+        for e in range(g.num_edges):
+            s, d, t = int(g.edge_index[0, e]), int(g.edge_index[1, e]), int(g.edge_type[e])
+            val = float(((r[t] * f0[s]) * torch.tanh(r[t] * f0[d] + b[t])).sum())
+            logits.setdefault(d, []).append((s, val))
+        for d, lst in logits.items():
+            vals = np.array([v for _, v in lst])
+            sm = np.exp(vals - vals.max()) / np.exp(vals - vals.max()).sum()
+            for (s, _), wgt in zip(lst, sm, strict=True):
+                a[d, s] += wgt
+    np.testing.assert_allclose(a.sum(1)[list(logits)], 1.0, rtol=1e-6)
+    p = (np.eye(n) + a + a @ a) / 3
+    h = p @ f0.numpy()
+    uo, io = g.node_offsets["user"], g.node_offsets["item"]
+    expected = h[uo : uo + data.num_users] @ h[io : io + data.num_items].T
+    np.testing.assert_allclose(scores, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_layer0_modes(tiny_data):
+    kg, sp = tiny_data
+    data = RecData(kg, sp)
+    for mode in ("add", "gated", "none"):
+        torch.manual_seed(0)
+        m = make_model("graphrec", {"embedding_dim": 4, "id_embedding": mode}, data.graph, data.train)
+        with torch.no_grad():
+            e0, fx = m.layer0()
+        assert e0.shape == (data.graph.num_nodes, 4)
+        if mode == "none":
+            assert torch.equal(e0, fx)
+        elif mode == "add":
+            assert torch.allclose(e0, fx + m.id_emb.weight)
+        else:
+            assert torch.allclose(e0, 0.5 * fx + 0.5 * m.id_emb.weight)  # gate starts at sigmoid(0)
+
+
+def test_ablation_views_change_the_graph(tiny_data):
+    kg, sp = tiny_data
+    full = RecData(kg, sp)
+    bare = RecData(kg, sp, config=DataConfig(node_types=(), relations=("interacted",), features=()))
+    assert set(bare.graph.node_counts) == {"user", "item"}
+    assert bare.graph.features == {}
+    assert bare.graph.num_edges < full.graph.num_edges
+    assert {r.split("__")[1] for r in bare.graph.relations} == {"interacted", "rev_interacted"}
+    no_tags = RecData(kg, sp, config=DataConfig(node_types=("entity",)))
+    assert "tag" not in no_tags.graph.node_counts and "entity" in no_tags.graph.node_counts
+    with pytest.raises(ConfigError, match="not in the graph"):
+        RecData(kg, sp, config=DataConfig(node_types=("tagz",)))
+    with pytest.raises(ConfigError, match="id_embedding='none'"):
+        make_model("graphrec", {"id_embedding": "none"}, bare.graph, bare.train)
+
+
+def test_nan_features_are_an_error_naming_the_node(tiny_data):
+    kg, sp = tiny_data
+    x = kg.features["item"]["text"].copy()
+    x[1, 2] = np.nan
+    kg.set_features("item", "text", x)
+    with pytest.raises(DataError, match=f"item.text has NaN.*{kg.node_ids['item'][1]}"):
+        RecData(kg, sp)
+
+
+def test_config_rejects_bad_values():
+    with pytest.raises(ConfigError, match="relation_mode"):
+        GraphRecConfig(relation_mode="kgat")
+    with pytest.raises(ConfigError, match="num_layers"):
+        GraphRecConfig(num_layers=-1)

@@ -1,0 +1,174 @@
+"""The trainer: sampling, determinism, early stopping, checkpoints, resume after a crash, config errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import graph_rec.training.trainer as trainer_mod
+from graph_rec.data import RecData, UserItems
+from graph_rec.errors import CheckpointError, ConfigError, DataError
+from graph_rec.eval.evaluator import EvalConfig
+from graph_rec.training import TrainConfig, fit, init_model
+from graph_rec.training.sampling import epoch_batches, sample_negatives
+from kg_builders.builders.standard import standard_builders
+from kg_builders.graph import build_graph
+from kg_builders.sources.synthetic import make_synthetic_world
+from kg_builders.split import split_random
+
+EVAL = EvalConfig(ks=(10, 20), beyond_accuracy=False)
+
+
+@pytest.fixture(scope="module")
+def world_data() -> RecData:
+    tables = make_synthetic_world(num_users=60, num_items=80, interactions_per_user=12, seed=3, with_images=False)
+    sp = split_random(tables, ratios=(0.8, 0.1, 0.1), seed=2026)
+    train = sp.train_tables(tables)
+    kg = build_graph(train, standard_builders(train))
+    rng = np.random.default_rng(0)
+    for t in kg.node_types:
+        kg.set_features(t, "text", rng.normal(size=(kg.num_nodes(t), 6)).astype(np.float32))
+    return RecData(kg, sp)
+
+
+def test_negatives_are_never_known_positives_and_are_seeded():
+    train = UserItems.from_pairs([0, 0, 0, 1, 2], [0, 1, 2, 3, 0], 3, 5)
+    users = torch.tensor([0, 1, 2] * 200)
+    a = sample_negatives(train, users, 3, torch.Generator().manual_seed(1))
+    b = sample_negatives(train, users, 3, torch.Generator().manual_seed(1))
+    assert a.shape == (600, 3) and torch.equal(a, b)
+    assert not train.contains(users.repeat_interleave(3), a.reshape(-1)).any()
+    assert set(a[users == 0].reshape(-1).tolist()) == {3, 4}  # user 0 has 0, 1, 2
+
+
+def test_a_user_with_every_item_has_no_negative():
+    train = UserItems.from_pairs([0, 0, 1], [0, 1, 0], 2, 2)
+    with pytest.raises(DataError, match=r"users \[0\] have interacted with every item"):
+        sample_negatives(train, torch.tensor([0, 1]), 1, torch.Generator().manual_seed(0))
+
+
+def test_an_epoch_visits_every_training_pair_once(world_data):
+    seen = []
+    for u, p, n in epoch_batches(world_data.train, 100, 2, torch.Generator().manual_seed(0)):
+        assert n.shape == (u.numel(), 2)
+        seen.append(u * world_data.num_items + p)
+    keys = torch.cat(seen)
+    assert keys.numel() == world_data.train.nnz
+    assert torch.equal(torch.sort(keys).values, world_data.train.keys())
+
+
+def test_train_config_rejects_typos_and_bad_values():
+    with pytest.raises(ConfigError, match=r"unknown train setting\(s\) \['learning_rate'\]; valid keys: \[.*'lr'"):
+        TrainConfig.from_dict({"learning_rate": 0.1})
+    with pytest.raises(ConfigError, match="loss must be one of"):
+        TrainConfig(loss="hinge")
+    with pytest.raises(ConfigError, match="metric must look like"):
+        TrainConfig(metric="recall20")
+    with pytest.raises(ConfigError, match="lr must be"):
+        TrainConfig(lr=0)
+
+
+def _train(data, name="graphrec", settings=None, run_dir=None, resume=False, **train):
+    cfg = TrainConfig(**{"epochs": 6, "batch_size": 128, "lr": 0.01, "eval_every": 2, "patience": 10, **train})
+    model = init_model(name, settings or {"embedding_dim": 8, "num_layers": 2}, data, seed=cfg.seed)
+    result = fit(
+        model,
+        data,
+        cfg,
+        eval_config=EVAL,
+        run_dir=run_dir,
+        resume=resume,
+        fingerprint={"name": name, **(settings or {})},
+    )
+    with torch.inference_mode():
+        scores = model.scorer()(torch.arange(data.num_users)).clone()
+    return result, scores
+
+
+@pytest.mark.parametrize("name", ["graphrec", "mf", "lightgcn"])
+def test_same_seed_same_run(world_data, name):
+    settings = {"embedding_dim": 8}
+    r1, s1 = _train(world_data, name, settings)
+    r2, s2 = _train(world_data, name, settings)
+    assert [h["loss"] for h in r1.history] == [h["loss"] for h in r2.history]
+    assert torch.equal(s1, s2)
+    r3, s3 = _train(world_data, name, settings, seed=7)
+    assert not torch.equal(s1, s3)
+
+
+def test_training_lowers_the_loss_and_keeps_the_best_epoch(world_data):
+    result, scores = _train(world_data, epochs=10)
+    losses = [h["loss"] for h in result.history]
+    assert losses[-1] < losses[0]
+    evals = {h["epoch"]: h["valid"]["recall@20"] for h in result.history if "valid" in h}
+    assert result.best_epoch == max(evals, key=lambda e: (evals[e], -e))
+    assert result.best_valid["recall@20"] == max(evals.values())
+    assert result.stopped == "epochs" and 0 < result.seconds_to_best <= result.seconds
+
+
+def test_early_stopping_stops_after_patience(world_data):
+    result, _ = _train(world_data, epochs=50, eval_every=1, patience=2, lr=0.5, min_delta=1.0)
+    # min_delta 1.0 makes every evaluation after the first "no improvement"
+    assert result.stopped == "early_stopping"
+    assert result.best_epoch == 1 and len(result.history) == 3
+
+
+def test_resume_after_a_crash_gives_the_same_result(world_data, tmp_path, monkeypatch):
+    full, full_scores = _train(world_data, run_dir=tmp_path / "a", checkpoint_every=1, epochs=8)
+
+    real = trainer_mod.epoch_batches
+    calls = {"n": 0}
+
+    def crashing(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 6:
+            raise KeyboardInterrupt("simulated crash in epoch 6")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_mod, "epoch_batches", crashing)
+    with pytest.raises(KeyboardInterrupt):
+        _train(world_data, run_dir=tmp_path / "b", checkpoint_every=1, epochs=8)
+    state = json.loads((tmp_path / "b" / "checkpoint" / "state.json").read_text())
+    assert state["epoch"] == 5
+    monkeypatch.setattr(trainer_mod, "epoch_batches", real)
+    resumed, resumed_scores = _train(world_data, run_dir=tmp_path / "b", resume=True, checkpoint_every=1, epochs=8)
+    assert [h["loss"] for h in resumed.history] == [h["loss"] for h in full.history]
+    assert resumed.best_epoch == full.best_epoch
+    assert torch.equal(resumed_scores, full_scores)
+
+
+def test_resume_from_an_incompatible_run_is_refused(world_data, tmp_path):
+    _train(world_data, settings={"embedding_dim": 8, "num_layers": 2}, run_dir=tmp_path / "r", epochs=2)
+    with pytest.raises(CheckpointError, match=r"differs in \['embedding_dim'\].*checkpoint 8 vs now 16"):
+        _train(world_data, settings={"embedding_dim": 16, "num_layers": 2}, run_dir=tmp_path / "r", resume=True)
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        _train(world_data, run_dir=tmp_path / "empty", resume=True)
+    state = tmp_path / "r" / "checkpoint" / "state.json"
+    payload = json.loads(state.read_text())
+    payload["format_version"] = 99
+    state.write_text(json.dumps(payload))
+    with pytest.raises(CheckpointError, match="format 99"):
+        _train(world_data, settings={"embedding_dim": 8, "num_layers": 2}, run_dir=tmp_path / "r", resume=True)
+
+
+def test_closed_form_models_go_through_the_same_trainer(world_data):
+    model = init_model("ease", {"l2": 10.0}, world_data, seed=0)
+    result = fit(model, world_data, TrainConfig(), eval_config=EVAL)
+    assert result.stopped == "closed_form" and result.best_epoch == 0
+    assert 0 <= result.best_valid["recall@20"] <= 1
+
+
+def test_softmax_loss_and_alignment_train(world_data):
+    settings = {"embedding_dim": 8, "num_layers": 1, "align_weight": 0.1}
+    result, scores = _train(world_data, settings=settings, loss="softmax", num_negatives=8, epochs=4)
+    assert "align" in result.history[0] and result.history[0]["align"] > 0
+    assert torch.isfinite(scores).all()
+
+
+def test_metric_k_must_be_evaluated(world_data):
+    model = init_model("mf", {"embedding_dim": 4}, world_data, seed=0)
+    with pytest.raises(ConfigError, match="needs k=50"):
+        fit(model, world_data, TrainConfig(metric="recall@50"), eval_config=EVAL)
