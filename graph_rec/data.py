@@ -412,6 +412,18 @@ class RecData:
     def user_index(self, ids: Sequence[str]) -> np.ndarray:
         return np.asarray(pd.Index(self.user_ids).get_indexer(list(ids)))
 
+    def item_features(self, slot: str | None = None) -> Tensor | None:
+        """``[num_items, d]`` the items' rows of feature ``slot`` (default: the first slot), or None.
+
+        Used for intra-list diversity "by text features"; items without features have zero rows.
+        """
+        feats = self.graph.features
+        if not feats:
+            return None
+        name = slot or next(iter(feats))
+        off = self.graph.node_offsets["item"]
+        return feats[name][off : off + self.num_items]
+
     def summary(self) -> dict[str, Any]:
         return {
             "num_users": self.num_users,

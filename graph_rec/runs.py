@@ -391,8 +391,9 @@ def train_run(
     )
     with torch.inference_mode():
         scorer = model.scorer()
-        valid = evaluate(scorer, data, part="valid", config=config.eval)
-        test = evaluate(scorer, data, part="test", config=config.eval)
+        feats = data.item_features()
+        valid = evaluate(scorer, data, part="valid", config=config.eval, item_features=feats)
+        test = evaluate(scorer, data, part="test", config=config.eval, item_features=feats)
     _write_json(out / "history.json", result.to_dict())
     plot_history(result, out / "history.png", metric=config.train.metric)
     metrics = {"valid": valid.to_dict(), "test": test.to_dict(), "best_epoch": result.best_epoch}
@@ -452,7 +453,14 @@ def evaluate_run(
     """Evaluate a saved run's best model on ``part`` (``"valid"`` or ``"test"``)."""
     config, data, model = load_run(path)
     with torch.inference_mode():
-        return evaluate(model.scorer(), data, part=part, config=eval_config or config.eval, progress=progress)
+        return evaluate(
+            model.scorer(),
+            data,
+            part=part,
+            config=eval_config or config.eval,
+            item_features=data.item_features(),
+            progress=progress,
+        )
 
 
 def plot_history(result: TrainResult, path: Path, *, metric: str) -> None:

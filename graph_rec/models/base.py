@@ -97,7 +97,11 @@ class RecModel(nn.Module):
 
     # ---------------------------------------------------------------- gradient-trained models
     def batch_scores(self, users: Tensor, pos: Tensor, neg: Tensor) -> BatchOutput:
-        """Scores of ``[B]`` users with ``[B]`` positives and ``[B, n]`` negatives, with the regulariser."""
+        """Scores of ``[B]`` users with ``[B]`` positives and negatives, with the regulariser.
+
+        ``neg`` is ``[B, n]`` (negatives per pair) or ``[n]`` (negatives shared by the whole batch);
+        either way ``BatchOutput.neg`` is ``[B, n]`` (use :func:`neg_scores`).
+        """
         raise NotImplementedError(f"{type(self).__name__} is fitted in closed form; it has no batch_scores")
 
     def embed(self) -> tuple[Tensor, Tensor]:
@@ -154,6 +158,13 @@ def make_model(name: str, settings: Mapping[str, Any], graph: GraphTensors, trai
 def _load_builtin() -> None:
     # the registry is filled by importing the model modules
     from graph_rec.models import baselines, graphrec  # noqa: F401
+
+
+def neg_scores(user_repr: Tensor, neg_repr: Tensor) -> Tensor:
+    """Scores of negatives: ``[B, d]`` with ``[B, n, d]`` (one set per pair) or ``[n, d]`` (shared) -> ``[B, n]``."""
+    if neg_repr.dim() == 2:
+        return user_repr @ neg_repr.t()
+    return torch.einsum("bd,bnd->bn", user_repr, neg_repr)
 
 
 def l2_of(*tensors: Tensor) -> Tensor:

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from graph_rec.data import GraphTensors, UserItems, check_float, check_int
 from graph_rec.errors import ConfigError, DataError
-from graph_rec.models.base import BatchOutput, RecModel, Scorer, l2_of, register
+from graph_rec.models.base import BatchOutput, RecModel, Scorer, l2_of, neg_scores, register
 from graph_rec.models.propagation import Propagation
 
 logger = logging.getLogger(__name__)
@@ -364,11 +364,11 @@ class MF(RecModel):
         return self.user_emb.weight, self.item_emb.weight
 
     def batch_scores(self, users: Tensor, pos: Tensor, neg: Tensor) -> BatchOutput:
-        """``users [B]``, ``pos [B]``, ``neg [B, n]`` -> scores ``[B]``, ``[B, n]`` and ``reg`` (squared norms / B)."""
+        """``users [B]``, ``pos [B]``, ``neg [B, n]`` or shared ``[n]`` -> scores ``[B]``, ``[B, n]`` and ``reg`` (squared norms / B)."""
         pu, qp, qn = self.user_emb(users), self.item_emb(pos), self.item_emb(neg)
         return BatchOutput(
             pos=(pu * qp).sum(-1),
-            neg=torch.einsum("bd,bnd->bn", pu, qn),
+            neg=neg_scores(pu, qn),
             reg=l2_of(pu, qp, qn).to(pu) / users.numel(),
             extra={},
         )
@@ -441,11 +441,11 @@ class LightGCN(RecModel):
         return h[: self.num_users], h[self.num_users :]
 
     def batch_scores(self, users: Tensor, pos: Tensor, neg: Tensor) -> BatchOutput:
-        """``users [B]``, ``pos [B]``, ``neg [B, n]`` -> scores ``[B]``, ``[B, n]`` and ``reg`` on layer 0 / B."""
+        """``users [B]``, ``pos [B]``, ``neg [B, n]`` or shared ``[n]`` -> scores ``[B]``, ``[B, n]`` and ``reg`` on layer 0 / B."""
         hu_all, hi_all = self.embed()
         hu, hp, hn = hu_all[users], hi_all[pos], hi_all[neg]
         reg = l2_of(self.user_emb(users), self.item_emb(pos), self.item_emb(neg)).to(hu) / users.numel()
-        return BatchOutput(pos=(hu * hp).sum(-1), neg=torch.einsum("bd,bnd->bn", hu, hn), reg=reg, extra={})
+        return BatchOutput(pos=(hu * hp).sum(-1), neg=neg_scores(hu, hn), reg=reg, extra={})
 
     def extra_repr(self) -> str:
         c = self.config

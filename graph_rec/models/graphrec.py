@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 from graph_rec.data import GraphTensors, UserItems, check_float, check_int
 from graph_rec.errors import ConfigError
-from graph_rec.models.base import BatchOutput, RecModel, register
+from graph_rec.models.base import BatchOutput, RecModel, neg_scores, register
 from graph_rec.models.fusion import FusionConfig, ModalityFusion
 from graph_rec.models.propagation import RELATION_MODES, Propagation
 
@@ -62,6 +62,9 @@ class GraphRecConfig:
             (KGAT-style), see :mod:`graph_rec.models.propagation`.
         init_std: standard deviation of the id embeddings at initialisation.
         feature_dropout: dropout on the projected features during training.
+        score: ``"dot"``, the inner product ``<h_i, h_u>``, or ``"cosine"``, the same on unit-length
+            representations (``<h_i, h_u> / (|h_i| |h_u|)``; pair it with ``loss="softmax"``, whose
+            temperature then sets the scale).
         align_weight: weight of the contrastive id/text alignment loss (0 turns it off).
         align_temperature: its InfoNCE temperature.
     """
@@ -74,6 +77,7 @@ class GraphRecConfig:
     relation_mode: Literal["none", "weights", "attention"] = "weights"
     init_std: float = 0.1
     feature_dropout: float = 0.0
+    score: Literal["dot", "cosine"] = "dot"
     align_weight: float = 0.0
     align_temperature: float = 0.2
 
@@ -90,6 +94,8 @@ class GraphRecConfig:
         check_float("feature_dropout", self.feature_dropout, high=0.99)
         check_float("align_weight", self.align_weight)
         check_float("align_temperature", self.align_temperature, open_low=True)
+        if self.score not in ("dot", "cosine"):
+            raise ConfigError(f"score must be 'dot' or 'cosine', got {self.score!r}")
         if self.id_embedding == "none" and not self.use_features:
             raise ConfigError("id_embedding='none' needs use_features=true: the model would have no parameters")
 
@@ -211,9 +217,12 @@ class GraphRec(RecModel):
             users = torch.arange(self.num_users, device=dev) + self.user_offset
             items = torch.arange(self.num_items, device=dev) + self.item_offset
             h_id = self._h_id()
-            return self._rows(users, h_id)[0], self._rows(items, h_id)[0]
+            return self._norm(self._rows(users, h_id)[0]), self._norm(self._rows(items, h_id)[0])
         h, _, _ = self.propagate()
-        return self._users(h), self._items(h)
+        return self._norm(self._users(h)), self._norm(self._items(h))
+
+    def _norm(self, h: Tensor) -> Tensor:
+        return F.normalize(h, dim=-1) if self.config.score == "cosine" else h
 
     def _users(self, h: Tensor) -> Tensor:
         return h[self.user_offset : self.user_offset + self.num_users]
@@ -222,23 +231,29 @@ class GraphRec(RecModel):
         return h[self.item_offset : self.item_offset + self.num_items]
 
     def batch_scores(self, users: Tensor, pos: Tensor, neg: Tensor) -> BatchOutput:
-        b, n_neg = neg.shape
+        b = users.numel()
+        n_shape = (*neg.shape, -1)  # [B, n, d] per pair, or [n, d] shared by the batch
         u_nodes, p_nodes, n_nodes = users + self.user_offset, pos + self.item_offset, neg.reshape(-1) + self.item_offset
         if self.precomputed:
             nodes = torch.cat([u_nodes, p_nodes, n_nodes])
-            h_all, e0_all, fx_all = self._rows(nodes, self._h_id())
-            hu, hp, hn = h_all[:b], h_all[b : 2 * b], h_all[2 * b :].view(b, n_neg, -1)
+            # project each distinct node once (negatives repeat a lot), then gather per occurrence
+            uniq, inverse = torch.unique(nodes, return_inverse=True)
+            h_u, e0_u, fx_u = self._rows(uniq, self._h_id())
+            h_all, e0_all = h_u[inverse], e0_u[inverse]
+            fx_all = fx_u[inverse] if isinstance(fx_u, Tensor) else fx_u
+            hu, hp, hn = h_all[:b], h_all[b : 2 * b], h_all[2 * b :].view(n_shape)
             reg = e0_all.pow(2).sum() / b
             h_anchor, fx_anchor, anchor_nodes = h_all[: 2 * b], fx_all[: 2 * b], nodes[: 2 * b]
         else:
             h, e0, fx = self.propagate()
-            hu, hp, hn = h[u_nodes], h[p_nodes], h[n_nodes].view(b, n_neg, -1)
+            hu, hp, hn = h[u_nodes], h[p_nodes], h[n_nodes].view(n_shape)
             reg = (e0[u_nodes].pow(2).sum() + e0[p_nodes].pow(2).sum() + e0[n_nodes].pow(2).sum()) / b
             anchor_nodes = torch.cat([u_nodes, p_nodes])
             h_anchor = h[anchor_nodes]
             fx_anchor = fx[anchor_nodes] if fx is not None else None
+        hu, hp, hn = self._norm(hu), self._norm(hp), self._norm(hn)
         pos_s = (hu * hp).sum(-1)
-        neg_s = torch.einsum("bd,bnd->bn", hu, hn)
+        neg_s = neg_scores(hu, hn)
         extra: dict[str, Tensor] = {}
         if hasattr(self, "align_head") and fx_anchor is not None:
             # one row per distinct node that has features

@@ -27,6 +27,10 @@ class TrainConfig:
         loss: ``"bpr"`` (Rendle et al., UAI 2009) or ``"softmax"`` (sampled softmax over the
             positive and ``num_negatives`` uniform negatives, temperature ``temperature``).
         num_negatives: negatives sampled per positive, never a known training positive of the user.
+        shared_negatives: sample ``num_negatives`` items once per batch and score every user of the
+            batch against them (one matrix product instead of a gather per pair; what makes
+            hundreds of softmax negatives cheap). A sampled item that is a training positive of a
+            user is masked out of that user's loss.
         temperature: softmax temperature (``loss="softmax"`` only).
         eval_every: evaluate on validation every this many epochs.
         patience: stop after this many evaluations without improving ``metric``.
@@ -45,6 +49,7 @@ class TrainConfig:
     l2: float = 1e-4
     loss: Literal["bpr", "softmax"] = "bpr"
     num_negatives: int = 1
+    shared_negatives: bool = False
     temperature: float = 0.2
     eval_every: int = 5
     patience: int = 5
@@ -67,6 +72,8 @@ class TrainConfig:
         check_float("min_delta", self.min_delta)
         check_float("grad_clip", self.grad_clip)
         check_float("max_seconds", self.max_seconds)
+        if not isinstance(self.shared_negatives, bool):
+            raise ConfigError(f"shared_negatives must be true or false, got {self.shared_negatives!r}")
         if self.loss not in LOSSES:
             raise ConfigError(f"loss must be one of {list(LOSSES)}, got {self.loss!r}")
         if not isinstance(self.metric, str) or not _METRIC.match(self.metric):

@@ -49,13 +49,43 @@ def sample_negatives(train: UserItems, users: Tensor, num_negatives: int, genera
 
 
 def epoch_batches(
-    train: UserItems, batch_size: int, num_negatives: int, generator: torch.Generator
+    train: UserItems, batch_size: int, num_negatives: int, generator: torch.Generator, *, shared: bool = False
 ) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
-    """One epoch: every training pair once, shuffled, as ``(users [B], pos [B], neg [B, n])`` batches."""
+    """One epoch: every training pair once, shuffled, as ``(users [B], pos [B], neg)`` batches.
+
+    ``neg`` is ``[B, n]``, drawn per pair and never a positive of its user; with ``shared`` it is
+    ``[n]`` items drawn uniformly once for the batch (the caller masks the collisions, see
+    :func:`shared_negative_mask`).
+    """
     users = train.users()
     items = train.indices
     perm = torch.randperm(train.nnz, generator=generator)
     for start in range(0, train.nnz, batch_size):
         sel = perm[start : start + batch_size]
         u = users[sel]
-        yield u, items[sel], sample_negatives(train, u, num_negatives, generator)
+        if shared:  # distinct items, uniformly
+            if num_negatives < train.num_items:
+                neg = torch.randperm(train.num_items, generator=generator)[:num_negatives]
+            else:
+                neg = torch.randint(0, train.num_items, (num_negatives,), generator=generator)
+            yield u, items[sel], neg
+        else:
+            yield u, items[sel], sample_negatives(train, u, num_negatives, generator)
+
+
+def shared_negative_mask(train: UserItems, users: Tensor, neg: Tensor) -> Tensor:
+    """``[B, n]`` True where shared negative ``neg[j]`` is a training positive of ``users[b]``.
+
+    Walks the batch users' positives (not the ``B x n`` grid): cost ``O(sum of their degrees)``.
+    """
+    b, n = users.numel(), neg.numel()
+    mask = torch.zeros(b, n, dtype=torch.bool)
+    if neg.unique().numel() != n:  # repeated items: test every cell
+        return train.contains(users.repeat_interleave(n), neg.repeat(b)).view(b, n)
+    where = torch.full((train.num_items,), -1, dtype=torch.long)
+    where[neg] = torch.arange(n)
+    row, item = train.rows(users)
+    col = where[item]
+    hit = col >= 0
+    mask[row[hit], col[hit]] = True
+    return mask

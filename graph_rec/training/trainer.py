@@ -26,7 +26,7 @@ from graph_rec.models.base import RecModel, make_model
 from graph_rec.training.checkpoint import load_checkpoint, save_checkpoint, save_state_dict
 from graph_rec.training.config import TrainConfig
 from graph_rec.training.losses import bpr_loss, softmax_loss
-from graph_rec.training.sampling import epoch_batches
+from graph_rec.training.sampling import epoch_batches, shared_negative_mask
 
 logger = logging.getLogger(__name__)
 
@@ -204,13 +204,17 @@ def _loop(
         model.train()
         sums: dict[str, float] = {}
         steps = 0
-        for users, pos, neg in epoch_batches(data.train, config.batch_size, config.num_negatives, gen):
+        batches = epoch_batches(
+            data.train, config.batch_size, config.num_negatives, gen, shared=config.shared_negatives
+        )
+        for users, pos, neg in batches:
+            mask = shared_negative_mask(data.train, users, neg).to(device) if config.shared_negatives else None
             users, pos, neg = users.to(device), pos.to(device), neg.to(device)
             out = model.batch_scores(users, pos, neg)
             main = (
-                bpr_loss(out.pos, out.neg)
+                bpr_loss(out.pos, out.neg, mask)
                 if config.loss == "bpr"
-                else softmax_loss(out.pos, out.neg, config.temperature)
+                else softmax_loss(out.pos, out.neg, config.temperature, mask)
             )
             loss = main + config.l2 * out.reg
             for v in out.extra.values():
@@ -244,6 +248,15 @@ def _loop(
             else:
                 bad_evals += 1
         entry["seconds"] = round(now(), 3)
+        if "valid" in entry:
+            logger.info(
+                "epoch %d: loss %.4f, valid %s %.4f (%.1f s)",
+                epoch,
+                entry["loss"],
+                config.metric,
+                score,
+                entry["seconds"],
+            )
         if improved:
             result.seconds_to_best = entry["seconds"]
         result.history.append(entry)

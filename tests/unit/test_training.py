@@ -172,3 +172,27 @@ def test_metric_k_must_be_evaluated(world_data):
     model = init_model("mf", {"embedding_dim": 4}, world_data, seed=0)
     with pytest.raises(ConfigError, match="needs k=50"):
         fit(model, world_data, TrainConfig(metric="recall@50"), eval_config=EVAL)
+
+
+def test_shared_negatives_are_distinct_and_their_collisions_masked(world_data):
+    from graph_rec.training.sampling import shared_negative_mask
+
+    train = world_data.train
+    for users, _, neg in epoch_batches(train, 64, 30, torch.Generator().manual_seed(0), shared=True):
+        assert neg.shape == (30,) and neg.unique().numel() == 30
+        mask = shared_negative_mask(train, users, neg)
+        expected = train.contains(users.repeat_interleave(30), neg.repeat(users.numel())).view(-1, 30)
+        assert torch.equal(mask, expected)
+    # repeated items fall back to the cell-by-cell test
+    users, neg = torch.tensor([0, 1]), torch.tensor([3, 3, 5])
+    expected = train.contains(users.repeat_interleave(3), neg.repeat(2)).view(2, 3)
+    assert torch.equal(shared_negative_mask(train, users, neg), expected)
+
+
+def test_shared_negative_training_masks_positives_out_of_the_loss():
+    from graph_rec.training.losses import bpr_loss, softmax_loss
+
+    pos, neg = torch.tensor([2.0]), torch.tensor([[1.0, 50.0]])
+    mask = torch.tensor([[False, True]])
+    assert softmax_loss(pos, neg, 1.0, mask) == pytest.approx(float(-torch.log_softmax(torch.tensor([2.0, 1.0]), 0)[0]))
+    assert bpr_loss(pos, neg, mask) == pytest.approx(float(-torch.nn.functional.logsigmoid(torch.tensor(1.0))))

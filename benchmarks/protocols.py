@@ -1,0 +1,195 @@
+"""Quality of GraphRec, its ablations and the baselines, in one harness (issue 4's protocols).
+
+Protocol A: ml-latest-small (with the MKR movie KG joined) and hetrec2011-lastfm-2k; every
+interaction is a positive; per-user random split 80/10/10 with seed 2026, made BEFORE the graph is
+built; full ranking over every item of the graph with training (and, for test, validation)
+positives masked; Recall/NDCG/Precision/Hit/MRR @10 and @20. Each model's settings are picked on
+validation Recall@20 (a small grid per model, listed in the JSON), and the chosen run's test
+metrics are reported.
+
+Protocol B: hetrec2011-lastfm-2k, random 8:1:1 split per user (seed 2026), full ranking, @10:
+compared with RecBole-GNN's published LightGCN (Recall@10 0.2064, NDCG@10 0.1972). RecBole's
+random split shuffles each user's interactions the same way; its filtering and seed differ.
+
+    python benchmarks/protocols.py                        # both data sets, every model
+    python benchmarks/protocols.py --dataset ml-latest-small --models graphrec,ease
+
+Writes benchmarks/results/protocols.json and protocols.md (and a training-curve PNG per data set).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _meta import RESULTS, ROOT, SHARED, run_metadata  # noqa: E402
+
+DATASETS = {
+    "ml-latest-small": {"path": "ml-latest-small", "kg": "kg-samples/movie"},
+    "hetrec2011-lastfm-2k": {"path": "hetrec2011-lastfm-2k", "kg": None},
+}
+
+TRAIN = {"epochs": 400, "eval_every": 5, "patience": 4, "seed": 2026}
+GRAPHREC = {"embedding_dim": 128, "num_layers": 2, "relation_mode": "none"}
+SOFTMAX = {"loss": "softmax", "num_negatives": 256, "temperature": 0.1, "batch_size": 2048, "lr": 0.002, "l2": 0.0}
+
+# model -> list of (model settings, train settings) candidates; picked on validation recall@20
+GRIDS: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {
+    "popularity": [({}, {})],
+    "itemknn": [({"k": k, "shrink": 10.0}, {}) for k in (50, 200)],
+    "ease": [({"l2": l2}, {}) for l2 in (200.0, 500.0, 1000.0)],
+    "mf": [({"embedding_dim": 128}, SOFTMAX)],
+    "lightgcn": [({"embedding_dim": 128, "num_layers": 2}, SOFTMAX)],
+    "graphrec": [(GRAPHREC, SOFTMAX)],
+}
+
+# ablations of graphrec: data views (what the model sees), same model and training settings
+ABLATIONS = {
+    "graphrec": {},
+    "graphrec - text features": {"features": []},
+    "graphrec - knowledge graph": {"node_types": [], "relations": ["interacted"]},
+    "graphrec - tags": {"node_types": ["entity"]},
+    "graphrec - entities": {"node_types": ["tag"]},
+}
+
+
+def prepare(name: str, cache: Path) -> tuple[Any, Any, float]:
+    from graph_rec.runs import RunConfig, prepare
+
+    spec = DATASETS[name]
+    data = {"dataset": str(SHARED / spec["path"]), "split": "random", "ratios": [0.8, 0.1, 0.1], "seed": 2026}
+    if spec["kg"]:
+        data["kg"] = str(SHARED / spec["kg"])
+    config = RunConfig.from_dict({"data": data, "features": {"encoder": "all-MiniLM-L6-v2", "local_files_only": True}})
+    t0 = time.perf_counter()
+    kg, sp = prepare(config, cache_dir=cache)
+    return kg, sp, time.perf_counter() - t0
+
+
+def run_one(kg: Any, sp: Any, model: str, settings: dict, train: dict, view: dict, ks: tuple[int, ...]) -> dict:
+    from graph_rec.data import DataConfig, RecData
+    from graph_rec.eval.evaluator import EvalConfig, evaluate
+    from graph_rec.training import TrainConfig, fit, init_model
+
+    data = RecData(kg, sp, config=DataConfig.from_dict(view))
+    cfg = TrainConfig.from_dict({**TRAIN, **train})
+    ev = EvalConfig(ks=ks, beyond_accuracy=False)
+    m = init_model(model, settings, data, seed=cfg.seed)
+    result = fit(m, data, cfg, eval_config=ev)
+    with torch.inference_mode():
+        text = kg.features.get("item", {}).get("text")  # diversity by text features, the same for every model
+        feats = None if text is None else torch.as_tensor(text)
+        test = evaluate(
+            m.scorer(), data, part="test", config=EvalConfig(ks=ks, beyond_accuracy=True), item_features=feats
+        )
+    return {
+        "model": model,
+        "settings": settings,
+        "train": cfg.to_dict() if m.trainable else {},
+        "view": view,
+        "valid": result.best_valid,
+        "test": test.metrics,
+        "best_epoch": result.best_epoch,
+        "seconds": round(result.seconds, 1),
+        "seconds_to_best": round(result.seconds_to_best, 1),
+        "history": [
+            {k: v for k, v in h.items() if k in ("epoch", "loss", "seconds")}
+            | ({"valid_recall@20": h["valid"].get("recall@20")} if "valid" in h else {})
+            for h in result.history
+        ],
+    }
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--dataset", action="append", choices=list(DATASETS))
+    p.add_argument("--models", default=",".join(GRIDS))
+    p.add_argument("--no-ablations", action="store_true")
+    p.add_argument("--cache-dir", default=str(ROOT / "data" / "cache"))
+    args = p.parse_args()
+    torch.set_num_threads(max(torch.get_num_threads(), 1))
+    out_json = RESULTS / "protocols.json"
+    previous = json.loads(out_json.read_text()) if out_json.is_file() else {}
+    results: dict[str, Any] = previous.get("datasets", {})
+    for name in args.dataset or list(DATASETS):
+        if not (SHARED / DATASETS[name]["path"]).is_dir():
+            print(f"skip {name}: {SHARED / DATASETS[name]['path']} is absent", file=sys.stderr)
+            continue
+        kg, sp, prep = prepare(name, Path(args.cache_dir))
+        entry = results.setdefault(name, {})
+        entry["prepare_seconds"] = round(prep, 1)
+        entry["split"] = sp.counts()
+        runs = entry.setdefault("runs", {})
+        for model in args.models.split(","):
+            cands = []
+            for settings, train in GRIDS[model]:
+                r = run_one(kg, sp, model, settings, train, {}, (10, 20))
+                print(
+                    f"{name} {model} {settings} valid {r['valid']['recall@20']:.4f} test {r['test']['recall@20']:.4f}",
+                    file=sys.stderr,
+                )
+                cands.append(r)
+            best = max(cands, key=lambda r: r["valid"]["recall@20"])
+            best["grid"] = [{"settings": c["settings"], "valid_recall@20": c["valid"]["recall@20"]} for c in cands]
+            runs[model] = best
+        if "graphrec" in args.models.split(",") and not args.no_ablations:
+            settings, train = GRIDS["graphrec"][0]
+            node_types = set(kg.node_types) - {"user", "item"}
+            for label, view in ABLATIONS.items():
+                if label == "graphrec":
+                    continue
+                if "node_types" in view and view["node_types"] and not set(view["node_types"]) <= node_types:
+                    view = {**view, "node_types": sorted(set(view["node_types"]) & node_types)}
+                dropped = node_types - set(view.get("node_types", node_types))
+                if "node_types" in view and view["node_types"] != [] and not dropped:
+                    continue  # the data set has no such node type
+                r = run_one(kg, sp, "graphrec", settings, train, view, (10, 20))
+                print(f"{name} {label} test {r['test']['recall@20']:.4f}", file=sys.stderr)
+                runs[label] = r
+        results[name] = entry
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        entry["peak_rss_mb"] = round(peak, 1)
+    payload = {"meta": run_metadata(), "protocol": __doc__.split("\n\n")[1:3], "datasets": results}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out_json.write_text(json.dumps(payload, indent=1))
+    (RESULTS / "protocols.md").write_text(to_markdown(payload))
+    return 0
+
+
+def to_markdown(payload: dict) -> str:
+    lines = []
+    for name, entry in payload["datasets"].items():
+        runs = entry.get("runs", {})
+        classical = [
+            r["test"]["recall@20"] for m, r in runs.items() if m in ("popularity", "itemknn", "ease", "mf", "lightgcn")
+        ]
+        best_classical = max(classical) if classical else None
+        lines += [
+            f"**{name}** (protocol A: per-user random 80/10/10, seed 2026, full ranking; test metrics of the "
+            "setting chosen on validation Recall@20)",
+            "",
+            "| model | Recall@20 | NDCG@20 | Recall@10 | NDCG@10 | MRR@10 | Hit@10 | coverage@20 | vs best baseline | time to best (s) |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for m, r in runs.items():
+            t = r["test"]
+            rel = f"{(t['recall@20'] / best_classical - 1) * 100:+.1f}%" if best_classical else ""
+            lines.append(
+                f"| {m} | {t['recall@20']:.4f} | {t['ndcg@20']:.4f} | {t['recall@10']:.4f} | {t['ndcg@10']:.4f} | "
+                f"{t['mrr@10']:.4f} | {t['hit@10']:.4f} | {t.get('coverage@20', float('nan')):.3f} | {rel} | "
+                f"{r['seconds_to_best']} |"
+            )
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

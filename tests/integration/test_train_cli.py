@@ -1,0 +1,142 @@
+"""`graph-rec train` and `graph-rec evaluate` as a user runs them: TOML config in, run directory out."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import shared_data
+
+pytestmark = pytest.mark.integration
+
+SYNTHETIC = """
+[data]
+dataset = "synthetic"
+seed = 5
+
+[features]
+encoder = "none"
+
+[model]
+name = "graphrec"
+embedding_dim = 16
+num_layers = 2
+
+[train]
+epochs = 6
+batch_size = 512
+lr = 0.01
+eval_every = 2
+patience = 5
+checkpoint_every = 1
+
+[eval]
+ks = [10, 20]
+"""
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "graph_rec.cli", *args], capture_output=True, text=True, timeout=900)
+
+
+def test_train_evaluate_resume_on_the_synthetic_world(tmp_path, cache_root) -> None:
+    cfg = tmp_path / "run.toml"
+    cfg.write_text(SYNTHETIC)
+    out = tmp_path / "run"
+    p = run("train", str(cfg), "--out", str(out), "--cache-dir", str(cache_root), "--json")
+    assert p.returncode == 0, p.stderr
+    summary = json.loads(p.stdout)
+    for name in (
+        "run.json",
+        "metrics.json",
+        "history.json",
+        "history.png",
+        "best/model.safetensors",
+        "checkpoint/model.safetensors",
+        "checkpoint/optimizer.safetensors",
+        "graph",
+        "split",
+    ):
+        assert (out / name).exists(), name
+    assert (out / "history.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["status"] == "finished" and meta["config"]["model"]["embedding_dim"] == 16
+    hist = json.loads((out / "history.json").read_text())
+    assert [h["epoch"] for h in hist["history"]] == list(range(1, 7))
+    assert sorted(h["epoch"] for h in hist["history"] if "valid" in h) == [2, 4, 6]
+
+    # evaluate from the files alone gives the numbers the training run recorded
+    ev = run("evaluate", str(out), "--json")
+    assert ev.returncode == 0, ev.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert json.loads(ev.stdout)["metrics"] == pytest.approx(metrics["test"]["metrics"])
+    assert summary["test"] == pytest.approx(metrics["test"]["metrics"])
+    sampled = json.loads(run("evaluate", str(out), "--part", "valid", "--sampled", "--json").stdout)
+    assert 0.0 <= sampled["metrics"]["auc"] <= 1.0 and "f1" in sampled["metrics"]
+
+    # resuming a finished run changes nothing; asking for more epochs continues from the checkpoint
+    again = run("train", str(cfg), "--out", str(out), "--resume", "--json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["test"] == pytest.approx(summary["test"])
+    longer = run("train", str(cfg), "--out", str(out), "--resume", "--set", "train.epochs=8", "--json")
+    assert longer.returncode == 0, longer.stderr
+    hist = json.loads((out / "history.json").read_text())
+    assert [h["epoch"] for h in hist["history"]] == list(range(1, 9))
+
+    # an existing run is never overwritten by accident
+    clash = run("train", str(cfg), "--out", str(out))
+    assert clash.returncode == 2 and "already exists" in clash.stderr
+
+
+def test_config_errors_name_the_file_and_the_valid_keys(tmp_path) -> None:
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(SYNTHETIC.replace("lr = 0.01", "learning_rate = 0.01"))
+    p = run("train", str(cfg), "--out", str(tmp_path / "x"))
+    assert p.returncode == 2
+    assert str(cfg) in p.stderr and "learning_rate" in p.stderr and "'lr'" in p.stderr
+    cfg.write_text(SYNTHETIC.replace('name = "graphrec"', 'name = "kgat"'))
+    p = run("train", str(cfg), "--out", str(tmp_path / "x"))
+    assert p.returncode == 2 and "registered models" in p.stderr and "lightgcn" in p.stderr
+    cfg.write_text(SYNTHETIC + "\n[trian]\nepochs = 1\n")
+    p = run("train", str(cfg), "--out", str(tmp_path / "x"))
+    assert p.returncode == 2 and "['trian']" in p.stderr and "valid sections" in p.stderr
+    p = run("evaluate", str(tmp_path / "nothing"))
+    assert p.returncode == 2 and "run.json is missing" in p.stderr
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.slow
+def test_graphrec_with_real_text_features_beats_popularity_on_movielens(tmp_path, cache_root) -> None:
+    ml = shared_data("ml-latest-small")
+    base = f"""
+[data]
+dataset = "{ml}"
+seed = 2026
+[features]
+encoder = "all-MiniLM-L6-v2"
+local_files_only = true
+[train]
+epochs = 10
+eval_every = 5
+lr = 0.005
+[eval]
+ks = [20]
+"""
+    cfg = tmp_path / "ml.toml"
+    cfg.write_text(base + '[model]\nname = "graphrec"\nnum_layers = 2\n')
+    p = run("train", str(cfg), "--out", str(tmp_path / "g"), "--cache-dir", str(cache_root), "--json")
+    assert p.returncode == 0, p.stderr
+    graphrec = json.loads(p.stdout)
+    run_meta = json.loads((tmp_path / "g" / "run.json").read_text())
+    assert run_meta["data"]["graph"]["features"] == {"text": 384}
+    assert run_meta["data"]["dropped"]["test"]["also_in_train_or_valid"] == 0
+    cfg.write_text(base.replace('encoder = "all-MiniLM-L6-v2"', 'encoder = "none"') + '[model]\nname = "popularity"\n')
+    p = run("train", str(cfg), "--out", str(tmp_path / "p"), "--cache-dir", str(cache_root), "--json")
+    assert p.returncode == 0, p.stderr
+    pop = json.loads(p.stdout)
+    assert graphrec["test"]["recall@20"] > 1.2 * pop["test"]["recall@20"]
+    assert Path(tmp_path / "g" / "history.png").is_file()
