@@ -8,7 +8,7 @@ DEMO_ARGS ?= $(if $(wildcard $(SHARED)/ml-latest-small/ratings.csv),--ml-latest-
              $(if $(wildcard $(SHARED)/kg-samples/movie/kg.txt),--kg $(SHARED)/kg-samples/movie)
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint bench
+.PHONY: setup demo test lint bench bench-protocols
 setup: .venv/.installed
 
 .venv/.installed: pyproject.toml scripts/setup.sh
@@ -25,3 +25,6 @@ lint: .venv/.installed
 
 bench: .venv/.installed
 	$(PY) benchmarks/build_graph.py
+
+bench-protocols: .venv/.installed
+	$(PY) benchmarks/protocols.py

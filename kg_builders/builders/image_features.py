@@ -167,7 +167,9 @@ def _decode_bytes(data: bytes) -> np.ndarray:
     try:
         with pil.open(io.BytesIO(data)) as img:
             return _as_rgb_uint8(np.asarray(img.convert("RGB")))
-    except (pil.UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+    except pil.UnidentifiedImageError as exc:  # the same message with or without Pillow
+        raise ValueError("not a recognised image format (expected .npy data or an image Pillow reads)") from exc
+    except (OSError, ValueError, SyntaxError) as exc:
         raise ValueError(f"image does not decode ({type(exc).__name__}: {exc})") from exc
 
 

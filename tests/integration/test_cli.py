@@ -86,6 +86,14 @@ def test_demo_falls_back_to_synthetic_offline(tmp_path, cache_root) -> None:
     assert (tmp_path / "demo" / "graph.nt").stat().st_size > 0
     rdf = next(s for s in res["steps"] if s["step"].startswith("RDF"))
     assert rdf["identical"] is True  # small enough to re-read
+    # the chain ends with training: GraphRec and two baselines, evaluated on the test part
+    train = res["training"]
+    assert set(train) == {"popularity", "ease", "graphrec"}
+    for r in train.values():
+        assert 0.0 <= r["test"]["recall@20"] <= 1.0
+    assert train["graphrec"]["best_epoch"] > 0
+    assert train["graphrec"]["test"]["recall@20"] > train["popularity"]["test"]["recall@20"]
+    assert (tmp_path / "demo" / "history.png").read_bytes()[:4] == b"\x89PNG"
 
 
 @pytest.mark.slow
@@ -94,8 +102,19 @@ def test_demo_on_movielens_with_kg(tmp_path, cache_root) -> None:
     kg = shared_data("kg-samples") / "movie"
     out = str(tmp_path / "demo")
     p = run(
-        "demo", "--ml-latest-small", str(ml), "--kg", str(kg), "--out", out, "--cache-dir", str(cache_root), "--json"
-    )
+        "demo",
+        "--ml-latest-small",
+        str(ml),
+        "--kg",
+        str(kg),
+        "--out",
+        out,
+        "--cache-dir",
+        str(cache_root),
+        "--train-epochs",
+        "0",
+        "--json",
+    )  # training on MovieLens is tested in test_train_cli.py
     assert p.returncode == 0, p.stderr
     res = json.loads(p.stdout)
     assert res["dataset"] == "ml-latest-small" and res["ok"] is True

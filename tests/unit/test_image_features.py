@@ -3,7 +3,7 @@
 No image model's weights are available offline, so the models here are built from small configs
 (ViT, CLIP, a CLIP vision tower with projection), saved to tmp_path and loaded back by path. The
 processor configs are written as JSON: instantiating ``ViTImageProcessor`` / ``CLIPImageProcessor``
-needs Pillow or torchvision, which the default environment does not have.
+needs Pillow or torchvision; the tests pass with or without Pillow (matplotlib brings it).
 """
 
 from __future__ import annotations
