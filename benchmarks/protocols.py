@@ -124,9 +124,12 @@ def main() -> int:  # noqa: C901 - one loop over data sets, models and ablations
     p.add_argument("--dataset", action="append", choices=list(DATASETS))
     p.add_argument("--models", default=",".join(GRIDS))
     p.add_argument("--no-ablations", action="store_true")
+    p.add_argument("--ease-l2", help="comma-separated EASE l2 grid (default 100,250,500,1000)")
     p.add_argument("--cache-dir", default=str(ROOT / "data" / "cache"))
     args = p.parse_args()
     torch.set_num_threads(max(torch.get_num_threads(), 1))
+    if args.ease_l2:
+        GRIDS["ease"] = [({"l2": float(v)}, {}) for v in args.ease_l2.split(",")]
     out_json = RESULTS / "protocols.json"
     previous = json.loads(out_json.read_text()) if out_json.is_file() else {}  # other data sets' results stay
     results: dict[str, Any] = previous.get("datasets", {})
