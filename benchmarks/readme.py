@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-MARKER = re.compile(r"(<!-- results:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /results -->)", re.S)
+# a body never spans another opening marker, so a missing closing marker cannot swallow a section
+MARKER = re.compile(r"(<!-- results:(?P<name>[\w-]+) -->\n)(?P<body>(?:(?!<!-- results:).)*?)(<!-- /results -->)", re.S)
 
 
 def splice(text: str, results: Path) -> str:
