@@ -73,7 +73,8 @@ ABLATIONS = {
 
 
 def prepare(name: str, cache: Path) -> tuple[Any, Any, float]:
-    from graph_rec.runs import RunConfig, prepare
+    from graph_rec.runs import RunConfig
+    from graph_rec.runs import prepare as prepare_run
 
     spec = DATASETS[name]
     data = {"dataset": str(SHARED / spec["path"]), "split": "random", "ratios": [0.8, 0.1, 0.1], "seed": 2026}
@@ -81,7 +82,7 @@ def prepare(name: str, cache: Path) -> tuple[Any, Any, float]:
         data["kg"] = str(SHARED / spec["kg"])
     config = RunConfig.from_dict({"data": data, "features": {"encoder": "all-MiniLM-L6-v2", "local_files_only": True}})
     t0 = time.perf_counter()
-    kg, sp = prepare(config, cache_dir=cache)
+    kg, sp = prepare_run(config, cache_dir=cache)
     return kg, sp, time.perf_counter() - t0
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -409,9 +409,6 @@ class RecData:
         return features, masks
 
     # ------------------------------------------------------------------ helpers
-    def user_index(self, ids: Sequence[str]) -> np.ndarray:
-        return np.asarray(pd.Index(self.user_ids).get_indexer(list(ids)))
-
     def item_features(self, slot: str | None = None) -> Tensor | None:
         """``[num_items, d]`` the items' rows of feature ``slot`` (default: the first slot), or None.
 

@@ -51,6 +51,8 @@ from kg_builders._files import atomic_file
 logger = logging.getLogger(__name__)
 
 RUN_FORMAT = 1
+#: train settings a resumed run may change (everything else must match the checkpoint)
+RESUMABLE_CHANGES = ("epochs", "max_seconds", "device")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -312,7 +314,7 @@ def _versions() -> dict[str, str]:
 
 
 def _fingerprint(config: RunConfig, data: RecData) -> dict[str, Any]:
-    train = {k: v for k, v in config.train.to_dict().items() if k not in ("epochs", "max_seconds", "device")}
+    train = {k: v for k, v in config.train.to_dict().items() if k not in RESUMABLE_CHANGES}
     return {
         "model": {"name": config.model, **config.model_settings},
         "view": config.view.to_dict(),
@@ -409,7 +411,7 @@ def train_run(
 
 def _comparable(config: RunConfig) -> dict[str, Any]:
     d = config.to_dict()
-    for key in ("epochs", "max_seconds", "device"):
+    for key in RESUMABLE_CHANGES:
         d["train"].pop(key, None)
     return d
 

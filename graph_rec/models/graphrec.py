@@ -25,9 +25,8 @@ product between ``j``'s layer-0 embedding and the user's propagated representati
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -274,9 +273,6 @@ class GraphRec(RecModel):
             f"{super().extra_repr()}, num_nodes={self.num_nodes}, slots={self.slots}, "
             f"layers={c.num_layers}, relation_mode={c.relation_mode!r}, id_embedding={c.id_embedding!r}"
         )
-
-    def config_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self.config)
 
 
 def _first_occurrence(nodes: Tensor) -> tuple[Tensor, Tensor]:
