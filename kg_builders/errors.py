@@ -49,12 +49,12 @@ class SchemaError(GraphRecError, ValueError):
 class UnknownIdError(GraphRecError, KeyError):
     """One or more external ids are not known. ``ids`` lists them."""
 
-    def __init__(self, kind: str, ids: list[str]) -> None:
+    def __init__(self, kind: str, ids: list[str], *, hint: str = "") -> None:
         self.kind = kind
         self.ids = list(ids)
         shown = ", ".join(repr(i) for i in self.ids[:10])
         more = f" (and {len(self.ids) - 10} more)" if len(self.ids) > 10 else ""
-        super().__init__(f"unknown {kind} id(s): {shown}{more}")
+        super().__init__(f"unknown {kind} id(s): {shown}{more}" + (f"; {hint}" if hint else ""))
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import torch
 
@@ -14,23 +13,14 @@ from graph_rec.errors import CheckpointError, ConfigError, DataError
 from graph_rec.eval.evaluator import EvalConfig
 from graph_rec.training import TrainConfig, fit, init_model
 from graph_rec.training.sampling import epoch_batches, sample_negatives
-from kg_builders.builders.standard import standard_builders
-from kg_builders.graph import build_graph
-from kg_builders.sources.synthetic import make_synthetic_world
-from kg_builders.split import split_random
+from tests.worlds import synthetic_graph
 
 EVAL = EvalConfig(ks=(10, 20), beyond_accuracy=False)
 
 
 @pytest.fixture(scope="module")
 def world_data() -> RecData:
-    tables = make_synthetic_world(num_users=60, num_items=80, interactions_per_user=12, seed=3, with_images=False)
-    sp = split_random(tables, ratios=(0.8, 0.1, 0.1), seed=2026)
-    train = sp.train_tables(tables)
-    kg = build_graph(train, standard_builders(train))
-    rng = np.random.default_rng(0)
-    for t in kg.node_types:
-        kg.set_features(t, "text", rng.normal(size=(kg.num_nodes(t), 6)).astype(np.float32))
+    kg, sp = synthetic_graph()
     return RecData(kg, sp)
 
 

@@ -1,0 +1,288 @@
+"""Faithful path explanations and fold-in for GraphRec's linear propagation.
+
+GraphRec scores ``s(u, i) = <h_u, h_i>`` (on unit vectors with ``score="cosine"``) with
+``h = (1 / (L + 1)) sum_{l=0..L} X_l``, ``X_l = Â X_{l-1}`` and ``X_0 = F(X)``
+(:mod:`graph_rec.models.graphrec`). Everything here works on the propagation the model already
+computed: the per-layer node embeddings ``X_l`` ``[L + 1, N, d]`` and the values of ``Â``.
+
+**Path contributions.** A path ``u - a - b - i`` (up to three hops, edges followed either way) is
+removed by masking its edges, in both directions, out of ``Â``. Normalisation stays that of the
+trained graph, as PyTorch Geometric's explainers mask messages after normalisation. With the
+masked entries ``Δ`` (``Â' = Â - Δ``) the layers change by
+
+    δ_0 = 0,   δ_l = Â δ_{l-1} - Δ (X_{l-1} + δ_{l-1}),
+
+which stays sparse: ``δ_1`` lives on the path's endpoints and ``δ_2`` on their neighbours. So
+``h'_u`` and ``h'_i``, and with them the masked score ``s'``, are exact without a new propagation.
+A path's contribution is ``s - s'``, the drop of the score when the path is removed. A deletion test
+(``tests/unit/test_recommender.py``) rebuilds ``Â'`` and propagates in full to check this.
+
+Candidate paths are all typed simple paths of at most ``max_hops`` edges between the user and the
+item. When there are more than ``candidates`` of them, the ``candidates`` with the largest walk
+weight (the product of their ``Â`` entries) are scored exactly.
+
+**Fold-in.** A new node ``n`` joined to existing nodes ``j`` by edges of weight ``w_j`` (relation
+weight ``ω_r`` under ``relation_mode="weights"``) gets ``Â_nj = ω w_j / sqrt(deg_n (deg_j + ω w_j))``,
+``x_0 = F(x_n)`` and ``x_l = sum_j Â_nj X_{l-1}[j]``. The trained nodes keep their embeddings:
+the new node's own echo through its neighbours is left out. That is exact at the first layer and an
+approximation beyond it, the usual inductive fold-in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from graph_rec.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class EdgeHop:
+    """One directed edge of the propagation graph: global node indices, relation id, index in ``edge_index``."""
+
+    src: int
+    dst: int
+    relation: int
+    edge: int
+
+
+class PropagationView:
+    """A trained GraphRec's propagation, frozen, for explanations and fold-in.
+
+    Args:
+        model: a :class:`~graph_rec.models.graphrec.GraphRec` (its weights are read, not changed).
+
+    Attributes:
+        layers: ``[L + 1, N, d]`` the layer embeddings ``X_l``.
+        h: ``[N, d]`` their mean (before any cosine normalisation).
+    """
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        if not hasattr(model, "propagation") or not hasattr(model, "layer0"):
+            raise ConfigError(
+                f"explanations and cold start need a propagation model ('graphrec'); this is {type(model).__name__}"
+            )
+        prop = model.propagation
+        self.model = model
+        self.num_layers = int(model.config.num_layers)
+        self.cosine = model.config.score == "cosine"
+        self.relation_mode = prop.relation_mode
+        with torch.inference_mode():
+            x0, _ = model.layer0()
+            x0 = x0.detach().float()
+            vals = prop.values(x0).detach()
+            a = prop.matrix(x0)
+            layers = [x0]
+            for _ in range(self.num_layers):
+                layers.append(torch.sparse.mm(a, layers[-1]))
+        self.layers = torch.stack(layers)
+        self.h = self.layers.mean(0)
+        self.num_nodes = int(prop.num_nodes)
+        self.vals = vals
+        self.crow, self.col = prop.crow, prop.col
+        self.t_crow, self.t_col, self.t_perm = prop.t_crow, prop.t_col, prop.t_perm
+        self.rel_w = prop.relation_weights().detach()
+        # per-edge entry of Â: omega_r w_e inv_deg[dst] inv_deg[src] (attention: its share of the pair)
+        src, dst = prop.src, prop.dst
+        if self.relation_mode == "attention":
+            self.deg = None
+            self.edge_value = self._attention_edge_values(prop, x0)
+        else:
+            w = self.rel_w[prop.edge_type] * prop.edge_weight
+            deg = torch.zeros(self.num_nodes).index_add(0, dst, w)
+            self.deg = deg
+            inv = deg.clamp_min(1e-12).rsqrt() * (deg > 0)
+            self.edge_value = w * inv[dst] * inv[src]
+        # directed edges sorted by (src, dst) for neighbour lists and pair look-ups
+        key = src * self.num_nodes + dst
+        order = torch.argsort(key, stable=True)
+        self.e_src, self.e_dst = src[order], dst[order]
+        self.e_type = prop.edge_type[order]
+        self.e_id = order
+        self.e_key = key[order]
+        self.e_ptr = torch.zeros(self.num_nodes + 1, dtype=torch.long)
+        self.e_ptr[1:] = torch.cumsum(torch.bincount(self.e_src, minlength=self.num_nodes), 0)
+
+    @staticmethod
+    def _attention_edge_values(prop: torch.nn.Module, x0: Tensor) -> Tensor:
+        from graph_rec.models.propagation import _segment_softmax
+
+        r = prop.rel_vec[prop.edge_type]
+        logits = ((r * x0[prop.src]) * torch.tanh(r * x0[prop.dst] + prop.rel_bias[prop.edge_type])).sum(-1)
+        return (_segment_softmax(logits, prop.dst, prop.num_nodes) * prop.edge_weight).detach()
+
+    # ------------------------------------------------------------------ scores
+    def _norm(self, h: Tensor) -> Tensor:
+        return F.normalize(h, dim=-1) if self.cosine else h
+
+    def score(self, h_user: Tensor, h_item: Tensor) -> float:
+        return float((self._norm(h_user) * self._norm(h_item)).sum())
+
+    # ------------------------------------------------------------------ neighbours and paths
+    def neighbours(self, node: int) -> tuple[Tensor, Tensor, Tensor]:
+        """``(dst [k], relation [k], edge id [k])`` of the directed edges leaving ``node``."""
+        a, b = int(self.e_ptr[node]), int(self.e_ptr[node + 1])
+        return self.e_dst[a:b], self.e_type[a:b], self.e_id[a:b]
+
+    def edges_between(self, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+        """For pairs ``(a[k], b[k])``: ``(pair index [m], edge id [m])`` of every edge ``a[k] -> b[k]``."""
+        key = a * self.num_nodes + b
+        lo = torch.searchsorted(self.e_key, key, right=False)
+        hi = torch.searchsorted(self.e_key, key, right=True)
+        counts = hi - lo
+        pair = torch.repeat_interleave(torch.arange(key.numel()), counts)
+        offs = torch.arange(int(counts.sum())) - torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
+        return pair, self.e_id[torch.repeat_interleave(lo, counts) + offs]
+
+    def candidate_paths(
+        self, user: int, item: int, *, max_hops: int, candidates: int, fan_out: int = 256
+    ) -> list[list[int]]:
+        """Simple paths ``user .. item`` of at most ``max_hops`` edges, as the edge ids along them.
+
+        The ``candidates`` with the largest walk weight (product of ``Â`` entries) are kept, in
+        that order. For three hops, only the ``fan_out`` strongest neighbours of each end are joined.
+        """
+        if isinstance(max_hops, bool) or max_hops not in (1, 2, 3):
+            raise ConfigError(f"max_hops must be 1, 2 or 3, got {max_hops!r}")
+        found: list[tuple[float, list[int]]] = []
+        ev = self.edge_value
+        u_dst, _, u_eid = self.neighbours(user)
+        i_dst, _, i_eid = self.neighbours(item)
+        for e in u_eid[u_dst == item].tolist():  # 1 hop
+            found.append((float(ev[e]), [e]))
+        keep = u_dst != item
+        a_nodes, a_eids = u_dst[keep], u_eid[keep]
+        if max_hops >= 2 and a_nodes.numel():  # u -> a -> i
+            pair, e2 = self.edges_between(a_nodes, torch.full_like(a_nodes, item))
+            for p, e in zip(pair.tolist(), e2.tolist(), strict=True):
+                e1 = int(a_eids[p])
+                found.append((float(ev[e1] * ev[e]), [e1, e]))
+        keep = i_dst != user
+        b_nodes = i_dst[keep]
+        if max_hops >= 3 and a_nodes.numel() and b_nodes.numel():  # u -> a -> b -> i
+            if a_nodes.numel() > fan_out:
+                top = torch.topk(ev[a_eids], fan_out).indices
+                a_nodes, a_eids = a_nodes[top], a_eids[top]
+            b_nodes = torch.unique(b_nodes)
+            b_pair, b_eid = self.edges_between(b_nodes, torch.full_like(b_nodes, item))  # edges b -> i
+            if b_nodes.numel() > fan_out:
+                best = torch.zeros(b_nodes.numel()).index_reduce_(0, b_pair, ev[b_eid], "amax", include_self=False)
+                top = torch.topk(best, fan_out).indices
+                sel = torch.zeros(b_nodes.numel(), dtype=torch.bool)
+                sel[top] = True
+                remap = torch.cumsum(sel.long(), 0) - 1
+                kept = sel[b_pair]
+                b_pair, b_eid = remap[b_pair[kept]], b_eid[kept]
+                b_nodes = b_nodes[sel]
+            aa = a_nodes.repeat_interleave(b_nodes.numel())
+            bb = b_nodes.repeat(a_nodes.numel())
+            ok = (aa != bb).nonzero().squeeze(1)
+            pair, e_ab = self.edges_between(aa[ok], bb[ok])
+            if pair.numel():
+                flat = ok[pair]
+                ia, ib = flat // b_nodes.numel(), flat % b_nodes.numel()
+                into_i: dict[int, list[int]] = {}
+                for p, e in zip(b_pair.tolist(), b_eid.tolist(), strict=True):
+                    into_i.setdefault(p, []).append(e)
+                w = ev[a_eids[ia]] * ev[e_ab]
+                for k, (x, y, e2) in enumerate(zip(ia.tolist(), ib.tolist(), e_ab.tolist(), strict=True)):
+                    e1 = int(a_eids[x])
+                    for e3 in into_i.get(y, []):
+                        found.append((float(w[k] * ev[e3]), [e1, e2, e3]))
+        found.sort(key=lambda t: -t[0])
+        return [edges for _, edges in found[:candidates]]
+
+    def path_nodes(self, edges: list[int]) -> list[int]:
+        """Global node indices along a path given as edge ids."""
+        src, dst = self.model.propagation.src, self.model.propagation.dst
+        return [int(src[edges[0]])] + [int(dst[e]) for e in edges]
+
+    def hop_edges(self, edges: list[int]) -> list[int]:
+        """Every directed edge a path removes: for each hop ``a -r-> b``, all edges ``a -r-> b`` and ``b -rev r-> a``."""
+        prop = self.model.propagation
+        out: list[int] = []
+        for e in edges:
+            a, b, r = int(prop.src[e]), int(prop.dst[e]), int(prop.edge_type[e])
+            rr = r + 1 if r % 2 == 0 else r - 1
+            for x, y, rel in ((a, b, r), (b, a, rr)):
+                _, eids = self.edges_between(torch.tensor([x]), torch.tensor([y]))
+                out += [int(q) for q in eids.tolist() if int(prop.edge_type[q]) == rel]
+        return sorted(set(out))
+
+    def masked_reprs(self, targets: Tensor, edges: list[int]) -> Tensor:
+        """``[len(targets), d]`` the mean-of-layers representations of ``targets`` with ``edges`` masked.
+
+        ``edges`` are directed edge ids; mask both directions by listing both.
+        """
+        prop = self.model.propagation
+        e = torch.tensor(sorted(set(edges)), dtype=torch.long)
+        rows = prop.dst[e]
+        cols = prop.src[e]
+        a = self.edge_value[e]
+        d = self.layers.shape[-1]
+        supp = torch.zeros(0, dtype=torch.long)
+        dv = torch.zeros(0, d)
+        acc = torch.zeros(targets.numel(), d)
+        for layer in range(1, self.num_layers + 1):
+            idx_parts, val_parts = [], []
+            if supp.numel():
+                starts, ends = self.t_crow[supp], self.t_crow[supp + 1]
+                counts = ends - starts
+                total = int(counts.sum())
+                if total:
+                    base = torch.repeat_interleave(starts, counts)
+                    offs = torch.arange(total) - torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
+                    q = base + offs
+                    owner = torch.repeat_interleave(torch.arange(supp.numel()), counts)
+                    idx_parts.append(self.t_col[q])
+                    val_parts.append(self.vals[self.t_perm[q]][:, None] * dv[owner])
+            prev = self.layers[layer - 1][cols] + _lookup(supp, dv, cols)
+            idx_parts.append(rows)
+            val_parts.append(-a[:, None] * prev)
+            idx = torch.cat(idx_parts)
+            val = torch.cat(val_parts)
+            supp, inv = torch.unique(idx, return_inverse=True)
+            dv = torch.zeros(supp.numel(), d).index_add_(0, inv, val)
+            acc += _lookup(supp, dv, targets)
+        return self.h[targets] + acc / (self.num_layers + 1)
+
+    def masked_score(self, user: int, item: int, edges: list[int]) -> float:
+        h = self.masked_reprs(torch.tensor([user, item]), edges)
+        return self.score(h[0], h[1])
+
+    # ------------------------------------------------------------------ fold-in
+    def fold_in(self, x0: Tensor, neighbours: Tensor, relations: Tensor, weights: Tensor) -> Tensor:
+        """``[d]`` the mean-of-layers representation of a new node (module docstring).
+
+        Args:
+            x0: ``[d]`` its layer-0 embedding ``F(x_n)`` (zeros without features).
+            neighbours: ``[k]`` global indices of the existing nodes it is joined to.
+            relations: ``[k]`` relation ids of those edges (forward or reverse: weights are tied).
+            weights: ``[k]`` edge weights.
+        """
+        if self.relation_mode == "attention":
+            raise ConfigError("cold start needs relation_mode 'none' or 'weights'; this model uses 'attention'")
+        xs = [x0]
+        if neighbours.numel():
+            w = self.rel_w[relations] * weights
+            deg_n = w.sum()
+            a = w / torch.sqrt(deg_n * (self.deg[neighbours] + w))
+            for layer in range(1, self.num_layers + 1):
+                xs.append((a[:, None] * self.layers[layer - 1][neighbours]).sum(0))
+        else:
+            xs += [torch.zeros_like(x0)] * self.num_layers
+        return torch.stack(xs).mean(0)
+
+
+def _lookup(supp: Tensor, values: Tensor, query: Tensor) -> Tensor:
+    """Rows of the sparse ``(supp sorted [m], values [m, d])`` at ``query`` ``[q]`` (zeros where absent)."""
+    out = torch.zeros(query.numel(), values.shape[1] if values.dim() == 2 else 0)
+    if supp.numel() == 0:
+        return out
+    pos = torch.searchsorted(supp, query).clamp_max(supp.numel() - 1)
+    hit = supp[pos] == query
+    out[hit] = values[pos[hit]]
+    return out

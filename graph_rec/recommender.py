@@ -1,0 +1,1076 @@
+"""The facade: fit, save, load, recommend, score, explain, similar items and cold start, with raw ids.
+
+A :class:`Recommender` holds a trained model, the knowledge graph it was trained on (id maps, the
+seen-items mask) and the representations it serves from. Raw string ids go in and out; indices
+stay inside. Every method returns one type: :class:`RecommendationList`, :class:`RecommendationBatch`,
+:class:`Scores` or :class:`~graph_rec.explore.types.Explanation`, each convertible to pandas.
+
+Serving is read-only and thread-safe: the arrays a query reads are one immutable snapshot, and
+:meth:`Recommender.add_item` / :meth:`Recommender.add_user` build a new snapshot and swap it in
+under a lock.
+
+A saved recommender is a directory (written to a temporary sibling and renamed)::
+
+    recommender.json        format version, library versions, model name and settings, the
+                            data view, the training config, the graph schema, the cold-start
+                            nodes added since training
+    model.safetensors       the model's state dict
+    interactions.safetensors the training interactions as a CSR matrix (indptr, indices)
+    added.safetensors       representations of the items and users added by cold start
+    graph/                  the knowledge graph (id maps, attributes, edges, features, recipe)
+    checksums.json          sha256 of every other file
+
+:meth:`Recommender.load` checks the checksums and the format version before it reads anything,
+and reads tensors with safetensors and JSON only: loading never executes code from the files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import platform
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from graph_rec.data import DataConfig, RecData
+from graph_rec.errors import CheckpointError, ConfigError, DataError, NotFittedError, UnknownIdError
+from graph_rec.eval.evaluator import EvalConfig
+from graph_rec.explore.attribution import PropagationView
+from graph_rec.explore.store import EXPLANATION_COLUMNS, RECOMMENDATION_COLUMNS
+from graph_rec.explore.types import Explanation, NodeRef, Recommendation
+from graph_rec.explore.types import Path as GraphPath
+from graph_rec.models.base import RecModel, model_class
+from graph_rec.training.checkpoint import load_state_dict, save_state_dict
+from graph_rec.training.config import TrainConfig
+from graph_rec.training.trainer import fit as fit_model
+from graph_rec.training.trainer import init_model, resolve_device
+from kg_builders import __version__
+from kg_builders._files import atomic_dir
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+SAVE_FILES = ("recommender.json", "model.safetensors", "interactions.safetensors", "added.safetensors")
+OnUnknown = Literal["raise", "skip"]
+
+
+# ---------------------------------------------------------------------------------- results
+@dataclass(frozen=True)
+class RecommendationList:
+    """One user's ranked items (best first)."""
+
+    user_id: str
+    item_ids: tuple[str, ...]
+    scores: tuple[float, ...]
+    model: str = ""
+
+    def __len__(self) -> int:
+        return len(self.item_ids)
+
+    def __iter__(self) -> Iterator[Recommendation]:
+        for r, (i, s) in enumerate(zip(self.item_ids, self.scores, strict=True), start=1):
+            yield Recommendation(self.user_id, i, s, r, self.model)
+
+    def to_pandas(self) -> Any:
+        import pandas as pd
+
+        return pd.DataFrame(
+            {
+                "user_id": [self.user_id] * len(self),
+                "item_id": list(self.item_ids),
+                "score": list(self.scores),
+                "rank": list(range(1, len(self) + 1)),
+                "model": [self.model] * len(self),
+            },
+            columns=list(RECOMMENDATION_COLUMNS),
+        )
+
+
+@dataclass(frozen=True)
+class RecommendationBatch:
+    """Ranked items for several users, in the order asked (skipped unknown users listed apart)."""
+
+    lists: tuple[RecommendationList, ...]
+    skipped: tuple[str, ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.lists)
+
+    def __iter__(self) -> Iterator[RecommendationList]:
+        return iter(self.lists)
+
+    def __getitem__(self, k: int) -> RecommendationList:
+        return self.lists[k]
+
+    def to_pandas(self) -> Any:
+        import pandas as pd
+
+        frames = [r.to_pandas() for r in self.lists]
+        if not frames:
+            return pd.DataFrame(columns=list(RECOMMENDATION_COLUMNS))
+        return pd.concat(frames, ignore_index=True)
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Scores of chosen items for one user, in the order asked."""
+
+    user_id: str
+    item_ids: tuple[str, ...]
+    scores: tuple[float, ...]
+
+    def as_dict(self) -> dict[str, float]:
+        return dict(zip(self.item_ids, self.scores, strict=True))
+
+    def to_pandas(self) -> Any:
+        import pandas as pd
+
+        return pd.DataFrame({"user_id": self.user_id, "item_id": list(self.item_ids), "score": list(self.scores)})
+
+
+# ---------------------------------------------------------------------------------- state
+@dataclass(frozen=True)
+class _Snapshot:
+    """Everything a query reads; replaced as a whole, never changed in place."""
+
+    user_ids: tuple[str, ...]
+    item_ids: tuple[str, ...]
+    user_index: Mapping[str, int]
+    item_index: Mapping[str, int]
+    user_repr: Tensor | None  # [U, d] (unit rows with cosine scores)
+    item_repr: Tensor | None  # [I, d]
+    item_t: Tensor | None  # [d, I] contiguous
+    seen_ptr: Tensor  # [U + 1]
+    seen_idx: Tensor  # [nnz]
+    added_items: tuple[str, ...]
+    added_users: tuple[str, ...]
+
+
+def _check_k(k: Any, num_items: int) -> int:
+    if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
+        raise ConfigError(f"k must be a positive integer, got {k!r}")
+    if k > num_items:
+        raise ConfigError(f"k={k} is larger than the catalogue ({num_items} items)")
+    return k
+
+
+def _check_on_unknown(on_unknown: str) -> None:
+    if on_unknown not in ("raise", "skip"):
+        raise ConfigError(f"on_unknown must be 'raise' or 'skip', got {on_unknown!r}")
+
+
+def _indices(
+    index: Mapping[str, int], ids: Sequence[str], kind: str, on_unknown: str, remedy: str
+) -> tuple[list[int], list[str]]:
+    """``(indices of the known ids, unknown ids)``; unknown ids raise unless ``on_unknown="skip"``."""
+    _check_on_unknown(on_unknown)
+    idx, unknown = [], []
+    for x in ids:
+        k = index.get(str(x))
+        if k is None:
+            unknown.append(str(x))
+        else:
+            idx.append(k)
+    if unknown and on_unknown == "raise":
+        raise UnknownIdError(kind, unknown, hint=f"{remedy}, or pass on_unknown='skip'")
+    return idx, unknown
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _all_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.name != "checksums.json")
+
+
+# ---------------------------------------------------------------------------------- facade
+class Recommender:
+    """A trained model served with raw ids (module docstring).
+
+    Build one with :meth:`fit`, :meth:`from_run` or :meth:`load`.
+
+    Args:
+        model: a fitted registered model built on ``data``.
+        data: its :class:`~graph_rec.data.RecData` (``data.train`` is the seen-items mask).
+        kg: the knowledge graph ``data`` was made from.
+        model_name, model_settings: the registry name and settings (saved with the model).
+        train_config: how it was trained (saved for the record).
+        device: where scoring runs.
+    """
+
+    def __init__(
+        self,
+        model: RecModel,
+        data: RecData,
+        kg: Any,
+        *,
+        model_name: str,
+        model_settings: Mapping[str, Any],
+        train_config: TrainConfig | None = None,
+        device: str = "cpu",
+    ) -> None:
+        if not model.is_fitted():
+            raise NotFittedError(f"the {model_name!r} model is not fitted; call Recommender.fit")
+        self.model = model.eval()
+        self.data = data
+        self.graph = kg
+        self.model_name = model_name
+        self.model_settings = dict(model_settings)
+        self.train_config = train_config
+        self.device = resolve_device(device)
+        self._lock = threading.RLock()
+        self._view: PropagationView | None = None
+        self._encoders: dict[str, Any] = {}
+        self._added_meta: dict[str, dict[str, Any]] = {"items": {}, "users": {}}
+        self._snap = self._initial_snapshot()
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def fit(
+        cls,
+        kg: Any,
+        *,
+        model: str = "graphrec",
+        settings: Mapping[str, Any] | None = None,
+        train: TrainConfig | Mapping[str, Any] | None = None,
+        split: Any | None = None,
+        view: DataConfig | Mapping[str, Any] | None = None,
+        eval_config: EvalConfig | None = None,
+        device: str = "cpu",
+        progress: bool = False,
+    ) -> Recommender:
+        """Train ``model`` on the graph ``kg`` and serve it.
+
+        Args:
+            kg: a :class:`~kg_builders.graph.KnowledgeGraph` built from training data only.
+            model: a registered model name (``graphrec``, ``lightgcn``, ``mf``, ``ease``, ...).
+            settings: the model's settings (its config dataclass fields).
+            train: a :class:`~graph_rec.training.config.TrainConfig` or a mapping of its fields.
+            split: the split ``kg`` was built from; its validation part selects the epoch (early
+                stopping), so it must have one.
+            view: what the model sees (:class:`~graph_rec.data.DataConfig`).
+            eval_config: validation settings.
+            device: ``"cpu"``, ``"cuda"``, ``"auto"``.
+            progress: show progress bars.
+        """
+        view_cfg = view if isinstance(view, DataConfig) else DataConfig.from_dict(view or {})
+        train_cfg = train if isinstance(train, TrainConfig) else TrainConfig.from_dict(dict(train or {}))
+        if split is None:
+            raise ConfigError(
+                "Recommender.fit needs the split the graph was built from: its validation part picks the epoch"
+            )
+        data = RecData(kg, split, config=view_cfg)
+        settings = dict(settings or {})
+        net = init_model(model, settings, data, seed=train_cfg.seed)
+        fit_model(net, data, train_cfg, eval_config=eval_config, progress=progress)
+        return cls(net, data, kg, model_name=model, model_settings=settings, train_config=train_cfg, device=device)
+
+    @classmethod
+    def from_run(cls, path: str | Path, *, device: str = "cpu") -> Recommender:
+        """Serve the best model of a ``graph-rec train`` run directory."""
+        from graph_rec.runs import load_run
+        from kg_builders.graph import KnowledgeGraph
+
+        config, data, model = load_run(path)
+        kg = KnowledgeGraph.load(Path(path) / "graph")
+        return cls(
+            model,
+            data,
+            kg,
+            model_name=config.model,
+            model_settings=config.model_settings,
+            train_config=config.train,
+            device=device,
+        )
+
+    def _initial_snapshot(self) -> _Snapshot:
+        data = self.data
+        with torch.inference_mode():
+            scorer = self.model.scorer()
+        user_repr = scorer.user_repr
+        item_repr = scorer.item_repr
+        if user_repr is not None:
+            user_repr = user_repr.detach().to(self.device, torch.float32).contiguous()
+            item_repr = item_repr.detach().to(self.device, torch.float32).contiguous()
+        else:
+            self._fn_scorer = scorer
+        return _Snapshot(
+            user_ids=tuple(data.user_ids),
+            item_ids=tuple(data.item_ids),
+            user_index={u: k for k, u in enumerate(data.user_ids)},
+            item_index={i: k for k, i in enumerate(data.item_ids)},
+            user_repr=user_repr,
+            item_repr=item_repr,
+            item_t=None if item_repr is None else item_repr.t().contiguous(),
+            seen_ptr=data.train.indptr.clone(),
+            seen_idx=data.train.indices.clone(),
+            added_items=(),
+            added_users=(),
+        )
+
+    # ------------------------------------------------------------------ ids
+    @property
+    def user_ids(self) -> tuple[str, ...]:
+        return self._snap.user_ids
+
+    @property
+    def item_ids(self) -> tuple[str, ...]:
+        return self._snap.item_ids
+
+    def _user_idx(self, snap: _Snapshot, user_ids: Sequence[str], on_unknown: str) -> tuple[list[int], list[str]]:
+        return _indices(snap.user_index, user_ids, "user", on_unknown, "fold new users in with add_user")
+
+    def _item_idx(
+        self, snap: _Snapshot, item_ids: Sequence[str], on_unknown: str = "raise"
+    ) -> tuple[list[int], list[str]]:
+        return _indices(snap.item_index, item_ids, "item", on_unknown, "add new items with add_item")
+
+    # ------------------------------------------------------------------ scoring core
+    def _score_rows(
+        self, snap: _Snapshot, users: Tensor, query: Tensor | None = None, query_weight: float = 0.0
+    ) -> Tensor:
+        """``[B, num_items]`` scores of user indices ``users``."""
+        if snap.user_repr is not None:
+            u = snap.user_repr[users.to(self.device)]
+            if query is not None:
+                u = self._blend(u, query, query_weight)
+            return u @ snap.item_t
+        if query is not None:
+            raise ConfigError(f"query blending needs an embedding model; {self.model_name!r} scores without one")
+        return self._fn_scorer(users).to(torch.float32)
+
+    def _blend(self, u: Tensor, q: Tensor, weight: float) -> Tensor:
+        if self.model.config.score == "cosine":
+            return F.normalize((1 - weight) * F.normalize(u, dim=-1) + weight * F.normalize(q, dim=-1), dim=-1)
+        scale = u.norm(dim=-1, keepdim=True) / q.norm().clamp_min(1e-12)
+        return (1 - weight) * u + weight * q * scale
+
+    def _mask_seen(self, snap: _Snapshot, scores: Tensor, users: Tensor) -> None:
+        ptr, idx = snap.seen_ptr, snap.seen_idx
+        starts, ends = ptr[users], ptr[users + 1]
+        counts = ends - starts
+        total = int(counts.sum())
+        if total == 0:
+            return
+        rows = torch.repeat_interleave(torch.arange(users.numel()), counts)
+        offs = torch.arange(total) - torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
+        cols = idx[torch.repeat_interleave(starts, counts) + offs]
+        scores[rows.to(scores.device), cols.to(scores.device)] = float("-inf")
+
+    def _candidate_mask(self, snap: _Snapshot, candidates: Sequence[str] | None) -> Tensor | None:
+        if candidates is None:
+            return None
+        idx, _ = self._item_idx(snap, list(candidates))
+        if not idx:
+            raise ConfigError("candidates is empty")
+        allowed = torch.zeros(len(snap.item_ids), dtype=torch.bool, device=self.device)
+        allowed[torch.tensor(idx, device=self.device)] = True
+        return allowed
+
+    def _rank(
+        self,
+        snap: _Snapshot,
+        users: Tensor,
+        *,
+        k: int,
+        exclude_seen: bool,
+        allowed: Tensor | None,
+        query: Tensor | None = None,
+        query_weight: float = 0.0,
+        diversity: float = 0.0,
+    ) -> tuple[Tensor, Tensor]:
+        """``(scores [B, k'], items [B, k'])``; fewer than k columns are -inf padded when too few items remain."""
+        scores = self._score_rows(snap, users, query, query_weight)
+        if exclude_seen:
+            self._mask_seen(snap, scores, users.cpu())
+        if allowed is not None:
+            scores = scores.masked_fill(~allowed, float("-inf"))
+        if diversity > 0:
+            return self._mmr(snap, scores, k=k, diversity=diversity)
+        return torch.topk(scores, k, dim=1)
+
+    def _mmr(self, snap: _Snapshot, scores: Tensor, *, k: int, diversity: float) -> tuple[Tensor, Tensor]:
+        """Maximal marginal relevance (Carbonell & Goldstein, SIGIR 1998) over each user's top ``max(10k, 100)``.
+
+        Greedily picks ``argmax (1 - λ) rel(i) - λ max_{j picked} cos(h_i, h_j)`` with ``rel`` the
+        score min-max scaled to [0, 1] within the pool; the returned scores are the model's.
+        """
+        if snap.item_repr is None:
+            raise ConfigError(f"diversity re-ranking needs item representations; {self.model_name!r} has none")
+        pool = min(max(10 * k, 100), scores.shape[1])
+        top_s, top_i = torch.topk(scores, pool, dim=1)
+        emb = F.normalize(snap.item_repr[top_i], dim=-1)  # [B, P, d]
+        finite = torch.isfinite(top_s)
+        lo = torch.where(finite, top_s, torch.inf).amin(1, keepdim=True)
+        hi = top_s[:, :1]
+        rel = torch.where(finite, (top_s - lo) / (hi - lo).clamp_min(1e-12), torch.full_like(top_s, -1e9))
+        b = scores.shape[0]
+        picked = torch.zeros(b, k, dtype=torch.long, device=scores.device)
+        max_sim = torch.full_like(rel, -1.0)
+        taken = torch.zeros_like(rel, dtype=torch.bool)
+        rows = torch.arange(b, device=scores.device)
+        for step in range(k):
+            mmr = (1 - diversity) * rel - diversity * max_sim.clamp_min(0) if step else rel.clone()
+            mmr = mmr.masked_fill(taken, -torch.inf)
+            j = mmr.argmax(1)
+            picked[:, step] = j
+            taken[rows, j] = True
+            sim = (emb * emb[rows, j][:, None, :]).sum(-1)
+            max_sim = torch.maximum(max_sim, sim)
+        return top_s.gather(1, picked), top_i.gather(1, picked)
+
+    def _lists(self, snap: _Snapshot, users: list[int], scores: Tensor, items: Tensor) -> list[RecommendationList]:
+        out = []
+        s_cpu, i_cpu = scores.cpu(), items.cpu()
+        for row, u in enumerate(users):
+            keep = torch.isfinite(s_cpu[row])
+            out.append(
+                RecommendationList(
+                    user_id=snap.user_ids[u],
+                    item_ids=tuple(snap.item_ids[j] for j in i_cpu[row][keep].tolist()),
+                    scores=tuple(float(x) for x in s_cpu[row][keep].tolist()),
+                    model=self.model_name,
+                )
+            )
+        return out
+
+    # ------------------------------------------------------------------ public queries
+    def recommend(
+        self,
+        user_id: str,
+        *,
+        k: int = 10,
+        exclude_seen: bool = True,
+        candidates: Sequence[str] | None = None,
+        query: str | None = None,
+        query_weight: float = 0.5,
+        diversity: float = 0.0,
+    ) -> RecommendationList:
+        """The top-``k`` items for one user.
+
+        Args:
+            user_id: a raw user id (of the training graph, or one added with :meth:`add_user`).
+            k: list length (1 .. number of items).
+            exclude_seen: leave out the user's training items.
+            candidates: rank only these item ids.
+            query: free text blended into the user's representation (the text is encoded with the
+                graph's text encoder and projected by the model's ``F``).
+            query_weight: the query's share in the blend (0 .. 1).
+            diversity: MMR trade-off λ (0: pure relevance; see :meth:`_mmr`).
+
+        Raises:
+            UnknownIdError: the user (or a candidate) is unknown.
+            ConfigError: a bad ``k``, weight or diversity.
+        """
+        snap = self._snap
+        _check_k(k, len(snap.item_ids))
+        self._check_unit("query_weight", query_weight)
+        self._check_unit("diversity", diversity)
+        users, _ = self._user_idx(snap, [user_id], "raise")
+        q = self._query_vector(query) if query is not None else None
+        with torch.inference_mode():
+            s, i = self._rank(
+                snap,
+                torch.tensor(users),
+                k=k,
+                exclude_seen=exclude_seen,
+                allowed=self._candidate_mask(snap, candidates),
+                query=q,
+                query_weight=query_weight,
+                diversity=diversity,
+            )
+        return self._lists(snap, users, s, i)[0]
+
+    def recommend_batch(
+        self,
+        user_ids: Sequence[str],
+        *,
+        k: int = 10,
+        exclude_seen: bool = True,
+        candidates: Sequence[str] | None = None,
+        diversity: float = 0.0,
+        batch_size: int = 1024,
+        on_unknown: OnUnknown = "raise",
+        progress: bool = False,
+    ) -> RecommendationBatch:
+        """Top-``k`` lists for many users, ranked ``batch_size`` users at a time (never all at once)."""
+        snap = self._snap
+        _check_k(k, len(snap.item_ids))
+        self._check_unit("diversity", diversity)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
+            raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if isinstance(user_ids, str):
+            raise ConfigError("user_ids must be a list of ids, not one string; use recommend() for one user")
+        users, unknown = self._user_idx(snap, list(user_ids), on_unknown)
+        allowed = self._candidate_mask(snap, candidates)
+        lists: list[RecommendationList] = []
+        starts = range(0, len(users), batch_size)
+        if progress:
+            from tqdm.auto import tqdm
+
+            starts = tqdm(starts, desc="recommend", unit="batch")
+        with torch.inference_mode():
+            for a in starts:
+                chunk = users[a : a + batch_size]
+                s, i = self._rank(
+                    snap, torch.tensor(chunk), k=k, exclude_seen=exclude_seen, allowed=allowed, diversity=diversity
+                )
+                lists += self._lists(snap, chunk, s, i)
+        return RecommendationBatch(tuple(lists), tuple(unknown))
+
+    def score(self, user_id: str, item_ids: Sequence[str]) -> Scores:
+        """The model's scores of ``item_ids`` for ``user_id`` (seen items included), in the order given."""
+        snap = self._snap
+        users, _ = self._user_idx(snap, [user_id], "raise")
+        if isinstance(item_ids, str):
+            item_ids = [item_ids]
+        items, _ = self._item_idx(snap, list(item_ids))
+        with torch.inference_mode():
+            if snap.user_repr is not None:
+                s = snap.item_repr[torch.tensor(items, device=self.device)] @ snap.user_repr[users[0]]
+            else:
+                s = self._score_rows(snap, torch.tensor(users))[0, torch.tensor(items)]
+        return Scores(snap.user_ids[users[0]], tuple(snap.item_ids[j] for j in items), tuple(s.cpu().tolist()))
+
+    def similar_items(
+        self, item_id: str, *, k: int = 10, candidates: Sequence[str] | None = None
+    ) -> RecommendationList:
+        """Items closest to ``item_id`` by cosine of their representations (the item itself left out).
+
+        The result's ``user_id`` is empty; ``scores`` are cosine similarities.
+        """
+        snap = self._snap
+        if snap.item_repr is None:
+            raise ConfigError(f"similar_items needs item representations; {self.model_name!r} has none")
+        _check_k(k, len(snap.item_ids) - 1)
+        items, _ = self._item_idx(snap, [item_id])
+        with torch.inference_mode():
+            emb = F.normalize(snap.item_repr, dim=-1)
+            sims = emb @ emb[items[0]]
+            sims[items[0]] = float("-inf")
+            allowed = self._candidate_mask(snap, candidates)
+            if allowed is not None:
+                sims = sims.masked_fill(~allowed, float("-inf"))
+            s, i = torch.topk(sims, k)
+        keep = torch.isfinite(s)
+        return RecommendationList(
+            user_id="",
+            item_ids=tuple(snap.item_ids[j] for j in i[keep].tolist()),
+            scores=tuple(s[keep].tolist()),
+            model=self.model_name,
+        )
+
+    @staticmethod
+    def _check_unit(name: str, value: Any) -> None:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= float(value) <= 1.0:
+            raise ConfigError(f"{name} must be a number in [0, 1], got {value!r}")
+
+    # ------------------------------------------------------------------ explanations
+    def propagation_view(self) -> PropagationView:
+        """The frozen propagation of the model (built on first use; GraphRec only)."""
+        with self._lock:
+            if self._view is None:
+                self._view = PropagationView(self.model)
+            return self._view
+
+    def _node_ref(self, node: int) -> NodeRef:
+        g = self.data.graph
+        for t, off in g.node_offsets.items():
+            if off <= node < off + g.node_counts[t]:
+                return NodeRef(t, str(self.graph.node_ids[t][node - off]))
+        raise DataError(f"node index {node} is outside the graph")
+
+    def _graph_path(self, view: PropagationView, edges: list[int], contribution: float) -> GraphPath:
+        rel_names = self.data.graph.relations
+        nodes = view.path_nodes(edges)
+        relations, forward = [], []
+        for e in edges:
+            name = rel_names[int(self.model.propagation.edge_type[e])].split("__")[1]
+            rev = name.startswith("rev_")
+            relations.append(name[4:] if rev else name)
+            forward.append(not rev)
+        return GraphPath(
+            nodes=tuple(self._node_ref(n) for n in nodes),
+            relations=tuple(relations),
+            forward=tuple(forward),
+            contribution=contribution,
+        )
+
+    def explain(
+        self, user_id: str, item_id: str, *, max_paths: int = 5, max_hops: int = 3, candidates: int = 64
+    ) -> Explanation:
+        """Why ``item_id`` scores what it does for ``user_id``: typed graph paths ranked by contribution.
+
+        A path's contribution is the exact drop of the score when its edges are masked out of the
+        propagation (see :mod:`graph_rec.explore.attribution`). ``candidates`` paths with the
+        largest walk weight are scored; the ``max_paths`` largest contributions are returned.
+        """
+        for name, v in (("max_paths", max_paths), ("candidates", candidates)):
+            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+                raise ConfigError(f"{name} must be a positive integer, got {v!r}")
+        snap = self._snap
+        users, _ = self._user_idx(snap, [user_id], "raise")
+        items, _ = self._item_idx(snap, [item_id])
+        if users[0] >= self.data.num_users or items[0] >= self.data.num_items:
+            raise UnknownIdError(
+                "training-graph",
+                [user_id, item_id],
+                hint="explain works on nodes of the training graph, not on cold-start additions",
+            )
+        view = self.propagation_view()
+        g = self.data.graph
+        u = users[0] + g.node_offsets["user"]
+        i = items[0] + g.node_offsets["item"]
+        with torch.inference_mode():
+            score = view.score(view.h[u], view.h[i])
+            scored = []
+            for edges in view.candidate_paths(u, i, max_hops=max_hops, candidates=candidates):
+                drop = score - view.masked_score(u, i, view.hop_edges(edges))
+                scored.append((drop, edges))
+        scored.sort(key=lambda t: (-t[0], t[1]))
+        paths = tuple(self._graph_path(view, edges, drop) for drop, edges in scored[:max_paths])
+        return Explanation(user_id=snap.user_ids[users[0]], item_id=snap.item_ids[items[0]], score=score, paths=paths)
+
+    # ------------------------------------------------------------------ cold start
+    def _encoder(self, slot: str) -> Any:
+        """The encoder that made feature ``slot``, rebuilt from the graph's recipe (cached)."""
+        with self._lock:
+            if slot in self._encoders:
+                return self._encoders[slot]
+            entry = next(
+                (
+                    r
+                    for r in reversed(self.graph.recipe)
+                    if r.get("info", {}).get("slot") == slot and "encoder" in r.get("settings", {})
+                ),
+                None,
+            )
+            if entry is None:
+                raise ConfigError(
+                    f"the graph's recipe does not say how feature {slot!r} was made; pass features={{{slot!r}: vector}}"
+                )
+            enc = entry["settings"]["encoder"]
+            settings = dict(enc.get("settings", {}))
+            if enc.get("builder") == "TextEncoder":
+                from kg_builders.builders.text_encoder import TextEncoder
+
+                encoder = TextEncoder(**settings)
+            elif enc.get("builder") == "ImageEncoder":
+                from kg_builders.builders.image_features import ImageEncoder
+
+                encoder = ImageEncoder(**settings)
+            else:
+                raise ConfigError(
+                    f"feature {slot!r} was made by {enc.get('builder')!r}, which cannot encode new inputs"
+                )
+            expected = entry.get("info", {}).get("encoder_fingerprint")
+            if expected and encoder.fingerprint() != expected:
+                raise ConfigError(
+                    f"the {slot!r} encoder found here ({encoder.fingerprint()}) is not the one the graph was built with ({expected})"
+                )
+            self._encoders[slot] = encoder
+            return encoder
+
+    def _layer0(self, node_type: str, features: Mapping[str, Any]) -> Tensor:
+        """``[d]`` F(x) of a new node of ``node_type`` from raw features (text, image or vectors)."""
+        model = self.model
+        d = model.config.embedding_dim
+        slots = list(getattr(model, "slots", []))
+        unknown = [s for s in features if s not in slots]
+        if unknown:
+            raise ConfigError(f"feature slot(s) {unknown} are not used by the model; it uses {slots}")
+        feats, masks = {}, {}
+        for s in slots:
+            dim = int(getattr(model, f"x_{s}").shape[1])
+            v = features.get(s)
+            if v is None:
+                feats[s], masks[s] = torch.zeros(1, dim), torch.zeros(1, dtype=torch.bool)
+                continue
+            if isinstance(v, str) or not isinstance(v, np.ndarray | Tensor | list | tuple):
+                v = self._encoder(s).encode([v]).vectors[0]
+            t = torch.as_tensor(np.asarray(v, dtype=np.float32)).reshape(1, -1)
+            if t.shape[1] != dim or not torch.isfinite(t).all():
+                raise DataError(
+                    f"feature {s!r} of the new {node_type} must be {dim} finite numbers, got {list(t.shape)}"
+                )
+            feats[s], masks[s] = t, torch.ones(1, dtype=torch.bool)
+        if not slots or not any(bool(m.any()) for m in masks.values()):
+            return torch.zeros(d)
+        with torch.inference_mode():
+            fx = model.fusion(feats, masks)[0]
+            if model.config.id_embedding == "gated":
+                t_idx = list(self.data.graph.node_offsets).index(node_type)
+                fx = torch.sigmoid(model.gate[t_idx]) * fx
+        return fx
+
+    def _neighbour_edges(
+        self, node_type: str, links: Sequence[tuple[str, str, str]], on_unknown: str
+    ) -> tuple[Tensor, Tensor, Tensor, list[str]]:
+        """``(global nodes, relation ids, weights, unknown ids)`` of edges ``(relation, other type, other id)``."""
+        g = self.data.graph
+        rel_index = {name: k for k, name in enumerate(g.relations)}
+        nodes, rels, unknown = [], [], []
+        for relation, other_type, other_id in links:
+            key_fwd = f"{node_type}__{relation}__{other_type}"
+            key_rev = f"{other_type}__{relation}__{node_type}"
+            rid = rel_index.get(key_fwd, rel_index.get(key_rev))
+            if rid is None:
+                raise ConfigError(
+                    f"the model's graph has no relation {relation!r} between {node_type!r} and {other_type!r}; "
+                    f"relations: {sorted({r.split('__')[1] for r in g.relations if not r.split('__')[1].startswith('rev_')})}"
+                )
+            ids = self.graph.node_ids.get(other_type, [])
+            pos = self._id_position(other_type, other_id)
+            if pos is None or other_type not in g.node_offsets:
+                unknown.append(f"{other_type}:{other_id}")
+                continue
+            del ids
+            nodes.append(g.node_offsets[other_type] + pos)
+            rels.append(rid)
+        if unknown and on_unknown == "raise":
+            raise UnknownIdError(
+                "neighbour", unknown, hint=f"links of the new {node_type} must name nodes of the graph"
+            )
+        w = torch.ones(len(nodes))
+        return torch.tensor(nodes, dtype=torch.long), torch.tensor(rels, dtype=torch.long), w, unknown
+
+    def _id_position(self, node_type: str, node_id: str) -> int | None:
+        with self._lock:
+            cache = self.__dict__.setdefault("_id_maps", {})
+            if node_type not in cache:
+                cache[node_type] = {str(x): k for k, x in enumerate(self.graph.node_ids.get(node_type, []))}
+        return cache[node_type].get(str(node_id))
+
+    def _entity_relation(self, entity_id: str) -> str:
+        """The relation that joins items to this entity most often in the graph."""
+        best: tuple[int, str] | None = None
+        pos = self._id_position("entity", entity_id)
+        if pos is None:
+            return ""
+        for (s, r, d), e in self.graph.edges.items():
+            if s == "item" and d == "entity":
+                n = int((e.edge_index[1] == pos).sum())
+                if n and (best is None or n > best[0]):
+                    best = (n, r)
+        if best is None:
+            raise ConfigError(
+                f"entity {entity_id!r} is joined to no item in the graph; name the relation with neighbours="
+            )
+        return best[1]
+
+    def add_item(
+        self,
+        item_id: str,
+        *,
+        text: str | None = None,
+        image: Any = None,
+        features: Mapping[str, Any] | None = None,
+        tags: Sequence[str] = (),
+        entities: Sequence[str] = (),
+        neighbours: Sequence[tuple[str, str, str]] = (),
+        on_unknown: OnUnknown = "raise",
+    ) -> None:
+        """Make a new item scorable and recommendable from its features and links, without retraining.
+
+        Args:
+            item_id: the new item's raw id (not already known).
+            text: its text, encoded with the encoder of the graph's ``text`` slot.
+            image: its image (path, bytes, array) for the ``image`` slot, or a precomputed vector.
+            features: ``{slot: vector or raw input}`` for any slot (overrides ``text``/``image``).
+            tags: ids of existing tags (relation ``tagged_with``).
+            entities: ids of existing entities (the relation that joins items to each most often).
+            neighbours: further links ``(relation, node type, node id)``.
+            on_unknown: an unknown tag, entity or neighbour raises (``"raise"``) or is left out.
+        """
+        _check_on_unknown(on_unknown)
+        view = self.propagation_view()
+        item_id = str(item_id)
+        if item_id in self._snap.item_index:
+            raise ConfigError(f"item {item_id!r} is already known")
+        feats = dict(features or {})
+        if text is not None:
+            feats.setdefault("text", text)
+        if image is not None:
+            feats.setdefault("image", image)
+        links = [("tagged_with", "tag", str(t)) for t in tags]
+        for e in entities:
+            rel = self._entity_relation(str(e))
+            if rel:
+                links.append((rel, "entity", str(e)))
+            elif on_unknown == "raise":
+                raise UnknownIdError(
+                    "entity", [str(e)], hint=f"links of the new item {item_id!r} must name nodes of the graph"
+                )
+        links += [(str(r), str(t), str(i)) for r, t, i in neighbours]
+        if not feats and not links:
+            raise ConfigError(f"item {item_id!r} needs features (text, image) or links (tags, entities) to be scored")
+        x0 = self._layer0("item", feats)
+        nodes, rels, w, skipped = self._neighbour_edges("item", links, on_unknown)
+        with torch.inference_mode():
+            h = view.fold_in(x0, nodes, rels, w)
+            rep = view._norm(h).to(self.device)
+        with self._lock:
+            snap = self._snap
+            item_repr = torch.cat([snap.item_repr, rep[None]])
+            self._added_meta["items"][item_id] = {"links": [list(x) for x in links], "skipped": skipped}
+            self._snap = dataclasses.replace(
+                snap,
+                item_ids=(*snap.item_ids, item_id),
+                item_index={**snap.item_index, item_id: len(snap.item_ids)},
+                item_repr=item_repr,
+                item_t=item_repr.t().contiguous(),
+                added_items=(*snap.added_items, item_id),
+            )
+
+    def add_user(self, user_id: str, item_ids: Sequence[str], *, on_unknown: OnUnknown = "raise") -> None:
+        """Fold a new user in from the items they interacted with (no retraining).
+
+        Their representation propagates from those items exactly as a one-layer-deeper training
+        user's would (see :mod:`graph_rec.explore.attribution`); the items count as seen.
+        """
+        _check_on_unknown(on_unknown)
+        view = self.propagation_view()
+        user_id = str(user_id)
+        if user_id in self._snap.user_index:
+            raise ConfigError(f"user {user_id!r} is already known")
+        if isinstance(item_ids, str) or not item_ids:
+            raise ConfigError(f"add_user needs a non-empty list of item ids for {user_id!r}")
+        snap = self._snap
+        items, unknown = self._item_idx(snap, list(item_ids), on_unknown)
+        trained = [j for j in items if j < self.data.num_items]
+        if not trained:
+            raise ConfigError(f"none of the items of {user_id!r} is in the training graph; cannot fold the user in")
+        rel = self.data.config.interaction_relation
+        links = [(rel, "item", snap.item_ids[j]) for j in sorted(set(trained))]
+        nodes, rels, w, _ = self._neighbour_edges("user", links, "raise")
+        x0 = self._layer0("user", {})
+        with torch.inference_mode():
+            rep = view._norm(view.fold_in(x0, nodes, rels, w)).to(self.device)
+        with self._lock:
+            snap = self._snap
+            user_repr = torch.cat([snap.user_repr, rep[None]])
+            seen = torch.tensor(sorted(set(items)), dtype=torch.long)
+            self._added_meta["users"][user_id] = {
+                "items": [snap.item_ids[j] for j in sorted(set(items))],
+                "skipped": unknown,
+            }
+            self._snap = dataclasses.replace(
+                snap,
+                user_ids=(*snap.user_ids, user_id),
+                user_index={**snap.user_index, user_id: len(snap.user_ids)},
+                user_repr=user_repr,
+                seen_ptr=torch.cat([snap.seen_ptr, snap.seen_ptr[-1:] + seen.numel()]),
+                seen_idx=torch.cat([snap.seen_idx, seen]),
+                added_users=(*snap.added_users, user_id),
+            )
+
+    def _query_vector(self, query: str) -> Tensor:
+        if not isinstance(query, str) or not query.strip():
+            raise ConfigError(f"query must be a non-empty string, got {query!r}")
+        if "text" not in getattr(self.model, "slots", []):
+            raise ConfigError("query needs a model with a 'text' feature slot")
+        return self._layer0("item", {"text": query}).to(self.device)
+
+    # ------------------------------------------------------------------ export
+    def export_tables(
+        self, *, k: int = 10, explain_top: int = 3, users: Sequence[str] | None = None, max_paths: int = 3
+    ) -> tuple[dict[str, np.ndarray], Any, Any]:
+        """``(embeddings, recommendations, explanations)`` for the knowledge stores.
+
+        ``embeddings``: node type -> ``[n, d]`` float32 (the propagated representations of the
+        graph's nodes). ``recommendations``: top-``k`` per user (RECOMMENDATION_COLUMNS).
+        ``explanations``: up to ``max_paths`` paths for each user's first ``explain_top``
+        recommendations (EXPLANATION_COLUMNS), empty with ``explain_top=0``.
+        """
+        import pandas as pd
+
+        snap = self._snap
+        users = list(snap.user_ids[: self.data.num_users]) if users is None else list(users)
+        recs = self.recommend_batch(users, k=k).to_pandas()
+        embeddings: dict[str, np.ndarray] = {}
+        if isinstance(self.model, torch.nn.Module) and hasattr(self.model, "propagation"):
+            view = self.propagation_view()
+            h = view._norm(view.h)
+            for t, off in self.data.graph.node_offsets.items():
+                embeddings[t] = h[off : off + self.data.graph.node_counts[t]].cpu().numpy().astype(np.float32)
+        rows = []
+        if explain_top > 0:
+            top = recs[recs["rank"] <= explain_top]
+            for u, i in zip(top["user_id"], top["item_id"], strict=True):
+                for r, p in enumerate(self.explain(u, i, max_paths=max_paths).paths, start=1):
+                    rows.append(
+                        {
+                            "user_id": u,
+                            "item_id": i,
+                            "rank": r,
+                            "contribution": p.contribution,
+                            "path": json.dumps(p.to_dict()),
+                        }
+                    )
+        expl = pd.DataFrame(rows, columns=list(EXPLANATION_COLUMNS))
+        return embeddings, recs, expl
+
+    def store(self, *, k: int = 10, explain_top: int = 0) -> Any:
+        """An :class:`~graph_rec.explore.embedded.EmbeddedStore` of the graph with this model's recommendations."""
+        from graph_rec.explore.embedded import EmbeddedStore
+
+        _, recs, expl = self.export_tables(k=k, explain_top=explain_top)
+        return EmbeddedStore(self.graph, recommendations=recs, explanations=expl if len(expl) else None)
+
+    # ------------------------------------------------------------------ save / load
+    def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
+        """Write the recommender to the directory ``path`` (module docstring); atomic."""
+        snap = self._snap
+        with atomic_dir(path, overwrite=overwrite) as tmp:
+            self.graph.save(tmp / "graph")
+            save_state_dict(self.model, tmp / "model.safetensors")
+            save_file(
+                {"indptr": self.data.train.indptr.contiguous(), "indices": self.data.train.indices.contiguous()},
+                str(tmp / "interactions.safetensors"),
+            )
+            nu, ni = self.data.num_users, self.data.num_items
+            added: dict[str, Tensor] = {}
+            if snap.added_items:
+                added["item_repr"] = snap.item_repr[ni:].cpu().contiguous()
+            if snap.added_users:
+                added["user_repr"] = snap.user_repr[nu:].cpu().contiguous()
+                added["user_seen_ptr"] = (snap.seen_ptr[nu:] - snap.seen_ptr[nu]).contiguous()
+                added["user_seen_idx"] = snap.seen_idx[int(snap.seen_ptr[nu]) :].contiguous()
+            save_file(added, str(tmp / "added.safetensors"))
+            meta = {
+                "format_version": FORMAT_VERSION,
+                "versions": {"graph_rec": __version__, "torch": torch.__version__, "python": platform.python_version()},
+                "model": {"name": self.model_name, "settings": self.model_settings},
+                "view": self.data.config.to_dict(),
+                "train": None if self.train_config is None else self.train_config.to_dict(),
+                "schema": self.data.graph.schema(),
+                "counts": {"users": nu, "items": ni, "interactions": self.data.train.nnz},
+                "added": {
+                    "items": list(snap.added_items),
+                    "users": list(snap.added_users),
+                    "meta": self._added_meta,
+                },
+            }
+            (tmp / "recommender.json").write_text(json.dumps(meta, indent=2, allow_nan=False))
+            sums = {str(p.relative_to(tmp)): _sha256(p) for p in _all_files(tmp)}
+            (tmp / "checksums.json").write_text(json.dumps(sums, indent=2, sort_keys=True))
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | Path, *, device: str = "cpu", verify: bool = True) -> Recommender:
+        """Read a directory written by :meth:`save`.
+
+        Raises:
+            CheckpointError: a missing file, a checksum mismatch (a tampered or damaged file), a
+                newer format version, or weights that do not fit the model.
+        """
+        from kg_builders.graph import KnowledgeGraph
+
+        root = Path(path)
+        if not root.is_dir():
+            raise CheckpointError(f"{root} is not a saved recommender directory")
+        missing = [f for f in (*SAVE_FILES, "checksums.json") if not (root / f).is_file()]
+        if not (root / "graph").is_dir():
+            missing.append("graph/")
+        if missing:
+            raise CheckpointError(f"{root} is missing {missing}")
+        try:
+            meta = json.loads((root / "recommender.json").read_text())
+            sums = json.loads((root / "checksums.json").read_text())
+        except json.JSONDecodeError as exc:
+            raise CheckpointError(f"{root}: recommender.json or checksums.json is not valid JSON: {exc}") from exc
+        version = meta.get("format_version")
+        if not isinstance(version, int) or version > FORMAT_VERSION:
+            raise CheckpointError(
+                f"{root} was written in format {version!r}; this graph-rec {__version__} reads up to {FORMAT_VERSION}: upgrade graph-rec"
+            )
+        if verify:
+            files = {str(p.relative_to(root)) for p in _all_files(root)}
+            extra, lost = sorted(files - set(sums)), sorted(set(sums) - files)
+            if extra or lost:
+                raise CheckpointError(f"{root}: files not in checksums.json {extra[:5]}, listed but missing {lost[:5]}")
+            bad = [name for name in sorted(sums) if _sha256(root / name) != sums[name]]
+            if bad:
+                raise CheckpointError(f"{root}: checksum mismatch in {bad[:5]}: the files were changed after saving")
+        kg = KnowledgeGraph.load(root / "graph")
+        view = DataConfig.from_dict(meta["view"])
+        data = RecData(kg, None, config=view)
+        name = meta["model"]["name"]
+        model_class(name)  # unknown model names fail here with the registry's list
+        model = init_model(name, meta["model"]["settings"], data, seed=0)
+        inter = load_file(str(root / "interactions.safetensors"))
+        if not (torch.equal(inter["indptr"], data.train.indptr) and torch.equal(inter["indices"], data.train.indices)):
+            raise CheckpointError(f"{root}: interactions.safetensors does not match the graph's interaction edges")
+        load_state_dict(model, root / "model.safetensors")
+        if not model.is_fitted():
+            raise CheckpointError(f"{root}: the saved {name!r} model was never fitted")
+        train_cfg = TrainConfig.from_dict(meta["train"]) if meta.get("train") else None
+        rec = cls(
+            model,
+            data,
+            kg,
+            model_name=name,
+            model_settings=meta["model"]["settings"],
+            train_config=train_cfg,
+            device=device,
+        )
+        rec._restore_added(meta.get("added", {}), load_file(str(root / "added.safetensors")))
+        return rec
+
+    def _restore_added(self, added: Mapping[str, Any], tensors: Mapping[str, Tensor]) -> None:
+        snap = self._snap
+        items = [str(x) for x in added.get("items", [])]
+        users = [str(x) for x in added.get("users", [])]
+        self._added_meta = {
+            "items": dict(added.get("meta", {}).get("items", {})),
+            "users": dict(added.get("meta", {}).get("users", {})),
+        }
+        if items:
+            rep = tensors["item_repr"].to(self.device)
+            item_repr = torch.cat([snap.item_repr, rep])
+            snap = dataclasses.replace(
+                snap,
+                item_ids=(*snap.item_ids, *items),
+                item_index={**snap.item_index, **{i: len(snap.item_ids) + k for k, i in enumerate(items)}},
+                item_repr=item_repr,
+                item_t=item_repr.t().contiguous(),
+                added_items=tuple(items),
+            )
+        if users:
+            rep = tensors["user_repr"].to(self.device)
+            snap = dataclasses.replace(
+                snap,
+                user_ids=(*snap.user_ids, *users),
+                user_index={**snap.user_index, **{u: len(snap.user_ids) + k for k, u in enumerate(users)}},
+                user_repr=torch.cat([snap.user_repr, rep]),
+                seen_ptr=torch.cat([snap.seen_ptr, snap.seen_ptr[-1] + tensors["user_seen_ptr"][1:]]),
+                seen_idx=torch.cat([snap.seen_idx, tensors["user_seen_idx"]]),
+                added_users=tuple(users),
+            )
+        self._snap = snap
+
+    def __repr__(self) -> str:
+        s = self._snap
+        return (
+            f"Recommender(model={self.model_name!r}, users={len(s.user_ids)}, items={len(s.item_ids)}, "
+            f"added_items={len(s.added_items)}, added_users={len(s.added_users)}, device={self.device})"
+        )
+
+
+__all__ = ["Recommender", "RecommendationBatch", "RecommendationList", "Scores"]

@@ -1,0 +1,365 @@
+"""The Recommender facade on a small synthetic world: ids, exclude-seen, save/load, explain, cold start."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from graph_rec.errors import CheckpointError, ConfigError, UnknownIdError
+from graph_rec.eval.metrics import intra_list_diversity
+from graph_rec.recommender import Recommender
+from tests.worlds import synthetic_graph
+
+TRAIN = {
+    "epochs": 4,
+    "batch_size": 256,
+    "lr": 0.02,
+    "eval_every": 2,
+    "patience": 5,
+    "loss": "softmax",
+    "num_negatives": 32,
+}
+
+
+@pytest.fixture(scope="module")
+def world():
+    return synthetic_graph()
+
+
+def _fit(world, **settings):
+    kg, sp = world
+    base = {"embedding_dim": 8, "num_layers": 2, "relation_mode": "none", "score": "cosine"}
+    return Recommender.fit(kg, split=sp, settings={**base, **settings}, train=TRAIN)
+
+
+@pytest.fixture(scope="module")
+def rec(world):
+    return _fit(world)
+
+
+def _seen(rec, user_id):
+    u = rec.user_ids.index(user_id)
+    t = rec.data.train
+    return {rec.item_ids[j] for j in t.indices[t.indptr[u] : t.indptr[u + 1]].tolist()}
+
+
+# ------------------------------------------------------------------ recommend, score, similar items
+def test_recommend_excludes_seen_and_matches_the_model_scores(rec):
+    with torch.inference_mode():
+        full = rec.model.scorer()(torch.arange(rec.data.num_users))
+    for user_id in rec.user_ids[:10]:
+        r = rec.recommend(user_id, k=7)
+        assert len(r) == 7 and len(set(r.item_ids)) == 7
+        assert not set(r.item_ids) & _seen(rec, user_id)
+        assert list(r.scores) == sorted(r.scores, reverse=True)
+        u = rec.user_ids.index(user_id)
+        expected = full[u].clone()
+        for i in _seen(rec, user_id):
+            expected[rec.item_ids.index(i)] = -torch.inf
+        top = torch.topk(expected, 7)
+        assert list(r.item_ids) == [rec.item_ids[j] for j in top.indices.tolist()]
+        np.testing.assert_allclose(r.scores, top.values.numpy(), rtol=1e-5)
+    with_seen = rec.recommend(rec.user_ids[0], k=rec.data.num_items, exclude_seen=False)
+    assert set(with_seen.item_ids) == set(rec.item_ids)
+
+
+def test_batch_equals_single_and_converts_to_pandas(rec):
+    users = list(rec.user_ids[:13])
+    batch = rec.recommend_batch(users, k=5, batch_size=4)
+    assert [b.user_id for b in batch] == users
+    for b in batch:
+        one = rec.recommend(b.user_id, k=5)  # the same ranking; scores up to float rounding of the matmul
+        assert b.item_ids == one.item_ids
+        np.testing.assert_allclose(b.scores, one.scores, rtol=1e-6)
+    df = batch.to_pandas()
+    assert list(df.columns) == ["user_id", "item_id", "score", "rank", "model"]
+    assert len(df) == 13 * 5 and df["rank"].tolist()[:5] == [1, 2, 3, 4, 5]
+    assert (df["model"] == "graphrec").all()
+
+
+def test_candidates_score_and_similar_items(rec):
+    user = rec.user_ids[3]
+    cands = [i for i in rec.item_ids[:30] if i not in _seen(rec, user)][:6]
+    r = rec.recommend(user, k=3, candidates=cands)
+    assert set(r.item_ids) <= set(cands)
+    s = rec.score(user, list(reversed(cands)))
+    assert s.item_ids == tuple(reversed(cands))
+    assert s.as_dict()[r.item_ids[0]] == pytest.approx(r.scores[0], rel=1e-5)
+    assert max(s.scores) == pytest.approx(r.scores[0], rel=1e-5)
+    sim = rec.similar_items(rec.item_ids[0], k=5)
+    assert rec.item_ids[0] not in sim.item_ids and list(sim.scores) == sorted(sim.scores, reverse=True)
+    emb = F.normalize(rec._snap.item_repr, dim=-1)
+    assert sim.scores[0] == pytest.approx(float(emb[rec.item_ids.index(sim.item_ids[0])] @ emb[0]), rel=1e-5)
+
+
+def test_bad_input_is_a_clear_error(rec):
+    with pytest.raises(UnknownIdError, match="unknown user id\\(s\\): .nobody., .ghost."):
+        rec.recommend_batch(["nobody", rec.user_ids[0], "ghost"], k=3)
+    skipped = rec.recommend_batch(["nobody", rec.user_ids[0]], k=3, on_unknown="skip")
+    assert skipped.skipped == ("nobody",) and len(skipped) == 1
+    with pytest.raises(UnknownIdError, match="nobody"):
+        rec.recommend("nobody")
+    for k in (0, -1, rec.data.num_items + 1, 2.5, True):
+        with pytest.raises(ConfigError, match="k"):
+            rec.recommend(rec.user_ids[0], k=k)
+    with pytest.raises(UnknownIdError, match="no-such-item"):
+        rec.score(rec.user_ids[0], ["no-such-item"])
+    with pytest.raises(ConfigError, match="diversity"):
+        rec.recommend(rec.user_ids[0], diversity=1.5)
+    with pytest.raises(ConfigError, match="one string"):
+        rec.recommend_batch(rec.user_ids[0])
+
+
+# ------------------------------------------------------------------ save / load
+def test_save_load_gives_identical_answers_and_uses_no_pickle(rec, tmp_path):
+    rec.save(tmp_path / "m")
+    names = {p.name for p in (tmp_path / "m").rglob("*") if p.is_file()}
+    assert {"recommender.json", "model.safetensors", "interactions.safetensors", "checksums.json"} <= names
+    assert not [n for n in names if n.endswith((".pt", ".pkl", ".pickle", ".bin"))]
+    back = Recommender.load(tmp_path / "m")
+    for u in rec.user_ids[:5]:
+        assert back.recommend(u, k=10) == rec.recommend(u, k=10)
+    assert back.explain(rec.user_ids[0], rec.item_ids[1]).paths == rec.explain(rec.user_ids[0], rec.item_ids[1]).paths
+    with pytest.raises(ConfigError, match="already exists"):
+        rec.save(tmp_path / "m")
+
+
+def test_load_refuses_tampered_missing_and_newer_directories(rec, tmp_path):
+    rec.save(tmp_path / "m")
+    target = tmp_path / "m" / "model.safetensors"
+    data = bytearray(target.read_bytes())
+    data[-1] ^= 0xFF
+    target.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=r"checksum mismatch in \['model.safetensors'\]"):
+        Recommender.load(tmp_path / "m")
+
+    rec.save(tmp_path / "n")
+    (tmp_path / "n" / "interactions.safetensors").unlink()
+    with pytest.raises(CheckpointError, match="missing.*interactions.safetensors"):
+        Recommender.load(tmp_path / "n")
+
+    rec.save(tmp_path / "o")
+    meta = json.loads((tmp_path / "o" / "recommender.json").read_text())
+    meta["format_version"] = 99
+    (tmp_path / "o" / "recommender.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="format 99"):
+        Recommender.load(tmp_path / "o")
+    with pytest.raises(CheckpointError, match="not a saved recommender"):
+        Recommender.load(tmp_path / "nothing-here")
+
+
+def test_closed_form_models_serve_too(world, tmp_path):
+    kg, sp = world
+    ease = Recommender.fit(kg, model="ease", settings={"l2": 50.0}, split=sp, train=TRAIN)
+    r = ease.recommend(ease.user_ids[0], k=5)
+    assert not set(r.item_ids) & _seen(ease, ease.user_ids[0])
+    ease.save(tmp_path / "ease")
+    assert Recommender.load(tmp_path / "ease").recommend(ease.user_ids[0], k=5) == r
+    with pytest.raises(ConfigError, match="propagation model"):
+        ease.explain(ease.user_ids[0], r.item_ids[0])
+    with pytest.raises(ConfigError, match="propagation model"):
+        ease.add_item("new", tags=[])
+
+
+# ------------------------------------------------------------------ explanations
+def _dense_masked_score(rec, user_id, item_id, path) -> float:
+    """Independent reference: Â written out densely, the path's edges masked, propagation redone."""
+    model, g = rec.model, rec.data.graph
+    prop = model.propagation
+    with torch.no_grad():
+        x0 = model.layer0()[0].double()
+        vals = prop.values(x0.float()).double()
+        n = g.num_nodes
+        a = torch.zeros(n, n, dtype=torch.float64)
+        rows = torch.repeat_interleave(torch.arange(n), prop.crow[1:] - prop.crow[:-1])
+        a[rows, prop.col] = vals
+        w = prop.relation_weights().double()[prop.edge_type] * prop.edge_weight.double()
+        deg = torch.zeros(n, dtype=torch.float64).index_add(0, prop.dst, w)
+        inv = deg.rsqrt()
+        offsets = g.node_offsets
+        index = {t: {i: k for k, i in enumerate(rec.graph.node_ids[t])} for t in rec.graph.node_types}
+        rel_ids = {name: k for k, name in enumerate(g.relations)}
+        for (x, y), rel, fwd in zip(
+            zip(path.nodes[:-1], path.nodes[1:], strict=True), path.relations, path.forward, strict=True
+        ):
+            s, d = (x, y) if fwd else (y, x)
+            si, di = offsets[s.type] + index[s.type][s.id], offsets[d.type] + index[d.type][d.id]
+            r = rel_ids[f"{s.type}__{rel}__{d.type}"]
+            for src, dst, rid in ((si, di, r), (di, si, r + 1)):
+                hit = (prop.src == src) & (prop.dst == dst) & (prop.edge_type == rid)
+                assert bool(hit.any()), f"path hop {s} -{rel}-> {d} is not an edge of the graph"
+                a[dst, src] -= float(w[hit].sum() * inv[dst] * inv[src])
+        layers = [x0]
+        for _ in range(model.config.num_layers):
+            layers.append(a @ layers[-1])
+        h = torch.stack(layers).mean(0)
+        u = offsets["user"] + index["user"][user_id]
+        i = offsets["item"] + index["item"][item_id]
+        hu, hi = h[u], h[i]
+        if model.config.score == "cosine":
+            hu, hi = F.normalize(hu, dim=0), F.normalize(hi, dim=0)
+        return float(hu @ hi)
+
+
+@pytest.mark.parametrize(("relation_mode", "num_layers"), [("none", 2), ("weights", 3), ("none", 1)])
+def test_explanation_contributions_pass_the_deletion_test(world, relation_mode, num_layers):
+    rec = _fit(world, relation_mode=relation_mode, num_layers=num_layers, score="dot" if num_layers == 3 else "cosine")
+    if relation_mode == "weights":
+        with torch.no_grad():  # relation weights away from 1
+            rho = rec.model.propagation.rho
+            rho.copy_(torch.linspace(-1.0, 1.5, rho.numel()))
+        rec = Recommender(rec.model, rec.data, rec.graph, model_name="graphrec", model_settings=rec.model_settings)
+    checked = 0
+    for user_id in rec.user_ids[:4]:
+        top = rec.recommend(user_id, k=2)
+        for item_id in top.item_ids:
+            ex = rec.explain(user_id, item_id, max_paths=4)
+            assert ex.score == pytest.approx(rec.score(user_id, [item_id]).scores[0], rel=1e-4, abs=1e-6)
+            contributions = [p.contribution for p in ex.paths]
+            assert contributions == sorted(contributions, reverse=True)
+            for p in ex.paths:
+                assert p.nodes[0].type == "user" and p.nodes[0].id == user_id
+                assert p.nodes[-1].type == "item" and p.nodes[-1].id == item_id
+                assert 1 <= p.hops <= 3 and len(set(p.nodes)) == len(p.nodes)
+                masked = _dense_masked_score(rec, user_id, item_id, p)
+                assert ex.score - masked == pytest.approx(p.contribution, rel=1e-3, abs=1e-6)
+                checked += 1
+    assert checked >= 8
+
+
+def test_explanation_paths_are_typed_and_pandas_friendly(rec):
+    user = rec.user_ids[0]
+    item = rec.recommend(user, k=1).item_ids[0]
+    ex = rec.explain(user, item, max_paths=3)
+    assert 1 <= len(ex.paths) <= 3
+    kinds = {p.kind for p in ex.paths}
+    assert all(k.startswith("user-") and k.endswith("item") for k in kinds)
+    df = ex.to_pandas()
+    assert list(df["rank"]) == list(range(1, len(ex.paths) + 1))
+    assert df["contribution"].tolist() == [p.contribution for p in ex.paths]
+    with pytest.raises(ConfigError, match="max_hops"):
+        rec.explain(user, item, max_hops=4)
+
+
+# ------------------------------------------------------------------ cold start
+def _dense_fold_in_layer1(rec, x0_new, neighbours) -> torch.Tensor:
+    """One layer with a new node appended to the dense adjacency (exact for num_layers=1)."""
+    model, g = rec.model, rec.data.graph
+    prop = model.propagation
+    with torch.no_grad():
+        x0 = model.layer0()[0].double()
+        n = g.num_nodes
+        a = torch.zeros(n + 1, n + 1, dtype=torch.float64)
+        a.index_put_((prop.dst, prop.src), prop.edge_weight.double(), accumulate=True)
+        for j in neighbours:
+            a[n, j] += 1.0
+            a[j, n] += 1.0
+        deg = a.sum(1)
+        inv = torch.where(deg > 0, deg.rsqrt(), torch.zeros_like(deg))
+        a = inv[:, None] * a * inv[None, :]
+        x = torch.cat([x0, x0_new.double()[None]])
+        return ((x + a @ x) / 2)[n]
+
+
+def test_add_item_is_exact_for_one_layer_and_recommendable(world, tmp_path):
+    rec = _fit(world, num_layers=1, score="dot")
+    kg = rec.graph
+    tags = kg.node_ids["tag"][:2]
+    feats = np.random.default_rng(5).normal(size=6).astype(np.float32)
+    rec.add_item("brand-new", features={"text": feats}, tags=tags)
+    g = rec.data.graph
+    neighbours = [g.node_offsets["tag"] + kg.node_ids["tag"].index(t) for t in tags]
+    with torch.no_grad():
+        x0_new = rec.model.fusion({"text": torch.tensor(feats)[None]}, {"text": torch.ones(1, dtype=torch.bool)})[0]
+    expected = _dense_fold_in_layer1(rec, x0_new, neighbours)
+    torch.testing.assert_close(rec._snap.item_repr[-1].double(), expected, rtol=1e-4, atol=1e-6)
+    user = rec.user_ids[0]
+    r = rec.recommend(user, k=1, candidates=["brand-new"])
+    assert r.item_ids == ("brand-new",)
+    assert r.scores[0] == pytest.approx(float(rec._snap.user_repr[0] @ rec._snap.item_repr[-1]), rel=1e-5)
+    assert "brand-new" in rec.recommend(user, k=rec.data.num_items - len(_seen(rec, user)) + 1).item_ids
+    rec.save(tmp_path / "m")
+    back = Recommender.load(tmp_path / "m")
+    assert back.item_ids[-1] == "brand-new"
+    assert back.recommend(user, k=5) == rec.recommend(user, k=5)
+    with pytest.raises(ConfigError, match="already known"):
+        rec.add_item("brand-new", tags=tags)
+    with pytest.raises(UnknownIdError, match="tag:no-such-tag"):
+        rec.add_item("other", tags=["no-such-tag"])
+    with pytest.raises(ConfigError, match="needs features"):
+        rec.add_item("empty")
+    with pytest.raises(ConfigError, match="recipe"):
+        rec.add_item("texty", text="a film without an encoder in the recipe")
+
+
+def test_add_user_folds_in_from_items_and_excludes_them(world):
+    rec = _fit(world, num_layers=1, score="dot")
+    items = list(rec.item_ids[:4])
+    rec.add_user("newcomer", items)
+    g = rec.data.graph
+    neighbours = [g.node_offsets["item"] + k for k in range(4)]
+    expected = _dense_fold_in_layer1(rec, torch.zeros(rec.model.config.embedding_dim), neighbours)
+    torch.testing.assert_close(rec._snap.user_repr[-1].double(), expected, rtol=1e-4, atol=1e-6)
+    r = rec.recommend("newcomer", k=10)
+    assert not set(r.item_ids) & set(items)
+    with pytest.raises(ConfigError, match="already known"):
+        rec.add_user("newcomer", items)
+    with pytest.raises(UnknownIdError, match="nope"):
+        rec.add_user("other", ["nope"])
+
+
+def test_concurrent_queries_while_items_are_added(world):
+    rec = _fit(world)
+    users = list(rec.user_ids[:20])
+    expected = {u: rec.recommend(u, k=5, candidates=list(rec.item_ids)) for u in users}
+    errors: list[BaseException] = []
+
+    def reader():
+        try:
+            for _ in range(5):
+                for u in users:
+                    got = rec.recommend(u, k=5, candidates=list(expected[u].item_ids) + list(rec.item_ids[:80]))
+                    assert got == expected[u] or set(got.item_ids) <= set(rec.item_ids)
+                    assert rec.recommend(u, k=5, candidates=list(rec.item_ids[:80])) == expected[u]
+        except BaseException as exc:  # collected and re-raised in the main thread
+            errors.append(exc)
+
+    def writer():
+        try:
+            for k in range(10):
+                rec.add_item(f"added-{k}", tags=[rec.graph.node_ids["tag"][k]])
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=reader) for _ in range(4)] + [threading.Thread(target=writer)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[0]
+    assert rec.item_ids[-10:] == tuple(f"added-{k}" for k in range(10))
+
+
+# ------------------------------------------------------------------ re-ranking
+def test_mmr_trades_relevance_for_diversity(rec):
+    users = list(rec.user_ids[:30])
+    plain = rec.recommend_batch(users, k=8)
+    assert rec.recommend_batch(users, k=8, diversity=0.0) == plain
+    diverse = rec.recommend_batch(users, k=8, diversity=0.7)
+    feats = rec._snap.item_repr
+    idx = {i: k for k, i in enumerate(rec.item_ids)}
+
+    def ild(batch):
+        top = torch.tensor([[idx[i] for i in r.item_ids] for r in batch])
+        return float(intra_list_diversity(top, feats).mean())
+
+    assert ild(diverse) > ild(plain)
+    for p, d in zip(plain, diverse, strict=True):
+        assert d.item_ids[0] == p.item_ids[0]  # the first pick is the most relevant
+        assert len(set(d.item_ids)) == 8 and not set(d.item_ids) & _seen(rec, d.user_id)
+        assert sum(d.scores) <= sum(p.scores) + 1e-6
