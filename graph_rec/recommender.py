@@ -140,21 +140,44 @@ class Scores:
 
 
 # ---------------------------------------------------------------------------------- state
+class _Rows:
+    """An append-only tensor: rows ``[0, n)`` never change once written; the capacity doubles.
+
+    Snapshots hold views ``buf[:n]``; appending writes past every existing view (or into a new
+    buffer), so readers of an older snapshot never see a change, and an append costs O(row).
+    """
+
+    def __init__(self, init: Tensor) -> None:
+        self.buf = init
+        self.n = int(init.shape[0])
+
+    def append(self, rows: Tensor) -> Tensor:
+        k = int(rows.shape[0])
+        if self.n + k > self.buf.shape[0]:
+            cap = max(2 * int(self.buf.shape[0]), self.n + k, 16)
+            new = torch.empty((cap, *self.buf.shape[1:]), dtype=self.buf.dtype, device=self.buf.device)
+            new[: self.n] = self.buf[: self.n]
+            self.buf = new
+        self.buf[self.n : self.n + k] = rows.to(self.buf)
+        self.n += k
+        return self.buf[: self.n]
+
+
 @dataclass(frozen=True)
 class _Snapshot:
-    """Everything a query reads; replaced as a whole, never changed in place."""
+    """Everything a query reads. The id lists and maps are shared and append-only: a snapshot
+    sees their first ``num_users`` / ``num_items`` entries; its tensors are views that never change."""
 
-    user_ids: tuple[str, ...]
-    item_ids: tuple[str, ...]
+    num_users: int
+    num_items: int
+    user_ids: list[str]
+    item_ids: list[str]
     user_index: Mapping[str, int]
     item_index: Mapping[str, int]
     user_repr: Tensor | None  # [U, d] (unit rows with cosine scores)
     item_repr: Tensor | None  # [I, d]
-    item_t: Tensor | None  # [d, I] contiguous
     seen_ptr: Tensor  # [U + 1]
     seen_idx: Tensor  # [nnz]
-    added_items: tuple[str, ...]
-    added_users: tuple[str, ...]
 
 
 def _check_k(k: Any, num_items: int) -> int:
@@ -171,14 +194,14 @@ def _check_on_unknown(on_unknown: str) -> None:
 
 
 def _indices(
-    index: Mapping[str, int], ids: Sequence[str], kind: str, on_unknown: str, remedy: str
+    index: Mapping[str, int], n: int, ids: Sequence[str], kind: str, on_unknown: str, remedy: str
 ) -> tuple[list[int], list[str]]:
-    """``(indices of the known ids, unknown ids)``; unknown ids raise unless ``on_unknown="skip"``."""
+    """``(indices of the known ids, unknown ids)`` among the first ``n``; unknown ids raise unless ``on_unknown="skip"``."""
     _check_on_unknown(on_unknown)
     idx, unknown = [], []
     for x in ids:
         k = index.get(str(x))
-        if k is None:
+        if k is None or k >= n:
             unknown.append(str(x))
         else:
             idx.append(k)
@@ -310,36 +333,57 @@ class Recommender:
             item_repr = item_repr.detach().to(self.device, torch.float32).contiguous()
         else:
             self._fn_scorer = scorer
+        self._rows = {
+            "user_repr": None if user_repr is None else _Rows(user_repr),
+            "item_repr": None if item_repr is None else _Rows(item_repr),
+            "seen_ptr": _Rows(data.train.indptr.clone()),
+            "seen_idx": _Rows(data.train.indices.clone()),
+        }
         return _Snapshot(
-            user_ids=tuple(data.user_ids),
-            item_ids=tuple(data.item_ids),
+            num_users=data.num_users,
+            num_items=data.num_items,
+            user_ids=list(data.user_ids),
+            item_ids=list(data.item_ids),
             user_index={u: k for k, u in enumerate(data.user_ids)},
             item_index={i: k for k, i in enumerate(data.item_ids)},
             user_repr=user_repr,
             item_repr=item_repr,
-            item_t=None if item_repr is None else item_repr.t().contiguous(),
             seen_ptr=data.train.indptr.clone(),
             seen_idx=data.train.indices.clone(),
-            added_items=(),
-            added_users=(),
         )
 
     # ------------------------------------------------------------------ ids
     @property
     def user_ids(self) -> tuple[str, ...]:
-        return self._snap.user_ids
+        snap = self._snap
+        return tuple(snap.user_ids[: snap.num_users])
 
     @property
     def item_ids(self) -> tuple[str, ...]:
-        return self._snap.item_ids
+        snap = self._snap
+        return tuple(snap.item_ids[: snap.num_items])
+
+    @property
+    def added_items(self) -> tuple[str, ...]:
+        """Items added by :meth:`add_item` (or loaded with the model), in order."""
+        snap = self._snap
+        return tuple(snap.item_ids[self.data.num_items : snap.num_items])
+
+    @property
+    def added_users(self) -> tuple[str, ...]:
+        """Users added by :meth:`add_user`, in order."""
+        snap = self._snap
+        return tuple(snap.user_ids[self.data.num_users : snap.num_users])
 
     def _user_idx(self, snap: _Snapshot, user_ids: Sequence[str], on_unknown: str) -> tuple[list[int], list[str]]:
-        return _indices(snap.user_index, user_ids, "user", on_unknown, "fold new users in with add_user")
+        return _indices(
+            snap.user_index, snap.num_users, user_ids, "user", on_unknown, "fold new users in with add_user"
+        )
 
     def _item_idx(
         self, snap: _Snapshot, item_ids: Sequence[str], on_unknown: str = "raise"
     ) -> tuple[list[int], list[str]]:
-        return _indices(snap.item_index, item_ids, "item", on_unknown, "add new items with add_item")
+        return _indices(snap.item_index, snap.num_items, item_ids, "item", on_unknown, "add new items with add_item")
 
     # ------------------------------------------------------------------ scoring core
     def _score_rows(
@@ -350,7 +394,7 @@ class Recommender:
             u = snap.user_repr[users.to(self.device)]
             if query is not None:
                 u = self._blend(u, query, query_weight)
-            return u @ snap.item_t
+            return u @ snap.item_repr.t()
         if query is not None:
             raise ConfigError(f"query blending needs an embedding model; {self.model_name!r} scores without one")
         return self._fn_scorer(users).to(torch.float32)
@@ -379,7 +423,7 @@ class Recommender:
         idx, _ = self._item_idx(snap, list(candidates))
         if not idx:
             raise ConfigError("candidates is empty")
-        allowed = torch.zeros(len(snap.item_ids), dtype=torch.bool, device=self.device)
+        allowed = torch.zeros(snap.num_items, dtype=torch.bool, device=self.device)
         allowed[torch.tensor(idx, device=self.device)] = True
         return allowed
 
@@ -479,7 +523,7 @@ class Recommender:
             ConfigError: a bad ``k``, weight or diversity.
         """
         snap = self._snap
-        _check_k(k, len(snap.item_ids))
+        _check_k(k, snap.num_items)
         self._check_unit("query_weight", query_weight)
         self._check_unit("diversity", diversity)
         users, _ = self._user_idx(snap, [user_id], "raise")
@@ -511,7 +555,7 @@ class Recommender:
     ) -> RecommendationBatch:
         """Top-``k`` lists for many users, ranked ``batch_size`` users at a time (never all at once)."""
         snap = self._snap
-        _check_k(k, len(snap.item_ids))
+        _check_k(k, snap.num_items)
         self._check_unit("diversity", diversity)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
             raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
@@ -558,7 +602,7 @@ class Recommender:
         snap = self._snap
         if snap.item_repr is None:
             raise ConfigError(f"similar_items needs item representations; {self.model_name!r} has none")
-        _check_k(k, len(snap.item_ids) - 1)
+        _check_k(k, snap.num_items - 1)
         items, _ = self._item_idx(snap, [item_id])
         with torch.inference_mode():
             emb = F.normalize(snap.item_repr, dim=-1)
@@ -611,6 +655,25 @@ class Recommender:
             forward=tuple(forward),
             contribution=contribution,
         )
+
+    def label(self, node: NodeRef) -> str:
+        """A readable name of a graph node: an item's title, a tag's text, an entity's name, else its id."""
+        cache = self.__dict__.setdefault("_labels", {})
+        if node.type not in cache:
+            attrs = self.graph.node_attrs.get(node.type, {})
+            names = next((attrs[a] for a in ("title", "name", "text") if a in attrs), None)
+            ids = self.graph.node_ids.get(node.type, [])
+            cache[node.type] = {} if names is None else {str(i): str(n) for i, n in zip(ids, names, strict=True) if n}
+        return cache[node.type].get(node.id, node.id)
+
+    def describe(self, path: GraphPath) -> str:
+        """A path with node labels, e.g. ``user 1 -interacted-> "Alien" <-interacted- user 7 ...``."""
+        out = [f"{path.nodes[0].type} {self.label(path.nodes[0])!r}"]
+        for node, rel, fwd in zip(path.nodes[1:], path.relations, path.forward, strict=True):
+            out.append(f" -{rel}-> " if fwd else f" <-{rel}- ")
+            out.append(f"{node.type} {self.label(node)!r}")
+        tail = "" if path.contribution is None else f"  ({path.contribution:+.4f})"
+        return "".join(out) + tail
 
     def explain(
         self, user_id: str, item_id: str, *, max_paths: int = 5, max_hops: int = 3, candidates: int = 64
@@ -801,7 +864,7 @@ class Recommender:
         _check_on_unknown(on_unknown)
         view = self.propagation_view()
         item_id = str(item_id)
-        if item_id in self._snap.item_index:
+        if item_id in self._snap.item_index:  # (also ids being added right now: the map is shared)
             raise ConfigError(f"item {item_id!r} is already known")
         feats = dict(features or {})
         if text is not None:
@@ -826,17 +889,10 @@ class Recommender:
             h = view.fold_in(x0, nodes, rels, w)
             rep = view._norm(h).to(self.device)
         with self._lock:
-            snap = self._snap
-            item_repr = torch.cat([snap.item_repr, rep[None]])
+            if item_id in self._snap.item_index:
+                raise ConfigError(f"item {item_id!r} is already known")
             self._added_meta["items"][item_id] = {"links": [list(x) for x in links], "skipped": skipped}
-            self._snap = dataclasses.replace(
-                snap,
-                item_ids=(*snap.item_ids, item_id),
-                item_index={**snap.item_index, item_id: len(snap.item_ids)},
-                item_repr=item_repr,
-                item_t=item_repr.t().contiguous(),
-                added_items=(*snap.added_items, item_id),
-            )
+            self._append_items([item_id], rep[None])
 
     def add_user(self, user_id: str, item_ids: Sequence[str], *, on_unknown: OnUnknown = "raise") -> None:
         """Fold a new user in from the items they interacted with (no retraining).
@@ -863,22 +919,38 @@ class Recommender:
         with torch.inference_mode():
             rep = view._norm(view.fold_in(x0, nodes, rels, w)).to(self.device)
         with self._lock:
-            snap = self._snap
-            user_repr = torch.cat([snap.user_repr, rep[None]])
+            if user_id in self._snap.user_index:
+                raise ConfigError(f"user {user_id!r} is already known")
             seen = torch.tensor(sorted(set(items)), dtype=torch.long)
             self._added_meta["users"][user_id] = {
-                "items": [snap.item_ids[j] for j in sorted(set(items))],
+                "items": [snap.item_ids[j] for j in seen.tolist()],
                 "skipped": unknown,
             }
-            self._snap = dataclasses.replace(
-                snap,
-                user_ids=(*snap.user_ids, user_id),
-                user_index={**snap.user_index, user_id: len(snap.user_ids)},
-                user_repr=user_repr,
-                seen_ptr=torch.cat([snap.seen_ptr, snap.seen_ptr[-1:] + seen.numel()]),
-                seen_idx=torch.cat([snap.seen_idx, seen]),
-                added_users=(*snap.added_users, user_id),
-            )
+            self._append_users([user_id], rep[None], torch.tensor([0, seen.numel()]), seen)
+
+    def _append_items(self, item_ids: list[str], reprs: Tensor) -> None:
+        """Publish new items (caller holds the lock): ids and rows first, then the new snapshot."""
+        snap = self._snap
+        for k, i in enumerate(item_ids):
+            snap.item_ids.append(i)
+            snap.item_index[i] = snap.num_items + k
+        view = self._rows["item_repr"].append(reprs.to(self.device))
+        self._snap = dataclasses.replace(snap, num_items=snap.num_items + len(item_ids), item_repr=view)
+
+    def _append_users(self, user_ids: list[str], reprs: Tensor, seen_ptr: Tensor, seen_idx: Tensor) -> None:
+        """Publish new users; ``seen_ptr`` ``[n + 1]`` (from 0) and ``seen_idx`` are their seen items."""
+        snap = self._snap
+        for k, u in enumerate(user_ids):
+            snap.user_ids.append(u)
+            snap.user_index[u] = snap.num_users + k
+        base = snap.seen_ptr[-1]
+        self._snap = dataclasses.replace(
+            snap,
+            num_users=snap.num_users + len(user_ids),
+            user_repr=self._rows["user_repr"].append(reprs.to(self.device)),
+            seen_ptr=self._rows["seen_ptr"].append(base + seen_ptr[1:]),
+            seen_idx=self._rows["seen_idx"].append(seen_idx),
+        )
 
     def _query_vector(self, query: str) -> Tensor:
         if not isinstance(query, str) or not query.strip():
@@ -901,7 +973,7 @@ class Recommender:
         import pandas as pd
 
         snap = self._snap
-        users = list(snap.user_ids[: self.data.num_users]) if users is None else list(users)
+        users = snap.user_ids[: self.data.num_users] if users is None else list(users)
         recs = self.recommend_batch(users, k=k).to_pandas()
         embeddings: dict[str, np.ndarray] = {}
         if isinstance(self.model, torch.nn.Module) and hasattr(self.model, "propagation"):
@@ -946,9 +1018,9 @@ class Recommender:
             )
             nu, ni = self.data.num_users, self.data.num_items
             added: dict[str, Tensor] = {}
-            if snap.added_items:
+            if snap.num_items > ni:
                 added["item_repr"] = snap.item_repr[ni:].cpu().contiguous()
-            if snap.added_users:
+            if snap.num_users > nu:
                 added["user_repr"] = snap.user_repr[nu:].cpu().contiguous()
                 added["user_seen_ptr"] = (snap.seen_ptr[nu:] - snap.seen_ptr[nu]).contiguous()
                 added["user_seen_idx"] = snap.seen_idx[int(snap.seen_ptr[nu]) :].contiguous()
@@ -962,8 +1034,8 @@ class Recommender:
                 "schema": self.data.graph.schema(),
                 "counts": {"users": nu, "items": ni, "interactions": self.data.train.nnz},
                 "added": {
-                    "items": list(snap.added_items),
-                    "users": list(snap.added_users),
+                    "items": snap.item_ids[ni : snap.num_items],
+                    "users": snap.user_ids[nu : snap.num_users],
                     "meta": self._added_meta,
                 },
             }
@@ -1034,42 +1106,24 @@ class Recommender:
         return rec
 
     def _restore_added(self, added: Mapping[str, Any], tensors: Mapping[str, Tensor]) -> None:
-        snap = self._snap
         items = [str(x) for x in added.get("items", [])]
         users = [str(x) for x in added.get("users", [])]
         self._added_meta = {
             "items": dict(added.get("meta", {}).get("items", {})),
             "users": dict(added.get("meta", {}).get("users", {})),
         }
-        if items:
-            rep = tensors["item_repr"].to(self.device)
-            item_repr = torch.cat([snap.item_repr, rep])
-            snap = dataclasses.replace(
-                snap,
-                item_ids=(*snap.item_ids, *items),
-                item_index={**snap.item_index, **{i: len(snap.item_ids) + k for k, i in enumerate(items)}},
-                item_repr=item_repr,
-                item_t=item_repr.t().contiguous(),
-                added_items=tuple(items),
-            )
-        if users:
-            rep = tensors["user_repr"].to(self.device)
-            snap = dataclasses.replace(
-                snap,
-                user_ids=(*snap.user_ids, *users),
-                user_index={**snap.user_index, **{u: len(snap.user_ids) + k for k, u in enumerate(users)}},
-                user_repr=torch.cat([snap.user_repr, rep]),
-                seen_ptr=torch.cat([snap.seen_ptr, snap.seen_ptr[-1] + tensors["user_seen_ptr"][1:]]),
-                seen_idx=torch.cat([snap.seen_idx, tensors["user_seen_idx"]]),
-                added_users=tuple(users),
-            )
-        self._snap = snap
+        with self._lock:
+            if items:
+                self._append_items(items, tensors["item_repr"])
+            if users:
+                self._append_users(users, tensors["user_repr"], tensors["user_seen_ptr"], tensors["user_seen_idx"])
 
     def __repr__(self) -> str:
         s = self._snap
         return (
-            f"Recommender(model={self.model_name!r}, users={len(s.user_ids)}, items={len(s.item_ids)}, "
-            f"added_items={len(s.added_items)}, added_users={len(s.added_users)}, device={self.device})"
+            f"Recommender(model={self.model_name!r}, users={s.num_users}, items={s.num_items}, "
+            f"added_items={s.num_items - self.data.num_items}, added_users={s.num_users - self.data.num_users}, "
+            f"device={self.device})"
         )
 
 
