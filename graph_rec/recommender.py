@@ -32,7 +32,7 @@ import json
 import logging
 import platform
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -478,6 +478,13 @@ class Recommender:
             sim = (emb * emb[rows, j][:, None, :]).sum(-1)
             max_sim = torch.maximum(max_sim, sim)
         return top_s.gather(1, picked), top_i.gather(1, picked)
+
+    def reranker(self, diversity: float) -> Callable[[Tensor, int], Tensor]:
+        """MMR as a function ``(scores [B, num_items], k) -> items [B, k]`` for
+        :func:`graph_rec.eval.evaluator.evaluate` (``rerank=``), to measure its trade-off."""
+        self._check_unit("diversity", diversity)
+        snap = self._snap
+        return lambda scores, k: self._mmr(snap, scores, k=k, diversity=diversity)[1]
 
     def _lists(self, snap: _Snapshot, users: list[int], scores: Tensor, items: Tensor) -> list[RecommendationList]:
         out = []

@@ -27,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -193,6 +193,7 @@ def evaluate(
     item_features: Tensor | None = None,
     keep_per_user: bool = False,
     progress: bool = False,
+    rerank: Callable[[Tensor, int], Tensor] | None = None,
 ) -> EvalResult:
     """Full-ranking evaluation of ``scorer`` on ``data.<part>``.
 
@@ -205,6 +206,9 @@ def evaluate(
             without either, diversity is left out.
         keep_per_user: also return each per-user metric in :attr:`EvalResult.per_user`.
         progress: show a tqdm bar over batches.
+        rerank: ``rerank(scores [B, num_items] with the masked items at -inf, k) -> items [B, k]``,
+            used instead of the plain top-k (e.g. :meth:`graph_rec.recommender.Recommender.reranker`'s
+            maximal marginal relevance); it must not return masked items while unmasked ones remain.
 
     Returns:
         An :class:`EvalResult` with the means over the users that have at least one pair in ``part``.
@@ -295,7 +299,11 @@ def evaluate(
                 row, item = m.rows(batch)
                 if row.numel():
                     s = s.index_put((row.to(dev), item.to(dev)), minus_inf.to(dev, s.dtype))  # out of place
-            top_s, top_i = torch.topk(s, list_len, dim=1, sorted=True)
+            if rerank is None:
+                top_s, top_i = torch.topk(s, list_len, dim=1, sorted=True)
+            else:
+                top_i = rerank(s, list_len).to(dev)
+                top_s = s.gather(1, top_i)
             top_i = top_i.cpu()
             shown = (top_s > float("-inf")).cpu()
             hits = held.contains(batch[:, None].expand_as(top_i), top_i) & shown
