@@ -364,9 +364,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
     feature_text = "" if features is None else f"\n{features.to_text()}"
     train_text = ""
     if training is not None:
+        serving = training["serving"]
         train_text = "\n\ntest (full ranking, training and validation items masked):\n" + "\n".join(
             f"  {name:<11} " + "  ".join(f"{k} {v:.4f}" for k, v in r["test"].items() if k.endswith("@20"))
             for name, r in training.items()
+            if name != "serving"
+        )
+        train_text += (
+            f"\n\nsaved and reloaded {serving['model_dir']}; top 5 for user {serving['user']}:\n"
+            + "\n".join(f"  {x['score']:+.4f}  {x['label']}" for x in serving["recommend"])
+            + "\nwhy the first:\n"
+            + "\n".join(f"  {p}" for p in serving["explain"])
+            + "\na new item added from its text, closest to: "
+            + "; ".join(serving["new_item_similar"])
         )
     text = (
         f"{kg.report.to_text()}{feature_text}{train_text}\n\nwritten to {out}: graph/, split/, graph.nt, "
@@ -412,7 +422,42 @@ def _demo_training(args: argparse.Namespace, kg: Any, sp: Any, out: Path, step: 
             plot_history(res, out / "history.png", metric=train.metric)
         results[name] = {"best_epoch": res.best_epoch, "test": test.metrics, "seconds": round(res.seconds, 1)}
         step(f"train {name}", t0, epochs=res.best_epoch, **{"test recall@20": round(test.metrics["recall@20"], 4)})
+    results["serving"] = _demo_serving(model, data, kg, graphrec, train, out, step)
     return results
+
+
+def _demo_serving(model: Any, data: Any, kg: Any, settings: dict, train: Any, out: Path, step: Any) -> dict[str, Any]:
+    """Save the trained GraphRec as a Recommender, load it back, recommend, explain and add a new item."""
+    from graph_rec.recommender import Recommender
+
+    t0 = time.perf_counter()
+    rec = Recommender(model, data, kg, model_name="graphrec", model_settings=settings, train_config=train)
+    rec.save(out / "model", overwrite=True)
+    rec = Recommender.load(out / "model")
+    user = rec.user_ids[0]
+    top = rec.recommend(user, k=5)
+    ex = rec.explain(user, top.item_ids[0], max_paths=3)
+    has_text = "text" in getattr(rec.model, "slots", [])
+    genres = [e for e in kg.node_ids.get("entity", []) if e.startswith("genre:")][:2]
+    similar: list[str] = []
+    if has_text or genres:
+        rec.add_item(
+            "new-item",
+            text="A heart-warming animated adventure for the whole family" if has_text else None,
+            entities=genres,
+        )
+        similar = list(rec.similar_items("new-item", k=5).item_ids)
+    step("serve: save, load, recommend", t0, user=user, top=top.item_ids[0], paths=len(ex.paths))
+    return {
+        "model_dir": str(out / "model"),
+        "user": user,
+        "recommend": [
+            {"item_id": i, "label": rec.label_of("item", i), "score": round(s, 4)}
+            for i, s in zip(top.item_ids, top.scores, strict=True)
+        ],
+        "explain": [rec.describe(p) for p in ex.paths],
+        "new_item_similar": [rec.label_of("item", i) for i in similar],
+    }
 
 
 def _run_config(args: argparse.Namespace) -> Any:

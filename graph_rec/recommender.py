@@ -663,6 +663,10 @@ class Recommender:
             contribution=contribution,
         )
 
+    def label_of(self, node_type: str, node_id: str) -> str:
+        """:meth:`label` of ``NodeRef(node_type, node_id)``."""
+        return self.label(NodeRef(node_type, str(node_id)))
+
     def label(self, node: NodeRef) -> str:
         """A readable name of a graph node: an item's title, a tag's text, an entity's name, else its id."""
         cache = self.__dict__.setdefault("_labels", {})
