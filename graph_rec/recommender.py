@@ -985,7 +985,9 @@ class Recommender:
 
         snap = self._snap
         users = snap.user_ids[: self.data.num_users] if users is None else list(users)
-        recs = self.recommend_batch(users, k=k).to_pandas()
+        # the stores hold the knowledge graph: items added by cold start are not in it
+        graph_items = snap.item_ids[: self.data.num_items] if snap.num_items > self.data.num_items else None
+        recs = self.recommend_batch(users, k=k, candidates=graph_items).to_pandas()
         embeddings: dict[str, np.ndarray] = {}
         if isinstance(self.model, torch.nn.Module) and hasattr(self.model, "propagation"):
             view = self.propagation_view()

@@ -169,7 +169,9 @@ class PropagationView:
             b_nodes = torch.unique(b_nodes)
             b_pair, b_eid = self.edges_between(b_nodes, torch.full_like(b_nodes, item))  # edges b -> i
             if b_nodes.numel() > fan_out:
-                best = torch.zeros(b_nodes.numel()).index_reduce_(0, b_pair, ev[b_eid], "amax", include_self=False)
+                best = torch.zeros(b_nodes.numel()).scatter_reduce(
+                    0, b_pair, ev[b_eid], reduce="amax", include_self=False
+                )
                 top = torch.topk(best, fan_out).indices
                 sel = torch.zeros(b_nodes.numel(), dtype=torch.bool)
                 sel[top] = True
