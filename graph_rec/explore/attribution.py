@@ -186,14 +186,20 @@ class PropagationView:
             if pair.numel():
                 flat = ok[pair]
                 ia, ib = flat // b_nodes.numel(), flat % b_nodes.numel()
-                into_i: dict[int, list[int]] = {}
-                for p, e in zip(b_pair.tolist(), b_eid.tolist(), strict=True):
-                    into_i.setdefault(p, []).append(e)
-                w = ev[a_eids[ia]] * ev[e_ab]
-                for k, (x, y, e2) in enumerate(zip(ia.tolist(), ib.tolist(), e_ab.tolist(), strict=True)):
-                    e1 = int(a_eids[x])
-                    for e3 in into_i.get(y, []):
-                        found.append((float(w[k] * ev[e3]), [e1, e2, e3]))
+                # join each (a, b) pair with every edge b -> i, vectorised; keep the heaviest
+                order = torch.argsort(b_pair, stable=True)
+                bp, be = b_pair[order], b_eid[order]
+                cnt = torch.bincount(bp, minlength=b_nodes.numel())
+                start = torch.cumsum(cnt, 0) - cnt
+                reps = cnt[ib]
+                k_idx = torch.repeat_interleave(torch.arange(ib.numel()), reps)
+                offs = torch.arange(int(reps.sum())) - torch.repeat_interleave(torch.cumsum(reps, 0) - reps, reps)
+                e1, e2 = a_eids[ia[k_idx]], e_ab[k_idx]
+                e3 = be[start[ib[k_idx]] + offs]
+                w = ev[e1] * ev[e2] * ev[e3]
+                top = torch.argsort(-w, stable=True)[:candidates]
+                for q in top.tolist():
+                    found.append((float(w[q]), [int(e1[q]), int(e2[q]), int(e3[q])]))
         found.sort(key=lambda t: -t[0])
         return [edges for _, edges in found[:candidates]]
 
