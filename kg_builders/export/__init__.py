@@ -4,6 +4,8 @@
 - :func:`to_networkx` / :func:`from_networkx`: a networkx ``MultiDiGraph``, and back.
 - :func:`to_rdf` / :func:`from_rdf`: an rdflib ``Graph`` in the :data:`GR` vocabulary, and back;
   write it with ``to_rdf(kg).serialize(destination=path, format=rdf_format_for(path), encoding="utf-8")``.
+- :func:`write_neo4j` / :func:`read_neo4j` (I/O): a Neo4j database over Bolt (:class:`Neo4jSettings`),
+  with embeddings, recommendations and explanation paths, and back; :func:`count_neo4j`, :func:`clear_neo4j`.
 
 The heavy libraries (torch_geometric, networkx, rdflib) are imported when a function is called.
 """
@@ -11,6 +13,14 @@ The heavy libraries (torch_geometric, networkx, rdflib) are imported when a func
 from typing import Any
 
 from kg_builders.export.hetero import HomogeneousView, to_hetero_data, to_homogeneous
+from kg_builders.export.neo4j_db import (
+    Neo4jSettings,
+    Neo4jWriteReport,
+    clear_neo4j,
+    count_neo4j,
+    read_neo4j,
+    write_neo4j,
+)
 from kg_builders.export.networkx_graph import from_networkx, to_networkx
 from kg_builders.export.rdf_graph import from_rdf, rdf_format_for, to_rdf
 
@@ -27,11 +37,17 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "GR",
     "HomogeneousView",
+    "Neo4jSettings",
+    "Neo4jWriteReport",
+    "clear_neo4j",
+    "count_neo4j",
     "from_networkx",
     "from_rdf",
     "rdf_format_for",
+    "read_neo4j",
     "to_hetero_data",
     "to_homogeneous",
     "to_networkx",
     "to_rdf",
+    "write_neo4j",
 ]

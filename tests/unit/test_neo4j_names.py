@@ -1,0 +1,298 @@
+"""Neo4j export without a server: names, settings, value encodings, batching, errors and argument checks.
+
+Everything here is checked before :func:`write_neo4j` opens a connection (the settings point at
+a port where nothing listens, so reaching the network would raise ExportError instead). The
+round trips against a real Bolt server are in tests/integration/test_neo4j.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import socket
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from graph_rec.cli_neo4j import add_parsers, cmd_neo4j_explore, cmd_neo4j_export, parse_ref, settings_from_args
+from graph_rec.explore.types import NodeRef
+from graph_rec.explore.types import Path as GraphPath
+from kg_builders.errors import ConfigError, DataError, ExportError, SchemaError, UnknownIdError
+from kg_builders.export import neo4j_db
+from kg_builders.export.neo4j_db import (
+    Neo4jSettings,
+    driver_error,
+    node_label,
+    node_type_of,
+    quote,
+    relation_of,
+    relationship_type,
+    write_neo4j,
+)
+from kg_builders.graph import EdgeStore, KnowledgeGraph
+
+neo4j = pytest.importorskip("neo4j")
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+NOWHERE = Neo4jSettings(uri=f"bolt://127.0.0.1:{_closed_port()}", password="top-secret-pw", connection_timeout=0.5)
+
+
+# --------------------------------------------------------------------- names
+@pytest.mark.parametrize(
+    ("node_type", "label"),
+    [
+        ("user", "User"),
+        ("tag", "Tag"),
+        ("item", "Item"),
+        ("item_genre", "ItemGenre"),
+        ("film_film_director", "FilmFilmDirector"),
+        ("item_v2", "ItemV2"),
+        ("user2_item", "User2Item"),
+    ],
+)
+def test_node_types_map_to_camel_case_labels_and_back(node_type: str, label: str) -> None:
+    assert node_label(node_type) == label
+    assert node_type_of(label) == node_type
+
+
+@pytest.mark.parametrize("bad", ["a_1", "a__b", "a_", "User", "user-x", "", "x`y", "item genre", "1item", None])
+def test_node_types_without_a_reversible_label_are_refused_by_name(bad) -> None:
+    with pytest.raises(SchemaError) as err:
+        node_label(bad)
+    assert repr(bad) in str(err.value)
+
+
+@pytest.mark.parametrize(("node_type", "label"), [("explanation", "Explanation"), ("graph_rec_meta", "GraphRecMeta")])
+def test_labels_graph_rec_uses_itself_are_reserved(node_type: str, label: str) -> None:
+    with pytest.raises(SchemaError, match=f"'{label}'.*reserves"):
+        node_label(node_type)
+
+
+def test_relations_map_to_upper_case_types_and_back() -> None:
+    for relation in ("tagged_with", "interacted", "film_film_director", "r_2"):
+        assert relationship_type(relation) == relation.upper()
+        assert relation_of(relation.upper()) == relation
+    for bad in ("Tagged", "a-b", "x`) DETACH DELETE n //", "", "rev rel"):
+        with pytest.raises(SchemaError, match="relation"):
+            relationship_type(bad)
+    for reserved in ("recommended", "has_explanation", "explains", "path_node"):
+        with pytest.raises(SchemaError, match="reserves"):
+            relationship_type(reserved)
+    with pytest.raises(SchemaError):
+        relation_of("TAGGED-WITH")
+
+
+def test_quote_checks_before_quoting() -> None:
+    assert quote("User") == "`User`"
+    assert quote("TAGGED_WITH") == "`TAGGED_WITH`"
+    for bad in ("Us`er", "a b", "", "x)-[r]-(y", "User`) DETACH DELETE n //"):
+        with pytest.raises(SchemaError):
+            quote(bad)
+
+
+# --------------------------------------------------------------------- settings
+def test_settings_never_show_the_password() -> None:
+    s = Neo4jSettings(uri="bolt://db.example:7687", user="alice", password="hunter2-secret", database="graph")
+    assert "hunter2-secret" not in repr(s) and "hunter2-secret" not in str(s)
+    assert "alice" in repr(s) and "graph" in repr(s)
+    assert s.replace(batch_size=5).password == "hunter2-secret"
+    assert Neo4jSettings().database == "neo4j"  # a real Neo4j's default; ArcadeDB serves "graph"
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"uri": "http://localhost:7474"},
+        {"uri": "bolt://"},
+        {"batch_size": 0},
+        {"batch_size": True},
+        {"batch_size": "10"},
+        {"max_batch_bytes": -1},
+        {"connection_timeout": 0},
+        {"max_retry_time": "30"},
+        {"database": ""},
+        {"password": None},
+    ],
+)
+def test_bad_settings_are_config_errors(changes: dict) -> None:
+    with pytest.raises(ConfigError):
+        Neo4jSettings(**changes)
+
+
+def test_credentials_in_the_uri_are_refused_without_echoing_them() -> None:
+    with pytest.raises(ConfigError) as err:
+        Neo4jSettings(uri="bolt://bob:pa55word-xyz@localhost:7687")
+    assert "pa55word-xyz" not in str(err.value)
+
+
+def test_from_dict_rejects_unknown_keys_with_the_valid_ones() -> None:
+    s = Neo4jSettings.from_dict({"uri": "neo4j://h:1", "database": "movies"})
+    assert (s.uri, s.database) == ("neo4j://h:1", "movies")
+    with pytest.raises(ConfigError, match=r"\['pasword'\].*'password'"):
+        Neo4jSettings.from_dict({"pasword": "x"})
+
+
+def test_driver_errors_name_the_uri_and_hide_the_password() -> None:
+    s = Neo4jSettings(uri="bolt://127.0.0.1:9", user="root", password="s3cr3t-value")
+    auth = driver_error(neo4j.exceptions.AuthError("unauthorized"), s, "writing")
+    assert "bolt://127.0.0.1:9" in str(auth) and "wrong user or password" in str(auth) and "'root'" in str(auth)
+    gone = driver_error(neo4j.exceptions.ServiceUnavailable("lost s3cr3t-value"), s, "writing")
+    assert "is it running?" in str(gone) and "s3cr3t-value" not in str(gone) and "***" in str(gone)
+    other = driver_error(neo4j.exceptions.CypherSyntaxError("bad"), s, "reading")
+    assert isinstance(other, ExportError) and "CypherSyntaxError" in str(other) and "'neo4j'" in str(other)
+
+
+# --------------------------------------------------------------------- encodings and batches
+def test_columns_neo4j_cannot_hold_are_json_encoded() -> None:
+    enc = neo4j_db._encoding
+    assert enc([1, None, 2]) == "native"
+    assert enc(["a", "", None]) == "native"
+    assert enc([[1.5, 2.0], [], None]) == "native"
+    assert enc([True, False]) == "native"
+    assert enc([[[1, 2]]]) == "json"  # nested list
+    assert enc([{"a": 1}]) == "json"  # map
+    assert enc([[1, "a"]]) == "json"  # mixed list
+    assert enc([[True, 1]]) == "json"  # booleans are not integers
+    assert enc([[1, None]]) == "json"  # a list may not hold null
+    assert enc([2**70]) == "json"  # beyond 64 bits
+    values = [{"k": [1, 2]}, None, {}]
+    assert [neo4j_db._decode(v, "json") for v in neo4j_db._encode(values, "json")] == values
+
+
+def test_batches_respect_rows_and_bytes() -> None:
+    rows = [{"id": f"{i:02d}"} for i in range(25)]
+    assert [len(b) for b in neo4j_db._batches(rows, 10, 10**6)] == [10, 10, 5]
+    size = neo4j_db._row_bytes(rows[0])
+    assert [len(b) for b in neo4j_db._batches(rows, 100, 3 * size)] == [3] * 8 + [1]
+    big = [{"v": "x" * 1000}, {"v": "y"}]
+    assert [len(b) for b in neo4j_db._batches(big, 100, 10)] == [1, 1]  # an oversized row goes alone
+    assert [b for chunk in neo4j_db._batches(rows, 7, 50) for b in chunk] == rows  # nothing lost or reordered
+
+
+# --------------------------------------------------------------------- checks before connecting
+def _graph() -> KnowledgeGraph:
+    edges = {
+        ("user", "interacted", "item"): EdgeStore(
+            np.asarray([[0, 1], [0, 1]], dtype=np.int64), np.asarray([1.0, 2.0], dtype=np.float32)
+        )
+    }
+    return KnowledgeGraph({"user": ["u1", "u2"], "item": ["i1", "i2"]}, edges)
+
+
+def _recs(**overrides) -> pd.DataFrame:
+    d = {"user_id": ["u1", "u2"], "item_id": ["i2", "i1"], "score": [0.5, 0.25], "rank": [1, 1], "model": ["m", "m"]}
+    d.update(overrides)
+    return pd.DataFrame(d)
+
+
+def _expl(path: str | None = None) -> pd.DataFrame:
+    p = GraphPath((NodeRef("user", "u1"), NodeRef("item", "i1")), ("interacted",), (True,))
+    return pd.DataFrame(
+        {
+            "user_id": ["u1"],
+            "item_id": ["i1"],
+            "rank": [1],
+            "contribution": [0.5],
+            "path": [path or json.dumps(p.to_dict())],
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"recommendations": _recs(item_id=["i2", "nope"])}, UnknownIdError, "nope"),
+        ({"recommendations": _recs(user_id=["u1", "ghost"])}, UnknownIdError, "ghost"),
+        ({"recommendations": _recs().drop(columns=["model"])}, SchemaError, "model"),
+        ({"recommendations": _recs(user_id=["u1", "u1"], item_id=["i2", "i2"])}, DataError, "given twice"),
+        ({"recommendations": _recs(rank=[0, 1])}, DataError, "rank"),
+        ({"recommendations": _recs(score=["high", 1.0])}, DataError, "score"),
+        ({"recommendations": [1, 2]}, ConfigError, "DataFrame"),
+        ({"explanations": _expl("{not json")}, DataError, "path"),
+        (
+            {"explanations": _expl(json.dumps({"nodes": [["user", "u1"]], "relations": [], "forward": []}))},
+            DataError,
+            "n >= 2",
+        ),
+        (
+            {
+                "explanations": _expl(
+                    json.dumps({"nodes": [["user", "u1"], ["planet", "x"]], "relations": ["r"], "forward": [True]})
+                )
+            },
+            SchemaError,
+            "planet",
+        ),
+        ({"embeddings": {"item": np.zeros((3, 4))}}, SchemaError, r"\[2, dim\]"),
+        ({"embeddings": {"tag": np.zeros((2, 4))}}, SchemaError, "tag"),
+    ],
+)
+def test_frames_and_embeddings_are_checked_before_connecting(kwargs, error, match) -> None:
+    with pytest.raises(error, match=match):
+        write_neo4j(_graph(), NOWHERE, **kwargs)
+
+
+@pytest.mark.parametrize("name", ["id", "idx", "embedding", "type", "feature_text"])
+def test_attribute_names_that_clash_with_graph_rec_properties_are_refused(name: str) -> None:
+    kg = KnowledgeGraph({"user": ["u1"]}, {}, node_attrs={"user": {name: [1]}})
+    with pytest.raises(SchemaError, match=repr(name)):
+        write_neo4j(kg, NOWHERE)
+    e = EdgeStore(np.zeros((2, 1), np.int64), np.ones(1, np.float32), {"weight": np.ones(1)})
+    with pytest.raises(SchemaError, match="'weight'"):
+        write_neo4j(KnowledgeGraph({"user": ["u1"]}, {("user", "follows", "user"): e}), NOWHERE)
+
+
+def test_an_unreachable_server_is_an_export_error_naming_the_uri() -> None:
+    with pytest.raises(ExportError) as err:
+        write_neo4j(_graph(), NOWHERE)
+    assert NOWHERE.uri in str(err.value) and "top-secret-pw" not in str(err.value)
+    assert isinstance(err.value.__cause__, neo4j.exceptions.ServiceUnavailable)
+
+
+# --------------------------------------------------------------------- the command line edge
+def _parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="graph-rec")
+    add_parsers(parser.add_subparsers(dest="command", required=True))
+    return parser.parse_args(argv)
+
+
+def test_connection_comes_from_flags_then_environment_then_defaults() -> None:
+    env = {"NEO4J_URI": "bolt://env:1", "NEO4J_USER": "envuser", "NEO4J_PASSWORD": "env-pw", "NEO4J_DATABASE": "envdb"}
+    args = _parse(["neo4j", "explore", "node", "user:u1"])
+    s = settings_from_args(args, environ=env)
+    assert (s.uri, s.user, s.password, s.database) == ("bolt://env:1", "envuser", "env-pw", "envdb")
+    args = _parse(["neo4j", "explore", "node", "user:u1", "--uri", "bolt://flag:2", "--database", "graph"])
+    s = settings_from_args(args, environ=env)
+    assert (s.uri, s.user, s.database) == ("bolt://flag:2", "envuser", "graph")
+    s = settings_from_args(_parse(["neo4j", "read", "out"]), environ={})
+    assert (s.uri, s.user, s.password, s.database) == ("bolt://localhost:7687", "neo4j", "", "neo4j")
+
+
+def test_the_password_comes_from_stdin_or_the_environment_never_a_flag(capsys) -> None:
+    args = _parse(["neo4j", "export", "model", "--password-stdin", "--batch-size", "500"])
+    s = settings_from_args(args, stdin=io.StringIO("from-stdin\n"), environ={"NEO4J_PASSWORD": "ignored"})
+    assert s.password == "from-stdin" and s.batch_size == 500
+    with pytest.raises(ConfigError, match="stdin"):
+        settings_from_args(args, stdin=io.StringIO(""), environ={})
+    with pytest.raises(SystemExit):
+        _parse(["neo4j", "export", "model", "--password", "x"])
+    assert "--password " not in capsys.readouterr().err.replace("--password-stdin", "")
+
+
+def test_subcommands_reach_their_handlers_and_nodes_parse() -> None:
+    assert _parse(["neo4j", "export", "m"]).func is cmd_neo4j_export
+    for argv in (["why", "u", "i"], ["paths", "user:a", "item:b"], ["subgraph", "user:a", "item:b"], ["node", "x:y"]):
+        assert _parse(["neo4j", "explore", *argv]).func is cmd_neo4j_explore
+    assert parse_ref("entity:genre:drama") == NodeRef("entity", "genre:drama")
+    assert parse_ref("item:x'}) //") == NodeRef("item", "x'}) //")
+    for bad in ("item", ":x", "item:"):
+        with pytest.raises(ConfigError, match="TYPE:ID"):
+            parse_ref(bad)
