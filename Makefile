@@ -14,8 +14,14 @@ setup: .venv/.installed
 .venv/.installed: pyproject.toml scripts/setup.sh
 	./scripts/setup.sh
 
+# the demo ends by writing to the local Neo4j-compatible Bolt server (ArcadeDB, started by the
+# project's script and left running for exploration: `scripts/arcadedb.sh stop` stops it)
+ARCADE_DATA ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/graph-rec/arcadedb/server
 demo: .venv/.installed
-	$(PY) -m graph_rec.cli demo $(DEMO_ARGS)
+	scripts/arcadedb.sh start
+	NEO4J_URI=bolt://127.0.0.1:$${ARCADE_BOLT_PORT:-17687} NEO4J_USER=root NEO4J_DATABASE=graph \
+	  NEO4J_PASSWORD="$$(cat '$(ARCADE_DATA)/root-password')" \
+	  $(PY) -m graph_rec.cli demo $(DEMO_ARGS) --neo4j
 
 test: .venv/.installed
 	$(PY) -m pytest -q $(PYTEST_ARGS)

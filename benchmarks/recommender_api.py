@@ -193,14 +193,21 @@ def part_serve(cache: Path, work: Path, *, reuse: bool = False, previous: dict |
         add_times.append(time.perf_counter() - t)
     out["add_item_vector"] = _ms(add_times)
     titles = kg.node_attrs["item"]["title"]
-    text_times = []
-    for k in range(100):
+    threads = torch.get_num_threads()
+    t = time.perf_counter()
+    rec.add_item("text-warm-up", text="warm up", entities=item_ents.get(0, [])[:1])
+    out["encoder_load_seconds"] = round(time.perf_counter() - t, 2)
+    text_times: dict[int, list[float]] = {threads: [], 1: []}
+    for k in range(200):  # interleaved: default threads and one thread, side by side
+        n = threads if k % 2 == 0 else 1
+        torch.set_num_threads(n)
         src = int(rng.integers(0, n0))
         t = time.perf_counter()
         rec.add_item(f"text-{k}", text=f"{titles[src]} (new edition)", entities=item_ents.get(src, [])[:2])
-        text_times.append(time.perf_counter() - t)
-    out["add_item_text"] = _ms(text_times[1:])  # the first call loads the encoder
-    out["encoder_load_seconds"] = round(text_times[0], 2)
+        text_times[n].append(time.perf_counter() - t)
+    torch.set_num_threads(threads)
+    out["add_item_text"] = _ms(text_times[threads])
+    out["add_item_text_1_thread"] = _ms(text_times[1])
     out["items_after_add"] = len(rec.item_ids)
     out["recommend_k20_40k_items"] = latency()
     out["batch_users_per_s_40k_items"] = throughput()
@@ -432,6 +439,7 @@ def markdown(res: dict[str, Any]) -> str:
             f"| `recommend(k=20)`, {s['items_after_add']:,} items | {s['recommend_k20_40k_items']['p50_ms']} ms | {s['recommend_k20_40k_items']['p99_ms']} ms | batch {s['batch_users_per_s_40k_items']:,} users/s |",
             f"| `add_item` (feature vector + links) | {s['add_item_vector']['p50_ms']} ms | {s['add_item_vector']['p99_ms']} ms | {s['add_item_vector']['n']:,} items added |",
             f"| `add_item` (text encoded + links) | {s['add_item_text']['p50_ms']} ms | {s['add_item_text']['p99_ms']} ms | encoder load {s['encoder_load_seconds']} s once |",
+            f"| `add_item` (text encoded + links), torch at 1 thread | {s['add_item_text_1_thread']['p50_ms']} ms | {s['add_item_text_1_thread']['p99_ms']} ms | interleaved with the row above |",
             f"| `explain` (user, top-1 item) | {s['explain']['p50_ms']} ms | {s['explain']['p99_ms']} ms | {s['explain']['mean_paths']:.1f} paths on average |",
             f"| `Recommender.load` (a fresh process) | {s['load_seconds'] * 1000:.0f} ms | | training took {s['fit_seconds']} s |",
             "",

@@ -368,7 +368,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         train_text = "\n\ntest (full ranking, training and validation items masked):\n" + "\n".join(
             f"  {name:<11} " + "  ".join(f"{k} {v:.4f}" for k, v in r["test"].items() if k.endswith("@20"))
             for name, r in training.items()
-            if name != "serving"
+            if name not in ("serving", "neo4j")
         )
         train_text += (
             f"\n\nsaved and reloaded {serving['model_dir']}; top 5 for user {serving['user']}:\n"
@@ -378,6 +378,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
             + "\na new item added from its text, closest to: "
             + "; ".join(serving["new_item_similar"])
         )
+        if "neo4j" in training:
+            n4 = training["neo4j"]
+            train_text += (
+                f"\n\nwritten to Neo4j at {n4['uri']} (database {n4['database']}): "
+                f"{n4['relationships_written']:,} relationships; asked back over Bolt:\n"
+                + "\n".join(f"  {x}" for x in n4["recommendations"])
+                + "\n  why: "
+                + "\n       ".join(n4["why"])
+                + "\n  neighbours: "
+                + "; ".join(n4["neighbours"])
+            )
     text = (
         f"{kg.report.to_text()}{feature_text}{train_text}\n\nwritten to {out}: graph/, split/, graph.nt, "
         f"history.png\nround trips identical: {ok}"
@@ -423,7 +434,49 @@ def _demo_training(args: argparse.Namespace, kg: Any, sp: Any, out: Path, step: 
         results[name] = {"best_epoch": res.best_epoch, "test": test.metrics, "seconds": round(res.seconds, 1)}
         step(f"train {name}", t0, epochs=res.best_epoch, **{"test recall@20": round(test.metrics["recall@20"], 4)})
     results["serving"] = _demo_serving(model, data, kg, graphrec, train, out, step)
+    if args.neo4j:
+        results["neo4j"] = _demo_neo4j(out / "model", results["serving"], step)
     return results
+
+
+def _demo_neo4j(model_dir: Path, serving: dict[str, Any], step: Any) -> dict[str, Any]:
+    """Export the saved recommender to the Neo4j server named by NEO4J_* and ask it the store's questions."""
+    from graph_rec.explore.neo4j_store import Neo4jStore
+    from graph_rec.explore.types import NodeRef
+    from graph_rec.recommender import Recommender
+    from kg_builders.export.neo4j_db import Neo4jSettings, write_neo4j
+
+    env = os.environ
+    settings = Neo4jSettings(
+        uri=env.get("NEO4J_URI", "bolt://localhost:7687"),
+        user=env.get("NEO4J_USER", "neo4j"),
+        password=env.get("NEO4J_PASSWORD", ""),
+        database=env.get("NEO4J_DATABASE", "neo4j"),
+    )
+    t0 = time.perf_counter()
+    rec = Recommender.load(model_dir)
+    rec_users = rec.user_ids[:20]
+    embeddings, recs, expl = rec.export_tables(k=10, explain_top=1, users=rec_users)
+    report = write_neo4j(
+        rec.graph, settings, embeddings=embeddings, recommendations=recs, explanations=expl, clear=True
+    )
+    written = sum(report.relationships.values()) + report.recommendations
+    step("neo4j export", t0, uri=settings.uri, relationships=written)
+    t0 = time.perf_counter()
+    user = serving["user"]
+    with Neo4jStore(settings) as store:
+        top = store.recommendations(user, k=3)
+        why = store.why(user, top[0].item_id, limit=3)
+        near = store.neighbours(NodeRef("item", top[0].item_id), limit=5)
+    step("neo4j explore", t0, recommendations=len(top), paths=len(why))
+    return {
+        "uri": settings.uri,
+        "database": settings.database,
+        "relationships_written": written,
+        "recommendations": [f"{r.rank}. {rec.label_of('item', r.item_id)} ({r.score:+.4f})" for r in top],
+        "why": [rec.describe(p) for p in why],
+        "neighbours": [f"{n.relation} {n.direction} {n.node.type}:{rec.label(n.node)}" for n in near],
+    }
 
 
 def _demo_serving(model: Any, data: Any, kg: Any, settings: dict, train: Any, out: Path, step: Any) -> dict[str, Any]:
@@ -704,9 +757,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=40,
         help="train GraphRec (and popularity and EASE) on the demo graph for up to this many epochs (0: skip)",
     )
+    sp.add_argument(
+        "--neo4j",
+        action="store_true",
+        help="also export the model to the Neo4j server of NEO4J_URI/USER/PASSWORD/DATABASE and explore it",
+    )
     _encoder_options(sp, default="all-MiniLM-L6-v2")
     common(sp)
     sp.set_defaults(func=cmd_demo)
+
+    from graph_rec.cli_neo4j import add_parsers
+
+    add_parsers(sub)
     return p
 
 

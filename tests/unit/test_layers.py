@@ -24,7 +24,7 @@ LAYERS = {
         ["export"],
     ],
     # eval sits below training: the trainer validates with the evaluator, metrics never train
-    "graph_rec": [["__init__", "errors"], ["data"], ["models"], ["eval"], ["training"], ["runs"], ["explore"], ["recommender"], ["cli"]],
+    "graph_rec": [["__init__", "errors"], ["data"], ["models"], ["eval"], ["training"], ["runs"], ["explore"], ["recommender"], ["cli", "cli_neo4j"]],
 }
 
 
