@@ -32,8 +32,15 @@ from typing import TYPE_CHECKING, Any, Literal
 import pandas as pd
 
 from graph_rec.errors import ConfigError, DataError, SchemaError, UnknownIdError
-from graph_rec.explore.store import EXPLANATION_COLUMNS, RECOMMENDATION_COLUMNS
 from graph_rec.explore.types import Edge, Neighbour, NodeRef, Path, Recommendation, Subgraph, sort_paths
+from kg_builders.export.frames import (
+    EXPLANATION_COLUMNS,
+    RECOMMENDATION_COLUMNS,
+    check_frame,
+    id_column,
+    number_column,
+    rank_column,
+)
 from kg_builders.export.networkx_graph import NODE_KEYS, to_networkx
 from kg_builders.graph import KnowledgeGraph
 
@@ -298,12 +305,12 @@ class EmbeddedStore:
     def _read_recommendations(self, df: pd.DataFrame | None) -> dict[str, list[Recommendation]]:
         if df is None:
             return {}
-        df = _frame("recommendations", df, RECOMMENDATION_COLUMNS)
-        users, items = _ids("recommendations", df, "user_id"), _ids("recommendations", df, "item_id")
+        df = check_frame(df, RECOMMENDATION_COLUMNS, "recommendations")
+        users, items = id_column("recommendations", df, "user_id"), id_column("recommendations", df, "item_id")
         self._check_known("user", users)
         self._check_known("item", items)
-        scores = _numbers("recommendations", df, "score")
-        ranks = _ranks("recommendations", df)
+        scores = number_column("recommendations", df, "score")
+        ranks = rank_column("recommendations", df)
         models = ["" if _missing(m) else str(m) for m in df["model"].tolist()]
         out: dict[str, list[Recommendation]] = {}
         seen: set[tuple[str, str, str]] = set()
@@ -319,12 +326,12 @@ class EmbeddedStore:
     def _read_explanations(self, df: pd.DataFrame | None) -> dict[tuple[str, str], list[Path]]:
         if df is None:
             return {}
-        df = _frame("explanations", df, EXPLANATION_COLUMNS)
-        users, items = _ids("explanations", df, "user_id"), _ids("explanations", df, "item_id")
+        df = check_frame(df, EXPLANATION_COLUMNS, "explanations")
+        users, items = id_column("explanations", df, "user_id"), id_column("explanations", df, "item_id")
         self._check_known("user", users)
         self._check_known("item", items)
-        ranks = _ranks("explanations", df)
-        contributions = _numbers("explanations", df, "contribution", allow_missing=True)
+        ranks = rank_column("explanations", df)
+        contributions = number_column("explanations", df, "contribution", allow_missing=True)
         grouped: dict[tuple[str, str], list[Path]] = {}
         on_paths: dict[str, list[str]] = {}
         seen: set[tuple[str, str, int]] = set()
@@ -439,46 +446,6 @@ class _PathSearch:
 def _check_positive(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-
-
-def _frame(what: str, df: Any, columns: tuple[str, ...]) -> pd.DataFrame:
-    if not isinstance(df, pd.DataFrame):
-        raise ConfigError(f"{what} must be a pandas DataFrame, got {type(df).__name__}")
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise SchemaError(f"{what} lack column(s) {missing}; expected {list(columns)}")
-    return df.reset_index(drop=True)
-
-
-def _bad_rows(what: str, column: str, mask: pd.Series, why: str) -> DataError:
-    """A DataError at the first bad row (1-based ``line``), counting them all."""
-    rows = mask[mask].index.tolist()
-    return DataError(f"{what}: {len(rows)} row(s) with {why}", line=rows[0] + 1, field=column)
-
-
-def _ids(what: str, df: pd.DataFrame, column: str) -> list[str]:
-    col = df[column]
-    if col.isna().any():
-        raise _bad_rows(what, column, col.isna(), "a missing id")
-    return col.astype(str).tolist()
-
-
-def _numbers(what: str, df: pd.DataFrame, column: str, *, allow_missing: bool = False) -> list[float | None]:
-    """The column as floats; with ``allow_missing``, a missing value (None, NaN) is ``None``."""
-    values = pd.to_numeric(df[column], errors="coerce")
-    missing = df[column].isna()
-    bad = values.isna() & ~missing if allow_missing else values.isna()
-    if bad.any():
-        raise _bad_rows(what, column, bad, f"a {'non-numeric' if allow_missing else 'missing or non-numeric'} {column}")
-    return [None if m else float(v) for v, m in zip(values.tolist(), missing.tolist(), strict=True)]
-
-
-def _ranks(what: str, df: pd.DataFrame) -> list[int]:
-    values = pd.to_numeric(df["rank"], errors="coerce")
-    bad = values.isna() | (values < 1) | (values != values.round())
-    if bad.any():
-        raise _bad_rows(what, "rank", bad, "a rank that is not a positive integer")
-    return [int(v) for v in values.tolist()]
 
 
 def _missing(v: Any) -> bool:

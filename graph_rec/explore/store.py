@@ -20,9 +20,9 @@ from collections.abc import Sequence
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from graph_rec.explore.types import Neighbour, NodeRef, Path, Recommendation, Subgraph
+from kg_builders.export.frames import EXPLANATION_COLUMNS, RECOMMENDATION_COLUMNS
 
-RECOMMENDATION_COLUMNS = ("user_id", "item_id", "score", "rank", "model")
-EXPLANATION_COLUMNS = ("user_id", "item_id", "rank", "contribution", "path")
+__all__ = ["EXPLANATION_COLUMNS", "RECOMMENDATION_COLUMNS", "KnowledgeStore"]
 
 
 @runtime_checkable

@@ -102,6 +102,14 @@ import numpy as np
 
 from kg_builders._optional import require
 from kg_builders.errors import ConfigError, DataError, ExportError, SchemaError
+from kg_builders.export.frames import (
+    EXPLANATION_COLUMNS,
+    RECOMMENDATION_COLUMNS,
+    check_frame,
+    id_column,
+    number_column,
+    rank_column,
+)
 from kg_builders.fragment import EdgeType
 from kg_builders.graph import BuildReport, EdgeStore, KnowledgeGraph, array_from_spec, dtype_name, edge_key
 
@@ -129,8 +137,6 @@ EDGE_KEYS = ("idx", "weight")
 FEATURE_PREFIX = "feature_"
 MASK_PREFIX = "feature_mask_"
 
-RECOMMENDATION_COLUMNS = ("user_id", "item_id", "score", "rank", "model")
-EXPLANATION_COLUMNS = ("user_id", "item_id", "rank", "contribution", "path")
 
 _LABEL = re.compile(r"^[A-Z][A-Za-z0-9]*$")
 _REL_TYPE = re.compile(r"^[A-Z][A-Z0-9_]*$")
@@ -591,65 +597,21 @@ def _edge_rows(kg: KnowledgeGraph, et: EdgeType, spec: dict[str, Any]) -> list[l
     return rows
 
 
-def _check_frame(frame: Any, columns: tuple[str, ...], what: str) -> pd.DataFrame:
-    import pandas as pd
-
-    if not isinstance(frame, pd.DataFrame):
-        raise ConfigError(f"{what} must be a pandas DataFrame, got {type(frame).__name__}")
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise SchemaError(f"{what} lack column(s) {missing}; expected {list(columns)}")
-    return frame.reset_index(drop=True)
-
-
 def _check_ids(kg: KnowledgeGraph, node_type: str, ids: Iterable[str]) -> None:
     if node_type not in kg.node_ids:
         raise SchemaError(f"the graph has no {node_type!r} nodes; node types: {kg.node_types}")
     kg.index(node_type, list(dict.fromkeys(ids)))  # UnknownIdError listing the unknown ones
 
 
-def _bad_rows(what: str, column: str, mask: Any, why: str) -> DataError:
-    rows = mask[mask].index.tolist()
-    return DataError(f"{what}: {len(rows)} row(s) with {why}", line=rows[0] + 1, field=column)
-
-
-def _id_column(what: str, df: pd.DataFrame, column: str) -> list[str]:
-    col = df[column]
-    if col.isna().any():
-        raise _bad_rows(what, column, col.isna(), "a missing id")
-    return col.astype(str).tolist()
-
-
-def _number_column(what: str, df: pd.DataFrame, column: str, *, allow_missing: bool = False) -> list[float | None]:
-    import pandas as pd
-
-    values = pd.to_numeric(df[column], errors="coerce")
-    missing = df[column].isna()
-    bad = values.isna() & ~missing if allow_missing else values.isna()
-    if bad.any():
-        raise _bad_rows(what, column, bad, f"a {'non-numeric' if allow_missing else 'missing or non-numeric'} {column}")
-    return [None if m else float(v) for v, m in zip(values.tolist(), missing.tolist(), strict=True)]
-
-
-def _rank_column(what: str, df: pd.DataFrame) -> list[int]:
-    import pandas as pd
-
-    values = pd.to_numeric(df["rank"], errors="coerce")
-    bad = values.isna() | (values < 1) | (values != values.round())
-    if bad.any():
-        raise _bad_rows(what, "rank", bad, "a rank that is not a positive integer")
-    return [int(v) for v in values.tolist()]
-
-
 def _recommendation_groups(kg: KnowledgeGraph, recs: Any, user_type: str, item_type: str) -> list[dict[str, Any]]:
     """One group per (user, model) with its rows; checked like the embedded store checks them."""
-    df = _check_frame(recs, RECOMMENDATION_COLUMNS, "recommendations")
-    users = _id_column("recommendations", df, "user_id")
-    items = _id_column("recommendations", df, "item_id")
+    df = check_frame(recs, RECOMMENDATION_COLUMNS, "recommendations")
+    users = id_column("recommendations", df, "user_id")
+    items = id_column("recommendations", df, "item_id")
     _check_ids(kg, user_type, users)
     _check_ids(kg, item_type, items)
-    scores = _number_column("recommendations", df, "score")
-    ranks = _rank_column("recommendations", df)
+    scores = number_column("recommendations", df, "score")
+    ranks = rank_column("recommendations", df)
     models = ["" if _missing(m) else str(m) for m in df["model"].tolist()]
     groups: dict[tuple[str, str], dict[str, Any]] = {}
     seen: set[tuple[str, str, str]] = set()
@@ -664,13 +626,13 @@ def _recommendation_groups(kg: KnowledgeGraph, recs: Any, user_type: str, item_t
 
 def _explanation_groups(kg: KnowledgeGraph, expl: Any, user_type: str, item_type: str) -> list[dict[str, Any]]:
     """One group per user with its explanation rows and their path steps."""
-    df = _check_frame(expl, EXPLANATION_COLUMNS, "explanations")
-    users = _id_column("explanations", df, "user_id")
-    items = _id_column("explanations", df, "item_id")
+    df = check_frame(expl, EXPLANATION_COLUMNS, "explanations")
+    users = id_column("explanations", df, "user_id")
+    items = id_column("explanations", df, "item_id")
     _check_ids(kg, user_type, users)
     _check_ids(kg, item_type, items)
-    ranks = _rank_column("explanations", df)
-    contributions = _number_column("explanations", df, "contribution", allow_missing=True)
+    ranks = rank_column("explanations", df)
+    contributions = number_column("explanations", df, "contribution", allow_missing=True)
     groups: dict[str, dict[str, Any]] = {}
     wanted: dict[str, list[str]] = {}
     rows = zip(users, items, ranks, contributions, df["path"].tolist(), strict=True)
