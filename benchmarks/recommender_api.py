@@ -264,8 +264,6 @@ def _path_coverage(rec: Any) -> dict[str, Any]:
 def part_cold(cache: Path) -> dict[str, Any]:
     import dataclasses
 
-    import pandas as pd
-
     from graph_rec.runs import DataSource, FeatureOptions, build_pipeline, encode_features, load_tables
     from kg_builders.split import make_split
 
@@ -327,11 +325,7 @@ def part_cold(cache: Path) -> dict[str, Any]:
     genre_of: dict[str, list[str]] = {}
     add_s = []
     for item_id, r in row.iterrows():
-        genres = [g for g in (r.get("genres") or ()) if g and g != "(no genres listed)"]
-        year = r.get("year")
-        text = f"{r['title']}" + (f" ({int(year)})" if pd.notna(year) else "")
-        if genres:
-            text += ". Genres: " + ", ".join(genres)
+        text, genres = _catalogue_text(r)
         ents = [f"genre:{g.lower().replace(' ', '_').replace('-', '_')}" for g in genres]
         genre_of[item_id] = [e for e in ents if e in known_ents]
         links = [(r_.replace(".", "_"), "entity", f"kg:{t}") for r_, t in kg_links.get(item_id, [])]
@@ -384,16 +378,10 @@ def part_cold(cache: Path) -> dict[str, Any]:
 
 def _fold_text_only(rec: Any, rows: Any, test_items: set[str]) -> Any:
     """Scores of the test items from their text alone (no links): F(x) folded in without neighbours."""
-    import pandas as pd
-
     view = rec.propagation_view()
     reps, ids = [], []
     for item_id, r in rows.iterrows():
-        genres = [g for g in (r.get("genres") or ()) if g and g != "(no genres listed)"]
-        year = r.get("year")
-        text = f"{r['title']}" + (f" ({int(year)})" if pd.notna(year) else "")
-        if genres:
-            text += ". Genres: " + ", ".join(genres)
+        text, _ = _catalogue_text(r)
         x0 = rec._layer0("item", {"text": text})
         reps.append(
             view._norm(
@@ -410,6 +398,19 @@ def _fold_text_only(rec: Any, rows: Any, test_items: set[str]) -> Any:
         return [cands[j] for j in torch.topk(s, 20).indices.tolist()]
 
     return rank
+
+
+def _catalogue_text(r: Any) -> tuple[str, list[str]]:
+    """``(text, genres)`` of a catalogue row as the graph's item template renders it without tags:
+    ``title (year). Genres: a, b``."""
+    import pandas as pd
+
+    genres = [g for g in (r.get("genres") or ()) if g and g != "(no genres listed)"]
+    year = r.get("year")
+    text = f"{r['title']}" + (f" ({int(year)})" if pd.notna(year) else "")
+    if genres:
+        text += ". Genres: " + ", ".join(genres)
+    return text, genres
 
 
 def _genre_popularity(kg: Any, genre_of: dict[str, list[str]], cands: list[str]) -> np.ndarray:
