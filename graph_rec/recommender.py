@@ -234,6 +234,13 @@ def _indices(
     return idx, unknown
 
 
+def _is_vector(v: Any) -> bool:
+    """A precomputed feature vector (1-d numbers), as opposed to a raw input for an encoder."""
+    if isinstance(v, np.ndarray | Tensor):
+        return v.ndim == 1 and (v.dtype.is_floating_point if isinstance(v, Tensor) else v.dtype.kind == "f")
+    return isinstance(v, list | tuple) and all(isinstance(x, int | float) and not isinstance(x, bool) for x in v)
+
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with path.open("rb") as fh:
@@ -779,7 +786,8 @@ class Recommender:
                 raise ConfigError(
                     f"feature {slot!r} was made by {enc.get('builder')!r}, which cannot encode new inputs"
                 )
-            expected = entry.get("info", {}).get("encoder_fingerprint")
+            info = entry.get("info", {})
+            expected = info.get("encoder_fingerprint") or info.get("fingerprint")
             if expected and encoder.fingerprint() != expected:
                 raise ConfigError(
                     f"the {slot!r} encoder found here ({encoder.fingerprint()}) is not the one the graph was built with ({expected})"
@@ -802,7 +810,7 @@ class Recommender:
             if v is None:
                 feats[s], masks[s] = torch.zeros(1, dim), torch.zeros(1, dtype=torch.bool)
                 continue
-            if isinstance(v, str) or not isinstance(v, np.ndarray | Tensor | list | tuple):
+            if not _is_vector(v):  # raw input (text, an image array, a path, bytes): encode it
                 v = self._encoder(s).encode([v]).vectors[0]
             t = torch.as_tensor(np.asarray(v, dtype=np.float32)).reshape(1, -1)
             if t.shape[1] != dim or not torch.isfinite(t).all():
@@ -891,7 +899,8 @@ class Recommender:
         Args:
             item_id: the new item's raw id (not already known).
             text: its text, encoded with the encoder of the graph's ``text`` slot.
-            image: its image (path, bytes, array) for the ``image`` slot, or a precomputed vector.
+            image: its image for the ``image`` slot (a path, encoded bytes, an ``[H, W, 3]`` array or a PIL
+                image), encoded by the encoder recorded in the graph's recipe; or a precomputed 1-d float vector.
             features: ``{slot: vector or raw input}`` for any slot (overrides ``text``/``image``).
             tags: ids of existing tags (relation ``tagged_with``).
             entities: ids of existing entities (the relation that joins items to each most often).

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from graph_rec.errors import CheckpointError, ConfigError, UnknownIdError
+from graph_rec.errors import CheckpointError, ConfigError, DataError, UnknownIdError
 from graph_rec.eval.metrics import intra_list_diversity
 from graph_rec.recommender import Recommender
 from tests.worlds import synthetic_graph
@@ -363,3 +363,60 @@ def test_mmr_trades_relevance_for_diversity(rec):
         assert d.item_ids[0] == p.item_ids[0]  # the first pick is the most relevant
         assert len(set(d.item_ids)) == 8 and not set(d.item_ids) & _seen(rec, d.user_id)
         assert sum(d.scores) <= sum(p.scores) + 1e-6
+
+
+def test_add_item_encodes_an_image_with_the_encoder_recorded_in_the_recipe(tmp_path):
+    """A graph whose items have image features (a tiny random ViT): a new item's image goes through the same encoder."""
+    transformers = pytest.importorskip("transformers", reason="image encoders need the 'text' extra (transformers)")
+    from kg_builders.builders.image_features import ImageEncoder, ImageFeatureBuilder
+    from kg_builders.builders.standard import standard_builders
+    from kg_builders.graph import build_graph
+    from kg_builders.sources.synthetic import make_synthetic_world
+    from kg_builders.split import split_random
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        vit = transformers.ViTModel(
+            transformers.ViTConfig(
+                image_size=16,
+                patch_size=8,
+                hidden_size=32,
+                num_hidden_layers=1,
+                num_attention_heads=2,
+                intermediate_size=64,
+            )
+        )
+    vit.save_pretrained(tmp_path / "vit")
+    (tmp_path / "vit" / "preprocessor_config.json").write_text(
+        json.dumps(
+            {
+                "image_processor_type": "ViTImageProcessor",
+                "do_resize": True,
+                "size": {"height": 16, "width": 16},
+                "do_rescale": True,
+                "rescale_factor": 1 / 255,
+                "do_normalize": True,
+                "image_mean": [0.5, 0.5, 0.5],
+                "image_std": [0.5, 0.5, 0.5],
+            }
+        )
+    )
+    tables = make_synthetic_world(num_users=40, num_items=60, interactions_per_user=10, seed=4, image_size=16)
+    sp = split_random(tables, ratios=(0.8, 0.1, 0.1), seed=1)
+    train = sp.train_tables(tables)
+    kg = build_graph(train, standard_builders(train))
+    ImageFeatureBuilder(encoder=ImageEncoder(model=str(tmp_path / "vit"), local_files_only=True)).build(kg, tables)
+    rec = Recommender.fit(
+        kg, split=sp, settings={"embedding_dim": 8, "num_layers": 1, "relation_mode": "none"}, train=TRAIN
+    )
+    assert rec.model.slots == ["image"]
+    image = np.random.default_rng(3).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    vector = ImageEncoder(model=str(tmp_path / "vit"), local_files_only=True).encode([image]).vectors[0]
+    rec.add_item("from-image", image=image)
+    rec.add_item("from-vector", features={"image": vector})
+    rec.add_item("other-image", image=255 - image)
+    reprs = rec._snap.item_repr
+    torch.testing.assert_close(reprs[-3], reprs[-2], rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(reprs[-3], reprs[-1])
+    with pytest.raises(DataError, match="image"):
+        rec.add_item("bad", features={"image": np.zeros(7, dtype=np.float32)})
