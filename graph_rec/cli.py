@@ -346,13 +346,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
         identical=rdf_same if rdf_same is not None else "not re-read at this size",
     )
 
-    training = None
+    training = serving = neo4j = None
     if args.train_epochs > 0:
         training = _demo_training(args, kg, sp, out, step)
+        serving = training.pop("serving")
+        neo4j = training.pop("neo4j", None)
 
     ok = same and nx_same and rdf_same is not False
     payload = {
         "training": training,
+        "serving": serving,
+        "neo4j": neo4j,
         "dataset": dataset,
         "note": data_note,
         "out": str(out),
@@ -364,11 +368,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     feature_text = "" if features is None else f"\n{features.to_text()}"
     train_text = ""
     if training is not None:
-        serving = training["serving"]
         train_text = "\n\ntest (full ranking, training and validation items masked):\n" + "\n".join(
             f"  {name:<11} " + "  ".join(f"{k} {v:.4f}" for k, v in r["test"].items() if k.endswith("@20"))
             for name, r in training.items()
-            if name not in ("serving", "neo4j")
         )
         train_text += (
             f"\n\nsaved and reloaded {serving['model_dir']}; top 5 for user {serving['user']}:\n"
@@ -378,8 +380,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
             + "\na new item added from its text, closest to: "
             + "; ".join(serving["new_item_similar"])
         )
-        if "neo4j" in training:
-            n4 = training["neo4j"]
+        if neo4j is not None:
+            n4 = neo4j
             train_text += (
                 f"\n\nwritten to Neo4j at {n4['uri']} (database {n4['database']}): "
                 f"{n4['relationships_written']:,} relationships; asked back over Bolt:\n"

@@ -94,6 +94,11 @@ def test_demo_falls_back_to_synthetic_offline(tmp_path, cache_root) -> None:
     assert train["graphrec"]["best_epoch"] > 0
     assert train["graphrec"]["test"]["recall@20"] > train["popularity"]["test"]["recall@20"]
     assert (tmp_path / "demo" / "history.png").read_bytes()[:4] == b"\x89PNG"
+    # then serving: the model saved as a Recommender, loaded back, asked to recommend and explain
+    serving = res["serving"]
+    assert Path(serving["model_dir"], "recommender.json").is_file() and len(serving["recommend"]) == 5
+    assert serving["explain"] and all(p.startswith(f"user {serving['user']!r}") for p in serving["explain"])
+    assert len(serving["new_item_similar"]) == 5 and res["neo4j"] is None
 
 
 @pytest.mark.slow
