@@ -460,7 +460,7 @@ def _demo_neo4j(model_dir: Path, serving: dict[str, Any], step: Any) -> dict[str
     rec_users = rec.user_ids[:20]
     embeddings, recs, expl = rec.export_tables(k=10, explain_top=1, users=rec_users)
     report = write_neo4j(
-        rec.graph, settings, embeddings=embeddings, recommendations=recs, explanations=expl, clear=True
+        rec.graph, settings, embeddings=embeddings, recommendations=recs, explanations=expl, features=False, clear=True
     )
     written = sum(report.relationships.values()) + report.recommendations
     step("neo4j export", t0, uri=settings.uri, relationships=written)
