@@ -125,6 +125,10 @@ def main() -> int:  # noqa: C901 - one loop over data sets, models and ablations
     p.add_argument("--dataset", action="append", choices=list(DATASETS))
     p.add_argument("--models", default=",".join(GRIDS))
     p.add_argument("--no-ablations", action="store_true")
+    p.add_argument(
+        "--ablations",
+        help="comma-separated ablation labels to run (e.g. 'graphrec - tags'); with --models none, only these",
+    )
     p.add_argument("--ease-l2", help="comma-separated EASE l2 grid (default 100,250,500,1000)")
     p.add_argument("--markdown-only", action="store_true", help="rewrite protocols.md from protocols.json")
     p.add_argument("--cache-dir", default=str(ROOT / "data" / "cache"))
@@ -148,7 +152,8 @@ def main() -> int:  # noqa: C901 - one loop over data sets, models and ablations
         entry["split"] = sp.counts()
         entry["num_items"] = len(kg.node_ids["item"])
         runs = entry.setdefault("runs", {})
-        for model in args.models.split(","):
+        models = [] if args.models == "none" else args.models.split(",")
+        for model in models:
             cands = []
             for settings, train in GRIDS[model]:
                 r = run_one(kg, sp, model, settings, train, {}, (10, 20))
@@ -164,11 +169,11 @@ def main() -> int:  # noqa: C901 - one loop over data sets, models and ablations
             ]
             runs[model] = best
             save(results)
-        if "graphrec" in args.models.split(",") and not args.no_ablations:
+        if ("graphrec" in models or args.ablations) and not args.no_ablations:
             settings, train = GRIDS["graphrec"][0]
             node_types = set(kg.node_types) - {"user", "item"}
             for label, view in ABLATIONS.items():
-                if label == "graphrec":
+                if label == "graphrec" or (args.ablations and label not in args.ablations.split(",")):
                     continue
                 if "node_types" in view and view["node_types"] and not set(view["node_types"]) <= node_types:
                     view = {**view, "node_types": sorted(set(view["node_types"]) & node_types)}
