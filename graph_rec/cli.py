@@ -11,6 +11,7 @@ variables are read here, at the edge, and nowhere in the library:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -604,7 +605,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
             query_weight=args.query_weight,
             diversity=args.diversity,
         )
-        payload.append({"user_id": r.user_id, "items": [dataclasses_asdict(x) for x in r]})
+        payload.append({"user_id": r.user_id, "items": [dataclasses.asdict(x) for x in r]})
         lines.append(f"user {r.user_id}:")
         titles = _titles(rec)
         for x in r:
@@ -629,12 +630,6 @@ def cmd_explain(args: argparse.Namespace) -> int:
     }
     _emit(args, payload, "\n".join(lines))
     return 0
-
-
-def dataclasses_asdict(x: Any) -> dict[str, Any]:
-    import dataclasses
-
-    return dataclasses.asdict(x)
 
 
 def _titles(rec: Any) -> dict[str, str]:

@@ -108,6 +108,16 @@ class DataConfig:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
 
+def expand_ranges(starts: Tensor, counts: Tensor) -> tuple[Tensor, Tensor]:
+    """Every position of the ranges ``[starts[k], starts[k] + counts[k])``: ``(owner k [m], position [m])``.
+
+    The vectorised form of ``for k: for p in range(starts[k], starts[k] + counts[k])`` that reads CSR rows.
+    """
+    owner = torch.repeat_interleave(torch.arange(counts.numel(), device=counts.device), counts)
+    offs = torch.arange(owner.numel(), device=counts.device) - (torch.cumsum(counts, 0) - counts)[owner]
+    return owner, starts[owner] + offs
+
+
 class UserItems:
     """A set of (user_idx, item_idx) pairs stored per user in CSR form (sorted, no duplicates).
 
@@ -178,10 +188,8 @@ class UserItems:
         """The stored pairs of a batch of users: ``(row, item)``, ``row`` indexing into ``users``."""
         users = users.to(torch.long)
         start = self.indptr[users]
-        n = self.indptr[users + 1] - start
-        row = torch.repeat_interleave(torch.arange(users.numel()), n)
-        offs = torch.arange(int(n.sum())) - torch.repeat_interleave(torch.cumsum(n, 0) - n, n)
-        return row, self.indices[torch.repeat_interleave(start, n) + offs]
+        row, pos = expand_ranges(start, self.indptr[users + 1] - start)
+        return row, self.indices[pos]
 
     def dense_rows(self, users: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
         """``[len(users), num_items]`` 0/1 rows (only for batches of users)."""

@@ -43,8 +43,8 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from graph_rec.data import DataConfig, RecData
-from graph_rec.errors import CheckpointError, ConfigError, DataError, NotFittedError, UnknownIdError
+from graph_rec.data import DataConfig, RecData, UserItems
+from graph_rec.errors import CheckpointError, ConfigError, DataError, NotFittedError, SchemaError, UnknownIdError
 from graph_rec.eval.evaluator import EvalConfig
 from graph_rec.explore.attribution import PropagationView
 from graph_rec.explore.store import EXPLANATION_COLUMNS, RECOMMENDATION_COLUMNS
@@ -439,15 +439,7 @@ class Recommender:
         return (1 - weight) * u + weight * q * scale
 
     def _mask_seen(self, snap: _Snapshot, scores: Tensor, users: Tensor) -> None:
-        ptr, idx = snap.seen_ptr, snap.seen_idx
-        starts, ends = ptr[users], ptr[users + 1]
-        counts = ends - starts
-        total = int(counts.sum())
-        if total == 0:
-            return
-        rows = torch.repeat_interleave(torch.arange(users.numel()), counts)
-        offs = torch.arange(total) - torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
-        cols = idx[torch.repeat_interleave(starts, counts) + offs]
+        rows, cols = UserItems(snap.seen_ptr, snap.seen_idx, snap.num_users, snap.num_items).rows(users)
         scores[rows.to(scores.device), cols.to(scores.device)] = float("-inf")
 
     def _candidate_mask(self, snap: _Snapshot, candidates: Sequence[str] | None) -> Tensor | None:
@@ -843,12 +835,10 @@ class Recommender:
                     f"the model's graph has no relation {relation!r} between {node_type!r} and {other_type!r}; "
                     f"relations: {sorted({r.split('__')[1] for r in g.relations if not r.split('__')[1].startswith('rev_')})}"
                 )
-            ids = self.graph.node_ids.get(other_type, [])
             pos = self._id_position(other_type, other_id)
             if pos is None or other_type not in g.node_offsets:
                 unknown.append(f"{other_type}:{other_id}")
                 continue
-            del ids
             nodes.append(g.node_offsets[other_type] + pos)
             rels.append(rid)
         if unknown and on_unknown == "raise":
@@ -859,11 +849,11 @@ class Recommender:
         return torch.tensor(nodes, dtype=torch.long), torch.tensor(rels, dtype=torch.long), w, unknown
 
     def _id_position(self, node_type: str, node_id: str) -> int | None:
-        with self._lock:
-            cache = self.__dict__.setdefault("_id_maps", {})
-            if node_type not in cache:
-                cache[node_type] = {str(x): k for k, x in enumerate(self.graph.node_ids.get(node_type, []))}
-        return cache[node_type].get(str(node_id))
+        """The index of ``node_id`` among the graph's ``node_type`` nodes, or None."""
+        try:
+            return self.graph.index(node_type, str(node_id))
+        except (UnknownIdError, SchemaError):
+            return None
 
     def _entity_relation(self, entity_id: str) -> str:
         """The relation that joins items to this entity most often in the graph."""

@@ -30,23 +30,12 @@ approximation beyond it, the usual inductive fold-in.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from graph_rec.data import expand_ranges
 from graph_rec.errors import ConfigError
-
-
-@dataclass(frozen=True)
-class EdgeHop:
-    """One directed edge of the propagation graph: global node indices, relation id, index in ``edge_index``."""
-
-    src: int
-    dst: int
-    relation: int
-    edge: int
 
 
 class PropagationView:
@@ -132,10 +121,8 @@ class PropagationView:
         key = a * self.num_nodes + b
         lo = torch.searchsorted(self.e_key, key, right=False)
         hi = torch.searchsorted(self.e_key, key, right=True)
-        counts = hi - lo
-        pair = torch.repeat_interleave(torch.arange(key.numel()), counts)
-        offs = torch.arange(int(counts.sum())) - torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
-        return pair, self.e_id[torch.repeat_interleave(lo, counts) + offs]
+        pair, pos = expand_ranges(lo, hi - lo)
+        return pair, self.e_id[pos]
 
     def candidate_paths(
         self, user: int, item: int, *, max_hops: int, candidates: int, fan_out: int = 256
@@ -191,11 +178,9 @@ class PropagationView:
                 bp, be = b_pair[order], b_eid[order]
                 cnt = torch.bincount(bp, minlength=b_nodes.numel())
                 start = torch.cumsum(cnt, 0) - cnt
-                reps = cnt[ib]
-                k_idx = torch.repeat_interleave(torch.arange(ib.numel()), reps)
-                offs = torch.arange(int(reps.sum())) - torch.repeat_interleave(torch.cumsum(reps, 0) - reps, reps)
+                k_idx, pos = expand_ranges(start[ib], cnt[ib])
                 e1, e2 = a_eids[ia[k_idx]], e_ab[k_idx]
-                e3 = be[start[ib[k_idx]] + offs]
+                e3 = be[pos]
                 w = ev[e1] * ev[e2] * ev[e3]
                 top = torch.argsort(-w, stable=True)[:candidates]
                 for q in top.tolist():
@@ -237,16 +222,10 @@ class PropagationView:
         for layer in range(1, self.num_layers + 1):
             idx_parts, val_parts = [], []
             if supp.numel():
-                starts, ends = self.t_crow[supp], self.t_crow[supp + 1]
-                counts = ends - starts
-                total = int(counts.sum())
-                if total:
-                    base = torch.repeat_interleave(starts, counts)
-                    offs = torch.arange(total) - torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
-                    q = base + offs
-                    owner = torch.repeat_interleave(torch.arange(supp.numel()), counts)
-                    idx_parts.append(self.t_col[q])
-                    val_parts.append(self.vals[self.t_perm[q]][:, None] * dv[owner])
+                starts = self.t_crow[supp]
+                owner, q = expand_ranges(starts, self.t_crow[supp + 1] - starts)
+                idx_parts.append(self.t_col[q])
+                val_parts.append(self.vals[self.t_perm[q]][:, None] * dv[owner])
             prev = self.layers[layer - 1][cols] + _lookup(supp, dv, cols)
             idx_parts.append(rows)
             val_parts.append(-a[:, None] * prev)

@@ -24,23 +24,15 @@ from __future__ import annotations
 
 import copy
 import itertools
-import json
 import logging
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
 
-from graph_rec.errors import ConfigError, DataError, SchemaError, UnknownIdError
+from graph_rec.errors import ConfigError, SchemaError, UnknownIdError
 from graph_rec.explore.types import Edge, Neighbour, NodeRef, Path, Recommendation, Subgraph, sort_paths
-from kg_builders.export.frames import (
-    EXPLANATION_COLUMNS,
-    RECOMMENDATION_COLUMNS,
-    check_frame,
-    id_column,
-    number_column,
-    rank_column,
-)
+from kg_builders.export.frames import read_explanations, read_recommendations
 from kg_builders.export.networkx_graph import NODE_KEYS, to_networkx
 from kg_builders.graph import KnowledgeGraph
 
@@ -305,20 +297,9 @@ class EmbeddedStore:
     def _read_recommendations(self, df: pd.DataFrame | None) -> dict[str, list[Recommendation]]:
         if df is None:
             return {}
-        df = check_frame(df, RECOMMENDATION_COLUMNS, "recommendations")
-        users, items = id_column("recommendations", df, "user_id"), id_column("recommendations", df, "item_id")
-        self._check_known("user", users)
-        self._check_known("item", items)
-        scores = number_column("recommendations", df, "score")
-        ranks = rank_column("recommendations", df)
-        models = ["" if _missing(m) else str(m) for m in df["model"].tolist()]
         out: dict[str, list[Recommendation]] = {}
-        seen: set[tuple[str, str, str]] = set()
-        for row, (u, i, sc, r, m) in enumerate(zip(users, items, scores, ranks, models, strict=True)):
-            if (u, i, m) in seen:
-                raise DataError(f"recommendation of item {i!r} to user {u!r} by model {m!r} given twice", line=row + 1)
-            seen.add((u, i, m))
-            out.setdefault(u, []).append(Recommendation(user_id=u, item_id=i, score=sc, rank=r, model=m))
+        for r in read_recommendations(df, self._check_known):
+            out.setdefault(r.user_id, []).append(Recommendation(r.user_id, r.item_id, r.score, r.rank, r.model))
         for recs in out.values():
             recs.sort(key=lambda r: (r.rank, r.item_id, r.model))
         return out
@@ -326,35 +307,13 @@ class EmbeddedStore:
     def _read_explanations(self, df: pd.DataFrame | None) -> dict[tuple[str, str], list[Path]]:
         if df is None:
             return {}
-        df = check_frame(df, EXPLANATION_COLUMNS, "explanations")
-        users, items = id_column("explanations", df, "user_id"), id_column("explanations", df, "item_id")
-        self._check_known("user", users)
-        self._check_known("item", items)
-        ranks = rank_column("explanations", df)
-        contributions = number_column("explanations", df, "contribution", allow_missing=True)
         grouped: dict[tuple[str, str], list[Path]] = {}
-        on_paths: dict[str, list[str]] = {}
-        seen: set[tuple[str, str, int]] = set()
-        rows = zip(users, items, ranks, contributions, df["path"].tolist(), strict=True)
-        for row, (u, i, r, c, text) in enumerate(rows):
-            if (u, i, r) in seen:
-                raise DataError(f"explanation rank {r} of user {u!r}, item {i!r} given twice", line=row + 1)
-            seen.add((u, i, r))
-            try:
-                p = Path.from_dict(json.loads(text))
-            except (TypeError, ValueError, KeyError, IndexError) as exc:
-                raise DataError(
-                    f"explanation of ({u!r}, {i!r}): path is not the JSON text of Path.to_dict() ({exc})",
-                    line=row + 1,
-                    field="path",
-                ) from exc
-            for n in p.nodes:
-                on_paths.setdefault(n.type, []).append(n.id)
-            grouped.setdefault((u, i), []).append(
-                Path(nodes=p.nodes, relations=p.relations, forward=p.forward, contribution=c)
+        for r in read_explanations(df, self._check_known):
+            nodes = tuple(NodeRef(t, i) for t, i in zip(r.node_types, r.node_ids, strict=True))
+            path = Path(
+                nodes=nodes, relations=tuple(r.relations), forward=tuple(r.forward), contribution=r.contribution
             )
-        for t, ids in on_paths.items():
-            self._check_known(t, ids)
+            grouped.setdefault((r.user_id, r.item_id), []).append(path)
         return {pair: sort_paths(paths, by_contribution=True) for pair, paths in grouped.items()}
 
 
@@ -446,7 +405,3 @@ class _PathSearch:
 def _check_positive(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-
-
-def _missing(v: Any) -> bool:
-    return v is None or v is pd.NA or (isinstance(v, float) and v != v)

@@ -101,15 +101,12 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from kg_builders._optional import require
-from kg_builders.errors import ConfigError, DataError, ExportError, SchemaError
+from kg_builders.errors import ConfigError, ExportError, SchemaError
 from kg_builders.export.frames import (
-    EXPLANATION_COLUMNS,
-    RECOMMENDATION_COLUMNS,
-    check_frame,
-    id_column,
-    number_column,
-    rank_column,
+    read_explanations,
+    read_recommendations,
 )
+from kg_builders.export.networkx_graph import plain
 from kg_builders.fragment import EdgeType
 from kg_builders.graph import BuildReport, EdgeStore, KnowledgeGraph, array_from_spec, dtype_name, edge_key
 
@@ -362,18 +359,6 @@ def _read(session: Any, query: str, **params: Any) -> list[Any]:
 
 
 # ----------------------------------------------------------------------------- values
-def _plain(v: Any) -> Any:
-    if isinstance(v, np.ndarray):
-        return [_plain(x) for x in v.tolist()]
-    if isinstance(v, np.generic):
-        return v.item()
-    if isinstance(v, (list, tuple)):
-        return [_plain(x) for x in v]
-    if isinstance(v, dict):
-        return {k: _plain(x) for k, x in v.items()}
-    return v
-
-
 def _scalar_kind(v: Any) -> str | None:
     """The property kind of a plain scalar (``None`` when Neo4j cannot store it as is)."""
     if isinstance(v, bool):
@@ -509,7 +494,7 @@ def _graph_schema(kg: KnowledgeGraph, *, features: bool) -> dict[str, Any]:
                 "label": node_label(t),
                 "count": kg.num_nodes(t),
                 "has_attrs": t in kg.node_attrs,
-                "attrs": {name: _encoding([_plain(v) for v in values]) for name, values in attrs.items()},
+                "attrs": {name: _encoding([plain(v) for v in values]) for name, values in attrs.items()},
                 "features": {
                     n: {"dtype": dtype_name(a.dtype), "dim": int(a.shape[1]), "property": FEATURE_PREFIX + n}
                     for n, a in feats.items()
@@ -528,7 +513,7 @@ def _graph_schema(kg: KnowledgeGraph, *, features: bool) -> dict[str, Any]:
             if arr.dtype.kind not in "biufUO":
                 raise SchemaError(f"edge attribute {name!r} of {et} has dtype {arr.dtype}, which Neo4j cannot store")
             if arr.dtype.kind == "O" or (arr.dtype.kind == "u" and arr.dtype.itemsize == 8):
-                encodings[name] = _encoding([_plain(v) for v in arr.tolist()])
+                encodings[name] = _encoding([plain(v) for v in arr.tolist()])
             else:
                 encodings[name] = "native"
         edges.append(
@@ -552,7 +537,7 @@ def _node_rows(kg: KnowledgeGraph, spec: dict[str, Any], embedding: np.ndarray |
     n = spec["count"]
     columns: dict[str, list[Any]] = {}
     for name, values in kg.node_attrs.get(t, {}).items():
-        columns[name] = _encode([_plain(v) for v in values], spec["attrs"][name])
+        columns[name] = _encode([plain(v) for v in values], spec["attrs"][name])
     for slot, f in spec["features"].items():
         columns[f["property"]] = np.asarray(kg.features[t][slot]).tolist()
     for slot, prop in spec["masks"].items():
@@ -585,7 +570,7 @@ def _edge_rows(kg: KnowledgeGraph, et: EdgeType, spec: dict[str, Any]) -> list[l
     if not e.attrs:
         return [[src_ids[a], dst_ids[b], i, w] for i, (a, b, w) in enumerate(zip(src, dst, weights, strict=True))]
     safe, other = _inline_names(e.attrs)
-    cols = {k: _encode([_plain(v) for v in np.asarray(e.attrs[k]).tolist()], spec["attrs"][k]) for k in e.attrs}
+    cols = {k: _encode([plain(v) for v in np.asarray(e.attrs[k]).tolist()], spec["attrs"][k]) for k in e.attrs}
     inline = [cols[k] for k in safe]
     rows = [
         [src_ids[a], dst_ids[b], i, w, *(c[i] for c in inline)]
@@ -604,88 +589,48 @@ def _check_ids(kg: KnowledgeGraph, node_type: str, ids: Iterable[str]) -> None:
 
 
 def _recommendation_groups(kg: KnowledgeGraph, recs: Any, user_type: str, item_type: str) -> list[dict[str, Any]]:
-    """One group per (user, model) with its rows; checked like the embedded store checks them."""
-    df = check_frame(recs, RECOMMENDATION_COLUMNS, "recommendations")
-    users = id_column("recommendations", df, "user_id")
-    items = id_column("recommendations", df, "item_id")
-    _check_ids(kg, user_type, users)
-    _check_ids(kg, item_type, items)
-    scores = number_column("recommendations", df, "score")
-    ranks = rank_column("recommendations", df)
-    models = ["" if _missing(m) else str(m) for m in df["model"].tolist()]
+    """One group per (user, model) with its rows, checked as every store checks them."""
     groups: dict[tuple[str, str], dict[str, Any]] = {}
-    seen: set[tuple[str, str, str]] = set()
-    for line, (u, i, m, s, k) in enumerate(zip(users, items, models, scores, ranks, strict=True)):
-        if (u, i, m) in seen:
-            raise DataError(f"recommendation of item {i!r} to user {u!r} by model {m!r} given twice", line=line + 1)
-        seen.add((u, i, m))
-        g = groups.setdefault((u, m), {"u": u, "m": m, "rows": []})
-        g["rows"].append({"u": u, "i": i, "m": m, "s": s, "k": k})
+    for r in read_recommendations(recs, _id_checker(kg, user_type, item_type)):
+        g = groups.setdefault((r.user_id, r.model), {"u": r.user_id, "m": r.model, "rows": []})
+        g["rows"].append({"u": r.user_id, "i": r.item_id, "m": r.model, "s": r.score, "k": r.rank})
     return list(groups.values())
 
 
 def _explanation_groups(kg: KnowledgeGraph, expl: Any, user_type: str, item_type: str) -> list[dict[str, Any]]:
     """One group per user with its explanation rows and their path steps."""
-    df = check_frame(expl, EXPLANATION_COLUMNS, "explanations")
-    users = id_column("explanations", df, "user_id")
-    items = id_column("explanations", df, "item_id")
-    _check_ids(kg, user_type, users)
-    _check_ids(kg, item_type, items)
-    ranks = rank_column("explanations", df)
-    contributions = number_column("explanations", df, "contribution", allow_missing=True)
     groups: dict[str, dict[str, Any]] = {}
-    wanted: dict[str, list[str]] = {}
-    rows = zip(users, items, ranks, contributions, df["path"].tolist(), strict=True)
-    for line, (u, i, rank, contribution, text) in enumerate(rows):
-        try:
-            path = json.loads(text)
-            node_types = [str(n[0]) for n in path["nodes"]]
-            node_ids = [str(n[1]) for n in path["nodes"]]
-            relations = [str(r) for r in path["relations"]]
-            forward = [bool(f) for f in path["forward"]]
-        except (ValueError, KeyError, TypeError, IndexError) as exc:
-            raise DataError(
-                f"explanation of ({u!r}, {i!r}): path is not the JSON text of Path.to_dict() ({exc})",
-                line=line + 1,
-                field="path",
-            ) from exc
-        if len(node_types) < 2 or len(relations) != len(node_types) - 1 or len(forward) != len(relations):
-            raise DataError(
-                f"explanation of ({u!r}, {i!r}): a path needs n >= 2 nodes, n - 1 relations and n - 1 directions",
-                line=line + 1,
-                field="path",
-            )
-        g = groups.setdefault(u, {"u": u, "keys": set(), "rows": [], "steps": []})
-        if (i, rank) in g["keys"]:
-            raise DataError(f"explanation rank {rank} of user {u!r}, item {i!r} given twice", line=line + 1)
-        g["keys"].add((i, rank))
-        for t, node_id in zip(node_types, node_ids, strict=True):
-            wanted.setdefault(t, []).append(node_id)
-        key = json.dumps([u, i, rank], ensure_ascii=False)
+    for r in read_explanations(expl, _id_checker(kg, user_type, item_type)):
+        g = groups.setdefault(r.user_id, {"u": r.user_id, "rows": [], "steps": []})
+        key = json.dumps([r.user_id, r.item_id, r.rank], ensure_ascii=False)
         props: dict[str, Any] = {
-            "user_id": u,
-            "item_id": i,
-            "rank": rank,
-            "contribution": contribution,
-            "hops": len(relations),
-            "path": text,
-            "node_types": node_types,
-            "node_ids": node_ids,
-            "relations": relations,
-            "forward": forward,
+            "user_id": r.user_id,
+            "item_id": r.item_id,
+            "rank": r.rank,
+            "contribution": r.contribution,
+            "hops": len(r.relations),
+            "path": r.text,
+            "node_types": r.node_types,
+            "node_ids": r.node_ids,
+            "relations": r.relations,
+            "forward": r.forward,
         }
-        g["rows"].append({"key": key, "u": u, "i": i, "p": props})
+        g["rows"].append({"key": key, "u": r.user_id, "i": r.item_id, "p": props})
         g["steps"] += [
             {"key": key, "type": t, "id": node_id, "pos": pos}
-            for pos, (t, node_id) in enumerate(zip(node_types, node_ids, strict=True))
+            for pos, (t, node_id) in enumerate(zip(r.node_types, r.node_ids, strict=True))
         ]
-    for t, ids in wanted.items():
-        _check_ids(kg, t, ids)
     return list(groups.values())
 
 
-def _missing(v: Any) -> bool:
-    return v is None or (isinstance(v, float) and v != v) or type(v).__name__ == "NAType"
+def _id_checker(kg: KnowledgeGraph, user_type: str, item_type: str) -> Any:
+    """``check(node_type, ids)`` for the frame readers, whose "user" and "item" are these node types."""
+    names = {"user": user_type, "item": item_type}
+
+    def check(node_type: str, ids: list[str]) -> None:
+        _check_ids(kg, names.get(node_type, node_type), ids)
+
+    return check
 
 
 def _check_embeddings(kg: KnowledgeGraph, embeddings: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

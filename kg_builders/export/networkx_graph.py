@@ -77,7 +77,7 @@ def to_networkx(kg: KnowledgeGraph) -> nx.MultiDiGraph:
             data: dict[str, Any] = {"node_type": t, "node_id": node_id, "index": i}
             for name, values in attrs.items():
                 if values[i] is not None:
-                    data[name] = _plain(values[i])
+                    data[name] = plain(values[i])
             for slot, arr in feats.items():
                 data[FEATURE_PREFIX + slot] = arr[i].tolist()
             for slot, arr in masks.items():
@@ -216,7 +216,7 @@ def _values(arr: np.ndarray) -> list[Any]:
     """One Python value per row of ``arr`` (rows of 2-D arrays as lists)."""
     arr = np.asarray(arr)
     out = arr.tolist()
-    return [_plain(x) for x in out] if arr.dtype == np.dtype(object) else out
+    return [plain(x) for x in out] if arr.dtype == np.dtype(object) else out
 
 
 def _column(rows: list[tuple[int, str, dict[str, Any]]], key: str, node_type: str) -> list[Any]:
@@ -241,14 +241,14 @@ def _undeclared(datas: Any, reserved: tuple[str, ...] = NODE_KEYS) -> list[str]:
     return list(names)
 
 
-def _plain(v: Any) -> Any:
+def plain(v: Any) -> Any:
     """A copy of ``v`` made of Python values: numpy scalars unwrapped, tuples and arrays as lists."""
     if isinstance(v, np.ndarray):
         return v.tolist()
     if isinstance(v, np.generic):
         return v.item()
     if isinstance(v, (list, tuple)):
-        return [_plain(x) for x in v]
+        return [plain(x) for x in v]
     if isinstance(v, dict):
-        return {k: _plain(x) for k, x in v.items()}
+        return {k: plain(x) for k, x in v.items()}
     return v
