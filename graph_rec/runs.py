@@ -39,6 +39,7 @@ from typing import Any
 import torch
 
 from graph_rec.data import DataConfig, RecData, config_from_dict
+from graph_rec.distributed import SINGLE, DistContext
 from graph_rec.errors import CheckpointError, ConfigError
 from graph_rec.eval.evaluator import EvalConfig, EvalResult, evaluate
 from graph_rec.models.base import model_class
@@ -341,45 +342,47 @@ def train_run(
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = False,
+    dist: DistContext | None = None,
 ) -> dict[str, Any]:
     """Run ``config`` end to end into the run directory ``out`` (module docstring); returns the summary.
 
     With ``resume``, the graph and split saved in ``out`` are reused and training continues from
     ``out/checkpoint`` (a :class:`CheckpointError` if the config differs from the saved one).
+
+    Under ``torchrun`` (``dist`` from :func:`graph_rec.distributed.from_env`), rank 0 prepares the
+    data (reads, splits, builds the graph, encodes features) and saves the graph and split into
+    ``out``; the other ranks load them from there, so every rank trains on identical tensors and the
+    feature cache is written once. Rank 0 alone writes files; every rank returns the same summary.
     """
     from kg_builders.graph import KnowledgeGraph
     from kg_builders.split import Split
 
+    dist = dist or SINGLE
     out = Path(out)
-    cache_dir = Path(cache_dir)
     t0 = time.perf_counter()
-    if resume:
-        meta = read_run(out)
-        saved = RunConfig.from_dict(meta["config"])
-        if _comparable(saved) != _comparable(config):
-            raise CheckpointError(f"cannot resume {out}: its run.json was written with a different config")
-        kg, sp = KnowledgeGraph.load(out / "graph"), Split.load(out / "split")
-    else:
-        if out.exists() and any(out.iterdir()) and not overwrite:
-            raise ConfigError(f"{out} already exists; pass overwrite (--overwrite) or resume (--resume)")
-        if out.exists() and overwrite:
-            import shutil
-
-            shutil.rmtree(out)
-        kg, sp = prepare(config, cache_dir=cache_dir, progress=progress)
-        out.mkdir(parents=True, exist_ok=True)
-        kg.save(out / "graph")
-        sp.save(out / "split")
+    failure: str | None = None
+    if dist.is_main:
+        try:
+            _prepare_run(config, out, cache_dir=Path(cache_dir), resume=resume, overwrite=overwrite, progress=progress)
+        except Exception as exc:
+            failure = f"{type(exc).__name__}: {exc}"
+            dist.broadcast_object(failure)
+            raise
+    failure = dist.broadcast_object(failure)
+    if failure is not None:
+        raise ConfigError(f"rank 0 could not prepare the run, so rank {dist.rank} stops too: {failure}")
     prep_seconds = time.perf_counter() - t0
-    data = RecData(kg, sp, config=config.view)
+    data = RecData(KnowledgeGraph.load(out / "graph"), Split.load(out / "split"), config=config.view)
     meta = {
         "format_version": RUN_FORMAT,
         "versions": _versions(),
         "config": config.to_dict(),
         "status": "running",
         "data": data.summary(),
+        "world_size": dist.world_size,
     }
-    _write_json(out / "run.json", meta)
+    if dist.is_main:
+        _write_json(out / "run.json", meta)
     model = init_model(config.model, config.model_settings, data, seed=config.train.seed)
     result = fit(
         model,
@@ -390,23 +393,51 @@ def train_run(
         resume=resume,
         fingerprint=_fingerprint(config, data),
         progress=progress,
+        dist=dist,
     )
     with torch.inference_mode():
         scorer = model.scorer()
         feats = data.item_features()
-        valid = evaluate(scorer, data, part="valid", config=config.eval, item_features=feats)
-        test = evaluate(scorer, data, part="test", config=config.eval, item_features=feats)
-    _write_json(out / "history.json", result.to_dict())
-    plot_history(result, out / "history.png", metric=config.train.metric)
+        valid = evaluate(scorer, data, part="valid", config=config.eval, item_features=feats, dist=dist)
+        test = evaluate(scorer, data, part="test", config=config.eval, item_features=feats, dist=dist)
     metrics = {"valid": valid.to_dict(), "test": test.to_dict(), "best_epoch": result.best_epoch}
-    _write_json(out / "metrics.json", metrics)
     meta.update(
         status="finished",
         train={k: v for k, v in result.to_dict().items() if k != "history"},
         prepare_seconds=round(prep_seconds, 3),
     )
-    _write_json(out / "run.json", meta)
+    if dist.is_main:
+        _write_json(out / "history.json", result.to_dict())
+        plot_history(result, out / "history.png", metric=config.train.metric)
+        _write_json(out / "metrics.json", metrics)
+        _write_json(out / "run.json", meta)
+    dist.barrier()
     return {"out": str(out), "model": config.model, **meta["train"], "valid": valid.metrics, "test": test.metrics}
+
+
+def _prepare_run(
+    config: RunConfig, out: Path, *, cache_dir: Path, resume: bool, overwrite: bool, progress: bool
+) -> None:
+    """Check ``out`` (a resume must match its saved config) and, for a new run, build and save the graph and split."""
+    if resume:
+        meta = read_run(out)
+        saved = RunConfig.from_dict(meta["config"])
+        if _comparable(saved) != _comparable(config):
+            raise CheckpointError(f"cannot resume {out}: its run.json was written with a different config")
+        for name in ("graph", "split"):
+            if not (out / name).is_dir():
+                raise CheckpointError(f"cannot resume {out}: its {name}/ directory is missing")
+        return
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise ConfigError(f"{out} already exists; pass overwrite (--overwrite) or resume (--resume)")
+    if out.exists() and overwrite:
+        import shutil
+
+        shutil.rmtree(out)
+    kg, sp = prepare(config, cache_dir=cache_dir, progress=progress)
+    out.mkdir(parents=True, exist_ok=True)
+    kg.save(out / "graph")
+    sp.save(out / "split")
 
 
 def _comparable(config: RunConfig) -> dict[str, Any]:

@@ -35,6 +35,7 @@ import torch
 from torch import Tensor
 
 from graph_rec.data import RecData, UserItems, check_int, config_from_dict
+from graph_rec.distributed import SINGLE, DistContext
 from graph_rec.errors import ConfigError, DataError
 from graph_rec.eval.metrics import (
     ACCURACY_METRICS,
@@ -184,6 +185,11 @@ def sample_negatives(
     return out
 
 
+def _cat(parts: list[Tensor], dtype: torch.dtype) -> Tensor:
+    """``torch.cat(parts)``, or an empty tensor for a rank that had no users."""
+    return torch.cat(parts) if parts else torch.zeros(0, dtype=dtype)
+
+
 def evaluate(
     scorer: Scorer,
     data: RecData,
@@ -194,6 +200,7 @@ def evaluate(
     keep_per_user: bool = False,
     progress: bool = False,
     rerank: Callable[[Tensor, int], Tensor] | None = None,
+    dist: DistContext | None = None,
 ) -> EvalResult:
     """Full-ranking evaluation of ``scorer`` on ``data.<part>``.
 
@@ -209,6 +216,9 @@ def evaluate(
         rerank: ``rerank(scores [B, num_items] with the masked items at -inf, k) -> items [B, k]``,
             used instead of the plain top-k (e.g. :meth:`graph_rec.recommender.Recommender.reranker`'s
             maximal marginal relevance); it must not return masked items while unmasked ones remain.
+        dist: in a data-parallel group (:mod:`graph_rec.distributed`), each rank ranks its own
+            contiguous share of the users and the per-user results are gathered, so every rank
+            returns the same result, equal to a single process's; every rank must call this.
 
     Returns:
         An :class:`EvalResult` with the means over the users that have at least one pair in ``part``.
@@ -233,6 +243,9 @@ def evaluate(
     users = torch.nonzero(counts > 0).flatten()
     if users.numel() == 0:
         raise DataError(f"no user has a {part!r} pair: nothing to evaluate")
+    dist = dist or SINGLE
+    all_users = users
+    users = users[dist.shard(users.numel())]
 
     ks = sorted(set(cfg.ks))
     max_k = ks[-1]
@@ -319,7 +332,16 @@ def evaluate(
                     per_user[f"diversity@{max_k}"].append(intra_list_diversity(top_i, feats))
                 per_user[f"novelty@{max_k}"].append(novelty(top_i, popularity, data.num_users))
 
-    values = {name: torch.cat(parts) for name, parts in per_user.items()}
+    values = {name: _cat(parts, torch.float32) for name, parts in per_user.items()}
+    if cfg.sampled:
+        pos, neg = _cat(pos_parts, torch.float32), _cat(neg_parts, torch.float32)
+    if dist.enabled:  # every rank's share, in rank order: the same order as one process's users
+        shares = dist.all_gather_object((values, exposure, pos if cfg.sampled else None, neg if cfg.sampled else None))
+        values = {name: torch.cat([sh[0][name] for sh in shares]) for name in values}
+        exposure = torch.stack([sh[1] for sh in shares]).sum(0)
+        if cfg.sampled:
+            pos, neg = torch.cat([sh[2] for sh in shares]), torch.cat([sh[3] for sh in shares])
+        users = all_users
     metrics = {name: float(v.to(torch.float64).mean()) for name, v in values.items()}
     ordered = {f"{m}@{k}": metrics[f"{m}@{k}"] for m in cfg.metrics for k in ks}
     if cfg.beyond_accuracy:
@@ -328,8 +350,6 @@ def evaluate(
             ordered[f"diversity@{max_k}"] = metrics[f"diversity@{max_k}"]
         ordered[f"novelty@{max_k}"] = metrics[f"novelty@{max_k}"]
     if cfg.sampled:
-        pos = torch.cat(pos_parts)
-        neg = torch.cat(neg_parts)
         if pos.numel() == 0:
             raise DataError(f"no {part!r} pair could get a negative: every such user knows every item")
         ordered["auc"] = auc(pos, neg)

@@ -18,8 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from graph_rec.data import RecData
+from graph_rec.distributed import SINGLE, DistContext
 from graph_rec.errors import CheckpointError, ConfigError, DataError
 from graph_rec.eval.evaluator import EvalConfig, evaluate
 from graph_rec.models.base import RecModel, make_model
@@ -64,12 +66,8 @@ class TrainResult:
 
 
 def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} was asked for but CUDA is not available on this machine")
-    return dev
+    """The device of a ``TrainConfig.device`` setting in a single process (``"auto"``: CUDA when available)."""
+    return SINGLE.device(name)
 
 
 def init_model(name: str, settings: Mapping[str, Any], data: RecData, *, seed: int) -> RecModel:
@@ -89,6 +87,7 @@ def fit(
     resume: bool = False,
     fingerprint: Mapping[str, Any] | None = None,
     progress: bool = False,
+    dist: DistContext | None = None,
 ) -> TrainResult:
     """Fit ``model`` on ``data.train``, selecting the epoch on ``data.valid``.
 
@@ -103,6 +102,14 @@ def fit(
             was written by a different run).
         fingerprint: what a resumed run must match (configs, data shape); stored in checkpoints.
         progress: show a tqdm bar over epochs.
+        dist: the data-parallel group (:func:`graph_rec.distributed.from_env`; every rank calls
+            ``fit`` with the same arguments). Every rank draws the same shuffled batches from the
+            shared seed and trains on its own contiguous share of each batch; the model is wrapped in
+            :class:`~torch.nn.parallel.DistributedDataParallel`, which averages the gradients, and
+            each share's loss is weighted by its size, so a step equals one process's step on the
+            whole batch (``batch_size`` stays the global batch). Validation is sharded over users
+            and gathered; rank 0 alone writes ``run_dir``. The id/text alignment loss is computed
+            per share (not identical to one process's).
 
     Returns:
         a :class:`TrainResult`; the model holds the best epoch's weights.
@@ -114,7 +121,8 @@ def fit(
         raise ConfigError(f"train.metric {config.metric!r} needs k={k} in eval.ks {list(eval_config.ks)}")
     if data.valid.nnz == 0:
         raise DataError("the data has no validation pairs: early stopping needs a split with a validation part")
-    device = resolve_device(config.device)
+    dist = dist or SINGLE
+    device = dist.device(config.device)
     model.to(device)
     run = Path(run_dir) if run_dir is not None else None
     fingerprint = dict(fingerprint or {})
@@ -123,7 +131,7 @@ def fit(
     if not model.trainable:
         model.fit(data.train)
         with torch.inference_mode():
-            res = evaluate(model.scorer(), data, part="valid", config=eval_config)
+            res = evaluate(model.scorer(), data, part="valid", config=eval_config, dist=dist)
         secs = time.perf_counter() - t_start
         result = TrainResult(
             history=[{"epoch": 0, "seconds": round(secs, 3), "valid": res.metrics}],
@@ -133,9 +141,10 @@ def fit(
             seconds_to_best=secs,
             stopped="closed_form",
         )
-        if run is not None:
+        if run is not None and dist.is_main:
             (run / "best").mkdir(parents=True, exist_ok=True)
             save_state_dict(model, run / "best" / "model.safetensors")
+        dist.barrier()
         return result
 
     if data.train.nnz == 0:
@@ -144,7 +153,10 @@ def fit(
     gen = torch.Generator().manual_seed(config.seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        return _loop(model, data, config, eval_config, opt, gen, device, run, resume, fingerprint, progress, t_start)
+        dist.broadcast_parameters(model)
+        return _loop(
+            model, data, config, eval_config, opt, gen, device, run, resume, fingerprint, progress, t_start, dist
+        )
 
 
 def _loop(
@@ -160,6 +172,7 @@ def _loop(
     fingerprint: dict[str, Any],
     progress: bool,
     t_start: float,
+    dist: DistContext,
 ) -> TrainResult:
     result = TrainResult()
     start_epoch, bad_evals, best_score = 1, 0, float("-inf")
@@ -194,10 +207,23 @@ def _loop(
         return elapsed_before + time.perf_counter() - t_start
 
     bar = None
-    if progress:
+    if progress and dist.is_main:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=config.epochs, initial=start_epoch - 1, desc=f"train {model.name}", unit="epoch")
+    step_module: torch.nn.Module = _BatchForward(model)
+    if dist.enabled:
+        from torch.nn.parallel import DistributedDataParallel
+
+        step_module = DistributedDataParallel(
+            step_module,
+            device_ids=[device.index] if device.type == "cuda" else None,
+            # buffers (features, the graph) are built identically on every rank and never synced;
+            # fit() broadcast rank 0's parameters already
+            init_sync=False,
+            forward_sync_buffers=False,
+            find_unused_parameters=True,  # e.g. the relation weights of a model without relations
+        )
     stopped = "epochs"
     epoch = start_epoch - 1
     for epoch in range(start_epoch, config.epochs + 1):
@@ -208,9 +234,10 @@ def _loop(
             data.train, config.batch_size, config.num_negatives, gen, shared=config.shared_negatives
         )
         for users, pos, neg in batches:
+            users, pos, neg, weight = _share(users, pos, neg, dist, shared=config.shared_negatives)
             mask = shared_negative_mask(data.train, users, neg).to(device) if config.shared_negatives else None
             users, pos, neg = users.to(device), pos.to(device), neg.to(device)
-            out = model.batch_scores(users, pos, neg)
+            out = step_module(users, pos, neg)
             main = (
                 bpr_loss(out.pos, out.neg, mask)
                 if config.loss == "bpr"
@@ -219,26 +246,26 @@ def _loop(
             loss = main + config.l2 * out.reg
             for v in out.extra.values():
                 loss = loss + v
-            if not torch.isfinite(loss):
-                raise DataError(
-                    f"the loss became {float(loss)} at epoch {epoch} (check features for huge values, or lower lr={config.lr})"
-                )
+            _check_finite(loss, epoch, config, dist)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss * weight).backward()  # DDP averages over ranks: sum of share-weighted means = the batch mean
             if config.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             opt.step()
             steps += 1
-            parts = {"loss": float(loss.detach()), config.loss: float(main.detach()), "reg": float(out.reg.detach())}
-            parts.update({k: float(v.detach()) for k, v in out.extra.items()})
+            parts = {"loss": loss, config.loss: main, "reg": out.reg, **out.extra}
             for key, v in parts.items():
-                sums[key] = sums.get(key, 0.0) + v
+                sums[key] = sums.get(key, 0.0) + float(v.detach()) * weight
+        if dist.enabled:  # the epoch's losses as one process would log them
+            keys = sorted(sums)
+            total = dist.all_reduce_sum(torch.tensor([sums[k] for k in keys], dtype=torch.float64))
+            sums = {k: float(v) / dist.world_size for k, v in zip(keys, total, strict=True)}
         entry: dict[str, Any] = {"epoch": epoch, **{k: v / max(steps, 1) for k, v in sums.items()}}
         improved = False
         if epoch % config.eval_every == 0 or epoch == config.epochs:
             model.eval()
             with torch.inference_mode():
-                res = evaluate(model.scorer(), data, part="valid", config=eval_config)
+                res = evaluate(model.scorer(), data, part="valid", config=eval_config, dist=dist)
             entry["valid"] = res.metrics
             score = res.metrics[config.metric]
             if score > best_score + config.min_delta:
@@ -247,8 +274,8 @@ def _loop(
                 result.best_epoch, result.best_valid = epoch, dict(res.metrics)
             else:
                 bad_evals += 1
-        entry["seconds"] = round(now(), 3)
-        if "valid" in entry:
+        entry["seconds"] = round(dist.broadcast_object(now()) if dist.enabled else now(), 3)
+        if "valid" in entry and dist.is_main:
             logger.info(
                 "epoch %d: loss %.4f, valid %s %.4f (%.1f s)",
                 epoch,
@@ -265,10 +292,10 @@ def _loop(
             bar.set_postfix(loss=f"{entry['loss']:.4f}", **({config.metric: f"{best_score:.4f}"} if best_state else {}))
         if bad_evals >= config.patience:
             stopped = "early_stopping"
-        elif config.max_seconds and now() >= config.max_seconds:
+        elif config.max_seconds and entry["seconds"] >= config.max_seconds:  # rank 0's clock on every rank
             stopped = "max_seconds"
         finished = stopped != "epochs" or epoch == config.epochs
-        if run is not None and (
+        if run is not None and dist.is_main and (
             improved
             or finished
             or "valid" in entry
@@ -302,11 +329,12 @@ def _loop(
             break
     if bar is not None:
         bar.close()
+    dist.barrier()  # rank 0 has written its files
     if best_state is None:
         raise CheckpointError("training ended before any validation: lower eval_every or raise epochs")
     model.load_state_dict(best_state)
     model.eval()
-    result.seconds = now()
+    result.seconds = dist.broadcast_object(now()) if dist.enabled else now()
     result.stopped = stopped
     logger.info(
         "%s: best %s %.4f at epoch %d of %d (%s, %.1f s)",
@@ -319,3 +347,46 @@ def _loop(
         result.seconds,
     )
     return result
+
+
+class _BatchForward(torch.nn.Module):
+    """``forward(users, pos, neg) = model.batch_scores(...)``: the module DistributedDataParallel wraps."""
+
+    def __init__(self, model: RecModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, users: Tensor, pos: Tensor, neg: Tensor) -> Any:
+        return self.model.batch_scores(users, pos, neg)
+
+
+def _share(
+    users: Tensor, pos: Tensor, neg: Tensor, dist: DistContext, *, shared: bool
+) -> tuple[Tensor, Tensor, Tensor, float]:
+    """This rank's contiguous share of a batch and the weight of its mean loss (1 in one process).
+
+    With ``n_r`` pairs out of ``B`` on rank ``r`` of ``R``, a weight of ``R n_r / B`` makes DDP's
+    average of the ranks' gradients the gradient of the whole batch's mean loss. A rank whose share
+    is empty (a last batch smaller than the group) still runs the step, on one pair, with weight 0,
+    because every rank must take part in the gradient all-reduce.
+    """
+    if not dist.enabled:
+        return users, pos, neg, 1.0
+    b = users.numel()
+    sel = dist.shard(b)
+    n = sel.stop - sel.start
+    weight = dist.world_size * n / b
+    if n == 0:
+        sel, weight = slice(0, 1), 0.0
+    return users[sel], pos[sel], (neg if shared else neg[sel]), weight
+
+
+def _check_finite(loss: Tensor, epoch: int, config: TrainConfig, dist: DistContext) -> None:
+    """Raise on a NaN or infinite loss; in a group every rank raises together (no rank waits forever)."""
+    bad = not bool(torch.isfinite(loss))
+    if dist.enabled:
+        bad = bool(dist.all_reduce_sum(torch.tensor([float(bad)])) > 0)
+    if bad:
+        raise DataError(
+            f"the loss became {float(loss)} at epoch {epoch} (check features for huge values, or lower lr={config.lr})"
+        )
