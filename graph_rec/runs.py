@@ -45,7 +45,7 @@ from graph_rec.eval.evaluator import EvalConfig, EvalResult, evaluate
 from graph_rec.models.base import model_class
 from graph_rec.training.checkpoint import load_state_dict
 from graph_rec.training.config import TrainConfig
-from graph_rec.training.trainer import TrainResult, fit, init_model
+from graph_rec.training.trainer import TrainResult, fit, init_model, scorer_for
 from kg_builders import __version__
 from kg_builders._files import atomic_file
 
@@ -396,7 +396,7 @@ def train_run(
         dist=dist,
     )
     with torch.inference_mode():
-        scorer = model.scorer()
+        scorer = scorer_for(model, config.train)
         feats = data.item_features()
         valid = evaluate(scorer, data, part="valid", config=config.eval, item_features=feats, dist=dist)
         test = evaluate(scorer, data, part="test", config=config.eval, item_features=feats, dist=dist)
@@ -487,7 +487,7 @@ def evaluate_run(
     config, data, model = load_run(path)
     with torch.inference_mode():
         return evaluate(
-            model.scorer(),
+            scorer_for(model, config.train),
             data,
             part=part,
             config=eval_config or config.eval,

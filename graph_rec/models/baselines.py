@@ -436,6 +436,30 @@ class LightGCN(RecModel):
         """``[num_users + num_items, d]`` the id embeddings, users first."""
         return torch.cat([self.user_emb.weight, self.item_emb.weight], 0)
 
+    def layer0_rows(self, nodes: Tensor) -> Tensor:
+        """``[n, d]`` rows of :meth:`layer0` for ``[n]`` node indices (users ``< num_users``), from those rows only."""
+        is_user = nodes < self.num_users
+        u_at, i_at = is_user.nonzero().squeeze(1), (~is_user).nonzero().squeeze(1)
+        rows = torch.cat([self.user_emb(nodes[u_at]), self.item_emb(nodes[i_at] - self.num_users)])
+        out = rows.new_empty(nodes.numel(), self.config.embedding_dim)
+        out[torch.cat([u_at, i_at])] = rows
+        return out
+
+    def sampling_offsets(self) -> tuple[int, int]:
+        """``(0, num_users)``: users then items in the propagation's node index."""
+        return 0, self.num_users
+
+    def layer0_reg(self, e0_users: Tensor, e0_pos: Tensor, e0_neg: Tensor) -> Tensor:
+        """:meth:`batch_scores`' regulariser, ``l2_of(...) / B``, from the batch's layer-0 rows.
+
+        Shapes: users ``[B, d]``, positives ``[B, d]``, negatives ``[B, n, d]`` or shared ``[n, d]``.
+        """
+        return l2_of(e0_users, e0_pos, e0_neg).to(e0_users) / e0_users.shape[0]
+
+    def score_repr(self, h: Tensor) -> Tensor:
+        """The representation scored by inner product (``h`` itself)."""
+        return h
+
     def embed(self) -> tuple[Tensor, Tensor]:
         h = self.propagation(self.layer0(), self.config.num_layers)
         return h[: self.num_users], h[self.num_users :]

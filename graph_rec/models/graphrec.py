@@ -185,6 +185,48 @@ class GraphRec(RecModel):
             return g * fx + (1 - g) * self.id_emb.weight, fx
         return fx + self.id_emb.weight, fx
 
+    # ------------------------------------------------------------------ sampled training hooks
+    def layer0_rows(self, nodes: Tensor) -> Tensor:
+        """``[n, d]`` the layer-0 embeddings ``F(x_v)`` of ``[n]`` global node indices, from those rows only.
+
+        Equals ``layer0()[0][nodes]`` (with the same gradients) without building the ``[N, d]``
+        matrix: features, masks, id embeddings and the gate are sliced by ``nodes`` first.
+        """
+        fx = None
+        if self.fusion is not None:
+            feats = {s: getattr(self, f"x_{s}")[nodes] for s in self.slots}
+            masks = {s: getattr(self, f"m_{s}")[nodes] for s in self.slots}
+            fx = self.fusion(feats, masks)
+        if fx is None:
+            return self.id_emb(nodes)
+        if self.id_emb is None:
+            return fx
+        if self.config.id_embedding == "gated":
+            g = torch.sigmoid(self.gate)[self.node_type[nodes]]
+            return g * fx + (1 - g) * self.id_emb(nodes)
+        return fx + self.id_emb(nodes)
+
+    def sampling_offsets(self) -> tuple[int, int]:
+        """``(user_offset, item_offset)``: where users and items start in the propagation's node index."""
+        return self.user_offset, self.item_offset
+
+    def layer0_reg(self, e0_users: Tensor, e0_pos: Tensor, e0_neg: Tensor) -> Tensor:
+        """:meth:`batch_scores`' regulariser from the batch's layer-0 rows.
+
+        Args:
+            e0_users: ``[B, d]`` layer-0 rows of the batch's users (one per occurrence).
+            e0_pos: ``[B, d]`` of its positives.
+            e0_neg: ``[B, n, d]`` (or ``[n, d]`` shared) of its negatives.
+
+        Returns:
+            The scalar ``(|e0_users|^2 + |e0_pos|^2 + |e0_neg|^2) / B``.
+        """
+        return (e0_users.pow(2).sum() + e0_pos.pow(2).sum() + e0_neg.pow(2).sum()) / e0_users.shape[0]
+
+    def score_repr(self, h: Tensor) -> Tensor:
+        """The representation scored by inner product: ``h`` itself, or unit-length for ``score="cosine"``."""
+        return self._norm(h)
+
     def propagate(self) -> tuple[Tensor, Tensor, Tensor | None]:
         """``(H [N, d], F(X) [N, d], projected features or None)``, every node (the general path)."""
         e0, fx = self.layer0()

@@ -4,7 +4,8 @@ A checkpoint directory holds:
 
 * ``model.safetensors``: the model's state dict;
 * ``optimizer.safetensors``: every tensor of the optimiser state, keyed ``state.<param>.<name>``;
-* ``rng.safetensors``: the sampling generator's and torch's global CPU RNG states (uint8);
+* ``rng.safetensors``: the sampling generator's and torch's global CPU RNG states (uint8), and
+  any extra generator states (``extra.<name>``, e.g. each rank's neighbour-sampling generator);
 * ``state.json``: format version, epoch, optimiser hyper-parameters (``param_groups``), the
   non-tensor optimiser state, early-stopping counters, the history so far, and a fingerprint of
   the run (model, configs, data shape) that a resume must match.
@@ -74,18 +75,21 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer | None,
     generator: torch.Generator,
     state: dict[str, Any],
+    extra_rng: dict[str, torch.Tensor] | None = None,
 ) -> None:
-    """Write a resumable checkpoint directory atomically (replacing the previous one)."""
+    """Write a resumable checkpoint directory atomically (replacing the previous one).
+
+    ``extra_rng`` maps names to further generator states (``Generator.get_state()``) to keep.
+    """
     with atomic_dir(path, overwrite=True) as tmp:
         save_state_dict(model, tmp / "model.safetensors")
         opt_meta: dict[str, Any] = {}
         if optimizer is not None:
             tensors, opt_meta = _optimizer_tensors(optimizer)
             save_file(tensors, str(tmp / "optimizer.safetensors"))
-        save_file(
-            {"generator": generator.get_state(), "torch_cpu": torch.get_rng_state()},
-            str(tmp / "rng.safetensors"),
-        )
+        rng = {"generator": generator.get_state(), "torch_cpu": torch.get_rng_state()}
+        rng.update({f"extra.{name}": t.detach().to("cpu").contiguous() for name, t in (extra_rng or {}).items()})
+        save_file(rng, str(tmp / "rng.safetensors"))
         payload = {"format_version": FORMAT_VERSION, **state, "optimizer": opt_meta}
         (tmp / "state.json").write_text(json.dumps(payload, indent=1, default=_json_default, allow_nan=False))
 
@@ -99,6 +103,9 @@ def load_checkpoint(
     fingerprint: dict[str, Any],
 ) -> dict[str, Any]:
     """Restore model, optimiser and RNG states; returns the saved ``state`` dict.
+
+    The extra generator states saved with ``extra_rng`` come back in ``state["extra_rng"]``
+    (name -> uint8 state tensor).
 
     Raises:
         CheckpointError: missing files, a newer format, or a run fingerprint that differs from
@@ -135,6 +142,7 @@ def load_checkpoint(
     rng = load_file(str(path / "rng.safetensors"))
     generator.set_state(rng["generator"])
     torch.set_rng_state(rng["torch_cpu"])
+    state["extra_rng"] = {k.split(".", 1)[1]: v for k, v in rng.items() if k.startswith("extra.")}
     return state
 
 

@@ -12,6 +12,7 @@ from graph_rec.data import check_float, check_int, config_from_dict
 from graph_rec.errors import ConfigError
 
 LOSSES = ("bpr", "softmax")
+SAMPLING = ("full", "neighbour")
 _METRIC = re.compile(r"^(recall|ndcg|precision|hit|mrr)@([1-9][0-9]*)$")
 
 
@@ -41,6 +42,14 @@ class TrainConfig:
         grad_clip: clip the gradient norm to this (0: off).
         max_seconds: stop training after this wall time (0: no limit).
         checkpoint_every: write a resumable checkpoint every this many epochs (0: only at evaluations).
+        sampling: ``"full"`` propagates the whole graph at every step; ``"neighbour"`` propagates
+            only over a sampled neighbourhood of the batch's nodes (:mod:`graph_rec.training.sampled`:
+            memory bounded by the fan-outs, for graphs whose full propagation does not fit), and
+            validation embeddings are computed layer by layer in row batches.
+        num_neighbours: neighbour sampling's fan-out per hop (one value for every hop, or one per
+            propagation layer), e.g. ``[10, 10, 10]``.
+        inference_batch_size: rows per batch of the layer-wise validation embeddings (sampling
+            ``"neighbour"`` only).
     """
 
     epochs: int = 300
@@ -60,6 +69,9 @@ class TrainConfig:
     grad_clip: float = 0.0
     max_seconds: float = 0.0
     checkpoint_every: int = 0
+    sampling: Literal["full", "neighbour"] = "full"
+    num_neighbours: tuple[int, ...] = (10,)
+    inference_batch_size: int = 65536
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "num_negatives", "eval_every", "patience"):
@@ -74,6 +86,16 @@ class TrainConfig:
         check_float("max_seconds", self.max_seconds)
         if not isinstance(self.shared_negatives, bool):
             raise ConfigError(f"shared_negatives must be true or false, got {self.shared_negatives!r}")
+        if self.sampling not in SAMPLING:
+            raise ConfigError(f"sampling must be one of {list(SAMPLING)}, got {self.sampling!r}")
+        if isinstance(self.num_neighbours, str | int) or not isinstance(self.num_neighbours, tuple | list) or not (
+            self.num_neighbours
+        ):
+            raise ConfigError(f"num_neighbours must be a non-empty list of positive integers, got {self.num_neighbours!r}")
+        for k in self.num_neighbours:
+            check_int("each of num_neighbours", k, minimum=1)
+        object.__setattr__(self, "num_neighbours", tuple(int(k) for k in self.num_neighbours))
+        check_int("inference_batch_size", self.inference_batch_size, minimum=1)
         if self.loss not in LOSSES:
             raise ConfigError(f"loss must be one of {list(LOSSES)}, got {self.loss!r}")
         if not isinstance(self.metric, str) or not _METRIC.match(self.metric):
@@ -82,6 +104,17 @@ class TrainConfig:
             )
         if not isinstance(self.device, str) or not re.match(r"^(cpu|auto|cuda(:[0-9]+)?|mps)$", self.device):
             raise ConfigError(f"device must be 'cpu', 'auto', 'cuda', 'cuda:N' or 'mps', got {self.device!r}")
+
+    def fanouts(self, num_layers: int) -> list[int]:
+        """The fan-out of each of ``num_layers`` hops (a single value applies to every hop)."""
+        if len(self.num_neighbours) == 1:
+            return list(self.num_neighbours) * num_layers
+        if len(self.num_neighbours) != num_layers:
+            raise ConfigError(
+                f"num_neighbours has {len(self.num_neighbours)} fan-outs but the model has {num_layers} layers: "
+                "give one per layer, or a single value for all"
+            )
+        return list(self.num_neighbours)
 
     @property
     def metric_k(self) -> int:
@@ -92,7 +125,7 @@ class TrainConfig:
         return config_from_dict(cls, d, "train")
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)

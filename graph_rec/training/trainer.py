@@ -24,7 +24,7 @@ from graph_rec.data import RecData
 from graph_rec.distributed import SINGLE, DistContext
 from graph_rec.errors import CheckpointError, ConfigError, DataError
 from graph_rec.eval.evaluator import EvalConfig, evaluate
-from graph_rec.models.base import RecModel, make_model
+from graph_rec.models.base import RecModel, Scorer, make_model
 from graph_rec.training.checkpoint import load_checkpoint, save_checkpoint, save_state_dict
 from graph_rec.training.config import TrainConfig
 from graph_rec.training.losses import bpr_loss, softmax_loss
@@ -178,6 +178,16 @@ def _loop(
     start_epoch, bad_evals, best_score = 1, 0, float("-inf")
     elapsed_before = 0.0
     best_state: dict[str, torch.Tensor] | None = None
+    sampler = None
+    extra_rng: dict[str, Tensor] = {}
+    if config.sampling == "neighbour":
+        from graph_rec.training.sampled import NeighbourSampler
+
+        # each rank samples the neighbourhoods of its own share with its own stream
+        sample_gen = torch.Generator(device=device).manual_seed(config.seed + 1_000_003 * (dist.rank + 1))
+        sampler = NeighbourSampler.from_propagation(
+            model.propagation, config.fanouts(model.config.num_layers), generator=sample_gen
+        )
     if resume:
         if run is None:
             raise ConfigError("resume needs a run directory")
@@ -195,6 +205,14 @@ def _loop(
             from safetensors.torch import load_file
 
             best_state = load_file(str(best_file))
+        if sampler is not None:
+            key = f"sampler.rank{dist.rank}"
+            if key not in state["extra_rng"]:
+                raise CheckpointError(
+                    f"{run / 'checkpoint'} was written by {state.get('world_size', 1)} rank(s) and has no "
+                    f"neighbour-sampling state for rank {dist.rank}: resume with the same number of ranks"
+                )
+            sampler.generator.set_state(state["extra_rng"][key])
         logger.info("resumed from %s at epoch %d", run / "checkpoint", start_epoch)
         if state.get("finished") and (state.get("stopped") != "epochs" or start_epoch > config.epochs):
             if best_state is not None:
@@ -211,7 +229,7 @@ def _loop(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=config.epochs, initial=start_epoch - 1, desc=f"train {model.name}", unit="epoch")
-    step_module: torch.nn.Module = _BatchForward(model)
+    step_module: torch.nn.Module = _BatchForward(model, sampler)
     if dist.enabled:
         from torch.nn.parallel import DistributedDataParallel
 
@@ -265,7 +283,7 @@ def _loop(
         if epoch % config.eval_every == 0 or epoch == config.epochs:
             model.eval()
             with torch.inference_mode():
-                res = evaluate(model.scorer(), data, part="valid", config=eval_config, dist=dist)
+                res = evaluate(scorer_for(model, config), data, part="valid", config=eval_config, dist=dist)
             entry["valid"] = res.metrics
             score = res.metrics[config.metric]
             if score > best_score + config.min_delta:
@@ -295,12 +313,16 @@ def _loop(
         elif config.max_seconds and entry["seconds"] >= config.max_seconds:  # rank 0's clock on every rank
             stopped = "max_seconds"
         finished = stopped != "epochs" or epoch == config.epochs
-        if run is not None and dist.is_main and (
+        write = run is not None and (
             improved
             or finished
             or "valid" in entry
-            or (config.checkpoint_every and epoch % config.checkpoint_every == 0)
-        ):
+            or bool(config.checkpoint_every and epoch % config.checkpoint_every == 0)
+        )
+        if write and sampler is not None:  # every rank's sampling stream, so that each resumes its own
+            states = dist.all_gather_object(sampler.generator.get_state())
+            extra_rng = {f"sampler.rank{r}": st for r, st in enumerate(states)}
+        if write and dist.is_main:
             if improved:
                 (run / "best").mkdir(parents=True, exist_ok=True)
                 tmp = run / "best" / "model.safetensors.tmp"
@@ -323,7 +345,9 @@ def _loop(
                     "fingerprint": fingerprint,
                     "finished": finished,
                     "stopped": stopped,
+                    "world_size": dist.world_size,
                 },
+                extra_rng=extra_rng,
             )
         if stopped != "epochs":
             break
@@ -349,15 +373,37 @@ def _loop(
     return result
 
 
-class _BatchForward(torch.nn.Module):
-    """``forward(users, pos, neg) = model.batch_scores(...)``: the module DistributedDataParallel wraps."""
+def scorer_for(model: RecModel, config: TrainConfig) -> Scorer:
+    """The scorer validation uses: the model's own, or with neighbour sampling the layer-wise embeddings.
 
-    def __init__(self, model: RecModel) -> None:
+    Layer-wise inference (:func:`graph_rec.training.sampled.layerwise_embed`) computes the same
+    embeddings as ``model.embed()`` in row batches of ``config.inference_batch_size``, holding a few
+    ``[N, d]`` matrices and no autograd state.
+    """
+    if config.sampling != "neighbour":
+        return model.scorer()
+    from graph_rec.training.sampled import layerwise_embed
+
+    return Scorer.from_embeddings(*layerwise_embed(model, batch_size=config.inference_batch_size))
+
+
+class _BatchForward(torch.nn.Module):
+    """``forward(users, pos, neg)``: the batch's scores, over the whole graph or a sampled neighbourhood.
+
+    The module DistributedDataParallel wraps (so its gradient hooks see every parameter of ``model``).
+    """
+
+    def __init__(self, model: RecModel, sampler: Any = None) -> None:
         super().__init__()
         self.model = model
+        self.sampler = sampler
 
     def forward(self, users: Tensor, pos: Tensor, neg: Tensor) -> Any:
-        return self.model.batch_scores(users, pos, neg)
+        if self.sampler is None:
+            return self.model.batch_scores(users, pos, neg)
+        from graph_rec.training.sampled import sampled_batch_scores
+
+        return sampled_batch_scores(self.model, self.sampler, users, pos, neg)
 
 
 def _share(

@@ -106,19 +106,25 @@ def test_early_stopping_stops_after_patience(world_data):
     assert result.best_epoch == 1 and len(result.history) == 3
 
 
-def test_resume_after_a_crash_gives_the_same_result(world_data, tmp_path, monkeypatch):
-    full, full_scores = _train(world_data, run_dir=tmp_path / "a", checkpoint_every=1, epochs=8)
-
+def _crash_in_epoch(monkeypatch, epoch):
+    """Make the trainer's batch iterator raise at the start of ``epoch``; returns the real one."""
     real = trainer_mod.epoch_batches
     calls = {"n": 0}
 
     def crashing(*args, **kwargs):
         calls["n"] += 1
-        if calls["n"] == 6:
-            raise KeyboardInterrupt("simulated crash in epoch 6")
+        if calls["n"] == epoch:
+            raise KeyboardInterrupt(f"simulated crash in epoch {epoch}")
         return real(*args, **kwargs)
 
     monkeypatch.setattr(trainer_mod, "epoch_batches", crashing)
+    return real
+
+
+def test_resume_after_a_crash_gives_the_same_result(world_data, tmp_path, monkeypatch):
+    full, full_scores = _train(world_data, run_dir=tmp_path / "a", checkpoint_every=1, epochs=8)
+
+    real = _crash_in_epoch(monkeypatch, 6)
     with pytest.raises(KeyboardInterrupt):
         _train(world_data, run_dir=tmp_path / "b", checkpoint_every=1, epochs=8)
     state = json.loads((tmp_path / "b" / "checkpoint" / "state.json").read_text())
@@ -186,3 +192,52 @@ def test_shared_negative_training_masks_positives_out_of_the_loss():
     mask = torch.tensor([[False, True]])
     assert softmax_loss(pos, neg, 1.0, mask) == pytest.approx(float(-torch.log_softmax(torch.tensor([2.0, 1.0]), 0)[0]))
     assert bpr_loss(pos, neg, mask) == pytest.approx(float(-torch.nn.functional.logsigmoid(torch.tensor(1.0))))
+
+
+# ------------------------------------------------------------------ neighbour-sampled training
+SAMPLED = {"sampling": "neighbour", "num_neighbours": [4], "inference_batch_size": 50}
+
+
+def test_sampled_training_validates_with_layerwise_embeddings_and_learns(world_data):
+    result, scores = _train(world_data, epochs=10, **SAMPLED)
+    losses = [h["loss"] for h in result.history]
+    assert losses[-1] < losses[0]
+    # comparable quality to full-graph training on the same graph (a loose floor on this tiny world)
+    full, _ = _train(world_data, epochs=10)
+    assert result.best_valid["recall@20"] > 0.5 * full.best_valid["recall@20"]
+    assert result.history != full.history  # sampling changed the steps
+    r2, s2 = _train(world_data, epochs=10, **SAMPLED)  # and is seeded
+    assert [h["loss"] for h in r2.history] == losses and torch.equal(s2, scores)
+
+
+def test_sampled_training_with_every_neighbour_is_the_full_graph_run(world_data):
+    # fan-outs larger than any degree keep every pair: the same steps as full-graph training
+    full, full_scores = _train(world_data, epochs=4)
+    every, every_scores = _train(world_data, epochs=4, sampling="neighbour", num_neighbours=[10_000])
+    assert [h["loss"] for h in every.history] == pytest.approx([h["loss"] for h in full.history], rel=1e-5)
+    torch.testing.assert_close(every_scores, full_scores, rtol=1e-4, atol=1e-5)
+
+
+def test_sampled_training_resumes_its_sampling_stream(world_data, tmp_path, monkeypatch):
+    full, full_scores = _train(world_data, run_dir=tmp_path / "a", checkpoint_every=1, epochs=6, **SAMPLED)
+    real = _crash_in_epoch(monkeypatch, 4)
+    with pytest.raises(KeyboardInterrupt):
+        _train(world_data, run_dir=tmp_path / "b", checkpoint_every=1, epochs=6, **SAMPLED)
+    monkeypatch.setattr(trainer_mod, "epoch_batches", real)
+    resumed, resumed_scores = _train(
+        world_data, run_dir=tmp_path / "b", resume=True, checkpoint_every=1, epochs=6, **SAMPLED
+    )
+    assert [h["loss"] for h in resumed.history] == [h["loss"] for h in full.history]
+    assert torch.equal(resumed_scores, full_scores)
+
+
+def test_sampled_training_settings_are_checked(world_data):
+    with pytest.raises(ConfigError, match="num_neighbours has 3 fan-outs but the model has 2 layers"):
+        _train(world_data, epochs=1, sampling="neighbour", num_neighbours=[5, 5, 5])
+    with pytest.raises(ConfigError, match="sampling must be one of"):
+        TrainConfig(sampling="cluster")
+    with pytest.raises(ConfigError, match="num_neighbours must be a non-empty list"):
+        TrainConfig(num_neighbours=5)
+    with pytest.raises(ConfigError, match="attention"):
+        _train(world_data, settings={"embedding_dim": 8, "num_layers": 2, "relation_mode": "attention"},
+               epochs=1, **SAMPLED)
