@@ -536,14 +536,30 @@ def _run_config(args: argparse.Namespace) -> Any:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train a model from a TOML run config into a run directory."""
+    from graph_rec.distributed import from_env
     from graph_rec.runs import train_run
 
     config = _run_config(args)
     cache = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
-    progress = not args.json and sys.stderr.isatty()
-    summary = train_run(
-        config, args.out, cache_dir=cache, resume=args.resume, overwrite=args.overwrite, progress=progress
-    )
+    # under torchrun (WORLD_SIZE > 1) this process joins the group; rank 0 alone prints and writes
+    dist = from_env(config.train.device)
+    try:
+        if not dist.is_main:
+            logging.getLogger("graph_rec").setLevel(logging.WARNING)
+        progress = not args.json and sys.stderr.isatty() and dist.is_main
+        summary = train_run(
+            config,
+            args.out,
+            cache_dir=cache,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            progress=progress,
+            dist=dist,
+        )
+    finally:
+        dist.close()
+    if not dist.is_main:
+        return 0
     metric = config.train.metric
     lines = [
         f"{summary['model']}: best epoch {summary['best_epoch']} ({summary['stopped']}), "
@@ -629,6 +645,40 @@ def cmd_explain(args: argparse.Namespace) -> int:
         "paths": [p.to_dict() for p in ex.paths],
     }
     _emit(args, payload, "\n".join(lines))
+    return 0
+
+
+def cmd_score_all(args: argparse.Namespace) -> int:
+    """The top-k of every user (or of --users) written to Parquet parts, resumable."""
+    from graph_rec.inference import score_all
+
+    users = None
+    if args.users:
+        path = Path(args.users)
+        if not path.is_file():
+            raise ConfigError(f"--users file {path} does not exist")
+        users = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if args.progress and args.quiet:
+        raise ConfigError("pass --progress or --quiet, not both")
+    progress = args.progress or (not args.quiet and not args.json and sys.stderr.isatty())
+    rec = load_recommender(args.model, device=args.device)
+    res = score_all(
+        rec,
+        args.out,
+        k=args.k,
+        users=users,
+        chunk_users=args.chunk_users,
+        exclude_seen=not args.include_seen,
+        overwrite=args.overwrite,
+        resume=not args.no_resume,
+        progress=progress,
+    )
+    payload = {"model": rec.model_name, "k": args.k, "exclude_seen": not args.include_seen, **res.to_dict()}
+    text = (
+        f"{res.users:,} users, {res.rows:,} rows in {res.parts} parts ({res.resumed} resumed) written to "
+        f"{res.out_dir} in {res.seconds:.2f} s ({res.users_per_second:,.0f} users/s)"
+    )
+    _emit(args, payload, text)
     return 0
 
 
@@ -732,6 +782,26 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--device", default="cpu")
     common(sp)
     sp.set_defaults(func=cmd_explain)
+
+    sp = sub.add_parser("score-all", help="top-k of every user of a saved model to Parquet (chunked, resumable)")
+    sp.add_argument("model", help="a saved recommender directory or a 'graph-rec train' run directory")
+    sp.add_argument("--out", required=True, help="output directory (part-*.parquet and manifest.json)")
+    sp.add_argument("--k", type=int, default=100, help="items per user (default 100)")
+    sp.add_argument(
+        "--chunk-users",
+        type=int,
+        default=10_000,
+        help="users scored at once, one Parquet part each; memory about chunk x items x 4 bytes (default 10000)",
+    )
+    sp.add_argument("--users", help="a text file with one user id per line (default: every user)")
+    sp.add_argument("--include-seen", action="store_true", help="do not leave out the users' training items")
+    sp.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    sp.add_argument("--no-resume", action="store_true", help="do not continue an interrupted output (an error)")
+    sp.add_argument("--progress", action="store_true", help="always show a progress bar (default: on a terminal)")
+    sp.add_argument("--quiet", action="store_true", help="never show a progress bar")
+    sp.add_argument("--device", default="cpu")
+    common(sp)
+    sp.set_defaults(func=cmd_score_all)
 
     sp = sub.add_parser("demo", help="the whole chain on MovieLens latest-small (or the synthetic world)")
     sp.add_argument("--ml-latest-small", help="a local copy of ml-latest-small")

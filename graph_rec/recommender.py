@@ -27,7 +27,6 @@ and reads tensors with safetensors and JSON only: loading never executes code fr
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import platform
@@ -56,7 +55,7 @@ from graph_rec.training.config import TrainConfig
 from graph_rec.training.trainer import fit as fit_model
 from graph_rec.training.trainer import init_model, resolve_device
 from kg_builders import __version__
-from kg_builders._files import atomic_dir
+from kg_builders._files import atomic_dir, sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -239,14 +238,6 @@ def _is_vector(v: Any) -> bool:
     if isinstance(v, np.ndarray | Tensor):
         return v.ndim == 1 and (v.dtype.is_floating_point if isinstance(v, Tensor) else v.dtype.kind == "f")
     return isinstance(v, list | tuple) and all(isinstance(x, int | float) and not isinstance(x, bool) for x in v)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _all_files(root: Path) -> list[Path]:
@@ -609,6 +600,31 @@ class Recommender:
                 )
                 lists += self._lists(snap, chunk, s, i)
         return RecommendationBatch(tuple(lists), tuple(unknown))
+
+    def recommend_indices(
+        self, user_ids: Sequence[str], *, k: int = 10, exclude_seen: bool = True
+    ) -> tuple[Tensor, Tensor]:
+        """The top-``k`` of ``user_ids`` as tensors, for bulk jobs that build no Python object per user.
+
+        The same ranking as :meth:`recommend_batch` (one call ranks all ``user_ids`` at once: the
+        caller chooses the batch), returned as ``(scores [B, k] float32, item_idx [B, k] int64)``
+        on the CPU, best first. ``item_idx`` indexes :attr:`item_ids` (append-only, so an index
+        stays valid after :meth:`add_item`). A user with fewer than ``k`` rankable items gets
+        ``-inf`` scores in the trailing columns (their indices mean nothing); drop them with
+        ``torch.isfinite(scores)``. Peak memory is about ``B * num_items * 4`` bytes.
+
+        Raises:
+            UnknownIdError: an id of ``user_ids`` is unknown (all of them are listed).
+            ConfigError: a bad ``k``.
+        """
+        snap = self._snap
+        _check_k(k, snap.num_items)
+        if isinstance(user_ids, str):
+            raise ConfigError("user_ids must be a list of ids, not one string")
+        users, _ = self._user_idx(snap, list(user_ids), "raise")
+        with torch.inference_mode():
+            s, i = self._rank(snap, torch.tensor(users, dtype=torch.long), k=k, exclude_seen=exclude_seen, allowed=None)
+        return s.cpu(), i.cpu()
 
     def score(self, user_id: str, item_ids: Sequence[str]) -> Scores:
         """The model's scores of ``item_ids`` for ``user_id`` (seen items included), in the order given."""
@@ -1083,7 +1099,7 @@ class Recommender:
                 },
             }
             (tmp / "recommender.json").write_text(json.dumps(meta, indent=2, allow_nan=False))
-            sums = {str(p.relative_to(tmp)): _sha256(p) for p in _all_files(tmp)}
+            sums = {str(p.relative_to(tmp)): sha256_file(p) for p in _all_files(tmp)}
             (tmp / "checksums.json").write_text(json.dumps(sums, indent=2, sort_keys=True))
         return Path(path)
 
@@ -1120,7 +1136,7 @@ class Recommender:
             extra, lost = sorted(files - set(sums)), sorted(set(sums) - files)
             if extra or lost:
                 raise CheckpointError(f"{root}: files not in checksums.json {extra[:5]}, listed but missing {lost[:5]}")
-            bad = [name for name in sorted(sums) if _sha256(root / name) != sums[name]]
+            bad = [name for name in sorted(sums) if sha256_file(root / name) != sums[name]]
             if bad:
                 raise CheckpointError(f"{root}: checksum mismatch in {bad[:5]}: the files were changed after saving")
         kg = KnowledgeGraph.load(root / "graph")

@@ -32,7 +32,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
 
-from kg_builders._files import atomic_file
+from kg_builders._files import atomic_file, sha256_file
 from kg_builders._optional import require
 from kg_builders.errors import ConfigError, DataError, MissingDependencyError
 
@@ -79,8 +79,7 @@ class _Corrupt(Exception):
 @functools.lru_cache(maxsize=16)
 def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
     """sha256 of a file's content (cached per path, size and modification time)."""
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
+    return sha256_file(path)
 
 
 def _sha256_of(path: Path) -> str:

@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from kg_builders._files import sha256_file
 from kg_builders._optional import require
 from kg_builders.errors import ConfigError, DataError, MissingDependencyError
 
@@ -99,11 +100,6 @@ def _looks_like_path(model: str) -> bool:
     return (
         model.startswith((".", "~", os.sep)) or os.path.isabs(model) or (os.altsep is not None and os.altsep in model)
     )
-
-
-def _sha256_file(path: Path) -> str:
-    with path.open("rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def _local_model_files(folder: Path) -> list[Path]:
@@ -375,7 +371,7 @@ class TextEncoder:
         source, local = self._source()
         if local:
             folder = Path(source)
-            model_id: dict[str, Any] = {"local": {p.name: _sha256_file(p) for p in _local_model_files(folder)}}
+            model_id: dict[str, Any] = {"local": {p.name: sha256_file(p) for p in _local_model_files(folder)}}
         else:
             if "model" in self._state:
                 config = self._state["model"].config
