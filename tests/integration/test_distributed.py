@@ -140,6 +140,24 @@ def test_two_gloo_ranks_under_torchrun_match_one_process_and_resume(tmp_path, ca
     _assert_same_run(two, resumed)
 
 
+
+def test_neighbour_sampled_training_on_two_ranks_resumes_each_ranks_stream(tmp_path, cache_root) -> None:
+    sampled = "\nsampling = \"neighbour\"\nnum_neighbours = [6]\n"
+    cfg = tmp_path / "run.toml"
+    cfg.write_text(CONFIG.format(epochs=4).replace("patience = 5\n", "patience = 5" + sampled))
+    short = tmp_path / "short.toml"
+    short.write_text(CONFIG.format(epochs=2).replace("patience = 5\n", "patience = 5" + sampled))
+    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
+    _train(cfg, whole, cache_root, ranks=2)
+    _train(short, resumed, cache_root, ranks=2)
+    from safetensors.torch import load_file
+
+    rng = load_file(str(resumed / "checkpoint" / "rng.safetensors"))
+    assert {"extra.sampler.rank0", "extra.sampler.rank1"} <= set(rng)
+    assert not torch.equal(rng["extra.sampler.rank0"], rng["extra.sampler.rank1"])  # each rank its own stream
+    _train(cfg, resumed, cache_root, ranks=2, resume=True)
+    _assert_same_run(whole, resumed)
+
 # --------------------------------------------------------------------------- gradients are synchronised
 def _grad_worker(rank: int, world: int, port: int, out: str) -> None:
     os.environ.update(
