@@ -261,15 +261,22 @@ def run_memory(cases: list[str], steps: int) -> list[dict]:
     return rows
 
 
+def _measured(part: dict) -> str:
+    meta = part["meta"]
+    load = f", load average {part['load'][0]:.1f} at the start" if part.get("load") else ""
+    return (
+        f"Measured {meta['date'][:16].replace('T', ' ')} UTC on {meta['machine']['cpus']} CPU cores, no GPU "
+        f"(commit {meta['git_commit'][:8]}{load})."
+    )
+
+
 def to_markdown(payload: dict) -> str:
-    meta = payload["meta"]
     lines = [
-        f"Measured {meta['date']} on {meta['machine']['cpus']} CPU cores, no GPU (commit {meta['git_commit'][:8]}). "
-        "GraphRec d=64, 2 layers, learned relation weights, BPR, Adam; power-law synthetic graphs "
-        "(`benchmarks/_scale_world.py`), per-user 80/10/10 split.",
+        "Synthetic cases: GraphRec d=64, 2 layers, learned relation weights, BPR, Adam, on power-law graphs "
+        "(`benchmarks/_scale_world.py`: 32-d features on items and tags, per-user 80/10/10 split).",
         "",
     ]
-    ddp = payload.get("ddp")
+    ddp = payload.get("ddp", {}).get("rows")
     if ddp:
         base = {r["sampling"]: r for r in ddp if r["ranks"] == 1 and r["threads_per_rank"] == 2 and "error" not in r}
         first = next(r for r in ddp if "error" not in r)
@@ -277,6 +284,8 @@ def to_markdown(payload: dict) -> str:
             f"**Data-parallel throughput** on {first['train_pairs']:,} training pairs ({first['nodes']:,} nodes, "
             f"{first['edges']:,} edges), global batch {DDP_TRAIN['batch_size']:,}, "
             f"fan-outs {FANOUTS} when sampled; first epoch, validation excluded:",
+            "",
+            _measured(payload["ddp"]),
             "",
             "| case | pairs/s | vs 1 process x 2 threads | epoch (s) | peak RSS per rank (MB) | valid R@20 after 2 epochs |",
             "|---|---|---|---|---|---|",
@@ -293,13 +302,13 @@ def to_markdown(payload: dict) -> str:
                 f"{r['valid_recall@20_after_2_epochs']} |"
             )
         lines.append("")
-    quality = payload.get("quality")
+    quality = payload.get("quality", {}).get("rows")
     if quality:
         fan = next((r["train"].get("num_neighbours") for r in quality if r["case"] != "full-graph"), None)
         lines += [
             "**Sampled against full-graph training** where both fit: ml-latest-small + MKR KG, protocol A "
             "(per-user random 80/10/10, seed 2026, full ranking), the protocol's GraphRec settings, "
-            f"neighbour fan-outs {fan}; test metrics at the best validation epoch:",
+            f"neighbour fan-outs {fan}; test metrics at the best validation epoch. " + _measured(payload["quality"]),
             "",
             "| training | valid R@20 | test R@20 | test NDCG@20 | best epoch | seconds to best | seconds |",
             "|---|---|---|---|---|---|---|",
@@ -310,11 +319,11 @@ def to_markdown(payload: dict) -> str:
                 f"{r['test']['ndcg@20']:.4f} | {r['best_epoch']} | {r['seconds_to_best']} | {r['seconds']} |"
             )
         lines.append("")
-    mem = payload.get("memory")
+    mem = payload.get("memory", {}).get("rows")
     if mem:
         lines += [
             "**Peak memory**, one process per case (2 threads), batch 8,192; full-graph validation embeddings "
-            "with `model.embed()`, sampled with the layer-wise batched `layerwise_embed`:",
+            "with `model.embed()`, sampled with the layer-wise batched `layerwise_embed`. " + _measured(payload["memory"]),
             "",
             "| case | train pairs | nodes | edges | build (s) | step (s, median) | embed (s) | "
             "peak RSS after build (MB) | after training | after embedding |",
@@ -344,22 +353,30 @@ def main() -> int:
     p.add_argument("--fanouts", default="20,10", help="neighbour fan-outs of the quality comparison")
     p.add_argument("--memory-cases", default="full-1m,full-5m,sampled-1m,sampled-5m,sampled-20m")
     p.add_argument("--steps", type=int, default=8, help="training steps per memory case")
+    p.add_argument("--markdown-only", action="store_true", help="rewrite scale_out.md from scale_out.json")
     args = p.parse_args()
     path = RESULTS / "scale_out.json"
-    payload = json.loads(path.read_text()) if path.is_file() else {}
-    payload["meta"] = run_metadata()
-    if args.part in ("ddp", "all"):
-        payload["ddp"] = run_ddp()
-    if args.part in ("quality", "all"):
-        payload["quality"] = run_quality([int(x) for x in args.fanouts.split(",")])
-    if args.part in ("memory", "all"):
-        cases = [c.strip() for c in args.memory_cases.split(",") if c.strip()]
-        unknown = [c for c in cases if c not in MEMORY_CASES]
-        if unknown:
-            raise SystemExit(f"unknown memory case(s) {unknown}; known: {sorted(MEMORY_CASES)}")
-        payload["memory"] = run_memory(cases, args.steps)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=1))
+    if args.markdown_only:
+        args.part = "none"
+    cases = [c.strip() for c in args.memory_cases.split(",") if c.strip()]
+    unknown = [c for c in cases if c not in MEMORY_CASES]
+    if unknown:
+        raise SystemExit(f"unknown memory case(s) {unknown}; known: {sorted(MEMORY_CASES)}")
+    parts = {
+        "ddp": run_ddp,
+        "quality": lambda: run_quality([int(x) for x in args.fanouts.split(",")]),
+        "memory": lambda: run_memory(cases, args.steps),
+    }
+    for name, run in parts.items():
+        if args.part in (name, "all"):
+            meta, load = run_metadata(), os.getloadavg()
+            rows = run()
+            # re-read: another part may have been written meanwhile; each part keeps its own metadata
+            payload = json.loads(path.read_text()) if path.is_file() else {}
+            payload[name] = {"meta": meta, "load": list(load), "rows": rows}
+            RESULTS.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(payload, indent=1))
+    payload = json.loads(path.read_text())
     (RESULTS / "scale_out.md").write_text(to_markdown(payload))
     print((RESULTS / "scale_out.md").read_text())
     return 0
