@@ -8,7 +8,7 @@ DEMO_ARGS ?= $(if $(wildcard $(SHARED)/ml-latest-small/ratings.csv),--ml-latest-
              $(if $(wildcard $(SHARED)/kg-samples/movie/kg.txt),--kg $(SHARED)/kg-samples/movie)
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint bench bench-protocols
+.PHONY: setup demo test lint bench bench-protocols bench-suite
 setup: .venv/.installed
 
 .venv/.installed: pyproject.toml scripts/setup.sh
@@ -34,3 +34,7 @@ bench: .venv/.installed
 
 bench-protocols: .venv/.installed
 	$(PY) benchmarks/protocols.py
+
+# the benchmark suite of issue 7 (about 1.5 h on 2 cores; `--part NAME` for one part, see the README)
+bench-suite: .venv/.installed
+	$(PY) benchmarks/suite.py $(SUITE_ARGS)

@@ -1,0 +1,235 @@
+"""Quality part of the benchmark suite: graph-rec, its ablations, its baselines and the peers, one table per data set.
+
+Protocol A (benchmarks/protocols.py): ml-latest-small (with the MKR movie KG) and
+hetrec2011-lastfm-2k; every interaction a positive; per-user random split 80/10/10 with seed 2026,
+made before the graph is built; full ranking over every item with training (and, for test,
+validation) positives masked; each model's setting chosen on validation Recall@20, its test
+metrics reported. Protocol B (Last.fm, random 8:1:1 per user, full ranking, @10) is the same split
+read at @10, next to RecBole-GNN's published LightGCN.
+
+Rows come from two runners that share the split and the evaluator
+(:func:`graph_rec.eval.evaluator.evaluate`, beyond-accuracy metrics by item text features):
+
+* graph-rec's models, ablations and in-harness baselines: ``benchmarks/protocols.py`` (run here as a
+  subprocess, or, with ``--reuse-protocols``, read from its last results; their date and commit are
+  printed with the table);
+* the peers (benchmarks/peers.py): PyTorch Geometric's ``LightGCN`` trained as its example trains it,
+  ``implicit``'s ALS and BPR, each validated on our validation split with early stopping and a grid,
+  then tested. RecBole is not run: :data:`peers.RECBOLE_STATUS` says why.
+
+    python benchmarks/quality.py                                  # both data sets, everything
+    python benchmarks/quality.py --dataset ml-latest-small --reuse-protocols
+
+Writes benchmarks/results/quality.json and quality.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _meta import RESULTS, ROOT, SHARED, run_metadata  # noqa: E402
+
+KS = (10, 20)
+PEER_LABELS = {"pyg_lightgcn": "PyG LightGCN", "implicit_als": "implicit ALS", "implicit_bpr": "implicit BPR"}
+CLASSICAL = ("popularity", "itemknn", "ease", "mf", "lightgcn", "implicit_als", "implicit_bpr", "pyg_lightgcn")
+
+
+def run_peers(dataset: str, *, pyg_budget: float, cache: Path) -> list[dict[str, Any]]:
+    """Fit every peer on ``dataset``'s protocol-A split; validation picks the setting, test is reported."""
+    import torch
+    from peers import GRIDS, PEERS, select
+    from protocols import prepare
+
+    from graph_rec.data import RecData
+    from graph_rec.eval.evaluator import EvalConfig, evaluate
+
+    kg, sp, _ = prepare(dataset, cache)
+    data = RecData(kg, sp)
+    text = kg.features.get("item", {}).get("text")
+    feats = None if text is None else torch.as_tensor(text)
+    rows = []
+    for peer in PEERS:
+        options: dict[str, Any] = {}
+        if peer == "pyg_lightgcn":
+            options["time_budget_s"] = pyg_budget
+        best, grid = select(
+            peer, data, grid=GRIDS[peer], eval_config=EvalConfig(ks=KS, beyond_accuracy=False), **options
+        )
+        with torch.inference_mode():
+            test = evaluate(
+                best.scorer, data, part="test", config=EvalConfig(ks=KS, beyond_accuracy=True), item_features=feats
+            ).metrics
+        row = {"model": peer, "result": best.to_dict(), "grid": grid, "test": test}
+        print(
+            f"{dataset} {peer}: valid {best.best_valid['recall@20']:.4f} test {test['recall@20']:.4f}", file=sys.stderr
+        )
+        rows.append(row)
+    return rows
+
+
+def run_protocols(dataset: str) -> None:
+    """Run benchmarks/protocols.py for ``dataset`` in a fresh process (it updates protocols.json)."""
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "protocols.py"), "--dataset", dataset]
+    subprocess.run(cmd, cwd=ROOT, check=True)
+
+
+def run(datasets: list[str], *, reuse_protocols: bool = False, pyg_budget: float = 300.0) -> dict[str, Any]:
+    """Run the quality part for ``datasets``; returns (and saves) the payload."""
+    from protocols import DATASETS
+
+    path = RESULTS / "quality.json"
+    payload = json.loads(path.read_text()) if path.is_file() else {"datasets": {}}
+    for name in datasets:
+        if name not in DATASETS:
+            raise SystemExit(f"unknown data set {name!r}; choices: {list(DATASETS)}")
+        if not (SHARED / DATASETS[name]["path"]).is_dir():
+            print(f"skip {name}: {SHARED / DATASETS[name]['path']} is absent", file=sys.stderr)
+            continue
+        load = list(os.getloadavg())
+        if not reuse_protocols:
+            run_protocols(name)
+        proto = json.loads((RESULTS / "protocols.json").read_text())
+        if name not in proto.get("datasets", {}):
+            raise SystemExit(f"{RESULTS / 'protocols.json'} has no {name!r}: run without --reuse-protocols")
+        peers = run_peers(name, pyg_budget=pyg_budget, cache=ROOT / "data" / "cache")
+        payload["datasets"][name] = {
+            "meta": run_metadata(),
+            "load": load,
+            "protocols_meta": proto["meta"],
+            "protocols_reused": reuse_protocols,
+            "protocol": proto["datasets"][name],
+            "peers": peers,
+        }
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(payload, indent=1))
+        tmp.replace(path)
+    return payload
+
+
+def table_rows(entry: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per model of a data set's entry: kind, label, valid R@20, test metrics, seconds to best."""
+    rows = []
+    for m, r in entry["protocol"]["runs"].items():
+        kind = "graph-rec" if m == "graphrec" else ("ablation" if m.startswith("graphrec") else "baseline (ours)")
+        rows.append(
+            {
+                "kind": kind,
+                "model": m,
+                "key": m,
+                "valid": r["valid"]["recall@20"],
+                "test": r["test"],
+                "seconds_to_best": r["seconds_to_best"],
+            }
+        )
+    for p in entry.get("peers", []):
+        res = p["result"]
+        rows.append(
+            {
+                "kind": "peer",
+                "model": PEER_LABELS.get(p["model"], p["model"]),
+                "key": p["model"],
+                "valid": res["best_valid"]["recall@20"],
+                "test": p["test"],
+                "seconds_to_best": res["seconds_to_best"],
+            }
+        )
+    return rows
+
+
+def best_classical(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The classical baseline (ours or a peer) with the best validation Recall@20."""
+    cands = [r for r in rows if r["key"] in CLASSICAL]
+    return max(cands, key=lambda r: r["valid"]) if cands else None
+
+
+def _when(meta: dict[str, Any]) -> str:
+    return f"{meta['date'][:16].replace('T', ' ')} UTC, commit {meta['git_commit'][:8]}"
+
+
+def to_markdown(payload: dict[str, Any]) -> str:
+    from peers import RECBOLE_STATUS
+    from protocols import RECBOLE_LIGHTGCN_LASTFM
+
+    lines = ["# Quality: graph-rec, its ablations, its baselines and the peers", ""]
+    for name, entry in payload["datasets"].items():
+        rows = table_rows(entry)
+        best = best_classical(rows)
+        ref = best["test"]["recall@20"] if best else None
+        m = entry["meta"]
+        lines += [
+            f"**{name}**, protocol A (per-user random 80/10/10, seed 2026, full ranking over "
+            f"{entry['protocol'].get('num_items', 'all')} items, training and validation positives masked; test "
+            f"metrics of the setting chosen on validation Recall@20). Peers run {_when(m)} on "
+            f"{m['machine']['cpus']} CPUs (load {entry['load'][0]:.1f}); graph-rec rows "
+            f"{'read from' if entry['protocols_reused'] else 'run in'} benchmarks/protocols.py "
+            f"({_when(entry['protocols_meta'])}).",
+            "",
+            "| kind | model | valid R@20 | Recall@20 | NDCG@20 | Recall@10 | NDCG@10 | coverage@20 | novelty@20 "
+            "| vs best classical (R@20) | s to best |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in rows:
+            t = r["test"]
+            rel = f"{(t['recall@20'] / ref - 1) * 100:+.1f}%" if ref else ""
+            name_cell = f"**{r['model']}**" if r["kind"] == "graph-rec" else r["model"]
+            lines.append(
+                f"| {r['kind']} | {name_cell} | {r['valid']:.4f} | {t['recall@20']:.4f} | {t['ndcg@20']:.4f} | "
+                f"{t['recall@10']:.4f} | {t['ndcg@10']:.4f} | {t.get('coverage@20', float('nan')):.3f} | "
+                f"{t.get('novelty@20', float('nan')):.2f} | {rel} | {r['seconds_to_best']:.1f} |"
+            )
+        if best:
+            ours = next((r for r in rows if r["key"] == "graphrec"), None)
+            gap = (ours["test"]["recall@20"] / ref - 1) * 100 if ours else float("nan")
+            lines += [
+                "",
+                f"Best classical baseline by validation: **{best['model']}** (test Recall@20 {ref:.4f}); graph-rec "
+                f"{gap:+.1f}% (target: +5%, {'met' if gap >= 5 else 'not met'}).",
+            ]
+        if name == "hetrec2011-lastfm-2k":
+            keys = ("recall@10", "ndcg@10", "mrr@10", "hit@10")
+            lines += [
+                "",
+                "Protocol B (the same random 8:1:1 per-user split read at @10) against RecBole-GNN's published "
+                "LightGCN (its own split seed and filtering, so indicative):",
+                "",
+                "| model | Recall@10 | NDCG@10 | MRR@10 | Hit@10 |",
+                "|---|---|---|---|---|",
+                "| LightGCN, RecBole-GNN (published) | "
+                + " | ".join(f"{RECBOLE_LIGHTGCN_LASTFM[k]:.4f}" for k in keys)
+                + " |",
+            ]
+            for r in rows:
+                if r["kind"] != "ablation":
+                    lines.append(f"| {r['model']} | " + " | ".join(f"{r['test'][k]:.4f}" for k in keys) + " |")
+        lines.append("")
+    lines += [f"RecBole: {RECBOLE_STATUS}", ""]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    from protocols import DATASETS
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--dataset", action="append", choices=list(DATASETS))
+    p.add_argument("--reuse-protocols", action="store_true", help="read graph-rec's rows from protocols.json")
+    p.add_argument("--pyg-budget", type=float, default=300.0, help="PyG LightGCN's time budget per setting (s)")
+    p.add_argument("--markdown-only", action="store_true", help="rewrite quality.md from quality.json")
+    args = p.parse_args()
+    if not args.markdown_only:
+        run(args.dataset or list(DATASETS), reuse_protocols=args.reuse_protocols, pyg_budget=args.pyg_budget)
+    path = RESULTS / "quality.json"
+    if path.is_file():
+        (RESULTS / "quality.md").write_text(to_markdown(json.loads(path.read_text())))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,182 @@
+"""The benchmark suite's bookkeeping (benchmarks/suite.py, benchmarks/quality.py): tables and targets.
+
+The measurements themselves are benchmarks, not tests; what is tested here is that the suite reads
+each part's results back into the right rows, compares with the right baseline and flags a missed
+target as missed.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
+if str(BENCH) not in sys.path:
+    sys.path.insert(0, str(BENCH))
+
+import quality  # noqa: E402
+import suite  # noqa: E402
+
+META = {"date": "2026-12-03T08:00:00+00:00", "git_commit": "0123456789abcdef", "machine": {"cpus": 2}}
+
+
+def _metrics(r20: float) -> dict[str, float]:
+    return {
+        "recall@20": r20,
+        "ndcg@20": r20 - 0.01,
+        "recall@10": r20 - 0.05,
+        "ndcg@10": r20 - 0.04,
+        "mrr@10": 0.4,
+        "hit@10": 0.7,
+        "coverage@20": 0.1,
+        "novelty@20": 2.5,
+    }
+
+
+def _run(valid: float, test: float) -> dict:
+    return {"valid": {"recall@20": valid}, "test": _metrics(test), "seconds_to_best": 12.0}
+
+
+def _entry(graphrec_test: float) -> dict:
+    return {
+        "meta": META,
+        "load": [0.5, 0.4, 0.3],
+        "protocols_meta": META,
+        "protocols_reused": True,
+        "protocol": {
+            "num_items": 100,
+            "runs": {
+                "ease": _run(0.25, 0.26),
+                "itemknn": _run(0.22, 0.30),  # better on test, worse on validation: not the reference
+                "graphrec": _run(0.27, graphrec_test),
+                "graphrec - tags": _run(0.26, 0.27),
+            },
+        },
+        "peers": [
+            {
+                "model": "implicit_als",
+                "result": {"best_valid": {"recall@20": 0.255}, "seconds_to_best": 3.0},
+                "test": _metrics(0.265),
+            }
+        ],
+    }
+
+
+def test_quality_rows_kinds_and_reference_chosen_on_validation():
+    rows = quality.table_rows(_entry(0.28))
+    kinds = {r["key"]: r["kind"] for r in rows}
+    assert kinds == {
+        "ease": "baseline (ours)",
+        "itemknn": "baseline (ours)",
+        "graphrec": "graph-rec",
+        "graphrec - tags": "ablation",
+        "implicit_als": "peer",
+    }
+    best = quality.best_classical(rows)
+    assert best["key"] == "implicit_als"  # highest validation among classical, peers included
+
+
+@pytest.mark.parametrize(("graphrec_test", "met"), [(0.2783, True), (0.2782, False), (0.25, False)])
+def test_quality_target_is_five_percent_over_best_classical(graphrec_test, met):
+    # best classical by validation: implicit ALS, test 0.265; +5% is 0.27825
+    targets = suite.targets_quality({"datasets": {"ml-latest-small": _entry(graphrec_test)}})
+    assert len(targets) == 1
+    assert targets[0]["met"] is met
+    assert "implicit ALS" in targets[0]["what"]
+
+
+def test_quality_markdown_has_every_model_and_protocol_b_for_lastfm():
+    payload = {"datasets": {"ml-latest-small": _entry(0.25), "hetrec2011-lastfm-2k": _entry(0.30)}}
+    md = quality.to_markdown(payload)
+    for label in ("ease", "itemknn", "**graphrec**", "graphrec - tags", "implicit ALS"):
+        assert f"| {label} |" in md
+    assert md.count("Protocol B") == 1
+    assert "LightGCN, RecBole-GNN (published)" in md
+    assert "not met" in md and "RecBole" in md
+
+
+def test_scale_out_ratio_targets():
+    rows = [
+        {"case": "full, 1 process x 2 threads", "pairs_per_second": 1000.0},
+        {"case": "full, 2 ranks x 1 thread", "pairs_per_second": 1500.0},
+        {"case": "sampled, 1 process x 2 threads", "error": "exit 1"},
+    ]
+    t = suite.targets_scale_out({"ddp": {"rows": rows}})
+    assert len(t) == 1 and t[0]["measured"].startswith("1.50x")
+
+
+def test_summary_reads_each_parts_results(tmp_path):
+    (tmp_path / "quality.json").write_text(json.dumps({"datasets": {"ml-latest-small": _entry(0.30)}}))
+    (tmp_path / "neo4j_write.json").write_text(
+        json.dumps(
+            {
+                "meta": META,
+                "write_neo4j": {"relationships_per_s": 20000.0},
+                "ratios": {"write_neo4j_vs_raw_merge": 0.8, "write_neo4j_vs_raw_create": 0.5},
+            }
+        )
+    )
+    targets, when = suite.read_targets("speed", tmp_path)
+    assert targets == [] and when is None  # absent part: no row, no error
+    md = suite.summary_markdown({}, tmp_path)
+    assert "| quality | ml-latest-small" in md and "| yes |" in md
+    assert "| neo4j |" in md and "0.80x" in md and "**no**" in md
+    assert "2026-12-03 08:00 UTC" in md
+
+
+def test_scaling_and_encoding_targets():
+    rows = [{"interactions": 100_000}, {"interactions": 1_000_000}, {"interactions": 5_000_000, "error": "x"}]
+    t = suite.targets_scaling({"rows": rows, "exponents": {"step_seconds_median": 1.234, "eval_seconds": None}})
+    assert len(t) == 1
+    assert t[0]["measured"] == "n^1.23" and "100,000, 1,000,000" in t[0]["what"] and "5,000,000" not in t[0]["what"]
+    enc = {
+        "peak_rss": [650.0, 720.0],
+        "throughput": {
+            "ratio_ours_over_st": 0.85,
+            "target_ratio": 0.9,
+            "texts_per_second": {"ours": 100.0, "sentence_transformers": 117.6},
+        },
+    }
+    (e,) = suite.targets_encoding(enc)
+    assert e["met"] is False and e["measured"].startswith("0.85x")
+
+
+def test_speed_targets_from_the_speed_payload():
+    reached = {"epoch": 2, "seconds": 4.0, "train_seconds": 3.0}
+    payload = {
+        "time": {
+            "target": 0.18,
+            "runs": {
+                "pyg_lightgcn": {"reached": {"epoch": 30, "seconds": 60.0, "train_seconds": 45.0}},
+                "lightgcn": {"reached": reached, "best_valid": {"recall@20": 0.22}},
+                "graphrec": {"reached": None, "best_valid": {"recall@20": 0.17}},
+            },
+            "ratios": {
+                "lightgcn": {"wall": 15.0, "train_only": 15.0, "goal": 5.0, "met": True},
+                "graphrec": {"wall": None, "train_only": None, "goal": 5.0, "met": False},
+            },
+        },
+        "eval": {
+            "users": 600,
+            "items": 9742,
+            "goal": 1.5,
+            "ratio": 1.8,
+            "met": False,
+            "median_seconds": {"evaluate": 0.09, "floor": 0.05},
+        },
+        "recommend": {
+            "k": 20,
+            "items": 9742,
+            "latency": {"p50_ms": 0.2, "p99_ms": 0.6},
+            "batch": {"a": {"users_per_s": 1000.0}, "b": {"users_per_s": 1500.0}},
+        },
+    }
+    t = suite.targets_speed(payload)
+    assert [x["met"] for x in t] == [True, False, False, None]
+    assert t[0]["measured"].startswith("15.0x (60.0 s vs 4.0 s")
+    assert t[1]["measured"] == "not reached (best 0.1700)"
+    assert t[2]["measured"].startswith("1.80x (90 ms vs 50 ms")
+    assert "1,500 users/s" in t[3]["measured"]
