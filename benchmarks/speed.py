@@ -652,7 +652,7 @@ def _measured(part: Mapping[str, Any]) -> str:
 def _time_md(t: Mapping[str, Any]) -> list[str]:
     runs, ratios = t["runs"], t["ratios"]
     lines = [
-        f"## Time to a validation Recall@20 of {t['target']:.4f}",
+        f"#### Time to a validation Recall@20 of {t['target']:.4f}",
         "",
         f"Target: {t['target_source']}. Every model is validated after every epoch with the same evaluator. "
         f"graph-rec stops after {t['patience']} validations without improvement; PyG's LightGCN "
@@ -728,7 +728,7 @@ def _eval_md(e: Mapping[str, Any]) -> list[str]:
         ("floor (matmul + top-k)", "floor"),
     ]
     lines = [
-        f"## Full-ranking evaluation of {e['users']:,} test users against the matmul + top-k floor",
+        f"#### Full-ranking evaluation of {e['users']:,} test users against the matmul + top-k floor",
         "",
         f"graphrec's best epoch; {e['items']:,} items, dimension {e['embedding_dim']}, chunks of {e['batch_size']:,} "
         f"users, k = {e['k']}; median of {e['repeats']} under `torch.inference_mode()`. The user and item "
@@ -770,7 +770,7 @@ def _eval_md(e: Mapping[str, Any]) -> list[str]:
 def _recommend_md(r: Mapping[str, Any]) -> list[str]:
     lat, peak = r["latency"], r["peak_rss_growth_mb"]
     lines = [
-        f"## recommend latency and batch throughput ({r['users']:,} users, {r['items']:,} items, k = {r['k']})",
+        f"#### recommend latency and batch throughput ({r['users']:,} users, {r['items']:,} items, k = {r['k']})",
         "",
         f"Seen items excluded. A `Recommender` built on graphrec's best epoch in {r['build_seconds']:.2f} s "
         f"(peak RSS growth {_f(peak.get('build'))} MB). {_measured(r)}",

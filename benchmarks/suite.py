@@ -163,13 +163,14 @@ def targets_encoding(p: dict[str, Any]) -> list[Target]:
     if "ratio_ours_over_st" not in th:
         return []
     r = th["ratio_ours_over_st"]
+    rss = {x["impl"]: x["peak_rss_mb"] for x in p.get("peak_rss", [])}
     return [
         _t(
             "encoding",
             "TextEncoder texts/s over plain sentence-transformers (same model, same vectors)",
             f">= {th.get('target_ratio', 0.9)}x",
             f"{r:.2f}x ({th['texts_per_second']['ours']:.0f} vs {th['texts_per_second']['sentence_transformers']:.0f} "
-            f"texts/s), peak RSS {p['peak_rss'][0]:.0f} vs {p['peak_rss'][1]:.0f} MB",
+            f"texts/s), peak RSS {rss['ours']:.0f} vs {rss['st']:.0f} MB",
             r >= th.get("target_ratio", 0.9),
         )
     ]
@@ -228,7 +229,11 @@ def read_targets(part: str, results: Path = RESULTS) -> tuple[list[Target], str 
         return [], None
     payload = json.loads(path.read_text())
     when = _measured_at(payload)
-    return TARGETS[part](payload), when
+    try:
+        return TARGETS[part](payload), when
+    except (KeyError, TypeError, ValueError) as e:  # a results file of another layout: say so, go on
+        what = f"{path.name} could not be read ({type(e).__name__}: {e})"
+        return [_t(part, what, "", "", None)], when
 
 
 def _measured_at(payload: dict[str, Any]) -> str | None:

@@ -3,9 +3,13 @@
 :func:`evaluate` ranks, for each user with at least one pair in ``data.<part>``, every item of the
 graph, in batches of users (never a ``num_users x num_items`` matrix):
 
-1. ``s = scorer(users)``, ``[B, num_items]``; a NaN score raises :class:`DataError` naming the users;
-2. the user's already-known positives get ``-inf`` *before* the top-k: the training pairs when
-   evaluating ``"valid"``, the training and validation pairs when evaluating ``"test"``;
+1. ``s = scorer(users)``, ``[B, num_items]`` (a new tensor per call, as :class:`Scorer` promises; a
+   view is copied first);
+2. the user's already-known positives get ``-inf`` *before* the top-k, in place: the training pairs
+   when evaluating ``"valid"``, the training and validation pairs when evaluating ``"test"``; a NaN
+   score among the other items raises :class:`DataError` naming the users (``torch.topk`` ranks NaN
+   first, so it is checked on the lists: no extra pass over the scores; with a ``rerank``, every
+   score is checked);
 3. ``torch.topk(s, max(ks))`` (sorted) gives each user's list; tied scores are ordered as
    ``torch.topk`` returns them, which is implementation-defined (it may differ between CPU and GPU),
    so a model that ties many items, e.g. popularity, can move slightly between devices;
@@ -190,6 +194,16 @@ def _cat(parts: list[Tensor], dtype: torch.dtype) -> Tensor:
     return torch.cat(parts) if parts else torch.zeros(0, dtype=dtype)
 
 
+def _check_nan(bad: Tensor, batch: Tensor) -> None:
+    """Raise naming the users of ``batch`` whose row of ``bad`` is set (their scores hold NaN)."""
+    bad = bad.cpu()
+    if bool(bad.any()):
+        raise DataError(
+            f"the scorer returned NaN scores for user indices {batch[bad][:10].tolist()}"
+            + (f" and {int(bad.sum()) - 10} more" if int(bad.sum()) > 10 else "")
+        )
+
+
 def evaluate(
     scorer: Scorer,
     data: RecData,
@@ -294,12 +308,10 @@ def evaluate(
                 raise DataError(f"the scorer returned shape {tuple(s.shape)}, expected ({batch.numel()}, {num_items})")
             if not s.is_floating_point():
                 s = s.to(torch.float32)
-            bad = torch.isnan(s).any(1).cpu()
-            if bool(bad.any()):
-                raise DataError(
-                    f"the scorer returned NaN scores for user indices {batch[bad][:10].tolist()}"
-                    + (f" and {int(bad.sum()) - 10} more" if int(bad.sum()) > 10 else "")
-                )
+            elif s._base is not None or not s.is_contiguous():  # a view: mask a copy, not the scorer's data
+                s = s.clone(memory_format=torch.contiguous_format)
+            if rerank is not None:  # a reranker may not rank NaN first: check every score
+                _check_nan(torch.isnan(s).any(1), batch)
             dev = s.device
             if negatives is not None:
                 lo, hi = int(held.indptr[batch[0]]), int(held.indptr[batch[-1] + 1])
@@ -308,12 +320,14 @@ def evaluate(
                 has = neg >= 0
                 pos_parts.append(s[row[has].to(dev), item[has].to(dev)].cpu())
                 neg_parts.append(s[row[has].to(dev), neg[has].to(dev)].cpu())
-            for m in masks:
+            for m in masks:  # in place: a Scorer returns a new tensor per call
                 row, item = m.rows(batch)
                 if row.numel():
-                    s = s.index_put((row.to(dev), item.to(dev)), minus_inf.to(dev, s.dtype))  # out of place
+                    s.index_put_((row.to(dev), item.to(dev)), minus_inf.to(dev, s.dtype))
             if rerank is None:
                 top_s, top_i = torch.topk(s, list_len, dim=1, sorted=True)
+                # topk ranks NaN above every number, so a NaN among the unmasked items shows in every list
+                _check_nan(torch.isnan(top_s).any(1), batch)
             else:
                 top_i = rerank(s, list_len).to(dev)
                 top_s = s.gather(1, top_i)

@@ -53,7 +53,8 @@ class Scorer:
     """Scores a batch of users against every item.
 
     The default scores with embeddings, ``users_repr[users] @ items_repr.T``; closed-form models
-    give their own function.
+    give their own function. The function must return a new tensor per call (not a view of, or the
+    same object as, data it keeps): the evaluator and the recommender mask known items in it in place.
     """
 
     def __init__(self, fn: Any, *, item_repr: Tensor | None = None, user_repr: Tensor | None = None) -> None:

@@ -133,7 +133,7 @@ def test_scaling_and_encoding_targets():
     assert len(t) == 1
     assert t[0]["measured"] == "n^1.23" and "100,000, 1,000,000" in t[0]["what"] and "5,000,000" not in t[0]["what"]
     enc = {
-        "peak_rss": [650.0, 720.0],
+        "peak_rss": [{"impl": "ours", "peak_rss_mb": 650.0}, {"impl": "st", "peak_rss_mb": 720.0}],
         "throughput": {
             "ratio_ours_over_st": 0.85,
             "target_ratio": 0.9,
@@ -141,7 +141,7 @@ def test_scaling_and_encoding_targets():
         },
     }
     (e,) = suite.targets_encoding(enc)
-    assert e["met"] is False and e["measured"].startswith("0.85x")
+    assert e["met"] is False and e["measured"].startswith("0.85x") and "650 vs 720 MB" in e["measured"]
 
 
 def test_speed_targets_from_the_speed_payload():
@@ -180,3 +180,9 @@ def test_speed_targets_from_the_speed_payload():
     assert t[1]["measured"] == "not reached (best 0.1700)"
     assert t[2]["measured"].startswith("1.80x (90 ms vs 50 ms")
     assert "1,500 users/s" in t[3]["measured"]
+
+
+def test_a_results_file_of_another_layout_is_reported_not_fatal(tmp_path):
+    (tmp_path / "text_encoding.json").write_text(json.dumps({"meta": META, "throughput": {"ratio_ours_over_st": 1.2}}))
+    (t,), when = suite.read_targets("encoding", tmp_path)
+    assert "text_encoding.json could not be read (KeyError" in t["what"] and when == "2026-12-03 08:00 UTC"
