@@ -752,7 +752,13 @@ def _eval_md(e: Mapping[str, Any]) -> list[str]:
         f"Test Recall@20 from evaluate {e['test_recall@20']:.4f}; from the masked floor's lists "
         f"{e['floor_masked_recall@20']:.4f} (the same ranking).",
     ]
-    if excess > 0:
+    if rest <= 0:
+        lines.append(
+            f"evaluate (masking, top-k and metrics) took no longer than the masked floor ({med['evaluate']:.4f} s "
+            f"against {med['floor_masked']:.4f} s): what it adds to the bare floor is the masking, within this "
+            "machine's noise (compare the runs of each row)."
+        )
+    elif excess > 0:
         lines.append(
             f"Of the {excess:.4f} s evaluate spends above the floor, masking takes {mask:.4f} s ({mask / excess:.0%}) "
             f"and the hit look-up and metrics {rest:.4f} s ({rest / excess:.0%})."
