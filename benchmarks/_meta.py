@@ -7,6 +7,7 @@ import importlib.metadata as md
 import os
 import platform
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,19 @@ RESULTS = ROOT / "benchmarks" / "results"
 SHARED = ROOT.parent / "shared" / "data"
 
 PACKAGES = ("graph-rec", "torch", "torch-geometric", "numpy", "pandas", "networkx", "rdflib", "spacy", "transformers")
+
+
+def latency_ms(times: Sequence[float]) -> dict[str, float]:
+    """p50 / p99 / mean in milliseconds of per-call ``times`` in seconds, and their count."""
+    import numpy as np
+
+    a = np.asarray(times) * 1000
+    return {
+        "p50_ms": round(float(np.percentile(a, 50)), 3),
+        "p99_ms": round(float(np.percentile(a, 99)), 3),
+        "mean_ms": round(float(a.mean()), 3),
+        "n": len(a),
+    }
 
 
 def run_metadata() -> dict[str, Any]:

@@ -44,22 +44,12 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _meta import RESULTS, ROOT, SHARED, run_metadata  # noqa: E402
+from _meta import RESULTS, ROOT, SHARED, latency_ms, run_metadata  # noqa: E402
 from protocols import GRAPHREC, SOFTMAX, TRAIN  # noqa: E402
 
 OUT_JSON = RESULTS / "recommender_api.json"
 OUT_MD = RESULTS / "recommender_api.md"
 TARGET_ITEMS = 40_000
-
-
-def _ms(times: list[float]) -> dict[str, float]:
-    a = np.asarray(times) * 1000
-    return {
-        "p50_ms": round(float(np.percentile(a, 50)), 3),
-        "p99_ms": round(float(np.percentile(a, 99)), 3),
-        "mean_ms": round(float(a.mean()), 3),
-        "n": len(a),
-    }
 
 
 def _prepare(split: str, cache: Path) -> tuple[Any, Any]:
@@ -118,7 +108,7 @@ def part_serve(cache: Path, work: Path, *, reuse: bool = False, previous: dict |
             t = time.perf_counter()
             rec.recommend(users[u], k=20)
             times.append(time.perf_counter() - t)
-        return _ms(times)
+        return latency_ms(times)
 
     def throughput(repeats: int = 3) -> float:
         rec.recommend_batch(users, k=20)
@@ -167,7 +157,7 @@ def part_serve(cache: Path, work: Path, *, reuse: bool = False, previous: dict |
         ex = rec.explain(u, i, max_paths=5)
         times.append(time.perf_counter() - t)
         npaths.append(len(ex.paths))
-    out["explain"] = {**_ms(times), "mean_paths": float(np.mean(npaths))}
+    out["explain"] = {**latency_ms(times), "mean_paths": float(np.mean(npaths))}
     out["top10_paths"] = _path_coverage(rec)
 
     # grow the catalogue to 40k items with add_item, then measure again
@@ -191,7 +181,7 @@ def part_serve(cache: Path, work: Path, *, reuse: bool = False, previous: dict |
             entities=item_ents.get(src, [])[:3],
         )
         add_times.append(time.perf_counter() - t)
-    out["add_item_vector"] = _ms(add_times)
+    out["add_item_vector"] = latency_ms(add_times)
     titles = kg.node_attrs["item"]["title"]
     threads = torch.get_num_threads()
     t = time.perf_counter()
@@ -206,8 +196,8 @@ def part_serve(cache: Path, work: Path, *, reuse: bool = False, previous: dict |
         rec.add_item(f"text-{k}", text=f"{titles[src]} (new edition)", entities=item_ents.get(src, [])[:2])
         text_times[n].append(time.perf_counter() - t)
     torch.set_num_threads(threads)
-    out["add_item_text"] = _ms(text_times[threads])
-    out["add_item_text_1_thread"] = _ms(text_times[1])
+    out["add_item_text"] = latency_ms(text_times[threads])
+    out["add_item_text_1_thread"] = latency_ms(text_times[1])
     out["items_after_add"] = len(rec.item_ids)
     out["recommend_k20_40k_items"] = latency()
     out["batch_users_per_s_40k_items"] = throughput()
@@ -368,7 +358,7 @@ def part_cold(cache: Path) -> dict[str, Any]:
         "test_items": len(cands),
         "test_users": len(users),
         "fit_seconds": round(fit_s, 1),
-        "add_item": _ms(add_s[1:]),
+        "add_item": latency_ms(add_s[1:]),
         "results": {
             k: {"recall@20": round(float(np.mean(v)), 4), "ndcg@20": round(float(np.mean(ndcg[k])), 4)}
             for k, v in res.items()

@@ -75,7 +75,7 @@ import torch
 from torch import Tensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _meta import RESULTS, ROOT, SHARED, run_metadata  # noqa: E402
+from _meta import RESULTS, ROOT, SHARED, latency_ms, run_metadata  # noqa: E402
 from peers import PygLightGCNSettings, _PeakRss, fit_pyg_lightgcn  # noqa: E402
 from protocols import DATASETS, GRIDS, TRAIN, prepare  # noqa: E402
 
@@ -177,16 +177,6 @@ def floor_topk(
         scores.append(top_s)
         items.append(top_i)
     return torch.cat(scores), torch.cat(items)
-
-
-def _ms(times: Sequence[float]) -> dict[str, float]:
-    a = np.asarray(times) * 1000
-    return {
-        "p50_ms": round(float(np.percentile(a, 50)), 3),
-        "p99_ms": round(float(np.percentile(a, 99)), 3),
-        "mean_ms": round(float(a.mean()), 3),
-        "n": len(a),
-    }
 
 
 # --------------------------------------------------------------------------------------- helpers
@@ -477,7 +467,7 @@ def part_recommend(
         "exclude_seen": True,
         "warmup": warmup,
         "build_seconds": round(build_s, 3),
-        "latency": _ms(times),
+        "latency": latency_ms(times),
         "batch": batch,
         "peak_rss_growth_mb": peak,
     }

@@ -5,29 +5,14 @@ No world is built here; the measurement itself is the benchmark's job.
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import pytest
 
 from graph_rec.errors import ConfigError
+from tests.benchmark_scripts import load_benchmark
 
-
-def _load_scaling():
-    name = "graph_rec_benchmarks_scaling"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, Path(__file__).resolve().parents[2] / "benchmarks" / "scaling.py"
-        )
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-scaling = _load_scaling()
+scaling = load_benchmark("scaling")
 
 
 # ------------------------------------------------------------------------------------ growth fit

@@ -6,30 +6,15 @@ No data set and no training: the measurements themselves live in the benchmark's
 from __future__ import annotations
 
 import copy
-import importlib.util
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 from graph_rec.data import UserItems
 from graph_rec.errors import ConfigError, GraphRecError
+from tests.benchmark_scripts import load_benchmark
 
-
-def _load_speed():
-    name = "graph_rec_benchmarks_speed"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, Path(__file__).resolve().parents[2] / "benchmarks" / "speed.py"
-        )
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # dataclasses look their module up while the file executes
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-speed = _load_speed()
+speed = load_benchmark("speed")
 
 
 def _history(values: list[float | None]) -> list[dict]:

@@ -8,17 +8,13 @@ target as missed.
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
-if str(BENCH) not in sys.path:
-    sys.path.insert(0, str(BENCH))
+from tests.benchmark_scripts import load_benchmark
 
-import quality  # noqa: E402
-import suite  # noqa: E402
+quality = load_benchmark("quality")
+suite = load_benchmark("suite")
 
 META = {"date": "2026-12-03T08:00:00+00:00", "git_commit": "0123456789abcdef", "machine": {"cpus": 2}}
 

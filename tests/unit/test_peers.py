@@ -9,10 +9,8 @@ reached it), so the "beats popularity" check runs on a larger world from the sam
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,22 +25,10 @@ from kg_builders.builders.standard import standard_builders
 from kg_builders.graph import build_graph
 from kg_builders.sources.synthetic import make_synthetic_world
 from kg_builders.split import split_random
+from tests.benchmark_scripts import load_benchmark
 from tests.worlds import synthetic_graph
 
-
-def _load_peers():
-    name = "graph_rec_benchmarks_peers"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, Path(__file__).resolve().parents[2] / "benchmarks" / "peers.py"
-        )
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # dataclasses look their module up while the file executes
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-peers = _load_peers()
+peers = load_benchmark("peers")
 
 PEERS = ["pyg_lightgcn", "implicit_als", "implicit_bpr"]
 # settings that suit each world (the benchmark's defaults are for real data sets)
