@@ -90,6 +90,7 @@ TIME_GOAL = 5.0  # PyG seconds / ours, at least
 EVAL_GOAL = 1.5  # evaluate / floor, at most
 OUT_JSON = RESULTS / "speed.json"
 OUT_MD = RESULTS / "speed.md"
+OUT_PNG = RESULTS / "speed_time_to_target.png"
 PATIENCE = TRAIN["patience"] * TRAIN["eval_every"]  # protocol A's patience, in epochs
 
 
@@ -614,6 +615,7 @@ def run(
         RESULTS.mkdir(parents=True, exist_ok=True)
         OUT_JSON.write_text(json.dumps(payload, indent=1))
         OUT_MD.write_text(to_markdown(payload))
+        plot_time(payload, OUT_PNG)
     return payload
 
 
@@ -806,6 +808,39 @@ def to_markdown(payload: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def plot_time(payload: Mapping[str, Any], path: Path) -> bool:
+    """Validation Recall@20 against wall seconds for every model of the ``time`` part, with the target line.
+
+    Returns False (writing nothing) when the payload has no ``time`` part.
+    """
+    t = payload.get("time")
+    if not t:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for name, r in t["runs"].items():
+        h = r["history"]
+        ax.plot([x["seconds"] for x in h], [x[f"valid_{METRIC}"] for x in h], marker=".", label=name)
+        if r["reached"]:
+            ax.axvline(r["reached"]["seconds"], color=ax.lines[-1].get_color(), linestyle=":", linewidth=1)
+    ax.axhline(t["target"], color="grey", linestyle="--", linewidth=1, label=f"target {t['target']:.4f}")
+    ax.set_xscale("log")
+    ax.set_xlabel("wall seconds (validation included), log scale")
+    ax.set_ylabel(f"validation {METRIC}")
+    ax.set_title(f"Time to a validation {METRIC} of {t['target']:.4f} ({DATASET}, protocol A)")
+    ax.legend()
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+    return True
+
+
 # --------------------------------------------------------------------------------------- script
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -831,6 +866,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{OUT_JSON} is absent: run the benchmark first", file=sys.stderr)
             return 1
         OUT_MD.write_text(to_markdown(json.loads(OUT_JSON.read_text())))
+        plot_time(json.loads(OUT_JSON.read_text()), OUT_PNG)
         print(OUT_MD.read_text())
         return 0
     reason = skip_reason()

@@ -65,8 +65,8 @@ def _parts(quick: bool) -> dict[str, list[str]]:
 
 DEFAULT = ("quality", "speed", "scaling", "encoding", "neo4j")
 OUTPUTS = {  # the results each part writes (JSON first)
-    "quality": ["quality.json", "quality.md"],
-    "speed": ["speed.json", "speed.md"],
+    "quality": ["quality.json", "quality.md", "quality.png"],
+    "speed": ["speed.json", "speed.md", "speed_time_to_target.png"],
     "scaling": ["scaling.json", "scaling.md", "scaling.png"],
     "encoding": ["text_encoding.json", "text_encoding.md"],
     "neo4j": ["neo4j_write.json", "neo4j_write.md"],

@@ -242,3 +242,20 @@ def test_run_and_main_skip_without_the_data_set(monkeypatch, tmp_path, capsys):
     assert result["skipped"].startswith("skip ml-latest-small:") and str(tmp_path) in result["skipped"]
     assert speed.main(["--part", "time"]) == 0
     assert "is absent" in capsys.readouterr().err
+
+
+def test_time_chart_is_written_only_with_a_time_part(tmp_path):
+    out = tmp_path / "t.png"
+    assert speed.plot_time({"eval": {}}, out) is False and not out.exists()
+    hist = [{"seconds": 1.0 + i, "valid_recall@20": 0.1 + 0.02 * i} for i in range(5)]
+    payload = {
+        "time": {
+            "target": 0.15,
+            "runs": {
+                "pyg_lightgcn": {"history": hist, "reached": {"seconds": 4.0}},
+                "graphrec": {"history": hist[:2], "reached": None},
+            },
+        }
+    }
+    assert speed.plot_time(payload, out) is True
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

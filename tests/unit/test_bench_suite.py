@@ -182,3 +182,10 @@ def test_a_results_file_of_another_layout_is_reported_not_fatal(tmp_path):
     (tmp_path / "text_encoding.json").write_text(json.dumps({"meta": META, "throughput": {"ratio_ours_over_st": 1.2}}))
     (t,), when = suite.read_targets("encoding", tmp_path)
     assert "text_encoding.json could not be read (KeyError" in t["what"] and when == "2026-12-03 08:00 UTC"
+
+
+def test_quality_chart_is_written(tmp_path):
+    out = tmp_path / "quality.png"
+    quality.plot({"datasets": {"ml-latest-small": _entry(0.28), "hetrec2011-lastfm-2k": _entry(0.30)}}, out)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(tmp_path.glob("*.tmp.png"))
