@@ -81,6 +81,24 @@ class PrivateServer:
             raise SystemExit(f"scripts/arcadedb.sh {command} failed:\n{r.stdout}{r.stderr}")
 
 
+def _client_peak_mb() -> float:
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def server_peak_mb(data_dir: str | Path) -> float | None:
+    """Peak resident memory (VmHWM) of the ArcadeDB server recorded in ``data_dir``, or None if unknown."""
+    try:
+        pid = int((Path(data_dir) / "arcadedb.pid").read_text().strip())
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except (OSError, ValueError):
+        return None
+    return None
+
+
 def build_graph() -> tuple[Any, Any]:
     from graph_rec.runs import build_pipeline
     from kg_builders.sources.kg_triples import join_kg_folder
@@ -260,6 +278,7 @@ def main() -> None:
         t0 = time.perf_counter()
         kg, sp = build_graph()
         build_s = time.perf_counter() - t0
+        client_before = _client_peak_mb()
         n_edges, n_nodes = kg.num_edges(), sum(kg.num_nodes(t) for t in kg.node_types)
         print(f"graph: {kg!r} built in {build_s:.1f} s; server {agent}", flush=True)
 
@@ -314,6 +333,11 @@ def main() -> None:
             "relationships_written": full.total_relationships,
         }
         print(f"export with recommendations: {export}", flush=True)
+        memory = {
+            "client_peak_rss_mb_after_graph_build": client_before,
+            "client_peak_rss_mb": _client_peak_mb(),
+            "server_peak_rss_mb": None if server is None else server_peak_mb(server.tmp.name),
+        }
     finally:
         driver.close()
         if server is not None:
@@ -348,6 +372,7 @@ def main() -> None:
             "relationship_phase_vs_naive": round(ours["relationship_phase_per_s"] / naive["relationships_per_s"], 1),
         },
         "export_with_recommendations": export,
+        "memory": memory,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{args.name}.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -404,6 +429,19 @@ def to_markdown(r: dict) -> str:
         f"{x['write_seconds']:.2f} s ({x['nodes_written']:,} nodes, {x['relationships_written']:,} relationships): "
         f"**{x['total_seconds']:.2f} s**.",
     ]
+    mem = r.get("memory")
+    if mem:
+        server = mem["server_peak_rss_mb"]
+        lines += [
+            "",
+            f"Peak memory: this Python process {mem['client_peak_rss_mb']:,.0f} MB "
+            f"({mem['client_peak_rss_mb_after_graph_build']:,.0f} MB once the graph was built, before any write); "
+            + (
+                f"the server (JVM, heap capped by ARCADE_HEAP) {server:,.0f} MB resident at its peak."
+                if server is not None
+                else "the server's was not measured (an external server)."
+            ),
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -189,3 +189,15 @@ def test_quality_chart_is_written(tmp_path):
     quality.plot({"datasets": {"ml-latest-small": _entry(0.28), "hetrec2011-lastfm-2k": _entry(0.30)}}, out)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(tmp_path.glob("*.tmp.png"))
+
+
+def test_neo4j_benchmark_reads_the_servers_peak_memory(tmp_path):
+    import os
+
+    neo4j_write = load_benchmark("neo4j_write")
+    assert neo4j_write.server_peak_mb(tmp_path) is None  # no pid recorded
+    (tmp_path / "arcadedb.pid").write_text(f"{os.getpid()}\n")  # this process stands in for the server
+    peak = neo4j_write.server_peak_mb(tmp_path)
+    assert peak is not None and peak > 10
+    (tmp_path / "arcadedb.pid").write_text("not a pid")
+    assert neo4j_write.server_peak_mb(tmp_path) is None
