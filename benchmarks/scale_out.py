@@ -215,10 +215,14 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _launch(args: list[str], *, ranks: int, threads: int, timeout: int) -> dict:
+def _launch(args: list[str], *, ranks: int, threads: int, timeout: int, script: Path | None = None) -> dict:
+    """``script`` (default this file) with ``args`` in fresh processes (``torchrun`` for ``ranks`` > 1).
+
+    Returns the JSON of the last line its (rank 0's) stdout printed, or ``{"error", "stderr_tail"}``.
+    """
     env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
     env["OMP_NUM_THREADS"] = str(threads)
-    me = [str(Path(__file__).resolve()), *args]
+    me = [str((script or Path(__file__)).resolve()), *args]
     if ranks == 1:
         cmd = [sys.executable, *me]
     else:
@@ -236,7 +240,12 @@ def _launch(args: list[str], *, ranks: int, threads: int, timeout: int) -> dict:
             str(_free_port()),
             *me,
         ]
-    p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=timeout)
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        tail = e.stderr or b""
+        tail = tail.decode(errors="replace") if isinstance(tail, bytes) else tail
+        return {"error": f"timed out after {timeout} s", "stderr_tail": tail[-1500:]}
     if p.returncode != 0:
         return {"error": f"exit {p.returncode}", "stderr_tail": p.stderr[-1500:]}
     return json.loads(p.stdout.strip().splitlines()[-1])

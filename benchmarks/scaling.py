@@ -42,7 +42,6 @@ import math
 import os
 import re
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -50,8 +49,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _meta import RESULTS, ROOT, run_metadata  # noqa: E402
-from scale_out import MODEL, _rss_mb, _world  # noqa: E402
+from _meta import RESULTS, run_metadata  # noqa: E402
+from scale_out import MODEL, _launch, _rss_mb, _world  # noqa: E402
 
 from graph_rec.errors import ConfigError  # noqa: E402
 
@@ -220,18 +219,8 @@ def worker(size: str, steps: int, threads: int) -> dict:
 # ------------------------------------------------------------------------------------ driver
 def _launch_size(size: str, steps: int, threads: int, timeout: int) -> dict:
     """:func:`worker` in a fresh interpreter; its JSON line, or ``{"error": ...}``."""
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    cmd = [sys.executable, str(Path(__file__).resolve()), "worker", size, str(steps), str(threads)]
-    try:
-        p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=timeout)
-    except subprocess.TimeoutExpired as e:
-        return {
-            "error": f"timed out after {timeout} s",
-            "stderr_tail": (e.stderr or b"")[-1500:].decode(errors="replace"),
-        }
-    if p.returncode != 0:
-        return {"error": f"exit {p.returncode}", "stderr_tail": p.stderr[-1500:]}
-    return json.loads(p.stdout.strip().splitlines()[-1])
+    args = ["worker", size, str(steps), str(threads)]
+    return _launch(args, ranks=1, threads=threads, timeout=timeout, script=Path(__file__))
 
 
 def run(sizes: list[str], steps: int, *, threads: int = THREADS, timeout: int = TIMEOUT_S) -> dict:

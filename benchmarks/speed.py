@@ -865,8 +865,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not OUT_JSON.is_file():
             print(f"{OUT_JSON} is absent: run the benchmark first", file=sys.stderr)
             return 1
-        OUT_MD.write_text(to_markdown(json.loads(OUT_JSON.read_text())))
-        plot_time(json.loads(OUT_JSON.read_text()), OUT_PNG)
+        payload = json.loads(OUT_JSON.read_text())
+        OUT_MD.write_text(to_markdown(payload))
+        plot_time(payload, OUT_PNG)
         print(OUT_MD.read_text())
         return 0
     reason = skip_reason()
