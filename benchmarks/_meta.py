@@ -31,6 +31,14 @@ def latency_ms(times: Sequence[float]) -> dict[str, float]:
     }
 
 
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file beside it, so a stopped run leaves a whole file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
 def run_metadata() -> dict[str, Any]:
     try:
         commit = subprocess.run(

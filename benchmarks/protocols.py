@@ -170,7 +170,7 @@ def main() -> int:  # noqa: C901 - one loop over data sets, models and ablations
             runs[model] = best
             save(results)
         if ("graphrec" in models or args.ablations) and not args.no_ablations:
-            settings, train = GRIDS["graphrec"][0]
+            settings, train = ablation_settings(runs)
             node_types = set(kg.node_types) - {"user", "item"}
             for label, view in ABLATIONS.items():
                 if label == "graphrec" or (args.ablations and label not in args.ablations.split(",")):
@@ -189,6 +189,15 @@ def main() -> int:  # noqa: C901 - one loop over data sets, models and ablations
         entry["peak_rss_mb"] = round(peak, 1)
         save(results)
     return 0
+
+
+def ablation_settings(runs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ``(model settings, training settings)`` the ablations reuse: those chosen on validation
+    for GraphRec (in this run or recorded in the file), else the first of its grid."""
+    chosen = runs.get("graphrec")
+    if chosen is None:
+        return GRIDS["graphrec"][0]
+    return chosen["settings"], chosen["train"]
 
 
 def save(results: dict) -> None:

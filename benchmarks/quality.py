@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _meta import RESULTS, ROOT, SHARED, run_metadata  # noqa: E402
+from _meta import RESULTS, ROOT, SHARED, run_metadata, write_text_atomic  # noqa: E402
 
 KS = (10, 20)
 PEER_LABELS = {"pyg_lightgcn": "PyG LightGCN", "implicit_als": "implicit ALS", "implicit_bpr": "implicit BPR"}
@@ -107,10 +107,7 @@ def run(datasets: list[str], *, reuse_protocols: bool = False, pyg_budget: float
             "protocol": proto["datasets"][name],
             "peers": peers,
         }
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(payload, indent=1))
-        tmp.replace(path)
+        write_text_atomic(path, json.dumps(payload, indent=1))
     return payload
 
 

@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _meta import RESULTS, ROOT, run_metadata  # noqa: E402
+from _meta import RESULTS, ROOT, run_metadata, write_text_atomic  # noqa: E402
 
 Target = dict[str, Any]  # {"part", "what", "target", "measured", "met": bool | None}
 
@@ -304,16 +304,11 @@ def main() -> int:
             suite["meta"] = run_metadata()
             if r["returncode"] != 0:
                 failed.append(part)
-            RESULTS.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".json.tmp")
-            tmp.write_text(json.dumps(suite, indent=1))
-            tmp.replace(path)
+            write_text_atomic(path, json.dumps(suite, indent=1))
     for part in OUTPUTS:
         targets, when = read_targets(part)
         suite.setdefault("targets", {})[part] = {"measured_at": when, "targets": targets}
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(suite, indent=1))
-    tmp.replace(path)
+    write_text_atomic(path, json.dumps(suite, indent=1))
     (RESULTS / "suite.md").write_text(summary_markdown(suite))
     if not args.no_readme:
         subprocess.run([sys.executable, str(ROOT / "benchmarks" / "readme.py")], cwd=ROOT, check=True)

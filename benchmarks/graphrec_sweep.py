@@ -1,0 +1,125 @@
+"""How GraphRec's quality moves with its settings, under protocol A (issue 4's search for the ML target).
+
+Each variant changes one setting of the protocol's GraphRec (benchmarks/protocols.py: d = 128, two
+layers, cosine scores, sampled softmax over 1,024 shared uniform negatives at temperature 0.1,
+Adam lr 0.002, batches of 2,048) and is trained and evaluated in the same harness: per-user random
+split 80/10/10 with seed 2026 made before the graph, full ranking, training (and at test time
+validation) positives masked, early stopping on validation Recall@20. A variant is better only if
+its validation Recall@20 is; its test figures are shown so that the reader can see how far
+validation and test agree on a 610-user data set.
+
+    python benchmarks/graphrec_sweep.py                       # every variant on ml-latest-small
+    python benchmarks/graphrec_sweep.py --variants "reference,d = 256"
+
+Writes benchmarks/results/graphrec_sweep.json and graphrec_sweep.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import protocols  # noqa: E402
+from _meta import RESULTS, ROOT, SHARED, run_metadata, write_text_atomic  # noqa: E402
+
+# label -> (model setting overrides, training setting overrides) on top of the protocol's GraphRec
+VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "reference": ({}, {}),
+    "d = 256": ({"embedding_dim": 256}, {}),
+    "1 layer": ({"num_layers": 1}, {}),
+    "3 layers": ({"num_layers": 3}, {}),
+    "temperature 0.07": ({}, {"temperature": 0.07}),
+    "temperature 0.12": ({}, {"temperature": 0.12}),
+    "lr 0.004": ({}, {"lr": 0.004}),
+}
+
+
+def settings_of(label: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The full ``(model settings, training settings)`` of a variant; an unknown label lists the valid ones."""
+    if label not in VARIANTS:
+        raise SystemExit(f"unknown variant {label!r}; valid: {list(VARIANTS)}")
+    model, train = VARIANTS[label]
+    ((base_model, base_train),) = protocols.GRIDS["graphrec"]
+    return {**base_model, **model}, {**base_train, **train}
+
+
+def to_markdown(payload: dict) -> str:
+    ref = payload["runs"].get("reference")
+    lines = [
+        f"GraphRec on **{payload['dataset']}**, protocol A (per-user random 80/10/10, seed 2026, full ranking), "
+        "one setting changed per row; the reference is the protocol's GraphRec. Measured "
+        f"{payload['meta']['date'][:10]} on {payload['meta']['machine']['cpus']} CPU cores"
+        + (" next to another job, so the seconds are indicative" if payload.get("shared_machine") else "")
+        + ".",
+        "",
+        "| variant | valid R@20 | vs reference (valid) | test R@20 | test NDCG@20 | best epoch | time to best (s) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for label, r in payload["runs"].items():
+        rel = f"{(r['valid'] / ref['valid'] - 1) * 100:+.1f}%" if ref else ""
+        lines.append(
+            f"| {label} | {r['valid']:.4f} | {rel} | {r['test']:.4f} | {r['test_ndcg']:.4f} | "
+            f"{r['best_epoch']} | {r['seconds_to_best']} |"
+        )
+    if ref:
+        best = max(payload["runs"], key=lambda k: payload["runs"][k]["valid"])
+        lines.append(f"\nBest by validation: **{best}** (test Recall@20 {payload['runs'][best]['test']:.4f}).")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--dataset", default="ml-latest-small", choices=list(protocols.DATASETS))
+    p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, from {list(VARIANTS)}")
+    p.add_argument("--shared-machine", action="store_true", help="say in the table that another job ran alongside")
+    p.add_argument("--cache-dir", default=str(ROOT / "data" / "cache"))
+    args = p.parse_args()
+    labels = args.variants.split(",")
+    chosen = {label: settings_of(label) for label in labels}  # every label checked before the hour of training
+    if not (SHARED / protocols.DATASETS[args.dataset]["path"]).is_dir():
+        print(f"skip: {SHARED / protocols.DATASETS[args.dataset]['path']} is absent", file=sys.stderr)
+        return 0
+    torch.set_num_threads(max(torch.get_num_threads(), 1))
+    kg, sp, _ = protocols.prepare(args.dataset, Path(args.cache_dir))
+    payload: dict[str, Any] = {
+        "meta": run_metadata(),
+        "protocol": __doc__.split("\n\n")[1],
+        "dataset": args.dataset,
+        "shared_machine": args.shared_machine,
+        "load_average_start": list(os.getloadavg()),
+        "runs": {},
+    }
+    for label, (model, train) in chosen.items():
+        t0 = time.perf_counter()
+        r = protocols.run_one(kg, sp, "graphrec", model, train, {}, (10, 20))
+        payload["runs"][label] = {
+            "settings": model,
+            "train": r["train"],
+            "valid": r["valid"]["recall@20"],
+            "test": r["test"]["recall@20"],
+            "test_ndcg": r["test"]["ndcg@20"],
+            "best_epoch": r["best_epoch"],
+            "seconds_to_best": r["seconds_to_best"],
+            "seconds": round(time.perf_counter() - t0, 1),
+        }
+        print(f"{label}: valid {r['valid']['recall@20']:.4f} test {r['test']['recall@20']:.4f}", file=sys.stderr)
+        payload["load_average_end"] = list(os.getloadavg())
+        write(payload)
+    return 0
+
+
+def write(payload: dict) -> None:
+    write_text_atomic(RESULTS / "graphrec_sweep.json", json.dumps(payload, indent=1))
+    write_text_atomic(RESULTS / "graphrec_sweep.md", to_markdown(payload))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
