@@ -51,10 +51,15 @@ def settings_of(label: str) -> tuple[dict[str, Any], dict[str, Any]]:
     return {**base_model, **model}, {**base_train, **train}
 
 
-def to_markdown(payload: dict) -> str:
+def to_markdown(results: dict) -> str:
+    """One table per data set of ``{"datasets": {name: entry}}``."""
+    return "\n".join(dataset_markdown(name, entry) for name, entry in results["datasets"].items())
+
+
+def dataset_markdown(name: str, payload: dict) -> str:
     ref = payload["runs"].get("reference")
     lines = [
-        f"GraphRec on **{payload['dataset']}**, protocol A (per-user random 80/10/10, seed 2026, full ranking), "
+        f"GraphRec on **{name}**, protocol A (per-user random 80/10/10, seed 2026, full ranking), "
         "one setting changed per row; the reference is the protocol's GraphRec. Measured "
         f"{payload['meta']['date'][:10]} on {payload['meta']['machine']['cpus']} CPU cores"
         + (" next to another job, so the seconds are indicative" if payload.get("shared_machine") else "")
@@ -92,7 +97,6 @@ def main() -> int:
     payload: dict[str, Any] = {
         "meta": run_metadata(),
         "protocol": __doc__.split("\n\n")[1],
-        "dataset": args.dataset,
         "shared_machine": args.shared_machine,
         "load_average_start": list(os.getloadavg()),
         "runs": {},
@@ -112,13 +116,17 @@ def main() -> int:
         }
         print(f"{label}: valid {r['valid']['recall@20']:.4f} test {r['test']['recall@20']:.4f}", file=sys.stderr)
         payload["load_average_end"] = list(os.getloadavg())
-        write(payload)
+        write(args.dataset, payload)
     return 0
 
 
-def write(payload: dict) -> None:
-    write_text_atomic(RESULTS / "graphrec_sweep.json", json.dumps(payload, indent=1))
-    write_text_atomic(RESULTS / "graphrec_sweep.md", to_markdown(payload))
+def write(dataset: str, payload: dict) -> None:
+    """Record ``dataset``'s entry; the other data sets' entries already in the file are kept."""
+    path = RESULTS / "graphrec_sweep.json"
+    results = json.loads(path.read_text()) if path.is_file() else {"datasets": {}}
+    results["datasets"][dataset] = payload
+    write_text_atomic(path, json.dumps(results, indent=1))
+    write_text_atomic(RESULTS / "graphrec_sweep.md", to_markdown(results))
 
 
 if __name__ == "__main__":

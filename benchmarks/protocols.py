@@ -53,7 +53,7 @@ SOFTMAX = {
 GRIDS: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {
     "popularity": [({}, {})],
     "itemknn": [({"k": k, "shrink": 10.0}, {}) for k in (50, 200)],
-    "ease": [({"l2": l2}, {}) for l2 in (100.0, 250.0, 500.0, 1000.0)],
+    "ease": [({"l2": l2}, {}) for l2 in (50.0, 100.0, 250.0, 500.0, 1000.0)],
     "mf": [
         ({"embedding_dim": 128}, SOFTMAX),
         ({"embedding_dim": 128}, {"loss": "bpr", "batch_size": 2048, "lr": 0.005}),
@@ -129,7 +129,7 @@ def main() -> int:  # noqa: C901 - one loop over data sets, models and ablations
         "--ablations",
         help="comma-separated ablation labels to run (e.g. 'graphrec - tags'); with --models none, only these",
     )
-    p.add_argument("--ease-l2", help="comma-separated EASE l2 grid (default 100,250,500,1000)")
+    p.add_argument("--ease-l2", help="comma-separated EASE l2 grid (default 50,100,250,500,1000)")
     p.add_argument("--markdown-only", action="store_true", help="rewrite protocols.md from protocols.json")
     p.add_argument("--cache-dir", default=str(ROOT / "data" / "cache"))
     args = p.parse_args()

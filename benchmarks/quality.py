@@ -111,6 +111,22 @@ def run(datasets: list[str], *, reuse_protocols: bool = False, pyg_budget: float
     return payload
 
 
+def refresh_protocols(payload: dict[str, Any], proto: dict[str, Any], datasets: list[str]) -> dict[str, Any]:
+    """Re-read graph-rec's rows of ``datasets`` from ``proto`` (protocols.json) into ``payload``, peers kept.
+
+    For a rerun of graph-rec's own models (a wider baseline grid, a new setting) that leaves the
+    peers' runs as they are; the entry then says its graph-rec rows were read, with their date.
+    """
+    for name in datasets:
+        if name not in payload["datasets"]:
+            raise SystemExit(f"{RESULTS / 'quality.json'} has no {name!r}: run the quality part for it first")
+        if name not in proto.get("datasets", {}):
+            raise SystemExit(f"{RESULTS / 'protocols.json'} has no {name!r}: run benchmarks/protocols.py for it")
+        entry = payload["datasets"][name]
+        entry.update(protocols_meta=proto["meta"], protocols_reused=True, protocol=proto["datasets"][name])
+    return payload
+
+
 def table_rows(entry: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per model of a data set's entry: kind, label, valid R@20, test metrics, seconds to best."""
     rows = []
@@ -251,8 +267,21 @@ def main() -> int:
     p.add_argument("--reuse-protocols", action="store_true", help="read graph-rec's rows from protocols.json")
     p.add_argument("--pyg-budget", type=float, default=300.0, help="PyG LightGCN's time budget per setting (s)")
     p.add_argument("--markdown-only", action="store_true", help="rewrite quality.md from quality.json")
+    p.add_argument(
+        "--refresh-protocols",
+        action="store_true",
+        help="re-read graph-rec's rows from protocols.json into quality.json without rerunning the peers",
+    )
     args = p.parse_args()
-    if not args.markdown_only:
+    if args.refresh_protocols:
+        path = RESULTS / "quality.json"
+        if not path.is_file():
+            raise SystemExit(f"{path} is missing: run the quality part first")
+        payload = json.loads(path.read_text())
+        proto = json.loads((RESULTS / "protocols.json").read_text())
+        refresh_protocols(payload, proto, args.dataset or list(payload["datasets"]))
+        write_text_atomic(path, json.dumps(payload, indent=1))
+    elif not args.markdown_only:
         run(args.dataset or list(DATASETS), reuse_protocols=args.reuse_protocols, pyg_budget=args.pyg_budget)
     path = RESULTS / "quality.json"
     if path.is_file():

@@ -32,13 +32,13 @@ def _row(valid: float, test: float) -> dict:
 
 
 def test_the_table_compares_each_variant_with_the_reference_on_validation():
-    payload = {
-        "dataset": "ml-latest-small",
+    entry = {
         "meta": {"date": "2026-12-03T12:00:00+00:00", "machine": {"cpus": 2}},
         "shared_machine": True,
         "runs": {"reference": _row(0.25, 0.26), "d = 256": _row(0.26, 0.25), "1 layer": _row(0.2, 0.3)},
     }
-    md = sweep.to_markdown(payload)
+    md = sweep.to_markdown({"datasets": {"ml-latest-small": entry, "hetrec2011-lastfm-2k": entry}})
+    assert md.count("GraphRec on **") == 2
     assert "| d = 256 | 0.2600 | +4.0% | 0.2500 |" in md
     assert "| 1 layer | 0.2000 | -20.0% | 0.3000 |" in md
     # chosen on validation, not on test

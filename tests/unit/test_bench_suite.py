@@ -94,6 +94,22 @@ def test_quality_markdown_has_every_model_and_protocol_b_for_lastfm():
     assert "not met" in md and "RecBole" in md
 
 
+def test_refreshing_graph_recs_rows_keeps_the_peers_and_says_they_were_read():
+    payload = {"datasets": {"ml": _entry(0.28)}}
+    payload["datasets"]["ml"]["protocols_reused"] = False
+    newer = {
+        "meta": {**META, "date": "2026-12-04T08:00:00+00:00"},
+        "datasets": {"ml": {"runs": {"ease": _run(0.3, 0.31)}}},
+    }
+    out = quality.refresh_protocols(payload, newer, ["ml"])["datasets"]["ml"]
+    assert out["protocol"]["runs"] == {"ease": _run(0.3, 0.31)}
+    assert out["peers"][0]["model"] == "implicit_als"
+    assert out["protocols_reused"] is True and out["protocols_meta"]["date"].startswith("2026-12-04")
+    assert "read from benchmarks/protocols.py (2026-12-04" in quality.to_markdown(payload)
+    with pytest.raises(SystemExit, match="protocols.json has no 'lastfm'"):
+        quality.refresh_protocols({"datasets": {"lastfm": _entry(0.28)}}, newer, ["lastfm"])
+
+
 def test_scale_out_ratio_targets():
     rows = [
         {"case": "full, 1 process x 2 threads", "pairs_per_second": 1000.0},
