@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _meta import RESULTS, ROOT, SHARED, run_metadata  # noqa: E402
+from _meta import RESULTS, ROOT, SHARED, run_metadata, write_text_atomic  # noqa: E402
 
 DATASETS = {
     "ml-latest-small": {"path": "ml-latest-small", "kg": "kg-samples/movie"},
@@ -135,7 +135,7 @@ def main() -> int:  # noqa: C901 - one loop over data sets, models and ablations
     args = p.parse_args()
     torch.set_num_threads(max(torch.get_num_threads(), 1))
     if args.markdown_only:
-        (RESULTS / "protocols.md").write_text(to_markdown(json.loads((RESULTS / "protocols.json").read_text())))
+        write_text_atomic(RESULTS / "protocols.md", to_markdown(json.loads((RESULTS / "protocols.json").read_text())))
         return 0
     if args.ease_l2:
         GRIDS["ease"] = [({"l2": float(v)}, {}) for v in args.ease_l2.split(",")]
@@ -206,9 +206,8 @@ def save(results: dict) -> None:
     merged = json.loads(path.read_text()).get("datasets", {}) if path.is_file() else {}
     merged.update(results)
     payload = {"meta": run_metadata(), "protocol": __doc__.split("\n\n")[1:3], "datasets": merged}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "protocols.json").write_text(json.dumps(payload, indent=1))
-    (RESULTS / "protocols.md").write_text(to_markdown(payload))
+    write_text_atomic(path, json.dumps(payload, indent=1))  # other benchmarks read it while this one runs
+    write_text_atomic(RESULTS / "protocols.md", to_markdown(payload))
 
 
 BASELINES = ("popularity", "itemknn", "ease", "mf", "lightgcn")

@@ -286,7 +286,7 @@ def main() -> int:
     path = RESULTS / "quality.json"
     if path.is_file():
         payload = json.loads(path.read_text())
-        (RESULTS / "quality.md").write_text(to_markdown(payload))
+        write_text_atomic(RESULTS / "quality.md", to_markdown(payload))
         plot(payload, RESULTS / "quality.png")
     return 0
 

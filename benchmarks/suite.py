@@ -309,7 +309,7 @@ def main() -> int:
         targets, when = read_targets(part)
         suite.setdefault("targets", {})[part] = {"measured_at": when, "targets": targets}
     write_text_atomic(path, json.dumps(suite, indent=1))
-    (RESULTS / "suite.md").write_text(summary_markdown(suite))
+    write_text_atomic(RESULTS / "suite.md", summary_markdown(suite))
     if not args.no_readme:
         subprocess.run([sys.executable, str(ROOT / "benchmarks" / "readme.py")], cwd=ROOT, check=True)
     if failed:
