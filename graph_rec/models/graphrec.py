@@ -66,6 +66,13 @@ class GraphRecConfig:
             temperature then sets the scale).
         align_weight: weight of the contrastive id/text alignment loss (0 turns it off).
         align_temperature: its InfoNCE temperature.
+        drop_scored_edge: in training, score each positive pair ``(u, i)`` as if its own edge were
+            not in the graph, as link prediction keeps supervision edges out of message passing:
+            every walk that leaves ``u`` (or ``i``) through the edge ``u - i`` is taken out of
+            ``h_u`` (``h_i``) before scoring (exact for ``L <= 2`` with the normalisation kept;
+            for deeper models, walks that return to the edge later stay in). Test pairs are
+            never edges, so the model can no longer score a training positive by its own edge;
+            scoring after training is unchanged.
     """
 
     embedding_dim: int = 64
@@ -79,6 +86,7 @@ class GraphRecConfig:
     score: Literal["dot", "cosine"] = "dot"
     align_weight: float = 0.0
     align_temperature: float = 0.2
+    drop_scored_edge: bool = False
 
     def __post_init__(self) -> None:
         check_int("embedding_dim", self.embedding_dim, minimum=1)
@@ -87,8 +95,9 @@ class GraphRecConfig:
             raise ConfigError(f"id_embedding must be one of {list(ID_MODES)}, got {self.id_embedding!r}")
         if self.relation_mode not in RELATION_MODES:
             raise ConfigError(f"relation_mode must be one of {list(RELATION_MODES)}, got {self.relation_mode!r}")
-        if not isinstance(self.use_features, bool):
-            raise ConfigError(f"use_features must be true or false, got {self.use_features!r}")
+        for flag in ("use_features", "drop_scored_edge"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ConfigError(f"{flag} must be true or false, got {getattr(self, flag)!r}")
         check_float("init_std", self.init_std, open_low=True)
         check_float("feature_dropout", self.feature_dropout, high=0.99)
         check_float("align_weight", self.align_weight)
@@ -163,6 +172,11 @@ class GraphRec(RecModel):
                     self.register_buffer(f"px_{name}", self.propagation(x, config.num_layers), persistent=False)
                     pa = self.propagation(mask.float()[:, None], config.num_layers).squeeze(1)
                     self.register_buffer(f"pa_{name}", pa, persistent=False)
+                    if config.drop_scored_edge and config.num_layers > 0:  # walks of 0 .. L - 1 steps
+                        q = self.propagation(x, config.num_layers - 1) * config.num_layers
+                        self.register_buffer(f"qx_{name}", q, persistent=False)
+                        qa = self.propagation(mask.float()[:, None], config.num_layers - 1).squeeze(1)
+                        self.register_buffer(f"qa_{name}", qa * config.num_layers, persistent=False)
 
     # ------------------------------------------------------------------ layer 0
     def feature_embedding(self) -> Tensor | None:
@@ -232,8 +246,12 @@ class GraphRec(RecModel):
         e0, fx = self.layer0()
         return self.propagation(e0, self.config.num_layers), e0, fx
 
-    def _rows(self, nodes: Tensor, h_id: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
-        """Precomputed path: ``(H[nodes], F(X)[nodes], projected features[nodes])`` for ``[n]`` global indices."""
+    def _rows(self, nodes: Tensor, h_id: Tensor | None, kind: str = "p") -> tuple[Tensor, Tensor, Tensor]:
+        """Precomputed path: ``(H[nodes], F(X)[nodes], projected features[nodes])`` for ``[n]`` global indices.
+
+        ``kind="q"`` gives the sums of walks of ``0 .. L - 1`` steps in place of ``H`` (``h_id`` then
+        holds the id embeddings' sums; see :meth:`_without_edge`).
+        """
         h = h_id[nodes] if h_id is not None else 0
         e0 = self.id_emb(nodes) if self.id_emb is not None else 0
         fx = 0
@@ -241,15 +259,16 @@ class GraphRec(RecModel):
             lin = self.fusion.proj[name]
             h = (
                 h
-                + getattr(self, f"px_{name}")[nodes] @ lin.weight.t()
-                + getattr(self, f"pa_{name}")[nodes, None] * lin.bias
+                + getattr(self, f"{kind}x_{name}")[nodes] @ lin.weight.t()
+                + getattr(self, f"{kind}a_{name}")[nodes, None] * lin.bias
             )
             mask = getattr(self, f"m_{name}")[nodes, None]
             fx = fx + (getattr(self, f"x_{name}")[nodes] @ lin.weight.t() + lin.bias) * mask
         return h, e0 + fx, fx
 
-    def _h_id(self) -> Tensor | None:
-        return self.propagation(self.id_emb.weight, self.config.num_layers) if self.id_emb is not None else None
+    def _h_id(self, layers: int | None = None) -> Tensor | None:
+        layers = self.config.num_layers if layers is None else layers
+        return self.propagation(self.id_emb.weight, layers) if self.id_emb is not None else None
 
     # ------------------------------------------------------------------ contract
     def embed(self) -> tuple[Tensor, Tensor]:
@@ -284,11 +303,18 @@ class GraphRec(RecModel):
             fx_all = fx_u[inverse] if isinstance(fx_u, Tensor) else fx_u
             hu, hp, hn = h_all[:b], h_all[b : 2 * b], h_all[2 * b :].view(n_shape)
             reg = e0_all.pow(2).sum() / b
+            if self.config.drop_scored_edge and self.config.num_layers > 0:
+                walks = self._walk_rows(torch.cat([u_nodes, p_nodes]))
+                hu, hp = self._without_edge(u_nodes, p_nodes, hu, hp, walks[:b], walks[b:])
             h_anchor, fx_anchor, anchor_nodes = h_all[: 2 * b], fx_all[: 2 * b], nodes[: 2 * b]
         else:
             h, e0, fx = self.propagate()
             hu, hp, hn = h[u_nodes], h[p_nodes], h[n_nodes].view(n_shape)
             reg = (e0[u_nodes].pow(2).sum() + e0[p_nodes].pow(2).sum() + e0[n_nodes].pow(2).sum()) / b
+            if self.config.drop_scored_edge and self.config.num_layers > 0:
+                layers = self.config.num_layers
+                walks = self.propagation(e0, layers - 1) * layers  # sums of walks of 0 .. L - 1 steps
+                hu, hp = self._without_edge(u_nodes, p_nodes, hu, hp, walks[u_nodes], walks[p_nodes], e0)
             anchor_nodes = torch.cat([u_nodes, p_nodes])
             h_anchor = h[anchor_nodes]
             fx_anchor = fx[anchor_nodes] if fx is not None else None
@@ -308,6 +334,28 @@ class GraphRec(RecModel):
                     h_anchor[rows], self.align_head(fx_anchor[rows]), self.config.align_temperature
                 )
         return BatchOutput(pos=pos_s, neg=neg_s, reg=reg, extra=extra)
+
+    def _walk_rows(self, nodes: Tensor) -> Tensor:
+        """Precomputed path: ``[n, d]`` rows of ``sum_{l < L} Â^l F(X)`` for ``[n]`` global indices."""
+        layers = self.config.num_layers
+        ids = self._h_id(layers - 1)
+        return self._rows(nodes, None if ids is None else ids * layers, kind="q")[0]
+
+    def _without_edge(
+        self, u: Tensor, i: Tensor, hu: Tensor, hi: Tensor, walks_u: Tensor, walks_i: Tensor, e0: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """``(h_u, h_i)`` ``[B, d]`` less the walks that leave ``u`` (``i``) through the edge ``u - i``.
+
+        ``h_u = sum_l Â^l F(X) / (L + 1)``; a walk of ``l`` steps whose first step is ``u -> i``
+        contributes ``Â_ui (Â^(l-1) F(X))_i``, so these walks sum to
+        ``Â_ui (sum_{l < L} Â^l F(X))_i / (L + 1)``; ``walks_i`` (``walks_u``) are those sums' rows.
+        For ``L <= 2`` no other walk crosses the edge (the graph has no self-loops).
+        """
+        vals = self.propagation._values_cached(e0)
+        c = 1.0 / (self.config.num_layers + 1)
+        a_ui = self.propagation.pair_values(u, i, vals)[:, None]
+        a_iu = self.propagation.pair_values(i, u, vals)[:, None]
+        return hu - c * a_ui * walks_i, hi - c * a_iu * walks_u
 
     def extra_repr(self) -> str:
         c = self.config

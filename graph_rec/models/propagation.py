@@ -127,6 +127,15 @@ class Propagation(nn.Module):
         vals = torch.zeros(self.col.numel(), dtype=att.dtype, device=att.device)
         return vals.index_add(0, self.pair, att)
 
+    def pair_values(self, rows: Tensor, cols: Tensor, values: Tensor) -> Tensor:
+        """``[n]`` the entries ``Â[rows, cols]`` of a matrix with CSR ``values`` (0 where not connected)."""
+        if self.col.numel() == 0:
+            return torch.zeros(rows.shape, dtype=values.dtype, device=values.device)
+        keys = self.row * self.num_nodes + self.col  # sorted: the CSR order
+        want = rows * self.num_nodes + cols
+        pos = torch.searchsorted(keys, want).clamp_max(keys.numel() - 1)
+        return torch.where(keys[pos] == want, values[pos], torch.zeros((), dtype=values.dtype, device=values.device))
+
     def matrix(self, x0: Tensor | None = None) -> Tensor:
         """``Â`` as a sparse CSR tensor ``[N, N]`` (no gradient; :meth:`forward` differentiates through ``Â``)."""
         return _csr(self.crow, self.col, self.values(x0).detach(), self.num_nodes)

@@ -248,6 +248,11 @@ def _check_model(model: Any, *, training: bool) -> None:
         )
     if training and float(getattr(model.config, "align_weight", 0.0)) > 0:
         raise ConfigError("sampled training does not support the id/text alignment loss; set align_weight = 0")
+    if training and getattr(model.config, "drop_scored_edge", False):
+        raise ConfigError(
+            "sampled training does not support drop_scored_edge (it needs the full graph's walks); "
+            "set drop_scored_edge = false or train on the full graph"
+        )
 
 
 def _pair_values(propagation: Any) -> Tensor:

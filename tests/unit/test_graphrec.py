@@ -176,3 +176,45 @@ def test_config_rejects_bad_values():
         GraphRecConfig(relation_mode="kgat")
     with pytest.raises(ConfigError, match="num_layers"):
         GraphRecConfig(num_layers=-1)
+
+
+@pytest.mark.parametrize("num_layers", [1, 2])
+@pytest.mark.parametrize("path", ["precomputed", "general", "weights"])
+def test_drop_scored_edge_scores_each_positive_without_its_edge(tiny_data, num_layers, path):
+    """Training scores of a positive (u, i) equal the dense formula on the graph less the edge u - i."""
+    kg, sp = tiny_data
+    data = RecData(kg, sp)
+    torch.manual_seed(0)
+    settings = {
+        "embedding_dim": 4,
+        "num_layers": num_layers,
+        "relation_mode": "weights" if path == "weights" else "none",
+        "drop_scored_edge": True,
+    }
+    model = make_model("graphrec", settings, data.graph, data.train)
+    assert model.precomputed == (path != "weights")
+    model.precomputed = path == "precomputed"  # "general": the same model through the general path
+    uo, io = data.graph.node_offsets["user"], data.graph.node_offsets["item"]
+    tr = data.train
+    users = tr.users()[:6]
+    pos = tr.indices[:6]
+    neg = torch.tensor([[(p + 1) % data.num_items, (p + 3) % data.num_items] for p in pos.tolist()])
+    with torch.no_grad():
+        out = model.batch_scores(users, pos, neg)
+        f0 = model.layer0()[0].double().numpy()
+        a_hat = _dense_adjacency(data, model.propagation.relation_weights().double().numpy())
+    for b, (u, i) in enumerate(zip(users.tolist(), pos.tolist(), strict=True)):
+        a = a_hat.copy()
+        assert a[uo + u, io + i] > 0  # a training pair is an edge
+        a[uo + u, io + i] = a[io + i, uo + u] = 0.0  # the edge removed, the normalisation kept
+        p_full = sum(np.linalg.matrix_power(a_hat, k) for k in range(num_layers + 1)) / (num_layers + 1)
+        p_cut = sum(np.linalg.matrix_power(a, k) for k in range(num_layers + 1)) / (num_layers + 1)
+        hu, hi = (p_cut @ f0)[uo + u], (p_cut @ f0)[io + i]
+        hn = (p_full @ f0)[io + neg[b].numpy()]
+        np.testing.assert_allclose(out.pos[b].item(), hu @ hi, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(out.neg[b].double().numpy(), hn @ hu, rtol=1e-4, atol=1e-5)
+    # without the setting, the same model scores the positive with its edge in the graph
+    model.config = GraphRecConfig(**{**settings, "drop_scored_edge": False})
+    with torch.no_grad():
+        with_edge = model.batch_scores(users, pos, neg).pos
+    assert not torch.allclose(with_edge, out.pos)

@@ -312,6 +312,9 @@ def test_unsupported_settings_raise_config_errors(world_data):
         sampled_batch_scores(align, sampler, *batch)
     with torch.no_grad():  # inference does not use the alignment loss
         torch.testing.assert_close(layerwise_embed(align)[1], align.embed()[1], rtol=1e-5, atol=1e-5)
+    cut = _graphrec(world_data, relation_mode="none", drop_scored_edge=True)
+    with pytest.raises(ConfigError, match="drop_scored_edge"):
+        sampled_batch_scores(cut, sampler, *batch)
     ok = _graphrec(world_data, relation_mode="none", num_layers=3)
     with pytest.raises(ConfigError, match="2 hops but the model has 3 layers"):
         sampled_batch_scores(ok, sampler, *batch)
