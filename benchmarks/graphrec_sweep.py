@@ -10,8 +10,10 @@ validation and test agree on a 610-user data set.
 
     python benchmarks/graphrec_sweep.py                       # every variant on ml-latest-small
     python benchmarks/graphrec_sweep.py --variants "reference,d = 256"
+    python benchmarks/graphrec_sweep.py --dataset hetrec2011-lastfm-2k
 
-Writes benchmarks/results/graphrec_sweep.json and graphrec_sweep.md.
+Writes benchmarks/results/graphrec_sweep.json and graphrec_sweep.md; rerunning some variants keeps
+the data set's other rows (each row says when it was measured and whether another job ran alongside).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "temperature 0.07": ({}, {"temperature": 0.07}),
     "temperature 0.12": ({}, {"temperature": 0.12}),
     "lr 0.004": ({}, {"lr": 0.004}),
+    "drop scored edge": ({"drop_scored_edge": True}, {}),
 }
 
 
@@ -47,7 +50,7 @@ def settings_of(label: str) -> tuple[dict[str, Any], dict[str, Any]]:
     if label not in VARIANTS:
         raise SystemExit(f"unknown variant {label!r}; valid: {list(VARIANTS)}")
     model, train = VARIANTS[label]
-    ((base_model, base_train),) = protocols.GRIDS["graphrec"]
+    base_model, base_train = protocols.GRIDS["graphrec"][0]
     return {**base_model, **model}, {**base_train, **train}
 
 
@@ -58,11 +61,13 @@ def to_markdown(results: dict) -> str:
 
 def dataset_markdown(name: str, payload: dict) -> str:
     ref = payload["runs"].get("reference")
+    dates = sorted({r.get("date", payload["meta"]["date"])[:10] for r in payload["runs"].values()})
+    shared = any(r.get("shared_machine", payload.get("shared_machine")) for r in payload["runs"].values())
     lines = [
         f"GraphRec on **{name}**, protocol A (per-user random 80/10/10, seed 2026, full ranking), "
         "one setting changed per row; the reference is the protocol's GraphRec. Measured "
-        f"{payload['meta']['date'][:10]} on {payload['meta']['machine']['cpus']} CPU cores"
-        + (" next to another job, so the seconds are indicative" if payload.get("shared_machine") else "")
+        f"{' and '.join(dates)} on {payload['meta']['machine']['cpus']} CPU cores"
+        + ("; rows marked * ran next to another job, so their seconds are indicative" if shared else "")
         + ".",
         "",
         "| variant | valid R@20 | vs reference (valid) | test R@20 | test NDCG@20 | best epoch | time to best (s) |",
@@ -70,9 +75,10 @@ def dataset_markdown(name: str, payload: dict) -> str:
     ]
     for label, r in payload["runs"].items():
         rel = f"{(r['valid'] / ref['valid'] - 1) * 100:+.1f}%" if ref else ""
+        star = " *" if r.get("shared_machine", payload.get("shared_machine")) else ""
         lines.append(
             f"| {label} | {r['valid']:.4f} | {rel} | {r['test']:.4f} | {r['test_ndcg']:.4f} | "
-            f"{r['best_epoch']} | {r['seconds_to_best']} |"
+            f"{r['best_epoch']} | {r['seconds_to_best']}{star} |"
         )
     if ref:
         best = max(payload["runs"], key=lambda k: payload["runs"][k]["valid"])
@@ -94,15 +100,16 @@ def main() -> int:
         return 0
     torch.set_num_threads(max(torch.get_num_threads(), 1))
     kg, sp, _ = protocols.prepare(args.dataset, Path(args.cache_dir))
+    path = RESULTS / "graphrec_sweep.json"
+    before = json.loads(path.read_text())["datasets"].get(args.dataset, {}) if path.is_file() else {}
+    meta = run_metadata()
     payload: dict[str, Any] = {
-        "meta": run_metadata(),
+        "meta": meta,
         "protocol": __doc__.split("\n\n")[1],
-        "shared_machine": args.shared_machine,
-        "load_average_start": list(os.getloadavg()),
-        "runs": {},
+        "runs": earlier_rows(before),  # a partial rerun keeps the other variants' rows
     }
     for label, (model, train) in chosen.items():
-        t0 = time.perf_counter()
+        t0, load_start = time.perf_counter(), list(os.getloadavg())
         r = protocols.run_one(kg, sp, "graphrec", model, train, {}, (10, 20))
         payload["runs"][label] = {
             "settings": model,
@@ -113,11 +120,25 @@ def main() -> int:
             "best_epoch": r["best_epoch"],
             "seconds_to_best": r["seconds_to_best"],
             "seconds": round(time.perf_counter() - t0, 1),
+            "date": meta["date"],
+            "shared_machine": args.shared_machine,
+            "load_average": [*load_start, *os.getloadavg()],
         }
         print(f"{label}: valid {r['valid']['recall@20']:.4f} test {r['test']['recall@20']:.4f}", file=sys.stderr)
-        payload["load_average_end"] = list(os.getloadavg())
         write(args.dataset, payload)
     return 0
+
+
+def earlier_rows(entry: dict) -> dict[str, dict]:
+    """The rows of a data set's recorded entry, each carrying its own date and machine state."""
+    rows = {}
+    for label, r in entry.get("runs", {}).items():
+        rows[label] = {
+            **r,
+            "date": r.get("date", entry["meta"]["date"]),
+            "shared_machine": bool(r.get("shared_machine", entry.get("shared_machine"))),
+        }
+    return rows
 
 
 def write(dataset: str, payload: dict) -> None:

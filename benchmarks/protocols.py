@@ -69,6 +69,9 @@ ABLATIONS = {
     "graphrec - knowledge graph": {"node_types": [], "relations": ["interacted"]},
     "graphrec - tags": {"node_types": ["entity"]},
     "graphrec - entities": {"node_types": ["tag"]},
+    # ids only over the user-item graph, GraphRec's training (cosine scores, sampled softmax):
+    # what remains of GraphRec's lead over the id-only LightGCN once all the knowledge is gone
+    "graphrec - text features - knowledge graph": {"features": [], "node_types": [], "relations": ["interacted"]},
 }
 
 

@@ -50,3 +50,21 @@ def test_ablations_reuse_the_settings_chosen_for_graphrec():
     chosen = {"graphrec": {"settings": {"embedding_dim": 64}, "train": {"lr": 0.01, "temperature": 0.2}}}
     assert protocols.ablation_settings(chosen) == ({"embedding_dim": 64}, {"lr": 0.01, "temperature": 0.2})
     assert protocols.ablation_settings({}) == protocols.GRIDS["graphrec"][0]
+
+
+def test_a_partial_rerun_keeps_the_other_rows_with_their_own_date_and_machine_state():
+    earlier = {
+        "meta": {"date": "2026-12-03T12:00:00+00:00", "machine": {"cpus": 2}},
+        "shared_machine": False,
+        "runs": {"reference": _row(0.25, 0.26), "d = 256": _row(0.26, 0.25)},
+    }
+    rows = sweep.earlier_rows(earlier)
+    assert set(rows) == {"reference", "d = 256"}
+    assert rows["reference"]["date"].startswith("2026-12-03") and rows["reference"]["shared_machine"] is False
+    rows["drop scored edge"] = {**_row(0.24, 0.27), "date": "2026-12-04T10:00:00+00:00", "shared_machine": True}
+    entry = {"meta": {"date": "2026-12-04T10:00:00+00:00", "machine": {"cpus": 2}}, "runs": rows}
+    md = sweep.to_markdown({"datasets": {"ml-latest-small": entry}})
+    assert "Measured 2026-12-03 and 2026-12-04" in md
+    assert "| reference | 0.2500 | +0.0% | 0.2600 | 0.2500 | 30 | 100.0 |" in md  # alone: no mark
+    assert "| drop scored edge | 0.2400 | -4.0% | 0.2700 | 0.2600 | 30 | 100.0 * |" in md
+    assert "rows marked * ran next to another job" in md
