@@ -61,12 +61,14 @@ def to_markdown(results: dict) -> str:
 
 def dataset_markdown(name: str, payload: dict) -> str:
     ref = payload["runs"].get("reference")
+    metas = [r.get("meta", payload["meta"]) for r in payload["runs"].values()] or [payload["meta"]]
     dates = sorted({r.get("date", payload["meta"]["date"])[:10] for r in payload["runs"].values()})
+    cpus = sorted({str(m["machine"]["cpus"]) for m in metas})
     shared = any(r.get("shared_machine", payload.get("shared_machine")) for r in payload["runs"].values())
     lines = [
         f"GraphRec on **{name}**, protocol A (per-user random 80/10/10, seed 2026, full ranking), "
         "one setting changed per row; the reference is the protocol's GraphRec. Measured "
-        f"{' and '.join(dates)} on {payload['meta']['machine']['cpus']} CPU cores"
+        f"{' and '.join(dates)} on {' or '.join(cpus)} CPU cores"
         + ("; rows marked * ran next to another job, so their seconds are indicative" if shared else "")
         + ".",
         "",
@@ -120,6 +122,7 @@ def main() -> int:
             "best_epoch": r["best_epoch"],
             "seconds_to_best": r["seconds_to_best"],
             "seconds": round(time.perf_counter() - t0, 1),
+            "meta": meta,
             "date": meta["date"],
             "shared_machine": args.shared_machine,
             "load_average": [*load_start, *os.getloadavg()],
@@ -130,15 +133,33 @@ def main() -> int:
 
 
 def earlier_rows(entry: dict) -> dict[str, dict]:
-    """The rows of a data set's recorded entry, each carrying its own date and machine state."""
+    """The rows of a data set's recorded entry that still describe their variant, each carrying its
+    own run's metadata (date, commit, versions, machine), machine state and load averages.
+
+    A row whose label is no longer a variant, or whose settings are no longer the variant's (the
+    protocol's GraphRec changed since), is dropped with a warning: it must be rerun.
+    """
     rows = {}
     for label, r in entry.get("runs", {}).items():
+        meta = r.get("meta", entry["meta"])
+        if label not in VARIANTS or not _same_settings(r, *settings_of(label)):
+            print(f"dropping the recorded row {label!r} ({meta['date']}): not the variant's settings", file=sys.stderr)
+            continue
         rows[label] = {
             **r,
-            "date": r.get("date", entry["meta"]["date"]),
+            "meta": meta,
+            "date": r.get("date", meta["date"]),
             "shared_machine": bool(r.get("shared_machine", entry.get("shared_machine"))),
+            "load_average": r.get(
+                "load_average", [*entry.get("load_average_start", []), *entry.get("load_average_end", [])]
+            ),
         }
     return rows
+
+
+def _same_settings(row: dict, model: dict[str, Any], train: dict[str, Any]) -> bool:
+    """``row`` was trained with ``model`` settings and (among its full training settings) ``train``'s."""
+    return row.get("settings") == model and all(row.get("train", {}).get(k) == v for k, v in train.items())
 
 
 def write(dataset: str, payload: dict) -> None:

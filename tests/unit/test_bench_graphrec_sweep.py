@@ -52,15 +52,31 @@ def test_ablations_reuse_the_settings_chosen_for_graphrec():
     assert protocols.ablation_settings({}) == protocols.GRIDS["graphrec"][0]
 
 
-def test_a_partial_rerun_keeps_the_other_rows_with_their_own_date_and_machine_state():
+def _recorded(label: str, valid: float, test: float) -> dict:
+    model, train = sweep.settings_of(label)
+    return {**_row(valid, test), "settings": model, "train": {**train, "epochs": 400, "seed": 2026}}
+
+
+def test_a_partial_rerun_keeps_the_other_rows_with_their_own_date_and_machine_state(capsys):
     earlier = {
-        "meta": {"date": "2026-12-03T12:00:00+00:00", "machine": {"cpus": 2}},
+        "meta": {"date": "2026-12-03T12:00:00+00:00", "git_commit": "abc", "machine": {"cpus": 2}},
         "shared_machine": False,
-        "runs": {"reference": _row(0.25, 0.26), "d = 256": _row(0.26, 0.25)},
+        "load_average_start": [1.0, 1.0, 1.0],
+        "load_average_end": [2.0, 2.0, 2.0],
+        "runs": {
+            "reference": _recorded("reference", 0.25, 0.26),
+            "d = 256": _recorded("d = 256", 0.26, 0.25),
+            # trained before the protocol's GraphRec changed: no longer the variant, so dropped
+            "1 layer": {**_recorded("1 layer", 0.2, 0.3), "settings": {"num_layers": 1, "embedding_dim": 64}},
+            "d = 1024": _recorded("reference", 0.3, 0.3),  # a variant that no longer exists
+        },
     }
     rows = sweep.earlier_rows(earlier)
     assert set(rows) == {"reference", "d = 256"}
+    assert "dropping the recorded row '1 layer'" in capsys.readouterr().err
     assert rows["reference"]["date"].startswith("2026-12-03") and rows["reference"]["shared_machine"] is False
+    assert rows["reference"]["meta"]["git_commit"] == "abc"  # the run's own commit, not the rerun's
+    assert rows["reference"]["load_average"] == [1.0, 1.0, 1.0, 2.0, 2.0, 2.0]
     rows["drop scored edge"] = {**_row(0.24, 0.27), "date": "2026-12-04T10:00:00+00:00", "shared_machine": True}
     entry = {"meta": {"date": "2026-12-04T10:00:00+00:00", "machine": {"cpus": 2}}, "runs": rows}
     md = sweep.to_markdown({"datasets": {"ml-latest-small": entry}})

@@ -179,40 +179,54 @@ def test_config_rejects_bad_values():
 
 
 @pytest.mark.parametrize("num_layers", [1, 2])
-@pytest.mark.parametrize("path", ["precomputed", "general", "weights"])
+@pytest.mark.parametrize("path", ["precomputed", "general", "weights", "attention"])
 def test_drop_scored_edge_scores_each_positive_without_its_edge(tiny_data, num_layers, path):
-    """Training scores of a positive (u, i) equal the dense formula on the graph less the edge u - i."""
+    """Training scores of a positive (u, i), and their gradients, equal the dense formula on the graph
+    less the edge u - i (the normalisation kept); negatives are scored against the same h_u'."""
     kg, sp = tiny_data
     data = RecData(kg, sp)
     torch.manual_seed(0)
-    settings = {
-        "embedding_dim": 4,
-        "num_layers": num_layers,
-        "relation_mode": "weights" if path == "weights" else "none",
-        "drop_scored_edge": True,
-    }
+    mode = path if path in ("weights", "attention") else "none"
+    settings = {"embedding_dim": 4, "num_layers": num_layers, "relation_mode": mode, "drop_scored_edge": True}
     model = make_model("graphrec", settings, data.graph, data.train)
-    assert model.precomputed == (path != "weights")
+    assert model.precomputed == (mode == "none")
     model.precomputed = path == "precomputed"  # "general": the same model through the general path
+    with torch.no_grad():  # move the relation weights away from 1, the attention's vectors off their init
+        if hasattr(model.propagation, "rho"):
+            model.propagation.rho.copy_(torch.linspace(-1.0, 2.0, model.propagation.rho.numel()))
+        if hasattr(model.propagation, "rel_vec"):
+            model.propagation.rel_vec.normal_()
     uo, io = data.graph.node_offsets["user"], data.graph.node_offsets["item"]
-    tr = data.train
-    users = tr.users()[:6]
-    pos = tr.indices[:6]
-    neg = torch.tensor([[(p + 1) % data.num_items, (p + 3) % data.num_items] for p in pos.tolist()])
-    with torch.no_grad():
-        out = model.batch_scores(users, pos, neg)
-        f0 = model.layer0()[0].double().numpy()
-        a_hat = _dense_adjacency(data, model.propagation.relation_weights().double().numpy())
+    users, pos = data.train.users()[:6], data.train.indices[:6]
+    neg = torch.stack([(pos + 1) % data.num_items, (pos + 3) % data.num_items], dim=1)
+    out = model.batch_scores(users, pos, neg)
+    out.pos.sum().backward()
+    got = {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None and "propagation" not in k}
+    model.zero_grad()
+    # the reference: dense matrices, one per pair, in float64
+    f0 = model.layer0()[0]
+    prop = model.propagation  # Â written out densely, differentiable (attention depends on F(X))
+    a_hat = torch.zeros(prop.num_nodes, prop.num_nodes).index_put((prop.row, prop.col), prop.values(f0)).double()
+    torch.testing.assert_close(a_hat.detach(), prop.dense(f0.detach()).double())
+    f0 = f0.double()
+    expected_pos, expected_neg = [], []
     for b, (u, i) in enumerate(zip(users.tolist(), pos.tolist(), strict=True)):
-        a = a_hat.copy()
-        assert a[uo + u, io + i] > 0  # a training pair is an edge
+        a = a_hat.clone()
+        assert a[uo + u, io + i] > 0 and a[io + i, uo + u] > 0  # a training pair is an edge
         a[uo + u, io + i] = a[io + i, uo + u] = 0.0  # the edge removed, the normalisation kept
-        p_full = sum(np.linalg.matrix_power(a_hat, k) for k in range(num_layers + 1)) / (num_layers + 1)
-        p_cut = sum(np.linalg.matrix_power(a, k) for k in range(num_layers + 1)) / (num_layers + 1)
-        hu, hi = (p_cut @ f0)[uo + u], (p_cut @ f0)[io + i]
-        hn = (p_full @ f0)[io + neg[b].numpy()]
-        np.testing.assert_allclose(out.pos[b].item(), hu @ hi, rtol=1e-4, atol=1e-5)
-        np.testing.assert_allclose(out.neg[b].double().numpy(), hn @ hu, rtol=1e-4, atol=1e-5)
+        p_full = sum(torch.linalg.matrix_power(a_hat, k) for k in range(num_layers + 1)) / (num_layers + 1)
+        p_cut = sum(torch.linalg.matrix_power(a, k) for k in range(num_layers + 1)) / (num_layers + 1)
+        hu, hi = p_cut[uo + u] @ f0, p_cut[io + i] @ f0
+        expected_pos.append(hu @ hi)
+        expected_neg.append((p_full[io + neg[b]] @ f0) @ hu)
+    expected_pos = torch.stack(expected_pos)
+    torch.testing.assert_close(out.pos.double(), expected_pos.detach(), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(out.neg.double(), torch.stack(expected_neg).detach(), rtol=1e-4, atol=1e-5)
+    expected_pos.sum().backward()
+    want = {k: p.grad for k, p in model.named_parameters() if p.grad is not None and "propagation" not in k}
+    assert got.keys() == want.keys() and got
+    for k in got:
+        torch.testing.assert_close(got[k].double(), want[k].double(), rtol=1e-4, atol=1e-5)
     # without the setting, the same model scores the positive with its edge in the graph
     model.config = GraphRecConfig(**{**settings, "drop_scored_edge": False})
     with torch.no_grad():
