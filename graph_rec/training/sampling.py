@@ -76,16 +76,19 @@ def epoch_batches(
 def shared_negative_mask(train: UserItems, users: Tensor, neg: Tensor) -> Tensor:
     """``[B, n]`` True where shared negative ``neg[j]`` is a training positive of ``users[b]``.
 
-    Walks the batch users' positives (not the ``B x n`` grid): cost ``O(sum of their degrees)``.
+    Walks the positives of the batch's distinct users once (not the ``B x n`` grid, and not once
+    per occurrence: batches drawn pair by pair repeat heavy users): cost ``O(sum of their degrees)``
+    plus a gather of the ``B x n`` result.
     """
     b, n = users.numel(), neg.numel()
-    mask = torch.zeros(b, n, dtype=torch.bool)
     if neg.unique().numel() != n:  # repeated items: test every cell
         return train.contains(users.repeat_interleave(n), neg.repeat(b)).view(b, n)
+    distinct, inverse = torch.unique(users, return_inverse=True)
+    mask = torch.zeros(distinct.numel(), n, dtype=torch.bool)
     where = torch.full((train.num_items,), -1, dtype=torch.long)
     where[neg] = torch.arange(n)
-    row, item = train.rows(users)
+    row, item = train.rows(distinct)
     col = where[item]
     hit = col >= 0
     mask[row[hit], col[hit]] = True
-    return mask
+    return mask[inverse]
