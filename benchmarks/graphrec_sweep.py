@@ -62,7 +62,7 @@ def to_markdown(results: dict) -> str:
 def dataset_markdown(name: str, payload: dict) -> str:
     ref = payload["runs"].get("reference")
     metas = [r.get("meta", payload["meta"]) for r in payload["runs"].values()] or [payload["meta"]]
-    dates = sorted({r.get("date", payload["meta"]["date"])[:10] for r in payload["runs"].values()})
+    dates = sorted({m["date"][:10] for m in metas})
     cpus = sorted({str(m["machine"]["cpus"]) for m in metas})
     shared = any(r.get("shared_machine", payload.get("shared_machine")) for r in payload["runs"].values())
     lines = [
@@ -123,7 +123,6 @@ def main() -> int:
             "seconds_to_best": r["seconds_to_best"],
             "seconds": round(time.perf_counter() - t0, 1),
             "meta": meta,
-            "date": meta["date"],
             "shared_machine": args.shared_machine,
             "load_average": [*load_start, *os.getloadavg()],
         }
@@ -148,7 +147,6 @@ def earlier_rows(entry: dict) -> dict[str, dict]:
         rows[label] = {
             **r,
             "meta": meta,
-            "date": r.get("date", meta["date"]),
             "shared_machine": bool(r.get("shared_machine", entry.get("shared_machine"))),
             "load_average": r.get(
                 "load_average", [*entry.get("load_average_start", []), *entry.get("load_average_end", [])]

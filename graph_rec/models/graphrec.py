@@ -169,14 +169,13 @@ class GraphRec(RecModel):
                 for name in self.slots:
                     mask = graph.feature_masks[name]
                     x = graph.features[name] * mask[:, None]
-                    self.register_buffer(f"px_{name}", self.propagation(x, config.num_layers), persistent=False)
-                    pa = self.propagation(mask.float()[:, None], config.num_layers).squeeze(1)
-                    self.register_buffer(f"pa_{name}", pa, persistent=False)
-                    if config.drop_scored_edge and config.num_layers > 0:  # walks of 0 .. L - 1 steps
-                        q = self.propagation(x, config.num_layers - 1) * config.num_layers
-                        self.register_buffer(f"qx_{name}", q, persistent=False)
-                        qa = self.propagation(mask.float()[:, None], config.num_layers - 1).squeeze(1)
-                        self.register_buffer(f"qa_{name}", qa * config.num_layers, persistent=False)
+                    px, qx = self.propagation.walks(x, config.num_layers)
+                    pa, qa = self.propagation.walks(mask.float()[:, None], config.num_layers)
+                    self.register_buffer(f"px_{name}", px, persistent=False)
+                    self.register_buffer(f"pa_{name}", pa.squeeze(1), persistent=False)
+                    if config.drop_scored_edge:  # sums of the walks of 0 .. L - 1 steps
+                        self.register_buffer(f"qx_{name}", qx, persistent=False)
+                        self.register_buffer(f"qa_{name}", qa.squeeze(1), persistent=False)
 
     # ------------------------------------------------------------------ layer 0
     def feature_embedding(self) -> Tensor | None:
@@ -266,9 +265,14 @@ class GraphRec(RecModel):
             fx = fx + (getattr(self, f"x_{name}")[nodes] @ lin.weight.t() + lin.bias) * mask
         return h, e0 + fx, fx
 
-    def _h_id(self, layers: int | None = None) -> Tensor | None:
-        layers = self.config.num_layers if layers is None else layers
-        return self.propagation(self.id_emb.weight, layers) if self.id_emb is not None else None
+    def _h_id(self) -> Tensor | None:
+        return self._id_walks()[0]
+
+    def _id_walks(self) -> tuple[Tensor | None, Tensor | None]:
+        """The id embeddings' ``(mean of layers 0 .. L, sum of layers 0 .. L - 1)``, or Nones."""
+        if self.id_emb is None:
+            return None, None
+        return self.propagation.walks(self.id_emb.weight, self.config.num_layers)
 
     # ------------------------------------------------------------------ contract
     def embed(self) -> tuple[Tensor, Tensor]:
@@ -298,22 +302,22 @@ class GraphRec(RecModel):
             nodes = torch.cat([u_nodes, p_nodes, n_nodes])
             # project each distinct node once (negatives repeat a lot), then gather per occurrence
             uniq, inverse = torch.unique(nodes, return_inverse=True)
-            h_u, e0_u, fx_u = self._rows(uniq, self._h_id())
+            h_id, walks_id = self._id_walks()
+            h_u, e0_u, fx_u = self._rows(uniq, h_id)
             h_all, e0_all = h_u[inverse], e0_u[inverse]
             fx_all = fx_u[inverse] if isinstance(fx_u, Tensor) else fx_u
             hu, hp, hn = h_all[:b], h_all[b : 2 * b], h_all[2 * b :].view(n_shape)
             reg = e0_all.pow(2).sum() / b
             if self.config.drop_scored_edge and self.config.num_layers > 0:
-                walks = self._walk_rows(torch.cat([u_nodes, p_nodes]))
+                walks = self._rows(torch.cat([u_nodes, p_nodes]), walks_id, kind="q")[0]
                 hu, hp = self._without_edge(u_nodes, p_nodes, hu, hp, walks[:b], walks[b:])
             h_anchor, fx_anchor, anchor_nodes = h_all[: 2 * b], fx_all[: 2 * b], nodes[: 2 * b]
         else:
-            h, e0, fx = self.propagate()
+            e0, fx = self.layer0()
+            h, walks = self.propagation.walks(e0, self.config.num_layers)
             hu, hp, hn = h[u_nodes], h[p_nodes], h[n_nodes].view(n_shape)
             reg = (e0[u_nodes].pow(2).sum() + e0[p_nodes].pow(2).sum() + e0[n_nodes].pow(2).sum()) / b
             if self.config.drop_scored_edge and self.config.num_layers > 0:
-                layers = self.config.num_layers
-                walks = self.propagation(e0, layers - 1) * layers  # sums of walks of 0 .. L - 1 steps
                 hu, hp = self._without_edge(u_nodes, p_nodes, hu, hp, walks[u_nodes], walks[p_nodes], e0)
             anchor_nodes = torch.cat([u_nodes, p_nodes])
             h_anchor = h[anchor_nodes]
@@ -334,12 +338,6 @@ class GraphRec(RecModel):
                     h_anchor[rows], self.align_head(fx_anchor[rows]), self.config.align_temperature
                 )
         return BatchOutput(pos=pos_s, neg=neg_s, reg=reg, extra=extra)
-
-    def _walk_rows(self, nodes: Tensor) -> Tensor:
-        """Precomputed path: ``[n, d]`` rows of ``sum_{l < L} Â^l F(X)`` for ``[n]`` global indices."""
-        layers = self.config.num_layers
-        ids = self._h_id(layers - 1)
-        return self._rows(nodes, None if ids is None else ids * layers, kind="q")[0]
 
     def _without_edge(
         self, u: Tensor, i: Tensor, hu: Tensor, hi: Tensor, walks_u: Tensor, walks_i: Tensor, e0: Tensor | None = None

@@ -73,6 +73,7 @@ class Propagation(nn.Module):
         self.register_buffer("crow", crow, persistent=False)
         self.register_buffer("col", uniq - rows * n, persistent=False)
         self.register_buffer("row", rows, persistent=False)
+        self.register_buffer("keys", uniq, persistent=False)  # row * N + col, sorted: the CSR order
         # the transpose's CSR structure, for the backward pass: entry q of A^T is entry t_perm[q] of A
         t_key = self.col * n + rows
         t_perm = torch.argsort(t_key)
@@ -131,7 +132,7 @@ class Propagation(nn.Module):
         """``[n]`` the entries ``Â[rows, cols]`` of a matrix with CSR ``values`` (0 where not connected)."""
         if self.col.numel() == 0:
             return torch.zeros(rows.shape, dtype=values.dtype, device=values.device)
-        keys = self.row * self.num_nodes + self.col  # sorted: the CSR order
+        keys = self.keys
         want = rows * self.num_nodes + cols
         pos = torch.searchsorted(keys, want).clamp_max(keys.numel() - 1)
         return torch.where(keys[pos] == want, values[pos], torch.zeros((), dtype=values.dtype, device=values.device))
@@ -159,15 +160,23 @@ class Propagation(nn.Module):
     # ----------------------------------------------------------------- propagation
     def forward(self, x0: Tensor, num_layers: int) -> Tensor:
         """``[N, d]`` layer-0 embeddings -> ``[N, d]`` mean of layers ``0 .. num_layers``."""
-        if num_layers == 0 or self.col.numel() == 0:
-            return x0
+        return self.walks(x0, num_layers)[0]
+
+    def walks(self, x0: Tensor, num_layers: int) -> tuple[Tensor, Tensor]:
+        """``(mean of layers 0 .. L, sum of layers 0 .. L - 1)``, both ``[N, d]``, from one pass.
+
+        The sum holds every walk of fewer than ``L`` steps (see GraphRec's ``drop_scored_edge``).
+        """
+        if num_layers == 0 or self.col.numel() == 0:  # no walk of one step or more
+            return x0, (x0 if num_layers else torch.zeros_like(x0))
         vals = self._values_cached(x0)
         structure = (self.crow, self.col, self.t_crow, self.t_col, self.t_perm, self.row)
         out, x = x0, x0
         for _ in range(num_layers):
+            shorter = out
             x = _SpMM.apply(vals, x, structure)
             out = out + x
-        return out / (num_layers + 1)
+        return out / (num_layers + 1), shorter
 
 
 def _csr(crow: Tensor, col: Tensor, values: Tensor, n: int) -> Tensor:

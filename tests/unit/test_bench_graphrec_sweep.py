@@ -74,10 +74,11 @@ def test_a_partial_rerun_keeps_the_other_rows_with_their_own_date_and_machine_st
     rows = sweep.earlier_rows(earlier)
     assert set(rows) == {"reference", "d = 256"}
     assert "dropping the recorded row '1 layer'" in capsys.readouterr().err
-    assert rows["reference"]["date"].startswith("2026-12-03") and rows["reference"]["shared_machine"] is False
+    assert rows["reference"]["meta"]["date"].startswith("2026-12-03") and rows["reference"]["shared_machine"] is False
     assert rows["reference"]["meta"]["git_commit"] == "abc"  # the run's own commit, not the rerun's
     assert rows["reference"]["load_average"] == [1.0, 1.0, 1.0, 2.0, 2.0, 2.0]
-    rows["drop scored edge"] = {**_row(0.24, 0.27), "date": "2026-12-04T10:00:00+00:00", "shared_machine": True}
+    later = {"date": "2026-12-04T10:00:00+00:00", "machine": {"cpus": 2}}
+    rows["drop scored edge"] = {**_row(0.24, 0.27), "meta": later, "shared_machine": True}
     entry = {"meta": {"date": "2026-12-04T10:00:00+00:00", "machine": {"cpus": 2}}, "runs": rows}
     md = sweep.to_markdown({"datasets": {"ml-latest-small": entry}})
     assert "Measured 2026-12-03 and 2026-12-04" in md
