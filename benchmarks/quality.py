@@ -19,6 +19,7 @@ Rows come from two runners that share the split and the evaluator
 
     python benchmarks/quality.py                                  # both data sets, everything
     python benchmarks/quality.py --dataset ml-latest-small --reuse-protocols
+    python benchmarks/quality.py --reuse-protocols --peers implicit_als   # one peer again, others kept
 
 Writes benchmarks/results/quality.json and quality.md.
 """
@@ -38,11 +39,16 @@ from _meta import RESULTS, ROOT, SHARED, run_metadata, write_text_atomic  # noqa
 
 KS = (10, 20)
 PEER_LABELS = {"pyg_lightgcn": "PyG LightGCN", "implicit_als": "implicit ALS", "implicit_bpr": "implicit BPR"}
-CLASSICAL = ("popularity", "itemknn", "ease", "mf", "lightgcn", "implicit_als", "implicit_bpr", "pyg_lightgcn")
+CLASSICAL = ("popularity", "itemknn", "ease", "als", "mf", "lightgcn", "implicit_als", "implicit_bpr", "pyg_lightgcn")
 
 
-def run_peers(dataset: str, *, pyg_budget: float, cache: Path) -> list[dict[str, Any]]:
-    """Fit every peer on ``dataset``'s protocol-A split; validation picks the setting, test is reported."""
+def run_peers(
+    dataset: str, *, pyg_budget: float, cache: Path, peers: tuple[str, ...] | None = None
+) -> list[dict[str, Any]]:
+    """Fit ``peers`` (default: every peer) on ``dataset``'s protocol-A split; validation picks the setting.
+
+    Each row carries its own run metadata and load average, so a partial rerun can keep the others.
+    """
     import torch
     from peers import GRIDS, PEERS, select
     from protocols import prepare
@@ -55,7 +61,8 @@ def run_peers(dataset: str, *, pyg_budget: float, cache: Path) -> list[dict[str,
     text = kg.features.get("item", {}).get("text")
     feats = None if text is None else torch.as_tensor(text)
     rows = []
-    for peer in PEERS:
+    for peer in peers or PEERS:
+        load = list(os.getloadavg())
         options: dict[str, Any] = {}
         if peer == "pyg_lightgcn":
             options["time_budget_s"] = pyg_budget
@@ -67,6 +74,7 @@ def run_peers(dataset: str, *, pyg_budget: float, cache: Path) -> list[dict[str,
                 best.scorer, data, part="test", config=EvalConfig(ks=KS, beyond_accuracy=True), item_features=feats
             ).metrics
         row = {"model": peer, "result": best.to_dict(), "grid": grid, "test": test}
+        row |= {"meta": run_metadata(), "load": load}
         print(
             f"{dataset} {peer}: valid {best.best_valid['recall@20']:.4f} test {test['recall@20']:.4f}", file=sys.stderr
         )
@@ -80,9 +88,25 @@ def run_protocols(dataset: str) -> None:
     subprocess.run(cmd, cwd=ROOT, check=True)
 
 
-def run(datasets: list[str], *, reuse_protocols: bool = False, pyg_budget: float = 300.0) -> dict[str, Any]:
-    """Run the quality part for ``datasets``; returns (and saves) the payload."""
+def run(
+    datasets: list[str],
+    *,
+    reuse_protocols: bool = False,
+    pyg_budget: float = 300.0,
+    peers: tuple[str, ...] | None = None,
+) -> dict[str, Any]:
+    """Run the quality part for ``datasets``; returns (and saves) the payload.
+
+    With ``peers``, only those peers are rerun; the data set's other peer rows are kept as they were
+    (each with its own run metadata).
+    """
+    from peers import PEERS
     from protocols import DATASETS
+
+    if peers is not None:
+        unknown = sorted(set(peers) - set(PEERS))
+        if unknown or not peers:
+            raise SystemExit(f"unknown peers {unknown}; peers: {list(PEERS)}")
 
     path = RESULTS / "quality.json"
     payload = json.loads(path.read_text()) if path.is_file() else {"datasets": {}}
@@ -98,17 +122,34 @@ def run(datasets: list[str], *, reuse_protocols: bool = False, pyg_budget: float
         proto = json.loads((RESULTS / "protocols.json").read_text())
         if name not in proto.get("datasets", {}):
             raise SystemExit(f"{RESULTS / 'protocols.json'} has no {name!r}: run without --reuse-protocols")
-        peers = run_peers(name, pyg_budget=pyg_budget, cache=ROOT / "data" / "cache")
+        rows = run_peers(name, pyg_budget=pyg_budget, cache=ROOT / "data" / "cache", peers=peers)
+        old = payload["datasets"].get(name, {})
+        if peers is not None:
+            if not old:
+                raise SystemExit(f"{path} has no {name!r}: run every peer for it first (without --peers)")
+            rows = merge_peer_rows(old, rows)
         payload["datasets"][name] = {
             "meta": run_metadata(),
             "load": load,
             "protocols_meta": proto["meta"],
             "protocols_reused": reuse_protocols,
             "protocol": proto["datasets"][name],
-            "peers": peers,
+            "peers": rows,
         }
         write_text_atomic(path, json.dumps(payload, indent=1))
     return payload
+
+
+def merge_peer_rows(entry: dict[str, Any], rerun: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``entry``'s peer rows with those of ``rerun`` replaced (or added), in :data:`peers.PEERS` order.
+
+    A kept row without its own metadata (written before rows carried it) gets the entry's.
+    """
+    from peers import PEERS
+
+    by_peer = {r["model"]: {"meta": entry["meta"], "load": entry["load"]} | r for r in entry.get("peers", [])}
+    by_peer |= {r["model"]: r for r in rerun}
+    return [by_peer[p] for p in PEERS if p in by_peer]
 
 
 def refresh_protocols(payload: dict[str, Any], proto: dict[str, Any], datasets: list[str]) -> dict[str, Any]:
@@ -167,6 +208,26 @@ def _when(meta: dict[str, Any]) -> str:
     return f"{meta['date'][:16].replace('T', ' ')} UTC, commit {meta['git_commit'][:8]}"
 
 
+def _peer_runs(entry: dict[str, Any]) -> str:
+    """When the peers ran: one clause per run (rows rerun alone carry their own metadata)."""
+    runs: dict[tuple[str, str], list[str]] = {}
+    loads: dict[tuple[str, str], float] = {}
+    for r in entry.get("peers", []):
+        meta, load = r.get("meta", entry["meta"]), r.get("load", entry["load"])
+        key = (meta["date"], meta["git_commit"])
+        runs.setdefault(key, []).append(PEER_LABELS.get(r["model"], r["model"]))
+        loads.setdefault(key, load[0])
+    if not runs:
+        return f"No peer run ({_when(entry['meta'])})"
+    if len(runs) == 1:
+        (key,) = runs
+        return f"Peers run {_when({'date': key[0], 'git_commit': key[1]})} (load {loads[key]:.1f})"
+    return "; ".join(
+        f"{' and '.join(names)} run {_when({'date': k[0], 'git_commit': k[1]})} (load {loads[k]:.1f})"
+        for k, names in sorted(runs.items())
+    )
+
+
 def to_markdown(payload: dict[str, Any]) -> str:
     from peers import RECBOLE_STATUS
     from protocols import RECBOLE_LIGHTGCN_LASTFM
@@ -180,8 +241,8 @@ def to_markdown(payload: dict[str, Any]) -> str:
         lines += [
             f"**{name}**, protocol A (per-user random 80/10/10, seed 2026, full ranking over "
             f"{entry['protocol'].get('num_items', 'all')} items, training and validation positives masked; test "
-            f"metrics of the setting chosen on validation Recall@20). Peers run {_when(m)} on "
-            f"{m['machine']['cpus']} CPUs (load {entry['load'][0]:.1f}); graph-rec rows "
+            f"metrics of the setting chosen on validation Recall@20). {_peer_runs(entry)} on "
+            f"{m['machine']['cpus']} CPUs; graph-rec rows "
             f"{'read from' if entry['protocols_reused'] else 'run in'} benchmarks/protocols.py "
             f"({_when(entry['protocols_meta'])}).",
             "",
@@ -268,6 +329,10 @@ def main() -> int:
     p.add_argument("--pyg-budget", type=float, default=300.0, help="PyG LightGCN's time budget per setting (s)")
     p.add_argument("--markdown-only", action="store_true", help="rewrite quality.md from quality.json")
     p.add_argument(
+        "--peers",
+        help="comma-separated peers to rerun (e.g. implicit_als); the data set's other peer rows are kept",
+    )
+    p.add_argument(
         "--refresh-protocols",
         action="store_true",
         help="re-read graph-rec's rows from protocols.json into quality.json without rerunning the peers",
@@ -282,7 +347,13 @@ def main() -> int:
         refresh_protocols(payload, proto, args.dataset or list(payload["datasets"]))
         write_text_atomic(path, json.dumps(payload, indent=1))
     elif not args.markdown_only:
-        run(args.dataset or list(DATASETS), reuse_protocols=args.reuse_protocols, pyg_budget=args.pyg_budget)
+        peers = tuple(args.peers.split(",")) if args.peers else None
+        run(
+            args.dataset or list(DATASETS),
+            reuse_protocols=args.reuse_protocols,
+            pyg_budget=args.pyg_budget,
+            peers=peers,
+        )
     path = RESULTS / "quality.json"
     if path.is_file():
         payload = json.loads(path.read_text())
