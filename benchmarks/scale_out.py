@@ -192,7 +192,10 @@ def run_quality(fanouts: list[int]) -> list[dict]:
     kg, sp, _ = prepare("ml-latest-small", ROOT / "data" / "cache")
     settings, train = GRIDS["graphrec"][0]
     rows = []
-    for label, extra in (("full-graph", {}), ("neighbour-sampled", {"sampling": "neighbour", "num_neighbours": fanouts})):
+    for label, extra in (
+        ("full-graph", {}),
+        ("neighbour-sampled", {"sampling": "neighbour", "num_neighbours": fanouts}),
+    ):
         r = run_one(kg, sp, "graphrec", settings, {**train, **extra}, {}, (10, 20))
         row = {
             "case": label,
@@ -332,7 +335,8 @@ def to_markdown(payload: dict) -> str:
     if mem:
         lines += [
             "**Peak memory**, one process per case (2 threads), batch 8,192; full-graph validation embeddings "
-            "with `model.embed()`, sampled with the layer-wise batched `layerwise_embed`. " + _measured(payload["memory"]),
+            "with `model.embed()`, sampled with the layer-wise batched `layerwise_embed`. "
+            + _measured(payload["memory"]),
             "",
             "| case | train pairs | nodes | edges | build (s) | step (s, median) | embed (s) | "
             "peak RSS after build (MB) | after training | after embedding |",

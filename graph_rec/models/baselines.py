@@ -1,17 +1,21 @@
-"""Classical and id-only baselines: popularity, ItemKNN, EASE (closed form); BPR-MF and LightGCN (trained).
+"""Classical and id-only baselines: popularity, ItemKNN, EASE (closed form), iALS (alternating least
+squares); BPR-MF and LightGCN (trained by the gradient trainer).
 
-All five see only the training positives ``X`` (``[num_users, num_items]``, binary, from
+All six see only the training positives ``X`` (``[num_users, num_items]``, binary, from
 :class:`~graph_rec.data.UserItems`); none reads node features or knowledge-graph edges, so they are
 the reference points the knowledge-enhanced :mod:`graph_rec.models.graphrec` is measured against.
 
-Closed-form models (``trainable = False``) are fitted once with :meth:`fit`; their fitted state lives in
-persistent buffers (so it saves in ``state_dict``), with a persistent ``fitted`` flag. They score a batch
-of users from the users' dense training rows ``X_B`` ``[B, num_items]`` (``train.dense_rows``):
+Models fitted without the gradient trainer (``trainable = False``: the closed-form ones and iALS) are
+fitted once with :meth:`fit`; their fitted state lives in persistent buffers (so it saves in
+``state_dict``), with a persistent ``fitted`` flag. The closed-form ones score a batch of users from
+the users' dense training rows ``X_B`` ``[B, num_items]`` (``train.dense_rows``):
 
 * ``popularity``: ``s(u, i) = |{v : X_vi = 1}|``, the same for every user.
 * ``itemknn``: ``s(u, :) = X_u S`` with ``S`` the item-item similarity pruned to the ``k`` nearest
   neighbours of each item (column), as in RecBole's and Cornac's ItemKNN.
 * ``ease``: ``s(u, :) = X_u B`` with Steck's closed-form item-item weights.
+* ``als``: ``s(u, i) = x_u . y_i``, factors of the confidence-weighted least squares over every
+  user-item pair (Hu et al., ICDM 2008), fitted by alternating conjugate-gradient sweeps.
 
 Gradient-trained models (``trainable = True``) score by inner products of user and item embeddings:
 
@@ -321,6 +325,167 @@ class EASE(_ClosedForm):
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, l2={self.config.l2}"
+
+
+# ---------------------------------------------------------------------------------------------- iALS
+@dataclass(frozen=True, kw_only=True)
+class ALSConfig:
+    """Settings of :class:`ALS`.
+
+    Args:
+        factors: ``d``, the width of the user and item factors.
+        regularization: ``lambda``, the L2 weight on every factor (not scaled by counts, as in implicit).
+        alpha: the confidence of an observed pair; unobserved pairs weigh 1 (implicit's convention: its
+            ``alpha`` scales the 0/1 matrix, so the same value means the same model).
+        iterations: alternating sweeps (users, then items).
+        cg_steps: conjugate-gradient steps per row and sweep, warm-started from the previous factors
+            (implicit's default is 3); ``d`` steps solve each row's normal equations exactly, up to
+            rounding.
+        init_std: standard deviation of the initial factors.
+    """
+
+    factors: int = 128
+    regularization: float = 20.0
+    alpha: float = 5.0
+    iterations: int = 15
+    cg_steps: int = 3
+    init_std: float = 0.01
+
+    def __post_init__(self) -> None:
+        check_int("factors", self.factors, minimum=1)
+        check_int("iterations", self.iterations, minimum=1)
+        check_int("cg_steps", self.cg_steps, minimum=1)
+        check_float("regularization", self.regularization)
+        check_float("alpha", self.alpha, open_low=True)
+        check_float("init_std", self.init_std, open_low=True)
+
+
+def _als_pattern(ptr: Tensor, idx: Tensor, shape: tuple[int, int], like: Tensor) -> Tensor:
+    """A CSR ``shape`` matrix of ones with row pointers ``ptr`` and column indices ``idx`` (dtype and device of ``like``)."""
+    ones = torch.ones(idx.numel(), dtype=like.dtype, device=like.device)
+    return torch.sparse_csr_tensor(ptr.to(like.device), idx.to(like.device), ones, shape, check_invariants=False)
+
+
+def _als_solve(x: Tensor, other: Tensor, pattern: Tensor, *, regularization: float, alpha: float, steps: int) -> Tensor:
+    """New ``x`` ``[n, d]``: each row's weighted least-squares solution against fixed ``other`` ``[m, d]``.
+
+    ``pattern`` is the ``[n, m]`` CSR matrix of ones at the observed pairs. Row ``r`` with observed
+    columns ``N(r)`` solves ``(O^T O + (alpha - 1) sum_{j in N(r)} o_j o_j^T + lambda I) x_r =
+    alpha sum_{j in N(r)} o_j``, the normal equations of ``sum_j c_rj (p_rj - x_r . o_j)^2 + lambda
+    |x_r|^2`` with ``c = alpha``, ``p = 1`` on observed pairs and ``c = 1``, ``p = 0`` elsewhere.
+    Solved for every row at once by ``steps`` conjugate-gradient steps from ``x``; the observed
+    pairs' part of ``A v`` is a sampled product (``v_r . o_j`` only at the pattern) and a sparse
+    product, so memory is ``O((n + m) d + nnz)``, never ``n x m``.
+    """
+    gram = other.t() @ other
+    gram.diagonal().add_(regularization)
+    other_t = other.t()
+
+    def apply(v: Tensor) -> Tensor:  # A v, row by row
+        dots = torch.sparse.sampled_addmm(pattern, v, other_t, beta=0.0, alpha=alpha - 1.0)
+        return torch.addmm(torch.sparse.mm(dots, other), v, gram)
+
+    b = torch.sparse.mm(pattern, other).mul_(alpha)
+    x = x.clone()
+    crow = pattern.crow_indices()
+    x[crow[1:] == crow[:-1]] = 0  # no observed pair: b = 0, so the solution is exactly 0 (CG keeps it there)
+    r = b - apply(x)
+    p = r.clone()
+    rs = (r * r).sum(1)
+    tiny = torch.finfo(rs.dtype).tiny
+    for _ in range(steps):
+        ap = apply(p)
+        den = (p * ap).sum(1)
+        step = torch.where(den > 0, rs / den.clamp_min(tiny), torch.zeros_like(rs))
+        x.addcmul_(step[:, None], p)
+        r.addcmul_(step[:, None], ap, value=-1.0)
+        rs_new = (r * r).sum(1)
+        beta = torch.where(rs > 0, rs_new / rs.clamp_min(tiny), torch.zeros_like(rs))
+        p = r + beta[:, None] * p
+        rs = rs_new
+    return x
+
+
+@register
+class ALS(_ClosedForm):
+    """Implicit-feedback matrix factorisation by alternating least squares (iALS, WMF).
+
+    Minimises ``sum_{u,i} c_ui (p_ui - x_u . y_i)^2 + lambda (|X|^2 + |Y|^2)`` over every user-item
+    pair, observed or not, with ``p = 1``, ``c = alpha`` on training positives and ``p = 0``,
+    ``c = 1`` elsewhere (Hu, Koren and Volinsky's weighting in implicit's parametrisation); each
+    sweep solves every user's factors with the items' fixed, then every item's, by conjugate
+    gradients (Takacs et al.) vectorised over all rows: no Python loop over users or items, and no
+    dense ``users x items`` matrix. ``s(u, i) = x_u . y_i``. Not trained by the gradient trainer:
+    :meth:`fit` runs the sweeps (``trainable = False``). Items (users) without training pairs get
+    zero factors, so they score 0.
+
+    Buffers (persistent): ``user_factors`` ``[num_users, d]``, ``item_factors`` ``[num_items, d]``.
+    """
+
+    name = "als"
+    config_class = ALSConfig
+    paper = "Hu, Koren and Volinsky, 'Collaborative Filtering for Implicit Feedback Datasets', ICDM 2008"
+
+    def __init__(self, config: ALSConfig, graph: GraphTensors, train: UserItems) -> None:
+        super().__init__(config, graph, train)
+        d = config.factors
+        self.register_buffer("user_factors", torch.zeros(self.num_users, d), persistent=True)
+        self.register_buffer("item_factors", torch.zeros(self.num_items, d), persistent=True)
+        # drawn from the caller's (seeded) RNG now, so a model built under a seed fits the same way
+        # however often fit is called
+        self._init_seed = int(torch.randint(0, 2**62, ()))
+        self.losses: list[float] = []
+
+    def fit(self, train: UserItems) -> None:
+        """Run ``iterations`` sweeps from the seeded initial factors; ``losses`` holds the objective after each."""
+        _check_train(self, train)
+        cfg = self.config
+        device = self.user_factors.device
+        gen = torch.Generator().manual_seed(self._init_seed)
+        x = (torch.randn(self.num_users, cfg.factors, generator=gen) * cfg.init_std).to(device)
+        y = (torch.randn(self.num_items, cfg.factors, generator=gen) * cfg.init_std).to(device)
+        by_user = _als_pattern(train.indptr, train.indices, (self.num_users, self.num_items), x)
+        order = torch.argsort(train.indices, stable=True)
+        item_ptr = torch.zeros(self.num_items + 1, dtype=torch.long)
+        item_ptr[1:] = torch.cumsum(train.item_counts(), 0)
+        by_item = _als_pattern(item_ptr, train.users()[order], (self.num_items, self.num_users), x)
+        opts = {"regularization": cfg.regularization, "alpha": cfg.alpha, "steps": cfg.cg_steps}
+        self.losses = []
+        for _ in range(cfg.iterations):
+            x = _als_solve(x, y, by_user, **opts)
+            y = _als_solve(y, x, by_item, **opts)
+            self.losses.append(self._objective(x, y, by_user))
+        self.user_factors.copy_(x)
+        self.item_factors.copy_(y)
+        self._mark_fitted(train)
+        logger.info(
+            "als: %d users, %d items, d=%d, %d sweeps, objective %.4g -> %.4g",
+            self.num_users,
+            self.num_items,
+            cfg.factors,
+            cfg.iterations,
+            self.losses[0],
+            self.losses[-1],
+        )
+
+    def _objective(self, x: Tensor, y: Tensor, pattern: Tensor) -> float:
+        """The weighted objective: ``tr(X^T X Y^T Y)`` counts every pair as unobserved, then each
+        observed pair's term is swapped from ``s^2`` to ``alpha (1 - s)^2``."""
+        cfg = self.config
+        total = torch.sum((x.t() @ x) * (y.t() @ y), dtype=torch.float64)
+        sc = torch.sparse.sampled_addmm(pattern, x, y.t(), beta=0.0).values().double()
+        total += (cfg.alpha * (1 - sc) ** 2 - sc**2).sum()
+        total += cfg.regularization * (x.double().pow(2).sum() + y.double().pow(2).sum())
+        return float(total)
+
+    def scorer(self) -> Scorer:
+        """``users [B] -> x_B Y^T`` ``[B, num_items]``."""
+        self.check_fitted()
+        return Scorer.from_embeddings(self.user_factors, self.item_factors)
+
+    def extra_repr(self) -> str:
+        c = self.config
+        return f"{super().extra_repr()}, factors={c.factors}, regularization={c.regularization}, alpha={c.alpha}"
 
 
 # ---------------------------------------------------------------------------------------------- BPR-MF

@@ -11,8 +11,10 @@ import torch
 from graph_rec.data import RecData
 from graph_rec.errors import ConfigError, DataError
 from graph_rec.models.baselines import (
+    ALS,
     EASE,
     MF,
+    ALSConfig,
     EASEConfig,
     ItemKNN,
     ItemKNNConfig,
@@ -163,6 +165,87 @@ def test_fit_rejects_a_train_matrix_of_another_shape() -> None:
         model.fit(other.train)
 
 
+# ------------------------------------------------------------------------------------------ iALS
+def _als_normal_equations(x: np.ndarray, other: np.ndarray, lam: float, alpha: float) -> np.ndarray:
+    """Each row's exact solution, one ``np.linalg.solve`` per row (the reference)."""
+    out = np.zeros((x.shape[0], other.shape[1]))
+    for r in range(x.shape[0]):
+        c = np.where(x[r] > 0, alpha, 1.0)
+        a = (other.T * c) @ other + lam * np.eye(other.shape[1])
+        out[r] = np.linalg.solve(a, other.T @ (c * x[r]))
+    return out
+
+
+def _als_objective(x: np.ndarray, u: np.ndarray, v: np.ndarray, lam: float, alpha: float) -> float:
+    c = np.where(x > 0, alpha, 1.0)
+    return float((c * (x - u @ v.T) ** 2).sum() + lam * ((u**2).sum() + (v**2).sum()))
+
+
+def test_als_conjugate_gradients_solve_every_rows_normal_equations() -> None:
+    import graph_rec.models.baselines as baselines
+
+    x = _random_matrix(12, 9, 0.35, seed=11)
+    x[3] = 0  # a row without observed pairs solves to zero
+    data = _data(x)
+    rng = np.random.default_rng(0)
+    items = rng.normal(size=(9, 5))
+    start = torch.as_tensor(rng.normal(size=(12, 5)))
+    pattern = baselines._als_pattern(data.train.indptr, data.train.indices, (12, 9), start)
+    got = baselines._als_solve(
+        start,
+        torch.as_tensor(items),
+        pattern,
+        regularization=0.7,
+        alpha=4.0,
+        steps=5,  # d steps: exact
+    )
+    want = _als_normal_equations(x, items, 0.7, 4.0)
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-8, atol=1e-10)
+    assert np.abs(got.numpy()[3]).max() < 1e-12
+    # fewer steps from the same start: not exact, but closer to the solution than the start
+    few = baselines._als_solve(start, torch.as_tensor(items), pattern, regularization=0.7, alpha=4.0, steps=2)
+    assert np.abs(few.numpy() - want).max() < np.abs(start.numpy() - want).max()
+
+
+@pytest.mark.parametrize("cg_steps", [3, 6])
+def test_als_objective_is_the_weighted_loss_and_never_increases(cg_steps: int) -> None:
+    x = _random_matrix(30, 14, 0.25, seed=12)
+    x[:, 13] = 0  # a cold item gets zero factors and scores 0
+    data = _data(x)
+    torch.manual_seed(0)
+    model = ALS(
+        ALSConfig(factors=6, regularization=0.5, alpha=8.0, iterations=6, cg_steps=cg_steps), data.graph, data.train
+    )
+    model.fit(data.train)
+    u, v = model.user_factors.double().numpy(), model.item_factors.double().numpy()
+    assert model.losses[-1] == pytest.approx(_als_objective(x, u, v, 0.5, 8.0), rel=1e-4)
+    assert all(b <= a * (1 + 1e-6) for a, b in zip(model.losses, model.losses[1:], strict=False))
+    assert model.losses[-1] < 0.9 * model.losses[0]
+    np.testing.assert_array_equal(v[13], 0)
+    np.testing.assert_allclose(_scores(model, np.arange(30)), u @ v.T, rtol=1e-5, atol=1e-6)
+    # the last half-sweep solved the items: with d CG steps its normal equations hold
+    if cg_steps == 6:
+        want = _als_normal_equations(x.T, u, 0.5, 8.0)
+        np.testing.assert_allclose(v, want, rtol=1e-3, atol=1e-5)
+
+
+def test_als_refit_is_deterministic_and_learns_the_block_structure() -> None:
+    x = np.zeros((20, 10))
+    x[:10, :5] = 1
+    x[10:, 5:] = 1
+    x[0, 0] = x[10, 5] = 0  # held out: each should rank first among the user's unseen items
+    data = _data(x)
+    torch.manual_seed(3)
+    model = ALS(ALSConfig(factors=4, regularization=0.1, alpha=10.0, iterations=10), data.graph, data.train)
+    model.fit(data.train)
+    first = _scores(model, np.arange(20))
+    model.fit(data.train)
+    np.testing.assert_array_equal(_scores(model, np.arange(20)), first)
+    for user, item in ((0, 0), (10, 5)):
+        unseen = np.flatnonzero(x[user] == 0)
+        assert unseen[np.argmax(first[user, unseen])] == item
+
+
 # ------------------------------------------------------------------------------------------ MF
 def test_mf_scores_and_regulariser() -> None:
     data = _data(_random_matrix(5, 6, 0.5, seed=6))
@@ -232,6 +315,11 @@ def test_lightgcn_propagates_over_the_normalised_bipartite_graph_only(num_layers
         (ItemKNNConfig, {"similarity": "jaccard"}),
         (ItemKNNConfig, {"alpha": 1.5}),
         (EASEConfig, {"l2": 0.0}),
+        (ALSConfig, {"factors": 0}),
+        (ALSConfig, {"alpha": 0.0}),
+        (ALSConfig, {"regularization": -1.0}),
+        (ALSConfig, {"cg_steps": 0}),
+        (ALSConfig, {"iterations": 1.5}),
         (EASEConfig, {"l2": float("nan")}),
         (MFConfig, {"embedding_dim": 0}),
         (MFConfig, {"init_std": 0.0}),

@@ -110,6 +110,38 @@ def test_refreshing_graph_recs_rows_keeps_the_peers_and_says_they_were_read():
         quality.refresh_protocols({"datasets": {"lastfm": _entry(0.28)}}, newer, ["lastfm"])
 
 
+def test_rerunning_one_peer_replaces_its_row_keeps_the_others_and_dates_each_run():
+    entry = _entry(0.28)
+    entry["peers"].insert(
+        0,
+        {
+            "model": "pyg_lightgcn",
+            "result": {"best_valid": {"recall@20": 0.2}, "seconds_to_best": 9.0},
+            "test": _metrics(0.21),
+        },
+    )
+    later = {**META, "date": "2026-12-05T10:00:00+00:00", "git_commit": "fedcba9876543210"}
+    als = {
+        "model": "implicit_als",
+        "result": {"best_valid": {"recall@20": 0.3}, "seconds_to_best": 4.0},
+        "test": _metrics(0.29),
+        "meta": later,
+        "load": [1.5, 1.0, 1.0],
+    }
+    rows = quality.merge_peer_rows(entry, [als])
+    assert [r["model"] for r in rows] == ["pyg_lightgcn", "implicit_als"]  # PEERS order, not rerun order
+    assert rows[1] is als and rows[1]["test"]["recall@20"] == 0.29
+    assert rows[0]["meta"] == META and rows[0]["load"] == [0.5, 0.4, 0.3]  # kept row dated by its entry
+    header = quality._peer_runs({**entry, "peers": rows})
+    assert "PyG LightGCN run 2026-12-03 08:00 UTC, commit 01234567 (load 0.5)" in header
+    assert "implicit ALS run 2026-12-05 10:00 UTC, commit fedcba98 (load 1.5)" in header
+    assert quality._peer_runs(entry).startswith("Peers run 2026-12-03 08:00 UTC")
+    # the rerun ALS is now the best classical by validation
+    assert quality.best_classical(quality.table_rows({**entry, "peers": rows}))["key"] == "implicit_als"
+    with pytest.raises(SystemExit, match="unknown peers"):
+        quality.run(["ml-latest-small"], reuse_protocols=True, peers=("implicit_alss",))
+
+
 def test_scale_out_ratio_targets():
     rows = [
         {"case": "full, 1 process x 2 threads", "pairs_per_second": 1000.0},
@@ -217,3 +249,17 @@ def test_neo4j_benchmark_reads_the_servers_peak_memory(tmp_path):
     assert peak is not None and peak > 10
     (tmp_path / "arcadedb.pid").write_text("not a pid")
     assert neo4j_write.server_peak_mb(tmp_path) is None
+
+
+def test_protocol_table_lists_baselines_first_then_graphrec_then_its_ablations():
+    protocols = load_benchmark("protocols")
+    runs = {"graphrec - tags": 1, "ease": 2, "graphrec": 3, "als": 4, "popularity": 5, "graphrec - kg": 6}
+    assert [m for m, _ in protocols.ordered_runs(runs)] == [
+        "popularity",
+        "ease",
+        "als",
+        "graphrec",
+        "graphrec - tags",
+        "graphrec - kg",
+    ]
+    assert "als" in protocols.BASELINES and "als" in quality.CLASSICAL  # iALS can be the reference
