@@ -6,7 +6,7 @@ A :class:`RunConfig` has one section per stage, each a frozen dataclass that rej
     [graph]     builder options (tags, genres, knowledge, social, entities, weights)
     [features]  text encoder for node features ("none" for ids only)
     [view]      what the model sees (DataConfig: node types, relations, feature slots)
-    [model]     name = "graphrec" | "lightgcn" | "mf" | "ease" | "itemknn" | "popularity", + its settings
+    [model]     name = "graphrec" | "lightgcn" | "mf" | "als" | "ease" | "itemknn" | "popularity", + its settings
     [train]     TrainConfig
     [eval]      EvalConfig
 
