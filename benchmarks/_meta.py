@@ -39,14 +39,27 @@ def write_text_atomic(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
+def code_changed(porcelain: str) -> bool:
+    """Whether ``git status --porcelain`` output lists a change outside ``benchmarks/results/``.
+
+    The benchmarks write their own results there while they run (a part covering two data sets
+    has rewritten its file before it records the second), so those files do not make a run's
+    code differ from its commit.
+    """
+    for line in porcelain.splitlines():
+        paths = line[3:].split(" -> ")
+        if any(not p.strip('"').startswith("benchmarks/results/") for p in paths if p):
+            return True
+    return False
+
+
 def run_metadata() -> dict[str, Any]:
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
         ).stdout.strip()
-        dirty = bool(
-            subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-        )
+        status = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True).stdout
+        dirty = code_changed(status)
     except (OSError, subprocess.CalledProcessError):
         commit, dirty = "unknown", True
     versions = {}

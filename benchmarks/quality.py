@@ -170,8 +170,10 @@ def refresh_protocols(payload: dict[str, Any], proto: dict[str, Any], datasets: 
 
 def table_rows(entry: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per model of a data set's entry: kind, label, valid R@20, test metrics, seconds to best."""
+    from protocols import ordered_runs
+
     rows = []
-    for m, r in entry["protocol"]["runs"].items():
+    for m, r in ordered_runs(entry["protocol"]["runs"]):
         kind = "graph-rec" if m == "graphrec" else ("ablation" if m.startswith("graphrec") else "baseline (ours)")
         rows.append(
             {

@@ -263,3 +263,13 @@ def test_protocol_table_lists_baselines_first_then_graphrec_then_its_ablations()
         "graphrec - kg",
     ]
     assert "als" in protocols.BASELINES and "als" in quality.CLASSICAL  # iALS can be the reference
+
+
+def test_a_run_is_dirty_only_when_code_differs_from_its_commit():
+    code_changed = load_benchmark("_meta").code_changed
+
+    assert not code_changed("")
+    assert not code_changed(" M benchmarks/results/quality.json\n?? benchmarks/results/new.md\n")
+    assert code_changed(" M benchmarks/results/quality.json\n M benchmarks/peers.py\n")
+    assert code_changed("?? notes.txt\n")
+    assert code_changed("R  benchmarks/results/a.md -> docs/a.md\n")
