@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import sys
 import time
@@ -55,11 +56,23 @@ GRIDS: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {
     "itemknn": [({"k": k, "shrink": 10.0}, {}) for k in (50, 200)],
     "ease": [({"l2": l2}, {}) for l2 in (50.0, 100.0, 250.0, 500.0, 1000.0)],
     # iALS around the optimum implicit's ALS finds with a 50-point grid (benchmarks/peers.py), same
-    # parametrisation: ml-latest-small 512 / 20 / 5, Last.fm 256 / 100 / 40
+    # parametrisation: ml-latest-small 512 / 20 / 5, Last.fm 512 / 100 / 40; every setting of those
+    # two has a neighbour on each side here (factors 256 and 1024; weaker and stronger
+    # regularization and confidence), so neither optimum sits on this grid's edge
     "als": [
         ({"factors": f, "regularization": reg, "alpha": a}, {})
-        for f in (256, 512)
-        for reg, a in ((5.0, 5.0), (20.0, 5.0), (20.0, 10.0), (50.0, 10.0), (50.0, 20.0), (100.0, 20.0), (100.0, 40.0))
+        for f in (256, 512, 1024)
+        for reg, a in (
+            (10.0, 2.5),
+            (20.0, 5.0),
+            (20.0, 10.0),
+            (50.0, 10.0),
+            (50.0, 20.0),
+            (100.0, 20.0),
+            (100.0, 40.0),
+            (200.0, 40.0),
+            (200.0, 80.0),
+        )
     ],
     "mf": [
         ({"embedding_dim": 128}, SOFTMAX),
@@ -101,6 +114,7 @@ def run_one(kg: Any, sp: Any, model: str, settings: dict, train: dict, view: dic
     from graph_rec.eval.evaluator import EvalConfig, evaluate
     from graph_rec.training import TrainConfig, fit, init_model
 
+    load = os.getloadavg()[0]  # 1-minute load average at the start (and below, at the end) of this run
     data = RecData(kg, sp, config=DataConfig.from_dict(view))
     cfg = TrainConfig.from_dict({**TRAIN, **train})
     ev = EvalConfig(ks=ks, beyond_accuracy=False)
@@ -115,13 +129,14 @@ def run_one(kg: Any, sp: Any, model: str, settings: dict, train: dict, view: dic
     return {
         "model": model,
         "settings": settings,
-        "train": cfg.to_dict() if m.trainable else {},
+        "train": cfg.to_dict() if m.trainable else {"seed": cfg.seed},  # the seed still sets iALS's start
         "view": view,
         "valid": result.best_valid,
         "test": test.metrics,
         "best_epoch": result.best_epoch,
         "seconds": round(result.seconds, 1),
         "seconds_to_best": round(result.seconds_to_best, 1),
+        "load": [round(load, 2), round(os.getloadavg()[0], 2)],
         "history": [
             {k: v for k, v in h.items() if k in ("epoch", "loss", "seconds")}
             | ({"valid_recall@20": h["valid"].get("recall@20")} if "valid" in h else {})

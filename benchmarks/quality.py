@@ -116,23 +116,23 @@ def run(
         if not (SHARED / DATASETS[name]["path"]).is_dir():
             print(f"skip {name}: {SHARED / DATASETS[name]['path']} is absent", file=sys.stderr)
             continue
+        old = payload["datasets"].get(name, {})
+        if peers is not None and not old:  # checked before any fit
+            raise SystemExit(f"{path} has no {name!r}: run every peer for it first (without --peers)")
         load = list(os.getloadavg())
-        if not reuse_protocols:
+        if not reuse_protocols and peers is None:  # a peers-only rerun reads graph-rec's rows
             run_protocols(name)
         proto = json.loads((RESULTS / "protocols.json").read_text())
         if name not in proto.get("datasets", {}):
             raise SystemExit(f"{RESULTS / 'protocols.json'} has no {name!r}: run without --reuse-protocols")
         rows = run_peers(name, pyg_budget=pyg_budget, cache=ROOT / "data" / "cache", peers=peers)
-        old = payload["datasets"].get(name, {})
         if peers is not None:
-            if not old:
-                raise SystemExit(f"{path} has no {name!r}: run every peer for it first (without --peers)")
             rows = merge_peer_rows(old, rows)
         payload["datasets"][name] = {
             "meta": run_metadata(),
             "load": load,
             "protocols_meta": proto["meta"],
-            "protocols_reused": reuse_protocols,
+            "protocols_reused": reuse_protocols or peers is not None,
             "protocol": proto["datasets"][name],
             "peers": rows,
         }
@@ -210,22 +210,29 @@ def _when(meta: dict[str, Any]) -> str:
     return f"{meta['date'][:16].replace('T', ' ')} UTC, commit {meta['git_commit'][:8]}"
 
 
+def _names(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
 def _peer_runs(entry: dict[str, Any]) -> str:
-    """When the peers ran: one clause per run (rows rerun alone carry their own metadata)."""
+    """When the peers ran, on how many CPUs: one clause per run (rows rerun alone carry their own metadata)."""
     runs: dict[tuple[str, str], list[str]] = {}
     loads: dict[tuple[str, str], float] = {}
+    cpus = set()
     for r in entry.get("peers", []):
         meta, load = r.get("meta", entry["meta"]), r.get("load", entry["load"])
         key = (meta["date"], meta["git_commit"])
         runs.setdefault(key, []).append(PEER_LABELS.get(r["model"], r["model"]))
         loads.setdefault(key, load[0])
+        cpus.add(meta["machine"]["cpus"])
     if not runs:
         return f"No peer run ({_when(entry['meta'])})"
+    on = f" on {_names([str(c) for c in sorted(cpus)])} CPUs"
     if len(runs) == 1:
         (key,) = runs
-        return f"Peers run {_when({'date': key[0], 'git_commit': key[1]})} (load {loads[key]:.1f})"
-    return "; ".join(
-        f"{' and '.join(names)} run {_when({'date': k[0], 'git_commit': k[1]})} (load {loads[k]:.1f})"
+        return f"Peers run {_when({'date': key[0], 'git_commit': key[1]})} (load {loads[key]:.1f}){on}"
+    return "Peers run" + on + ": " + "; ".join(
+        f"{_names(names)} {_when({'date': k[0], 'git_commit': k[1]})} (load {loads[k]:.1f})"
         for k, names in sorted(runs.items())
     )
 
@@ -239,12 +246,10 @@ def to_markdown(payload: dict[str, Any]) -> str:
         rows = table_rows(entry)
         best = best_classical(rows)
         ref = best["test"]["recall@20"] if best else None
-        m = entry["meta"]
         lines += [
             f"**{name}**, protocol A (per-user random 80/10/10, seed 2026, full ranking over "
             f"{entry['protocol'].get('num_items', 'all')} items, training and validation positives masked; test "
-            f"metrics of the setting chosen on validation Recall@20). {_peer_runs(entry)} on "
-            f"{m['machine']['cpus']} CPUs; graph-rec rows "
+            f"metrics of the setting chosen on validation Recall@20). {_peer_runs(entry)}; graph-rec rows "
             f"{'read from' if entry['protocols_reused'] else 'run in'} benchmarks/protocols.py "
             f"({_when(entry['protocols_meta'])}).",
             "",

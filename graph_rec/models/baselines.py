@@ -440,10 +440,9 @@ class ALS(_ClosedForm):
         """Run ``iterations`` sweeps from the seeded initial factors; ``losses`` holds the objective after each."""
         _check_train(self, train)
         cfg = self.config
-        device = self.user_factors.device
         gen = torch.Generator().manual_seed(self._init_seed)
-        x = (torch.randn(self.num_users, cfg.factors, generator=gen) * cfg.init_std).to(device)
-        y = (torch.randn(self.num_items, cfg.factors, generator=gen) * cfg.init_std).to(device)
+        x = (torch.randn(self.num_users, cfg.factors, generator=gen) * cfg.init_std).to(self.user_factors)
+        y = (torch.randn(self.num_items, cfg.factors, generator=gen) * cfg.init_std).to(self.item_factors)
         by_user = _als_pattern(train.indptr, train.indices, (self.num_users, self.num_items), x)
         order = torch.argsort(train.indices, stable=True)
         item_ptr = torch.zeros(self.num_items + 1, dtype=torch.long)

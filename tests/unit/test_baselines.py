@@ -205,6 +205,15 @@ def test_als_conjugate_gradients_solve_every_rows_normal_equations() -> None:
     # fewer steps from the same start: not exact, but closer to the solution than the start
     few = baselines._als_solve(start, torch.as_tensor(items), pattern, regularization=0.7, alpha=4.0, steps=2)
     assert np.abs(few.numpy() - want).max() < np.abs(start.numpy() - want).max()
+    # warm start: one step from the solution stays there (from zeros, one step is far from it)
+    warm = baselines._als_solve(
+        torch.as_tensor(want), torch.as_tensor(items), pattern, regularization=0.7, alpha=4.0, steps=1
+    )
+    np.testing.assert_allclose(warm.numpy(), want, rtol=1e-8, atol=1e-10)
+    cold = baselines._als_solve(
+        torch.zeros(12, 5, dtype=torch.float64), torch.as_tensor(items), pattern, regularization=0.7, alpha=4.0, steps=1
+    )
+    assert np.abs(cold.numpy() - want).max() > 1e-3
 
 
 @pytest.mark.parametrize("cg_steps", [3, 6])

@@ -112,6 +112,7 @@ def test_refreshing_graph_recs_rows_keeps_the_peers_and_says_they_were_read():
 
 def test_rerunning_one_peer_replaces_its_row_keeps_the_others_and_dates_each_run():
     entry = _entry(0.28)
+    own = {**META, "date": "2026-12-04T09:30:00+00:00", "git_commit": "aaaabbbbccccdddd"}
     entry["peers"].insert(
         0,
         {
@@ -119,6 +120,15 @@ def test_rerunning_one_peer_replaces_its_row_keeps_the_others_and_dates_each_run
             "result": {"best_valid": {"recall@20": 0.2}, "seconds_to_best": 9.0},
             "test": _metrics(0.21),
         },
+    )
+    entry["peers"].append(  # rerun alone earlier: keeps its own metadata
+        {
+            "model": "implicit_bpr",
+            "result": {"best_valid": {"recall@20": 0.1}, "seconds_to_best": 1.0},
+            "test": _metrics(0.11),
+            "meta": own,
+            "load": [2.5, 2.0, 2.0],
+        }
     )
     later = {**META, "date": "2026-12-05T10:00:00+00:00", "git_commit": "fedcba9876543210"}
     als = {
@@ -129,13 +139,19 @@ def test_rerunning_one_peer_replaces_its_row_keeps_the_others_and_dates_each_run
         "load": [1.5, 1.0, 1.0],
     }
     rows = quality.merge_peer_rows(entry, [als])
-    assert [r["model"] for r in rows] == ["pyg_lightgcn", "implicit_als"]  # PEERS order, not rerun order
+    # PEERS order, not rerun order
+    assert [r["model"] for r in rows] == ["pyg_lightgcn", "implicit_als", "implicit_bpr"]
     assert rows[1] is als and rows[1]["test"]["recall@20"] == 0.29
     assert rows[0]["meta"] == META and rows[0]["load"] == [0.5, 0.4, 0.3]  # kept row dated by its entry
+    assert rows[2]["meta"] == own and rows[2]["load"] == [2.5, 2.0, 2.0]  # kept row keeps its own date
     header = quality._peer_runs({**entry, "peers": rows})
-    assert "PyG LightGCN run 2026-12-03 08:00 UTC, commit 01234567 (load 0.5)" in header
-    assert "implicit ALS run 2026-12-05 10:00 UTC, commit fedcba98 (load 1.5)" in header
-    assert quality._peer_runs(entry).startswith("Peers run 2026-12-03 08:00 UTC")
+    assert header.startswith("Peers run on 2 CPUs: ")
+    assert "PyG LightGCN 2026-12-03 08:00 UTC, commit 01234567 (load 0.5)" in header
+    assert "implicit BPR 2026-12-04 09:30 UTC, commit aaaabbbb (load 2.5)" in header
+    assert "implicit ALS 2026-12-05 10:00 UTC, commit fedcba98 (load 1.5)" in header
+    single = {**entry, "peers": [{k: v for k, v in r.items() if k not in ("meta", "load")} for r in entry["peers"]]}
+    assert quality._peer_runs(single) == "Peers run 2026-12-03 08:00 UTC, commit 01234567 (load 0.5) on 2 CPUs"
+    assert quality._names(["A", "B", "C"]) == "A, B and C"
     # the rerun ALS is now the best classical by validation
     assert quality.best_classical(quality.table_rows({**entry, "peers": rows}))["key"] == "implicit_als"
     with pytest.raises(SystemExit, match="unknown peers"):

@@ -23,3 +23,14 @@ def test_shipped_config_parses_and_round_trips(path: Path) -> None:
     config = RunConfig.from_dict(raw)  # unknown sections, keys or settings raise ConfigError
     assert config.model == raw["model"]["name"]
     assert RunConfig.from_dict(config.to_dict()) == config
+
+
+def test_the_als_config_holds_the_settings_protocol_a_picks_on_validation() -> None:
+    import json
+
+    root = Path(__file__).resolve().parents[2]
+    proto = json.loads((root / "benchmarks" / "results" / "protocols.json").read_text())
+    chosen = proto["datasets"]["ml-latest-small"]["runs"]["als"]["settings"]
+    model = tomllib.loads((root / "benchmarks" / "configs" / "als-ml-latest-small.toml").read_text())["model"]
+    assert {k: model[k] for k in chosen} == chosen
+    assert model["name"] == "als"
