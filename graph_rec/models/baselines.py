@@ -59,6 +59,21 @@ def _check_train(model: RecModel, train: UserItems) -> None:
         )
 
 
+def _item_major(train: UserItems) -> tuple[Tensor, Tensor, Tensor]:
+    """``X^T`` in CSR: ``(item_ptr [num_items + 1], users_by_item [nnz], items_sorted [nnz])``."""
+    items = train.indices
+    order = torch.argsort(items, stable=True)
+    item_ptr = torch.zeros(train.num_items + 1, dtype=torch.long)
+    item_ptr[1:] = torch.cumsum(torch.bincount(items, minlength=train.num_items), 0)
+    return item_ptr, train.users()[order], items[order]
+
+
+def _ones_csr(ptr: Tensor, idx: Tensor, shape: tuple[int, int], *, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """A CSR ``shape`` matrix of ones with row pointers ``ptr`` and column indices ``idx``."""
+    ones = torch.ones(idx.numel(), dtype=dtype, device=device)
+    return torch.sparse_csr_tensor(ptr.to(device), idx.to(device), ones, shape, check_invariants=False)
+
+
 def _cooccurrence_blocks(
     train: UserItems, *, dtype: torch.dtype, device: torch.device, block: int | None = None
 ) -> Iterator[tuple[int, int, Tensor]]:
@@ -68,14 +83,8 @@ def _cooccurrence_blocks(
     ``[num_users, end - start]`` slice, so memory stays ``(num_items + num_users) x block``.
     """
     n_items, n_users = train.num_items, train.num_users
-    users, items = train.users(), train.indices
-    order = torch.argsort(items, stable=True)
-    users_by_item, items_sorted = users[order], items[order]
-    item_ptr = torch.zeros(n_items + 1, dtype=torch.long)
-    item_ptr[1:] = torch.cumsum(torch.bincount(items, minlength=n_items), 0)
-    xt = torch.sparse_csr_tensor(
-        item_ptr, users_by_item, torch.ones(train.nnz, dtype=dtype), (n_items, n_users), check_invariants=False
-    ).to(device)
+    item_ptr, users_by_item, items_sorted = _item_major(train)
+    xt = _ones_csr(item_ptr, users_by_item, (n_items, n_users), dtype=dtype, device=device)
     if block is None:
         block = max(1, _BLOCK_ELEMENTS // max(n_items, n_users, 1))
     for start in range(0, n_items, block):
@@ -360,12 +369,6 @@ class ALSConfig:
         check_float("init_std", self.init_std, open_low=True)
 
 
-def _als_pattern(ptr: Tensor, idx: Tensor, shape: tuple[int, int], like: Tensor) -> Tensor:
-    """A CSR ``shape`` matrix of ones with row pointers ``ptr`` and column indices ``idx`` (dtype and device of ``like``)."""
-    ones = torch.ones(idx.numel(), dtype=like.dtype, device=like.device)
-    return torch.sparse_csr_tensor(ptr.to(like.device), idx.to(like.device), ones, shape, check_invariants=False)
-
-
 def _als_solve(x: Tensor, other: Tensor, pattern: Tensor, *, regularization: float, alpha: float, steps: int) -> Tensor:
     """New ``x`` ``[n, d]``: each row's weighted least-squares solution against fixed ``other`` ``[m, d]``.
 
@@ -443,11 +446,10 @@ class ALS(_ClosedForm):
         gen = torch.Generator().manual_seed(self._init_seed)
         x = (torch.randn(self.num_users, cfg.factors, generator=gen) * cfg.init_std).to(self.user_factors)
         y = (torch.randn(self.num_items, cfg.factors, generator=gen) * cfg.init_std).to(self.item_factors)
-        by_user = _als_pattern(train.indptr, train.indices, (self.num_users, self.num_items), x)
-        order = torch.argsort(train.indices, stable=True)
-        item_ptr = torch.zeros(self.num_items + 1, dtype=torch.long)
-        item_ptr[1:] = torch.cumsum(train.item_counts(), 0)
-        by_item = _als_pattern(item_ptr, train.users()[order], (self.num_items, self.num_users), x)
+        like = {"dtype": x.dtype, "device": x.device}
+        by_user = _ones_csr(train.indptr, train.indices, (self.num_users, self.num_items), **like)
+        item_ptr, users_by_item, _ = _item_major(train)
+        by_item = _ones_csr(item_ptr, users_by_item, (self.num_items, self.num_users), **like)
         opts = {"regularization": cfg.regularization, "alpha": cfg.alpha, "steps": cfg.cg_steps}
         self.losses = []
         for _ in range(cfg.iterations):

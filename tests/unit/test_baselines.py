@@ -190,7 +190,9 @@ def test_als_conjugate_gradients_solve_every_rows_normal_equations() -> None:
     rng = np.random.default_rng(0)
     items = rng.normal(size=(9, 5))
     start = torch.as_tensor(rng.normal(size=(12, 5)))
-    pattern = baselines._als_pattern(data.train.indptr, data.train.indices, (12, 9), start)
+    pattern = baselines._ones_csr(
+        data.train.indptr, data.train.indices, (12, 9), dtype=start.dtype, device=start.device
+    )
     got = baselines._als_solve(
         start,
         torch.as_tensor(items),
