@@ -248,10 +248,11 @@ class GraphRec(RecModel):
     def _rows(self, nodes: Tensor, h_id: Tensor | None, kind: str = "p") -> tuple[Tensor, Tensor, Tensor]:
         """Precomputed path: ``(H[nodes], F(X)[nodes], projected features[nodes])`` for ``[n]`` global indices.
 
-        ``kind="q"`` gives the sums of walks of ``0 .. L - 1`` steps in place of ``H`` (``h_id`` then
-        holds the id embeddings' sums; see :meth:`_without_edge`).
+        ``h_id`` holds the id embeddings' propagated rows ``nodes`` (``[n, d]``, or None without id
+        embeddings). ``kind="q"`` gives the sums of walks of ``0 .. L - 1`` steps in place of ``H``
+        (``h_id`` then holds the id embeddings' sums; see :meth:`_without_edge`).
         """
-        h = h_id[nodes] if h_id is not None else 0
+        h = h_id if h_id is not None else 0
         e0 = self.id_emb(nodes) if self.id_emb is not None else 0
         fx = 0
         for name in self.slots:
@@ -265,14 +266,14 @@ class GraphRec(RecModel):
             fx = fx + (getattr(self, f"x_{name}")[nodes] @ lin.weight.t() + lin.bias) * mask
         return h, e0 + fx, fx
 
-    def _h_id(self) -> Tensor | None:
-        return self._id_walks()[0]
+    def _id_walks(self, rows: Tensor | None = None) -> tuple[Tensor | None, Tensor | None]:
+        """The id embeddings' ``(mean of layers 0 .. L, sum of layers 0 .. L - 1)``, or Nones.
 
-    def _id_walks(self) -> tuple[Tensor | None, Tensor | None]:
-        """The id embeddings' ``(mean of layers 0 .. L, sum of layers 0 .. L - 1)``, or Nones."""
+        With ``rows`` the mean holds those rows only (:meth:`Propagation.walks`).
+        """
         if self.id_emb is None:
             return None, None
-        return self.propagation.walks(self.id_emb.weight, self.config.num_layers)
+        return self.propagation.walks(self.id_emb.weight, self.config.num_layers, rows)
 
     # ------------------------------------------------------------------ contract
     def embed(self) -> tuple[Tensor, Tensor]:
@@ -280,8 +281,9 @@ class GraphRec(RecModel):
             dev = self.propagation.crow.device
             users = torch.arange(self.num_users, device=dev) + self.user_offset
             items = torch.arange(self.num_items, device=dev) + self.item_offset
-            h_id = self._h_id()
-            return self._norm(self._rows(users, h_id)[0]), self._norm(self._rows(items, h_id)[0])
+            h_id = self._id_walks()[0]
+            h_users, h_items = (None, None) if h_id is None else (h_id[users], h_id[items])
+            return self._norm(self._rows(users, h_users)[0]), self._norm(self._rows(items, h_items)[0])
         h, _, _ = self.propagate()
         return self._norm(self._users(h)), self._norm(self._items(h))
 
@@ -302,14 +304,15 @@ class GraphRec(RecModel):
             nodes = torch.cat([u_nodes, p_nodes, n_nodes])
             # project each distinct node once (negatives repeat a lot), then gather per occurrence
             uniq, inverse = torch.unique(nodes, return_inverse=True)
-            h_id, walks_id = self._id_walks()
+            h_id, walks_id = self._id_walks(uniq)  # the last layer for the batch's nodes only
             h_u, e0_u, fx_u = self._rows(uniq, h_id)
             h_all, e0_all = h_u[inverse], e0_u[inverse]
             fx_all = fx_u[inverse] if isinstance(fx_u, Tensor) else fx_u
             hu, hp, hn = h_all[:b], h_all[b : 2 * b], h_all[2 * b :].view(n_shape)
             reg = e0_all.pow(2).sum() / b
             if self.config.drop_scored_edge and self.config.num_layers > 0:
-                walks = self._rows(torch.cat([u_nodes, p_nodes]), walks_id, kind="q")[0]
+                up = torch.cat([u_nodes, p_nodes])
+                walks = self._rows(up, None if walks_id is None else walks_id[up], kind="q")[0]
                 hu, hp = self._without_edge(u_nodes, p_nodes, hu, hp, walks[:b], walks[b:])
             h_anchor, fx_anchor, anchor_nodes = h_all[: 2 * b], fx_all[: 2 * b], nodes[: 2 * b]
         else:

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from graph_rec.data import expand_ranges
 from graph_rec.errors import ConfigError
 
 RELATION_MODES = ("none", "weights", "attention")
@@ -162,27 +163,39 @@ class Propagation(nn.Module):
         """``[N, d]`` layer-0 embeddings -> ``[N, d]`` mean of layers ``0 .. num_layers``."""
         return self.walks(x0, num_layers)[0]
 
-    def walks(self, x0: Tensor, num_layers: int) -> tuple[Tensor, Tensor]:
-        """``(mean of layers 0 .. L, sum of layers 0 .. L - 1)``, both ``[N, d]``, from one pass.
+    def walks(self, x0: Tensor, num_layers: int, rows: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """``(mean of layers 0 .. L, sum of layers 0 .. L - 1)`` from one pass.
 
-        The sum holds every walk of fewer than ``L`` steps (see GraphRec's ``drop_scored_edge``).
+        The sum holds every walk of fewer than ``L`` steps (see GraphRec's ``drop_scored_edge``); it
+        is always ``[N, d]``. The mean is ``[N, d]``, or with ``rows`` (``[n]`` distinct node
+        indices) ``[n, d]``, the mean's rows ``rows`` in that order: the last layer is then
+        propagated for those rows only (a training batch needs the rows of its own nodes). The
+        values are the full pass's rows exactly, and so are the gradients, up to the order in which
+        autograd sums a tensor's gradient contributions (see :class:`_SpMMRows`).
         """
         if num_layers == 0 or self.col.numel() == 0:  # no walk of one step or more
-            return x0, (x0 if num_layers else torch.zeros_like(x0))
+            mean = x0 if rows is None else x0[rows]
+            return mean, (x0 if num_layers else torch.zeros_like(x0))
         vals = self._values_cached(x0)
         structure = (self.crow, self.col, self.t_crow, self.t_col, self.t_perm, self.row)
         out, x = x0, x0
-        for _ in range(num_layers):
+        for layer in range(num_layers):
             shorter = out
-            x = _SpMM.apply(vals, x, structure)
-            out = out + x
+            if rows is not None and layer == num_layers - 1:
+                out = out[rows] + _SpMMRows.apply(vals, x, structure, rows)
+            else:
+                x = _SpMM.apply(vals, x, structure)
+                out = out + x
         return out / (num_layers + 1), shorter
 
 
-def _csr(crow: Tensor, col: Tensor, values: Tensor, n: int) -> Tensor:
+def _csr(crow: Tensor, col: Tensor, values: Tensor, n: int, num_rows: int | None = None) -> Tensor:
+    """A ``[num_rows (default n), n]`` sparse CSR tensor."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-        return torch.sparse_csr_tensor(crow, col, values, (n, n), check_invariants=False)
+        return torch.sparse_csr_tensor(
+            crow, col, values, (n if num_rows is None else num_rows, n), check_invariants=False
+        )
 
 
 class _SpMM(torch.autograd.Function):
@@ -204,14 +217,52 @@ class _SpMM(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None]:  # noqa: ANN001
         values, x = ctx.saved_tensors
-        crow, col, t_crow, t_col, t_perm, row = ctx.structure
-        n = crow.numel() - 1
-        grad_x = grad_v = None
-        if ctx.needs_input_grad[1]:
-            grad_x = torch.sparse.mm(_csr(t_crow, t_col, values[t_perm], n), grad)
-        if ctx.needs_input_grad[0]:
-            grad_v = (grad[row] * x[col]).sum(-1)
+        grad_v, grad_x = _spmm_grads(values, x, grad, ctx.structure, ctx.needs_input_grad[0], ctx.needs_input_grad[1])
         return grad_v, grad_x, None
+
+
+def _spmm_grads(
+    values: Tensor, x: Tensor, grad: Tensor, structure: tuple[Tensor, ...], need_values: bool, need_x: bool
+) -> tuple[Tensor | None, Tensor | None]:
+    """``(dL/dvalues, dL/dx)`` of ``y = A x`` from ``dL/dy`` ``[N, d]`` (None where not needed)."""
+    crow, col, t_crow, t_col, t_perm, row = structure
+    grad_x = grad_v = None
+    if need_x:
+        grad_x = torch.sparse.mm(_csr(t_crow, t_col, values[t_perm], crow.numel() - 1), grad)
+    if need_values:
+        grad_v = (grad[row] * x[col]).sum(-1)
+    return grad_v, grad_x
+
+
+class _SpMMRows(torch.autograd.Function):
+    """``y = A[rows] x``: the rows ``rows`` (distinct) of ``A x`` without the others.
+
+    Forward reads only the CSR rows ``rows``, so each output row is computed exactly as
+    :class:`_SpMM` computes it. Backward pads ``dL/dy`` with zero rows to ``[N, d]`` and applies
+    ``A^T`` as :class:`_SpMM` does: the gradients of ``(A x)[rows]`` taken through the full
+    product, the same values.
+    """
+
+    @staticmethod
+    def forward(ctx, values: Tensor, x: Tensor, structure: tuple[Tensor, ...], rows: Tensor) -> Tensor:  # noqa: ANN001
+        crow, col, _, _, _, _ = structure
+        n = crow.numel() - 1
+        starts = crow[rows]
+        counts = crow[rows + 1] - starts
+        _, pos = expand_ranges(starts, counts)
+        sub_crow = torch.zeros(rows.numel() + 1, dtype=crow.dtype, device=crow.device)
+        sub_crow[1:] = torch.cumsum(counts, 0)
+        ctx.save_for_backward(values, x, rows)
+        ctx.structure = structure
+        return torch.sparse.mm(_csr(sub_crow, col[pos], values[pos], n, rows.numel()), x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None, None]:  # noqa: ANN001
+        values, x, rows = ctx.saved_tensors
+        full = torch.zeros(x.shape[0], grad.shape[1], dtype=grad.dtype, device=grad.device)
+        full = full.index_put((rows,), grad)
+        grad_v, grad_x = _spmm_grads(values, x, full, ctx.structure, ctx.needs_input_grad[0], ctx.needs_input_grad[1])
+        return grad_v, grad_x, None, None
 
 
 def _segment_softmax(logits: Tensor, index: Tensor, num_segments: int) -> Tensor:

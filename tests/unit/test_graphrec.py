@@ -10,6 +10,7 @@ from graph_rec.data import DataConfig, RecData
 from graph_rec.errors import ConfigError, DataError
 from graph_rec.models.base import make_model
 from graph_rec.models.graphrec import GraphRecConfig
+from graph_rec.models.propagation import Propagation
 from kg_builders.builders.standard import standard_builders
 from kg_builders.graph import build_graph
 from kg_builders.split import split_random
@@ -232,3 +233,36 @@ def test_drop_scored_edge_scores_each_positive_without_its_edge(tiny_data, num_l
     with torch.no_grad():
         with_edge = model.batch_scores(users, pos, neg).pos
     assert not torch.allclose(with_edge, out.pos)
+
+
+@pytest.mark.parametrize("relation_mode", ["none", "weights"])
+@pytest.mark.parametrize("num_layers", [1, 2, 3])
+def test_walks_of_some_rows_equal_the_rows_of_the_full_walks(tiny_data, relation_mode, num_layers):
+    """A batch propagates its last layer for its own rows only: same values, same gradients."""
+    kg, sp = tiny_data
+    g = RecData(kg, sp).graph
+    prop = Propagation(
+        g.edge_index, g.edge_type, g.edge_weight, g.num_nodes, g.num_relations, relation_mode=relation_mode
+    )
+    torch.manual_seed(0)
+    x0 = torch.randn(g.num_nodes, 4, requires_grad=True)
+    rows = torch.tensor([5, 0, g.num_nodes - 1, 2])  # distinct, unsorted
+    w = torch.randn(rows.numel(), 4)
+    got = []
+    for subset in (None, rows):
+        prop.zero_grad()
+        x0.grad = None
+        mean, shorter = prop.walks(x0, num_layers, subset)
+        picked = mean[rows] if subset is None else mean
+        ((picked * w).sum() + (shorter * shorter).sum()).backward()
+        rho = prop.rho.grad.clone() if relation_mode == "weights" else None
+        got.append((picked.detach(), shorter.detach(), x0.grad.clone(), rho))
+    full, part = got
+    assert part[0].shape == (rows.numel(), 4) and part[1].shape == (g.num_nodes, 4)
+    torch.testing.assert_close(part[0], full[0], rtol=0, atol=1e-6)
+    torch.testing.assert_close(part[1], full[1], rtol=0, atol=0)
+    torch.testing.assert_close(part[2], full[2], rtol=1e-6, atol=1e-6)
+    assert float(part[2].abs().sum()) > 0
+    if relation_mode == "weights":
+        assert float(full[3].abs().sum()) > 0
+        torch.testing.assert_close(part[3], full[3], rtol=1e-5, atol=1e-6)
