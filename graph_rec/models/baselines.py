@@ -284,6 +284,37 @@ class EASEConfig:
         check_float("l2", self.l2, open_low=True)
 
 
+def cooccurrence_gram(train: UserItems, device: torch.device) -> Tensor:
+    """``X^T X`` ``[num_items, num_items]`` float64, assembled from :func:`_cooccurrence_blocks`."""
+    n = train.num_items
+    gram = torch.empty(n, n, dtype=torch.float64, device=device)
+    for start, end, co in _cooccurrence_blocks(train, dtype=torch.float64, device=device):
+        gram[:, start:end] = co
+    return gram
+
+
+def ease_weights(gram: Tensor, l2: float) -> Tensor:
+    """EASE's item-item weights from a Gram matrix ``G`` ``[n, n]`` (float64, overwritten): ``B = -P / diag(P)``.
+
+    Pass the Gram matrix without keeping a reference to it, and it is freed before ``P`` is
+    allocated (two ``[n, n]`` float64 matrices at a time, not three).
+
+    ``P = (G + l2 I)^-1`` by Cholesky; ``B_jj = 0``. Any symmetric positive semi-definite ``G``
+    works (``X^T X``, or a weighted co-occurrence). Raises :class:`DataError` when ``G + l2 I`` is not
+    positive definite.
+    """
+    gram.diagonal().add_(l2)
+    chol, info = torch.linalg.cholesky_ex(gram)
+    del gram
+    if int(info) != 0:
+        raise DataError(f"ease: X^T X + l2 I is not positive definite (l2={l2}); use a larger l2")
+    p = torch.cholesky_inverse(chol)
+    del chol
+    p.div_(-p.diagonal().clone()[None, :])  # B_ij = -P_ij / P_jj
+    p.diagonal().zero_()
+    return p
+
+
 @register
 class EASE(_ClosedForm):
     """Embarrassingly shallow autoencoder: item-item weights in closed form.
@@ -309,22 +340,10 @@ class EASE(_ClosedForm):
         """Solve for ``B`` from ``train``."""
         _check_train(self, train)
         device = self.weights.device
-        n = self.num_items
-        gram = torch.empty(n, n, dtype=torch.float64, device=device)
-        for start, end, co in _cooccurrence_blocks(train, dtype=torch.float64, device=device):
-            gram[:, start:end] = co
-        gram.diagonal().add_(self.config.l2)
-        chol, info = torch.linalg.cholesky_ex(gram)
-        del gram
-        if int(info) != 0:
-            raise DataError(f"ease: X^T X + l2 I is not positive definite (l2={self.config.l2}); use a larger l2")
-        p = torch.cholesky_inverse(chol)
-        del chol
-        p.div_(-p.diagonal().clone()[None, :])  # B_ij = -P_ij / P_jj
-        p.diagonal().zero_()
-        self.weights.copy_(p)
+        # the Gram matrix is handed over, not kept here: ease_weights frees it before inverting
+        self.weights.copy_(ease_weights(cooccurrence_gram(train, device), self.config.l2))
         self._mark_fitted(train)
-        logger.info("ease: %d items, l2=%g", n, self.config.l2)
+        logger.info("ease: %d items, l2=%g", self.num_items, self.config.l2)
 
     def scorer(self) -> Scorer:
         """``users [B] -> X_B B`` ``[B, num_items]``."""
