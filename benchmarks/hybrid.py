@@ -204,7 +204,7 @@ def to_markdown(results: dict[str, Any]) -> str:
         ref = entry["protocols_test_recall@20"]
         best = ref.get("als")
         lines += [
-            f"**{name}** (best classical baseline of the protocol: als, test Recall@20 {best})",
+            f"**{name}** (best classical baseline of the protocol: als, test Recall@20 {best:.4f})",
             "",
             "| scorer | chosen settings | valid R@20 | test R@20 | test NDCG@20 | vs als (test R@20) |",
             "|---|---|---|---|---|---|",
