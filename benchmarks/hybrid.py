@@ -90,8 +90,7 @@ def main() -> int:
             if not (SHARED / protocols.DATASETS[name]["path"]).is_dir():
                 print(f"skip {name}: {SHARED / protocols.DATASETS[name]['path']} is absent", file=sys.stderr)
                 continue
-            results["datasets"][name] = run_dataset(name, Path(args.cache_dir))
-            results["meta"] = run_metadata()
+            results["datasets"][name] = {**run_dataset(name, Path(args.cache_dir)), "meta": run_metadata()}
             write_text_atomic(out, json.dumps(results, indent=2))
     write_text_atomic(RESULTS / "hybrid.md", to_markdown(results))
     return 0
@@ -192,19 +191,20 @@ def run_dataset(name: str, cache: Path) -> dict[str, Any]:  # noqa: C901 - one p
 
 
 def to_markdown(results: dict[str, Any]) -> str:
-    meta = results.get("meta", {})
     lines = [
-        f"Measured {meta.get('date', '?')} on {meta.get('machine', {}).get('cpus', '?')} CPU cores, "
-        f"commit {str(meta.get('git_commit', '?'))[:7]}. Protocol A (per-user random 80/10/10, seed 2026, "
-        "full ranking); every setting and blend weight chosen on validation Recall@20, test reported. "
-        "z(s): each user's scores standardised over the items. A side study, not the protocol's table.",
+        "Protocol A (per-user random 80/10/10, seed 2026, full ranking); every setting and blend weight chosen "
+        "on validation Recall@20, test reported. z(s): each user's scores standardised over the items. A side "
+        "study, not the protocol's table.",
         "",
     ]
     for name, entry in results["datasets"].items():
         ref = entry["protocols_test_recall@20"]
         best = ref.get("als")
+        meta = entry.get("meta", {})
         lines += [
-            f"**{name}** (best classical baseline of the protocol: als, test Recall@20 {best:.4f})",
+            f"**{name}** (best classical baseline of the protocol: als, test Recall@20 {best:.4f}; measured "
+            f"{meta.get('date', '?')} on {meta.get('machine', {}).get('cpus', '?')} CPU cores, commit "
+            f"{str(meta.get('git_commit', '?'))[:7]}, {entry['seconds']:.0f} s)",
             "",
             "| scorer | chosen settings | valid R@20 | test R@20 | test NDCG@20 | vs als (test R@20) |",
             "|---|---|---|---|---|---|",
