@@ -33,22 +33,15 @@ CASES = {
 }
 
 
-def run_case(name: str, epochs: int) -> dict:
+def build_world(name: str) -> tuple:
+    """``(tables, training graph with 384-d unit features on every node, split)`` of a case."""
     import numpy as np
-    import torch
 
-    from graph_rec.data import RecData
-    from graph_rec.eval.evaluator import EvalConfig, evaluate
-    from graph_rec.training import TrainConfig, fit, init_model
     from kg_builders.builders.standard import standard_builders
     from kg_builders.graph import build_graph
     from kg_builders.sources.synthetic import make_synthetic_world
     from kg_builders.split import split_random
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from protocols import GRAPHREC, SOFTMAX
-
-    t0 = time.perf_counter()
     tables = make_synthetic_world(**CASES[name], seed=0, with_images=False)
     sp = split_random(tables, ratios=(0.8, 0.1, 0.1), seed=2026)
     train = sp.train_tables(tables)
@@ -57,6 +50,21 @@ def run_case(name: str, epochs: int) -> dict:
     for t in kg.node_types:
         x = rng.normal(size=(kg.num_nodes(t), 384)).astype(np.float32)
         kg.set_features(t, "text", x / np.linalg.norm(x, axis=1, keepdims=True))
+    return tables, kg, sp
+
+
+def run_case(name: str, epochs: int) -> dict:
+    import torch
+
+    from graph_rec.data import RecData
+    from graph_rec.eval.evaluator import EvalConfig, evaluate
+    from graph_rec.training import TrainConfig, fit, init_model
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from protocols import GRAPHREC, SOFTMAX
+
+    t0 = time.perf_counter()
+    tables, kg, sp = build_world(name)
     build_s = time.perf_counter() - t0
     rss_graph = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     data = RecData(kg, sp)

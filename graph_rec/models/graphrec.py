@@ -300,11 +300,12 @@ class GraphRec(RecModel):
         b = users.numel()
         n_shape = (*neg.shape, -1)  # [B, n, d] per pair, or [n, d] shared by the batch
         u_nodes, p_nodes, n_nodes = users + self.user_offset, pos + self.item_offset, neg.reshape(-1) + self.item_offset
+        nodes = torch.cat([u_nodes, p_nodes, n_nodes])
+        # each distinct node once (negatives repeat a lot), then gathered per occurrence; the last
+        # propagation layer is computed for these rows only (Propagation.walks)
+        uniq, inverse = torch.unique(nodes, return_inverse=True)
         if self.precomputed:
-            nodes = torch.cat([u_nodes, p_nodes, n_nodes])
-            # project each distinct node once (negatives repeat a lot), then gather per occurrence
-            uniq, inverse = torch.unique(nodes, return_inverse=True)
-            h_id, walks_id = self._id_walks(uniq)  # the last layer for the batch's nodes only
+            h_id, walks_id = self._id_walks(uniq)
             h_u, e0_u, fx_u = self._rows(uniq, h_id)
             h_all, e0_all = h_u[inverse], e0_u[inverse]
             fx_all = fx_u[inverse] if isinstance(fx_u, Tensor) else fx_u
@@ -317,13 +318,14 @@ class GraphRec(RecModel):
             h_anchor, fx_anchor, anchor_nodes = h_all[: 2 * b], fx_all[: 2 * b], nodes[: 2 * b]
         else:
             e0, fx = self.layer0()
-            h, walks = self.propagation.walks(e0, self.config.num_layers)
-            hu, hp, hn = h[u_nodes], h[p_nodes], h[n_nodes].view(n_shape)
-            reg = (e0[u_nodes].pow(2).sum() + e0[p_nodes].pow(2).sum() + e0[n_nodes].pow(2).sum()) / b
+            h_u, walks = self.propagation.walks(e0, self.config.num_layers, uniq)
+            h_all = h_u[inverse]
+            hu, hp, hn = h_all[:b], h_all[b : 2 * b], h_all[2 * b :].view(n_shape)
+            reg = e0[nodes].pow(2).sum() / b
             if self.config.drop_scored_edge and self.config.num_layers > 0:
                 hu, hp = self._without_edge(u_nodes, p_nodes, hu, hp, walks[u_nodes], walks[p_nodes], e0)
-            anchor_nodes = torch.cat([u_nodes, p_nodes])
-            h_anchor = h[anchor_nodes]
+            anchor_nodes = nodes[: 2 * b]
+            h_anchor = h_all[: 2 * b]
             fx_anchor = fx[anchor_nodes] if fx is not None else None
         hu, hp, hn = self._norm(hu), self._norm(hp), self._norm(hn)
         pos_s = (hu * hp).sum(-1)

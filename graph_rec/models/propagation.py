@@ -97,6 +97,9 @@ class Propagation(nn.Module):
             self.rel_vec = nn.Parameter(torch.ones(max(self.num_relations, 1), embedding_dim))
             self.rel_bias = nn.Parameter(torch.zeros(max(self.num_relations, 1), embedding_dim))
         self._cached: Tensor | None = None
+        # walks(rows=...) propagates the last layer for those rows only; False computes every row
+        # and picks them afterwards (the same values: for benchmarks comparing the two)
+        self.last_layer_rows = True
 
     # ----------------------------------------------------------------- the matrix
     def relation_weights(self) -> Tensor:
@@ -179,13 +182,16 @@ class Propagation(nn.Module):
         vals = self._values_cached(x0)
         structure = (self.crow, self.col, self.t_crow, self.t_col, self.t_perm, self.row)
         out, x = x0, x0
+        subset = rows is not None and self.last_layer_rows
         for layer in range(num_layers):
             shorter = out
-            if rows is not None and layer == num_layers - 1:
+            if subset and layer == num_layers - 1:
                 out = out[rows] + _SpMMRows.apply(vals, x, structure, rows)
             else:
                 x = _SpMM.apply(vals, x, structure)
                 out = out + x
+        if rows is not None and not subset:
+            out = out[rows]
         return out / (num_layers + 1), shorter
 
 

@@ -235,34 +235,85 @@ def test_drop_scored_edge_scores_each_positive_without_its_edge(tiny_data, num_l
     assert not torch.allclose(with_edge, out.pos)
 
 
-@pytest.mark.parametrize("relation_mode", ["none", "weights"])
+@pytest.mark.parametrize("relation_mode", ["none", "weights", "attention"])
 @pytest.mark.parametrize("num_layers", [1, 2, 3])
 def test_walks_of_some_rows_equal_the_rows_of_the_full_walks(tiny_data, relation_mode, num_layers):
     """A batch propagates its last layer for its own rows only: same values, same gradients."""
     kg, sp = tiny_data
     g = RecData(kg, sp).graph
     prop = Propagation(
-        g.edge_index, g.edge_type, g.edge_weight, g.num_nodes, g.num_relations, relation_mode=relation_mode
+        g.edge_index,
+        g.edge_type,
+        g.edge_weight,
+        g.num_nodes,
+        g.num_relations,
+        relation_mode=relation_mode,
+        embedding_dim=4,
     )
     torch.manual_seed(0)
+    if relation_mode == "attention":
+        with torch.no_grad():
+            prop.rel_vec.normal_()
     x0 = torch.randn(g.num_nodes, 4, requires_grad=True)
     rows = torch.tensor([5, 0, g.num_nodes - 1, 2])  # distinct, unsorted
     w = torch.randn(rows.numel(), 4)
     got = []
-    for subset in (None, rows):
+    for subset in (None, rows, "all rows, then picked"):
         prop.zero_grad()
         x0.grad = None
-        mean, shorter = prop.walks(x0, num_layers, subset)
+        prop.last_layer_rows = subset is not None and not isinstance(subset, str)
+        mean, shorter = prop.walks(x0, num_layers, None if subset is None else rows)
         picked = mean[rows] if subset is None else mean
         ((picked * w).sum() + (shorter * shorter).sum()).backward()
-        rho = prop.rho.grad.clone() if relation_mode == "weights" else None
+        rho = {"weights": "rho", "attention": "rel_vec"}.get(relation_mode)
+        rho = getattr(prop, rho).grad.clone() if rho else None
         got.append((picked.detach(), shorter.detach(), x0.grad.clone(), rho))
-    full, part = got
+    full, part, picked_after = got
+    for i in range(3):  # the switch that benchmarks flip computes every row, with the same result
+        torch.testing.assert_close(picked_after[i], full[i], rtol=0, atol=0)
     assert part[0].shape == (rows.numel(), 4) and part[1].shape == (g.num_nodes, 4)
     torch.testing.assert_close(part[0], full[0], rtol=0, atol=1e-6)
     torch.testing.assert_close(part[1], full[1], rtol=0, atol=0)
     torch.testing.assert_close(part[2], full[2], rtol=1e-6, atol=1e-6)
     assert float(part[2].abs().sum()) > 0
-    if relation_mode == "weights":
+    if relation_mode != "none":  # the relation weights' (or attention vectors') gradients too
         assert float(full[3].abs().sum()) > 0
         torch.testing.assert_close(part[3], full[3], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("relation_mode", "fusion"), [("none", "gated"), ("weights", "sum"), ("attention", "sum"), ("weights", "concat")]
+)
+def test_general_path_batch_scores_equal_the_full_propagation(tiny_data, relation_mode, fusion):
+    """The general path (F not affine or P learned) propagates its last layer for the batch's rows only:
+    its batch scores, regulariser and gradients equal those read off the full propagation."""
+    kg, sp = tiny_data
+    data = RecData(kg, sp)
+    torch.manual_seed(0)
+    settings = {"embedding_dim": 4, "num_layers": 2, "relation_mode": relation_mode, "fusion": fusion}
+    model = make_model("graphrec", settings, data.graph, data.train)
+    assert not model.precomputed
+    with torch.no_grad():
+        if hasattr(model.propagation, "rho"):
+            model.propagation.rho.copy_(torch.linspace(-1.0, 2.0, model.propagation.rho.numel()))
+        if hasattr(model.propagation, "rel_vec"):
+            model.propagation.rel_vec.normal_()
+    users, pos = data.train.users()[:6], data.train.indices[:6]
+    neg = torch.stack([(pos + 1) % data.num_items, (pos + 3) % data.num_items], dim=1)
+    out = model.batch_scores(users, pos, neg)
+    (out.pos.sum() - 0.5 * out.neg.sum() + out.reg).backward()
+    got = {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    h, e0, _ = model.propagate()  # every node, the reference
+    uo, io = data.graph.node_offsets["user"], data.graph.node_offsets["item"]
+    hu, hp, hn = h[uo + users], h[io + pos], h[io + neg]
+    want_pos, want_neg = (hu * hp).sum(-1), torch.einsum("bd,bnd->bn", hu, hn)
+    want_reg = (e0[uo + users].pow(2).sum() + e0[io + pos].pow(2).sum() + e0[io + neg].pow(2).sum()) / users.numel()
+    torch.testing.assert_close(out.pos, want_pos, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(out.neg, want_neg, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(out.reg, want_reg, rtol=1e-5, atol=1e-6)
+    (want_pos.sum() - 0.5 * want_neg.sum() + want_reg).backward()
+    want = {k: p.grad for k, p in model.named_parameters() if p.grad is not None}
+    assert got.keys() == want.keys() and len(got) > 2
+    for k in got:
+        torch.testing.assert_close(got[k], want[k], rtol=1e-4, atol=1e-6)
