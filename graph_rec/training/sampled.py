@@ -27,7 +27,6 @@ Models opt in with four hooks (GraphRec and LightGCN have them): ``layer0_rows(n
 from __future__ import annotations
 
 import logging
-import warnings
 from itertools import accumulate
 from typing import Any
 
@@ -39,6 +38,7 @@ from torch_geometric.sampler.neighbor_sampler import edge_sample
 from graph_rec.data import expand_ranges
 from graph_rec.errors import ConfigError, DataError
 from graph_rec.models.base import BatchOutput, neg_scores
+from graph_rec.models.propagation import _csr, _sampled_dot
 
 logger = logging.getLogger(__name__)
 
@@ -316,29 +316,23 @@ class _BlockSpMM(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, values: Tensor, x: Tensor, crow: Tensor, col: Tensor, row: Tensor) -> Tensor:  # noqa: ANN001
-        ctx.save_for_backward(values, x, col, row)
+        ctx.save_for_backward(values, x, crow, col, row)
         ctx.n_rows = crow.numel() - 1
-        return torch.sparse.mm(_csr(crow, col, values, (ctx.n_rows, x.shape[0])), x)
+        return torch.sparse.mm(_csr(crow, col, values, x.shape[0], ctx.n_rows), x)
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:  # noqa: ANN001
-        values, x, col, row = ctx.saved_tensors
+        values, x, crow, col, row = ctx.saved_tensors
         n_cols = x.shape[0]
         grad_v = grad_x = None
         if ctx.needs_input_grad[1]:
             order = torch.argsort(col, stable=True)
             t_crow = torch.zeros(n_cols + 1, dtype=torch.long, device=col.device)
             t_crow[1:] = torch.cumsum(torch.bincount(col, minlength=n_cols), 0)
-            grad_x = torch.sparse.mm(_csr(t_crow, row[order], values[order], (n_cols, ctx.n_rows)), grad)
+            grad_x = torch.sparse.mm(_csr(t_crow, row[order], values[order], ctx.n_rows, n_cols), grad)
         if ctx.needs_input_grad[0]:
-            grad_v = (grad[row] * x[col]).sum(-1)
+            grad_v = _sampled_dot(crow, col, grad, x)
         return grad_v, grad_x, None, None, None
-
-
-def _csr(crow: Tensor, col: Tensor, values: Tensor, shape: tuple[int, int]) -> Tensor:
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-        return torch.sparse_csr_tensor(crow, col, values, shape, check_invariants=False)
 
 
 def sampled_batch_scores(
@@ -435,7 +429,7 @@ def layerwise_embed(model: Any, *, batch_size: int = 65536, progress: bool = Fal
             nxt = torch.empty_like(x)
             for a, e in chunks:
                 s, t = int(crow[a]), int(crow[e])
-                nxt[a:e] = torch.sparse.mm(_csr(crow[a : e + 1] - s, col[s:t], vals[s:t], (e - a, n)), x)
+                nxt[a:e] = torch.sparse.mm(_csr(crow[a : e + 1] - s, col[s:t], vals[s:t], n, e - a), x)
                 if bar is not None:
                     bar.update(1)
             total += nxt
