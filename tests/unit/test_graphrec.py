@@ -235,21 +235,25 @@ def test_drop_scored_edge_scores_each_positive_without_its_edge(tiny_data, num_l
     assert not torch.allclose(with_edge, out.pos)
 
 
-@pytest.mark.parametrize("relation_mode", ["none", "weights", "attention"])
-@pytest.mark.parametrize("num_layers", [1, 2, 3])
-def test_walks_of_some_rows_equal_the_rows_of_the_full_walks(tiny_data, relation_mode, num_layers):
-    """A batch propagates its last layer for its own rows only: same values, same gradients."""
-    kg, sp = tiny_data
-    g = RecData(kg, sp).graph
-    prop = Propagation(
+def _propagation(g, relation_mode: str, dim: int) -> Propagation:
+    return Propagation(
         g.edge_index,
         g.edge_type,
         g.edge_weight,
         g.num_nodes,
         g.num_relations,
         relation_mode=relation_mode,
-        embedding_dim=4,
+        embedding_dim=dim,
     )
+
+
+@pytest.mark.parametrize("relation_mode", ["none", "weights", "attention"])
+@pytest.mark.parametrize("num_layers", [1, 2, 3])
+def test_walks_of_some_rows_equal_the_rows_of_the_full_walks(tiny_data, relation_mode, num_layers):
+    """A batch propagates its last layer for its own rows only: same values, same gradients."""
+    kg, sp = tiny_data
+    g = RecData(kg, sp).graph
+    prop = _propagation(g, relation_mode, 4)
     torch.manual_seed(0)
     if relation_mode == "attention":
         with torch.no_grad():
@@ -326,15 +330,7 @@ def test_propagation_gradients_equal_dense_autograd(tiny_data, relation_mode, su
     the rows-only last layer) against torch's autograd through the dense matrix, in float64."""
     kg, sp = tiny_data
     g = RecData(kg, sp).graph
-    prop = Propagation(
-        g.edge_index,
-        g.edge_type,
-        g.edge_weight,
-        g.num_nodes,
-        g.num_relations,
-        relation_mode=relation_mode,
-        embedding_dim=3,
-    ).double()
+    prop = _propagation(g, relation_mode, 3).double()
     torch.manual_seed(0)
     with torch.no_grad():
         for p in prop.parameters():
