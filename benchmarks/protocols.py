@@ -95,12 +95,13 @@ ABLATIONS = {
 }
 
 
-def prepare(name: str, cache: Path) -> tuple[Any, Any, float]:
+def prepare(name: str, cache: Path, seed: int = 2026) -> tuple[Any, Any, float]:
+    """``(graph, split, seconds)`` of data set ``name`` under protocol A (``seed``: the split's seed)."""
     from graph_rec.runs import RunConfig
     from graph_rec.runs import prepare as prepare_run
 
     spec = DATASETS[name]
-    data = {"dataset": str(SHARED / spec["path"]), "split": "random", "ratios": [0.8, 0.1, 0.1], "seed": 2026}
+    data = {"dataset": str(SHARED / spec["path"]), "split": "random", "ratios": [0.8, 0.1, 0.1], "seed": seed}
     if spec["kg"]:
         data["kg"] = str(SHARED / spec["kg"])
     config = RunConfig.from_dict({"data": data, "features": {"encoder": "all-MiniLM-L6-v2", "local_files_only": True}})
@@ -109,7 +110,22 @@ def prepare(name: str, cache: Path) -> tuple[Any, Any, float]:
     return kg, sp, time.perf_counter() - t0
 
 
-def run_one(kg: Any, sp: Any, model: str, settings: dict, train: dict, view: dict, ks: tuple[int, ...]) -> dict:
+def run_one(
+    kg: Any,
+    sp: Any,
+    model: str,
+    settings: dict,
+    train: dict,
+    view: dict,
+    ks: tuple[int, ...],
+    *,
+    keep_per_user: bool = False,
+) -> dict:
+    """Train (or fit) ``model`` with early stopping on validation and evaluate it on test.
+
+    With ``keep_per_user`` the result also holds ``"test_result"``, the test
+    :class:`~graph_rec.eval.EvalResult` with its per-user values (not JSON-able: pop it before saving).
+    """
     from graph_rec.data import DataConfig, RecData
     from graph_rec.eval.evaluator import EvalConfig, evaluate
     from graph_rec.training import TrainConfig, fit, init_model
@@ -124,9 +140,15 @@ def run_one(kg: Any, sp: Any, model: str, settings: dict, train: dict, view: dic
         text = kg.features.get("item", {}).get("text")  # diversity by text features, the same for every model
         feats = None if text is None else torch.as_tensor(text)
         test = evaluate(
-            m.scorer(), data, part="test", config=EvalConfig(ks=ks, beyond_accuracy=True), item_features=feats
+            m.scorer(),
+            data,
+            part="test",
+            config=EvalConfig(ks=ks, beyond_accuracy=True),
+            item_features=feats,
+            keep_per_user=keep_per_user,
         )
-    return {
+    extra = {"test_result": test} if keep_per_user else {}
+    return extra | {
         "model": model,
         "settings": settings,
         "train": cfg.to_dict() if m.trainable else {"seed": cfg.seed},  # the seed still sets iALS's start
