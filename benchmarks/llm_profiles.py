@@ -51,6 +51,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _meta import RESULTS, ROOT, SHARED, run_metadata  # noqa: E402
 
+from graph_rec.eval.stats import paired_bootstrap  # noqa: E402
 from kg_builders._files import atomic_file  # noqa: E402
 from kg_builders.builders.llm_profiles import ProfileWriter  # noqa: E402
 from kg_builders.builders.text_encoder import TextEncoder  # noqa: E402
@@ -96,12 +97,6 @@ def random_genres(genres: list[frozenset]) -> np.ndarray:
     """Per item: the mean number of genres shared with every other item (random neighbours' expectation)."""
     n = len(genres)
     return np.array([np.mean([len(genres[i] & genres[j]) for j in range(n) if j != i]) for i in range(n)])
-
-
-def bootstrap_ci(diff: np.ndarray, *, seed: int, rounds: int = 2000) -> tuple[float, float]:
-    rng = np.random.default_rng(seed)
-    means = diff[rng.integers(0, len(diff), size=(rounds, len(diff)))].mean(axis=1)
-    return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
 
 
 def generate_bounded(
@@ -151,7 +146,9 @@ def evaluate(
                 "random": round(float(rand.mean()), 4),
                 "lift_over_random": round(float(scores.mean() / rand.mean()), 3),
                 f"minus_{base}": round(float(diff.mean()), 4),
-                f"minus_{base}_ci95": [round(x, 4) for x in bootstrap_ci(diff, seed=seed)],
+                f"minus_{base}_ci95": [
+                    round(x, 4) for x in paired_bootstrap(per_item[base], scores, seed=seed).difference_ci
+                ],
             }
         )
     return {"items": len(genres), "baseline": base, "rows": rows}

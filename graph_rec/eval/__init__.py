@@ -16,12 +16,15 @@ from graph_rec.eval.metrics import (
     precision_at_k,
     recall_at_k,
 )
+from graph_rec.eval.stats import PairedComparison, compare_results, paired_bootstrap
 
 __all__ = [
     "ACCURACY_METRICS",
     "EvalConfig",
     "EvalResult",
+    "PairedComparison",
     "auc",
+    "compare_results",
     "coverage",
     "coverage_from_counts",
     "evaluate",
@@ -32,6 +35,7 @@ __all__ = [
     "mrr_at_k",
     "ndcg_at_k",
     "novelty",
+    "paired_bootstrap",
     "precision_at_k",
     "recall_at_k",
     "sample_negatives",
