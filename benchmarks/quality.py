@@ -231,9 +231,14 @@ def _peer_runs(entry: dict[str, Any]) -> str:
     if len(runs) == 1:
         (key,) = runs
         return f"Peers run {_when({'date': key[0], 'git_commit': key[1]})} (load {loads[key]:.1f}){on}"
-    return "Peers run" + on + ": " + "; ".join(
-        f"{_names(names)} {_when({'date': k[0], 'git_commit': k[1]})} (load {loads[k]:.1f})"
-        for k, names in sorted(runs.items())
+    return (
+        "Peers run"
+        + on
+        + ": "
+        + "; ".join(
+            f"{_names(names)} {_when({'date': k[0], 'git_commit': k[1]})} (load {loads[k]:.1f})"
+            for k, names in sorted(runs.items())
+        )
     )
 
 

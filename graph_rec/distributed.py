@@ -152,8 +152,10 @@ def from_env(device: str = "cpu", *, backend: str | None = None, timeout_s: floa
     local = _env_int("LOCAL_RANK", 0)
     if not 0 <= rank < world:
         raise ConfigError(f"RANK={rank} is not in 0..{world - 1} (WORLD_SIZE={world}); start the job with torchrun")
-    backend = backend or os.environ.get("GRAPH_REC_DIST_BACKEND") or (
-        "nccl" if device in ("cuda", "auto") and torch.cuda.is_available() else "gloo"
+    backend = (
+        backend
+        or os.environ.get("GRAPH_REC_DIST_BACKEND")
+        or ("nccl" if device in ("cuda", "auto") and torch.cuda.is_available() else "gloo")
     )
     if backend not in ("gloo", "nccl"):
         raise ConfigError(f"distributed backend must be 'gloo' or 'nccl', got {backend!r}")

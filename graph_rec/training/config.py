@@ -88,10 +88,14 @@ class TrainConfig:
             raise ConfigError(f"shared_negatives must be true or false, got {self.shared_negatives!r}")
         if self.sampling not in SAMPLING:
             raise ConfigError(f"sampling must be one of {list(SAMPLING)}, got {self.sampling!r}")
-        if isinstance(self.num_neighbours, str | int) or not isinstance(self.num_neighbours, tuple | list) or not (
-            self.num_neighbours
+        if (
+            isinstance(self.num_neighbours, str | int)
+            or not isinstance(self.num_neighbours, tuple | list)
+            or not (self.num_neighbours)
         ):
-            raise ConfigError(f"num_neighbours must be a non-empty list of positive integers, got {self.num_neighbours!r}")
+            raise ConfigError(
+                f"num_neighbours must be a non-empty list of positive integers, got {self.num_neighbours!r}"
+            )
         for k in self.num_neighbours:
             check_int("each of num_neighbours", k, minimum=1)
         object.__setattr__(self, "num_neighbours", tuple(int(k) for k in self.num_neighbours))

@@ -335,9 +335,7 @@ class _BlockSpMM(torch.autograd.Function):
         return grad_v, grad_x, None, None, None
 
 
-def sampled_batch_scores(
-    model: Any, sampler: NeighbourSampler, users: Tensor, pos: Tensor, neg: Tensor
-) -> BatchOutput:
+def sampled_batch_scores(model: Any, sampler: NeighbourSampler, users: Tensor, pos: Tensor, neg: Tensor) -> BatchOutput:
     """``model.batch_scores`` on a sampled neighbourhood of the batch.
 
     Args:

@@ -140,9 +140,8 @@ def test_two_gloo_ranks_under_torchrun_match_one_process_and_resume(tmp_path, ca
     _assert_same_run(two, resumed)
 
 
-
 def test_neighbour_sampled_training_on_two_ranks_resumes_each_ranks_stream(tmp_path, cache_root) -> None:
-    sampled = "\nsampling = \"neighbour\"\nnum_neighbours = [6]\n"
+    sampled = '\nsampling = "neighbour"\nnum_neighbours = [6]\n'
     cfg = tmp_path / "run.toml"
     cfg.write_text(CONFIG.format(epochs=4).replace("patience = 5\n", "patience = 5" + sampled))
     short = tmp_path / "short.toml"
@@ -157,6 +156,7 @@ def test_neighbour_sampled_training_on_two_ranks_resumes_each_ranks_stream(tmp_p
     assert not torch.equal(rng["extra.sampler.rank0"], rng["extra.sampler.rank1"])  # each rank its own stream
     _train(cfg, resumed, cache_root, ranks=2, resume=True)
     _assert_same_run(whole, resumed)
+
 
 # --------------------------------------------------------------------------- gradients are synchronised
 def _grad_worker(rank: int, world: int, port: int, out: str) -> None:
@@ -243,4 +243,3 @@ def test_from_env_rejects_inconsistent_launches(monkeypatch, env, message) -> No
         monkeypatch.setenv(k, v)
     with pytest.raises(ConfigError, match=message):
         from_env("cpu")
-

@@ -24,7 +24,18 @@ LAYERS = {
         ["export"],
     ],
     # eval sits below training: the trainer validates with the evaluator, metrics never train
-    "graph_rec": [["__init__", "errors"], ["distributed"], ["data"], ["models"], ["eval"], ["training"], ["runs"], ["explore"], ["recommender", "inference"], ["cli", "cli_neo4j"]],
+    "graph_rec": [
+        ["__init__", "errors"],
+        ["distributed"],
+        ["data"],
+        ["models"],
+        ["eval"],
+        ["training"],
+        ["runs"],
+        ["explore"],
+        ["recommender", "inference"],
+        ["cli", "cli_neo4j"],
+    ],
 }
 
 

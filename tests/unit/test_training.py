@@ -239,5 +239,9 @@ def test_sampled_training_settings_are_checked(world_data):
     with pytest.raises(ConfigError, match="num_neighbours must be a non-empty list"):
         TrainConfig(num_neighbours=5)
     with pytest.raises(ConfigError, match="attention"):
-        _train(world_data, settings={"embedding_dim": 8, "num_layers": 2, "relation_mode": "attention"},
-               epochs=1, **SAMPLED)
+        _train(
+            world_data,
+            settings={"embedding_dim": 8, "num_layers": 2, "relation_mode": "attention"},
+            epochs=1,
+            **SAMPLED,
+        )
