@@ -583,16 +583,35 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         settings["ks"] = [int(k) for k in args.ks.split(",")]
     if args.sampled:
         settings["sampled"] = True
-    res = evaluate_run(
-        args.run,
-        part=args.part,
-        eval_config=EvalConfig.from_dict(settings),
-        progress=not args.json and sys.stderr.isatty(),
-    )
+    if args.against:
+        other = read_run(args.against)
+        if other["config"].get("data") != meta["config"].get("data"):
+            raise ConfigError(
+                f"{args.against} and {args.run} were trained on different data or splits ([data] differs: "
+                f"{other['config'].get('data')} against {meta['config'].get('data')}); a paired comparison "
+                "needs the same split"
+            )
+    ev = EvalConfig.from_dict(settings)
+    progress = not args.json and sys.stderr.isatty()
+    res = evaluate_run(args.run, part=args.part, eval_config=ev, progress=progress, keep_per_user=bool(args.against))
     text = f"{args.part} ({res.num_users} users, {res.seconds:.2f} s)\n" + "\n".join(
         f"  {k:<14} {v:.4f}" for k, v in res.metrics.items()
     )
-    _emit(args, res.to_dict(), text)
+    payload = res.to_dict()
+    if args.against:
+        from graph_rec.eval.stats import compare_results
+
+        base = evaluate_run(args.against, part=args.part, eval_config=ev, progress=progress, keep_per_user=True)
+        names = [m for m in res.metrics if m in res.per_user and m in base.per_user]
+        comps = {m: compare_results(base, res, m, rounds=args.rounds) for m in names}
+        payload = {"run": payload | {"per_user": None}, "against": base.to_dict() | {"per_user": None}}
+        payload["comparisons"] = {m: c.to_dict() for m, c in comps.items()}
+        text += f"\nagainst {args.against} (paired bootstrap over users, {args.rounds} resamples, 95%):\n" + "\n".join(
+            f"  {m:<14} {c.mean_a:.4f} -> {c.mean_b:.4f}  {c.relative:+.1%} "
+            f"[{c.relative_ci[0]:+.1%}, {c.relative_ci[1]:+.1%}]  p = {c.p_value:.3f}"
+            for m, c in comps.items()
+        )
+    _emit(args, payload, text)
     return 0
 
 
@@ -758,6 +777,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--part", default="test", choices=["valid", "test"])
     sp.add_argument("--ks", help="cut-offs, e.g. 10,20,50 (default: the run's)")
     sp.add_argument("--sampled", action="store_true", help="also the sampled protocol: AUC and F1 with 1:1 negatives")
+    sp.add_argument(
+        "--against",
+        metavar="BASELINE_RUN",
+        help="also evaluate this run (same [data]) and compare: each metric's relative difference with a "
+        "95%% paired bootstrap interval over users",
+    )
+    sp.add_argument("--rounds", type=int, default=2000, help="bootstrap resamples for --against (default 2000)")
     common(sp)
     sp.set_defaults(func=cmd_evaluate)
 

@@ -481,9 +481,17 @@ def load_run(path: str | Path) -> tuple[RunConfig, RecData, Any]:
 
 
 def evaluate_run(
-    path: str | Path, *, part: str = "test", eval_config: EvalConfig | None = None, progress: bool = False
+    path: str | Path,
+    *,
+    part: str = "test",
+    eval_config: EvalConfig | None = None,
+    progress: bool = False,
+    keep_per_user: bool = False,
 ) -> EvalResult:
-    """Evaluate a saved run's best model on ``part`` (``"valid"`` or ``"test"``)."""
+    """Evaluate a saved run's best model on ``part`` (``"valid"`` or ``"test"``).
+
+    ``keep_per_user`` keeps each user's metrics (for :func:`graph_rec.eval.compare_results`).
+    """
     config, data, model = load_run(path)
     with torch.inference_mode():
         return evaluate(
@@ -493,6 +501,7 @@ def evaluate_run(
             config=eval_config or config.eval,
             item_features=data.item_features(),
             progress=progress,
+            keep_per_user=keep_per_user,
         )
 
 

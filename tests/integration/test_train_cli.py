@@ -87,6 +87,22 @@ def test_train_evaluate_resume_on_the_synthetic_world(tmp_path, cache_root) -> N
     hist = json.loads((out / "history.json").read_text())
     assert [h["epoch"] for h in hist["history"]] == list(range(1, 9))
 
+    # a run against itself: every difference 0, with an interval of width 0
+    same = run("evaluate", str(out), "--against", str(out), "--rounds", "100")
+    assert same.returncode == 0, same.stderr
+    assert "paired bootstrap over users, 100 resamples, 95%" in same.stdout
+    per_user = [m for m in metrics["test"]["metrics"] if not m.startswith("coverage")]  # coverage is of the lists
+    assert same.stdout.count("+0.0% [+0.0%, +0.0%]  p = 1.000") == len(per_user) == 12
+
+    # a paired comparison needs the same split: a run on other data is refused before any evaluation
+    other = tmp_path / "other"
+    other.mkdir()
+    other_meta = json.loads((out / "run.json").read_text())
+    other_meta["config"]["data"]["seed"] = 6
+    (other / "run.json").write_text(json.dumps(other_meta))
+    refused = run("evaluate", str(out), "--against", str(other))
+    assert refused.returncode == 2 and "different data or splits" in refused.stderr and "'seed': 6" in refused.stderr
+
     # an existing run is never overwritten by accident
     clash = run("train", str(cfg), "--out", str(out))
     assert clash.returncode == 2 and "already exists" in clash.stderr
@@ -139,4 +155,15 @@ ks = [20]
     assert p.returncode == 0, p.stderr
     pop = json.loads(p.stdout)
     assert graphrec["test"]["recall@20"] > 1.2 * pop["test"]["recall@20"]
+    # the same comparison with its paired bootstrap interval over the 610 test users
+    p = run("evaluate", str(tmp_path / "g"), "--against", str(tmp_path / "p"), "--rounds", "500", "--json")
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    c = out["comparisons"]["recall@20"]
+    assert c["mean_a"] == pytest.approx(pop["test"]["recall@20"])
+    assert c["mean_b"] == pytest.approx(graphrec["test"]["recall@20"])
+    assert c["relative"] == pytest.approx(c["mean_b"] / c["mean_a"] - 1)
+    assert 0.2 < c["relative_ci"][0] < c["relative"] < c["relative_ci"][1]
+    assert c["p_value"] == pytest.approx(1 / 500) and c["rows"] == c["clusters"] == 610
+    assert out["run"]["metrics"] == pytest.approx(graphrec["test"])
     assert Path(tmp_path / "g" / "history.png").is_file()
