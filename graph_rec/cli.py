@@ -603,6 +603,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
         base = evaluate_run(args.against, part=args.part, eval_config=ev, progress=progress, keep_per_user=True)
         names = [m for m in res.metrics if m in res.per_user and m in base.per_user]
+        # diversity is measured in the item features of each run (or, without any, its own item
+        # representations): two runs with different [features] measure it in different spaces
+        same_space = other["config"].get("features") == meta["config"].get("features")
+        skipped = [m for m in names if m.startswith("diversity@") and not same_space]
+        names = [m for m in names if m not in skipped]
         comps = {m: compare_results(base, res, m, rounds=args.rounds) for m in names}
         payload = {"run": payload | {"per_user": None}, "against": base.to_dict() | {"per_user": None}}
         payload["comparisons"] = {m: c.to_dict() for m, c in comps.items()}
@@ -611,6 +616,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             f"[{c.relative_ci[0]:+.1%}, {c.relative_ci[1]:+.1%}]  p = {c.p_value:.3f}"
             for m, c in comps.items()
         )
+        if skipped:
+            payload["not_compared"] = {
+                m: "the runs' [features] differ: diversity is measured in different spaces" for m in skipped
+            }
+            text += f"\n  ({', '.join(skipped)} not compared: the runs' [features] differ, so it is measured in different spaces)"
     _emit(args, payload, text)
     return 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -94,6 +95,18 @@ def test_train_evaluate_resume_on_the_synthetic_world(tmp_path, cache_root) -> N
     per_user = [m for m in metrics["test"]["metrics"] if not m.startswith("coverage")]  # coverage is of the lists
     assert same.stdout.count("+0.0% [+0.0%, +0.0%]  p = 1.000") == len(per_user) == 12
 
+    # the same model recorded with other [features]: diversity would be measured in another space
+    recoded = tmp_path / "recoded"
+    shutil.copytree(out, recoded)
+    recoded_meta = json.loads((recoded / "run.json").read_text())
+    recoded_meta["config"]["features"]["batch_size"] = 7
+    (recoded / "run.json").write_text(json.dumps(recoded_meta))
+    cmp = run("evaluate", str(out), "--against", str(recoded), "--rounds", "100", "--json")
+    assert cmp.returncode == 0, cmp.stderr
+    cmp = json.loads(cmp.stdout)
+    assert list(cmp["not_compared"]) == ["diversity@20"] and "diversity@20" not in cmp["comparisons"]
+    assert len(cmp["comparisons"]) == 11
+
     # a paired comparison needs the same split: a run on other data is refused before any evaluation
     other = tmp_path / "other"
     other.mkdir()
@@ -166,4 +179,6 @@ ks = [20]
     assert 0.2 < c["relative_ci"][0] < c["relative"] < c["relative_ci"][1]
     assert c["p_value"] == pytest.approx(1 / 500) and c["rows"] == c["clusters"] == 610
     assert out["run"]["metrics"] == pytest.approx(graphrec["test"])
+    # popularity's scorer has no item representations and its run no text features: no diversity
+    assert "diversity@20" not in out["comparisons"] and "novelty@20" in out["comparisons"]
     assert Path(tmp_path / "g" / "history.png").is_file()
