@@ -141,12 +141,15 @@ def to_markdown(results: dict) -> str:
     for name, entry in results["datasets"].items():
         s = entry["summary"]
         seeds = list(s["seeds"])
+        runs = entry.get("runs_meta", [entry["meta"]])
+        dates = sorted({m["date"][:10] for m in runs})
+        commits = sorted({m["git_commit"][:7] for m in runs})
         lines += [
             f"**{name}**, protocol A with the split redrawn (per-user random 80/10/10, split seeds "
-            f"{', '.join(seeds)}; full ranking; settings chosen on validation at seed 2026; measured "
-            f"{entry['meta']['date'][:10]} on {entry['meta']['machine']['cpus']} CPU cores, commit "
-            f"{entry['meta']['git_commit'][:7]}). Test Recall@20 per seed; intervals: paired bootstrap "
-            "over users, 95%.",
+            f"{', '.join(seeds)}; full ranking; each model with the settings protocol A chose on validation "
+            f"at seed 2026; trained {' and '.join(dates)} on {entry['meta']['machine']['cpus']} CPU cores, "
+            f"commit{'s' if len(commits) > 1 else ''} {', '.join(commits)}). Test Recall@20 per split; "
+            "relative differences with 95% paired bootstrap intervals over users.",
             "",
             "| split seed | graphrec | ids only | als | ease | best baseline (by valid) | graphrec vs it | "
             "graphrec vs ids only |",
@@ -157,14 +160,25 @@ def to_markdown(results: dict) -> str:
             cells = [f"{m[label]['test_recall@20']:.4f}" if label in m else "-" for label in LABELS]
             comp = [
                 _rel(row["comparisons"].get(k, {}).get("recall@20"))
-                for k in ("graphrec vs best baseline", "graphrec vs graphrec - text features - knowledge graph")
+                for k in ("graphrec vs best baseline", f"graphrec vs {LABELS[1]}")
             ]
             lines.append(f"| {seed} | {' | '.join(cells)} | {row['best_baseline']} | {comp[0]} | {comp[1]} |")
-        for key, c in s["pooled"].items():
-            lines.append(
-                f"\nPooled over {len(seeds)} seeds, {key}: {c['mean_b']:.4f} against {c['mean_a']:.4f}, "
-                f"{_rel(c)} (p = {c['p_value']:.3f}; {c['clusters']} users resampled with their seeds)."
-            )
+        if s["pooled"]:
+            n = len(seeds)
+            lines += [
+                "",
+                f"Pooled over the {n} split{'s' if n > 1 else ''} (each user resampled with all its splits):",
+                "",
+                "| comparison | metric | graphrec | reference | relative [95% interval] | p | users |",
+                "|---|---|---|---|---|---|---|",
+            ]
+            for key, c in s["pooled"].items():
+                comparison, metric = key.rsplit(" ", 1)
+                comparison = comparison.replace(LABELS[1], "ids only")
+                lines.append(
+                    f"| {comparison} | {metric} | {c['mean_b']:.4f} | {c['mean_a']:.4f} | {_rel(c)} | "
+                    f"{c['p_value']:.3f} | {c['clusters']} |"
+                )
         lines.append("")
     return "\n".join(lines) + "\n"
 
@@ -182,7 +196,11 @@ def main() -> int:
     p.add_argument("--seeds", default="2026,1,2", help="comma-separated split seeds")
     p.add_argument("--models", default=",".join(LABELS), help=f"comma-separated, from {list(LABELS)}")
     p.add_argument("--cache-dir", default=str(ROOT / "data" / "cache"))
+    p.add_argument("--markdown-only", action="store_true", help="rewrite seeds.md from seeds.json")
     args = p.parse_args()
+    if args.markdown_only:
+        write_text_atomic(RESULTS / "seeds.md", to_markdown(json.loads((RESULTS / "seeds.json").read_text())))
+        return 0
     seeds = [int(s) for s in args.seeds.split(",")]
     labels = args.models.split(",")
     bad = [lab for lab in labels if lab not in LABELS]
@@ -209,7 +227,11 @@ def main() -> int:
             )
         results = json.loads(path.read_text()) if path.is_file() else {"datasets": {}}
         results["protocol"] = __doc__.split("\n\n")[1]
-        results["datasets"][args.dataset] = {"meta": run_metadata(), "summary": summarise(runs)}
+        results["datasets"][args.dataset] = {
+            "meta": run_metadata(),
+            "runs_meta": [r["meta"] for by_label in runs.values() for r in by_label.values()],
+            "summary": summarise(runs),
+        }
         write_text_atomic(path, json.dumps(results, indent=1))
         write_text_atomic(RESULTS / "seeds.md", to_markdown(results))
     return 0

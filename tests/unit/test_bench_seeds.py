@@ -79,12 +79,18 @@ def test_the_table_shows_every_seed_and_the_pooled_comparison():
         for seed in (2026, 1)
     }
     meta = {"date": "2026-12-06T20:00:00+00:00", "machine": {"cpus": 2}, "git_commit": "abcdef0123"}
-    md = seeds.to_markdown({"datasets": {"ml-latest-small": {"meta": meta, "summary": seeds.summarise(runs)}}})
-    assert "split seeds 2026, 1" in md and "commit abcdef0" in md
+    earlier = {**meta, "date": "2026-12-05T20:00:00+00:00", "git_commit": "1234567890"}
+    entry = {"meta": meta, "runs_meta": [meta, earlier, meta], "summary": seeds.summarise(runs)}
+    md = seeds.to_markdown({"datasets": {"ml-latest-small": entry}})
+    # the runs' own dates and commits, not the summary's
+    assert "split seeds 2026, 1" in md and "trained 2026-12-05 and 2026-12-06" in md
+    assert "commits 1234567, abcdef0" in md
     # graphrec is 0.1 above als for every user: +25% of the mean; ids only is level with graphrec
     assert "| 2026 | 0.5000 | 0.5000 | 0.4000 | 0.4000 | als | +25.0% [+" in md
-    assert md.count("| +0.0% [+0.0, +0.0] |") == 2
-    assert "Pooled over 2 seeds, graphrec vs best baseline recall@20: 0.5000 against 0.4000, +25.0%" in md
+    assert md.count("| +0.0% [+0.0, +0.0] |\n") == 2  # the ids-only column of both seeds
+    assert "Pooled over the 2 splits" in md
+    assert "| graphrec vs best baseline | recall@20 | 0.5000 | 0.4000 | +25.0% [+" in md
+    assert "| graphrec vs ids only | ndcg@20 | 0.2500 | 0.2500 | +0.0% [+0.0, +0.0] | 1.000 | 3 |" in md
 
 
 def test_an_unknown_label_or_a_missing_protocol_row_stops_before_training(tmp_path, monkeypatch):
