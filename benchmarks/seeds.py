@@ -37,6 +37,7 @@ from graph_rec.eval.stats import paired_bootstrap  # noqa: E402
 
 #: protocol A's row labels compared here: GraphRec, its ids-only ablation and the two strongest baselines.
 LABELS = ("graphrec", "graphrec - text features - knowledge graph", "als", "ease")
+IDS_ONLY = LABELS[1]
 BASELINES = ("als", "ease")
 METRICS = ("recall@20", "ndcg@20")
 BOOTSTRAP = {"rounds": 2000, "level": 0.95, "seed": 0}
@@ -104,13 +105,12 @@ def summarise(runs: dict[int, dict[str, dict]]) -> dict[str, Any]:
     for seed, by_label in runs.items():
         base = max((b for b in BASELINES if b in by_label), key=lambda b: by_label[b]["valid"]["recall@20"])
         comps = {}
-        for other, ref in (("graphrec", base), ("graphrec", "graphrec - text features - knowledge graph")):
-            if other not in by_label or ref not in by_label:
+        for key, ref in (("graphrec vs best baseline", base), (f"graphrec vs {IDS_ONLY}", IDS_ONLY)):
+            if "graphrec" not in by_label or ref not in by_label:
                 continue
-            key = f"{other} vs {'best baseline' if ref == base else ref}"
             comps[key] = {}
             for metric in METRICS:
-                a, b, users = paired(by_label[ref], by_label[other], metric)
+                a, b, users = paired(by_label[ref], by_label["graphrec"], metric)
                 comps[key][metric] = paired_bootstrap(a, b, **BOOTSTRAP).to_dict() | {"baseline": ref}
                 acc = pooled.setdefault(f"{key} {metric}", {"a": [], "b": [], "clusters": []})
                 acc["a"] += a
@@ -160,7 +160,7 @@ def to_markdown(results: dict) -> str:
             cells = [f"{m[label]['test_recall@20']:.4f}" if label in m else "-" for label in LABELS]
             comp = [
                 _rel(row["comparisons"].get(k, {}).get("recall@20"))
-                for k in ("graphrec vs best baseline", f"graphrec vs {LABELS[1]}")
+                for k in ("graphrec vs best baseline", f"graphrec vs {IDS_ONLY}")
             ]
             lines.append(f"| {seed} | {' | '.join(cells)} | {row['best_baseline']} | {comp[0]} | {comp[1]} |")
         if s["pooled"]:
@@ -174,7 +174,7 @@ def to_markdown(results: dict) -> str:
             ]
             for key, c in s["pooled"].items():
                 comparison, metric = key.rsplit(" ", 1)
-                comparison = comparison.replace(LABELS[1], "ids only")
+                comparison = comparison.replace(IDS_ONLY, "ids only")
                 lines.append(
                     f"| {comparison} | {metric} | {c['mean_b']:.4f} | {c['mean_a']:.4f} | {_rel(c)} | "
                     f"{c['p_value']:.3f} | {c['clusters']} |"

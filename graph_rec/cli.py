@@ -572,10 +572,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _metrics_text(part: str, res: Any) -> str:
+    """An :class:`~graph_rec.eval.EvalResult` as the lines ``graph-rec evaluate`` prints."""
+    return f"{part} ({res.num_users} users, {res.seconds:.2f} s)\n" + "\n".join(
+        f"  {k:<14} {v:.4f}" for k, v in res.metrics.items()
+    )
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Evaluate a saved run on its validation or test part."""
     from graph_rec.eval.evaluator import EvalConfig
-    from graph_rec.runs import evaluate_run, read_run
+    from graph_rec.runs import compare_runs, evaluate_run, read_run
 
     meta = read_run(args.run)
     settings = dict(meta["config"].get("eval", {}))
@@ -583,44 +590,26 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         settings["ks"] = [int(k) for k in args.ks.split(",")]
     if args.sampled:
         settings["sampled"] = True
-    if args.against:
-        other = read_run(args.against)
-        if other["config"].get("data") != meta["config"].get("data"):
-            raise ConfigError(
-                f"{args.against} and {args.run} were trained on different data or splits ([data] differs: "
-                f"{other['config'].get('data')} against {meta['config'].get('data')}); a paired comparison "
-                "needs the same split"
-            )
     ev = EvalConfig.from_dict(settings)
     progress = not args.json and sys.stderr.isatty()
-    res = evaluate_run(args.run, part=args.part, eval_config=ev, progress=progress, keep_per_user=bool(args.against))
-    text = f"{args.part} ({res.num_users} users, {res.seconds:.2f} s)\n" + "\n".join(
-        f"  {k:<14} {v:.4f}" for k, v in res.metrics.items()
+    if not args.against:
+        res = evaluate_run(args.run, part=args.part, eval_config=ev, progress=progress)
+        _emit(args, res.to_dict(), _metrics_text(args.part, res))
+        return 0
+    cmp = compare_runs(args.run, args.against, part=args.part, eval_config=ev, rounds=args.rounds, progress=progress)
+    payload = {
+        "run": cmp.run.to_dict() | {"per_user": None},
+        "against": cmp.baseline.to_dict() | {"per_user": None},
+        "comparisons": {m: c.to_dict() for m, c in cmp.comparisons.items()},
+        "not_compared": cmp.not_compared,
+    }
+    text = _metrics_text(args.part, cmp.run)
+    text += f"\nagainst {args.against} (paired bootstrap over users, {args.rounds} resamples, 95%):\n" + "\n".join(
+        f"  {m:<14} {c.mean_a:.4f} -> {c.mean_b:.4f}  {c.relative:+.1%} "
+        f"[{c.relative_ci[0]:+.1%}, {c.relative_ci[1]:+.1%}]  p = {c.p_value:.3f}"
+        for m, c in cmp.comparisons.items()
     )
-    payload = res.to_dict()
-    if args.against:
-        from graph_rec.eval.stats import compare_results
-
-        base = evaluate_run(args.against, part=args.part, eval_config=ev, progress=progress, keep_per_user=True)
-        names = [m for m in res.metrics if m in res.per_user and m in base.per_user]
-        # diversity is measured in the item features of each run (or, without any, its own item
-        # representations): two runs with different [features] measure it in different spaces
-        same_space = other["config"].get("features") == meta["config"].get("features")
-        skipped = [m for m in names if m.startswith("diversity@") and not same_space]
-        names = [m for m in names if m not in skipped]
-        comps = {m: compare_results(base, res, m, rounds=args.rounds) for m in names}
-        payload = {"run": payload | {"per_user": None}, "against": base.to_dict() | {"per_user": None}}
-        payload["comparisons"] = {m: c.to_dict() for m, c in comps.items()}
-        text += f"\nagainst {args.against} (paired bootstrap over users, {args.rounds} resamples, 95%):\n" + "\n".join(
-            f"  {m:<14} {c.mean_a:.4f} -> {c.mean_b:.4f}  {c.relative:+.1%} "
-            f"[{c.relative_ci[0]:+.1%}, {c.relative_ci[1]:+.1%}]  p = {c.p_value:.3f}"
-            for m, c in comps.items()
-        )
-        if skipped:
-            payload["not_compared"] = {
-                m: "the runs' [features] differ: diversity is measured in different spaces" for m in skipped
-            }
-            text += f"\n  ({', '.join(skipped)} not compared: the runs' [features] differ, so it is measured in different spaces)"
+    text += "".join(f"\n  ({m} not compared: {why})" for m, why in cmp.not_compared.items())
     _emit(args, payload, text)
     return 0
 

@@ -481,28 +481,94 @@ def load_run(path: str | Path) -> tuple[RunConfig, RecData, Any]:
 
 
 def evaluate_run(
-    path: str | Path,
-    *,
-    part: str = "test",
-    eval_config: EvalConfig | None = None,
-    progress: bool = False,
-    keep_per_user: bool = False,
+    path: str | Path, *, part: str = "test", eval_config: EvalConfig | None = None, progress: bool = False
 ) -> EvalResult:
-    """Evaluate a saved run's best model on ``part`` (``"valid"`` or ``"test"``).
-
-    ``keep_per_user`` keeps each user's metrics (for :func:`graph_rec.eval.compare_results`).
-    """
+    """Evaluate a saved run's best model on ``part`` (``"valid"`` or ``"test"``)."""
     config, data, model = load_run(path)
+    return _evaluate_loaded(config, data, model, part=part, eval_config=eval_config, progress=progress)
+
+
+def _evaluate_loaded(
+    config: RunConfig,
+    data: RecData,
+    model: Any,
+    *,
+    part: str,
+    eval_config: EvalConfig | None,
+    progress: bool,
+    keep_per_user: bool = False,
+    item_features: torch.Tensor | None = None,
+) -> EvalResult:
+    """:func:`evaluate` of a loaded run; diversity in ``item_features`` (default: the run's own)."""
     with torch.inference_mode():
         return evaluate(
             scorer_for(model, config.train),
             data,
             part=part,
             config=eval_config or config.eval,
-            item_features=data.item_features(),
+            item_features=item_features if item_features is not None else data.item_features(),
             progress=progress,
             keep_per_user=keep_per_user,
         )
+
+
+@dataclass(frozen=True)
+class RunComparison:
+    """:func:`compare_runs`' result.
+
+    Attributes:
+        run, baseline: the two runs' evaluations (with per-user values).
+        comparisons: per-user metric -> :class:`~graph_rec.eval.PairedComparison` (baseline -> run).
+        not_compared: metric -> why it is left out.
+    """
+
+    run: EvalResult
+    baseline: EvalResult
+    comparisons: dict[str, Any]
+    not_compared: dict[str, str]
+
+
+def compare_runs(
+    path: str | Path,
+    baseline: str | Path,
+    *,
+    part: str = "test",
+    eval_config: EvalConfig | None = None,
+    rounds: int = 2000,
+    progress: bool = False,
+) -> RunComparison:
+    """Evaluate two saved runs on the same split and compare every per-user metric of ``path``
+    against ``baseline`` with a paired bootstrap over users (:func:`graph_rec.eval.compare_results`).
+
+    Both runs' diversity is measured in ``path``'s item features, so that it is one space; without
+    item features each run would measure it in its own item representations, and it is left out.
+
+    Raises:
+        ConfigError: the runs were trained on different ``[data]`` (so different splits).
+    """
+    from graph_rec.eval.stats import compare_results
+
+    mine, theirs = read_run(path)["config"].get("data"), read_run(baseline)["config"].get("data")
+    if mine != theirs:
+        raise ConfigError(
+            f"{baseline} and {path} were trained on different data or splits ([data] differs: {theirs} against "
+            f"{mine}); a paired comparison needs the same split"
+        )
+    config, data, model = load_run(path)
+    feats = data.item_features()
+    kw = {"part": part, "eval_config": eval_config or config.eval, "progress": progress, "keep_per_user": True}
+    run = _evaluate_loaded(config, data, model, **kw)
+    base = _evaluate_loaded(*load_run(baseline), item_features=feats, **kw)
+    names = [m for m in run.metrics if m in run.per_user and m in base.per_user]
+    not_compared = {}
+    if feats is None:
+        not_compared = {
+            m: "no item features: each run measures diversity in its own item representations"
+            for m in names
+            if m.startswith("diversity@")
+        }
+    comparisons = {m: compare_results(base, run, m, rounds=rounds) for m in names if m not in not_compared}
+    return RunComparison(run=run, baseline=base, comparisons=comparisons, not_compared=not_compared)
 
 
 def plot_history(result: TrainResult, path: Path, *, metric: str) -> None:
