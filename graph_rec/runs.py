@@ -38,13 +38,13 @@ from typing import Any
 
 import torch
 
-from graph_rec.data import DataConfig, RecData, config_from_dict
+from graph_rec.data import DataConfig, RecData, check_int, config_from_dict
 from graph_rec.distributed import SINGLE, DistContext
 from graph_rec.errors import CheckpointError, ConfigError
 from graph_rec.eval.evaluator import EvalConfig, EvalResult, evaluate
 from graph_rec.models.base import model_class
-from graph_rec.training.checkpoint import load_state_dict
-from graph_rec.training.config import TrainConfig
+from graph_rec.training.checkpoint import differences, listed, load_state_dict
+from graph_rec.training.config import RESUMABLE_CHANGES, TrainConfig
 from graph_rec.training.trainer import TrainResult, fit, init_model, scorer_for
 from kg_builders import __version__
 from kg_builders._files import atomic_file
@@ -52,8 +52,10 @@ from kg_builders._files import atomic_file
 logger = logging.getLogger(__name__)
 
 RUN_FORMAT = 1
-#: train settings a resumed run may change (everything else must match the checkpoint)
-RESUMABLE_CHANGES = ("epochs", "max_seconds", "device")
+
+
+#: the entity extractors ``[graph] entities`` names, besides ``gazetteer:<names.tsv>``
+ENTITIES = ("none", "spacy", "synthetic-gazetteer")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -80,6 +82,20 @@ class DataSource:
     ratios: tuple[float, ...] = (0.8, 0.1, 0.1)
     seed: int = 2026
 
+    def __post_init__(self) -> None:
+        from kg_builders.sources._reader import ON_ERROR
+        from kg_builders.split import SPLITS, _ratios
+
+        if self.split not in SPLITS:
+            raise ConfigError(f"data.split must be one of {sorted(SPLITS)}, got {self.split!r}")
+        if self.on_error not in ON_ERROR:
+            raise ConfigError(f"data.on_error must be one of {list(ON_ERROR)}, got {self.on_error!r}")
+        check_int("data.seed", self.seed)
+        try:
+            _ratios(self.ratios)
+        except ConfigError as exc:
+            raise ConfigError(f"data.{exc}") from exc
+
     def split_settings(self) -> dict[str, Any]:
         if self.split in ("random", "cold_item"):
             return {"ratios": list(self.ratios), "seed": self.seed}
@@ -103,6 +119,17 @@ class GraphOptions:
     social: bool = True
     entities: str = "none"
 
+    def __post_init__(self) -> None:
+        from kg_builders.builders.interactions import WEIGHTS
+
+        if self.weight not in WEIGHTS:
+            raise ConfigError(f"graph.weight must be one of {list(WEIGHTS)}, got {self.weight!r}")
+        check_int("graph.min_tag_count", self.min_tag_count, minimum=1)
+        if not (self.entities in ENTITIES or self.entities.startswith("gazetteer:")):
+            raise ConfigError(
+                f"graph.entities must be one of {list(ENTITIES)} or gazetteer:<names.tsv>, got {self.entities!r}"
+            )
+
 
 @dataclass(frozen=True, kw_only=True)
 class FeatureOptions:
@@ -114,6 +141,14 @@ class FeatureOptions:
     max_length: int = 256
     local_files_only: bool = False
     node_types: tuple[str, ...] = ("user", "item", "tag", "entity")
+
+    def __post_init__(self) -> None:
+        from kg_builders.builders.text_encoder import POOLINGS
+
+        if self.pooling not in POOLINGS:
+            raise ConfigError(f"features.pooling must be one of {list(POOLINGS)}, got {self.pooling!r}")
+        check_int("features.batch_size", self.batch_size, minimum=1)
+        check_int("features.max_length", self.max_length, minimum=1)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -140,6 +175,8 @@ class RunConfig:
             raise ConfigError(f"unknown config section(s) {unknown}; valid sections: {sections}")
         if "data" not in d:
             raise ConfigError("the config needs a [data] section with at least dataset = '...'")
+        if not isinstance(d.get("model", {}), Mapping):
+            raise ConfigError(f"[model] must be a table (name = '...' and its settings), got {d['model']!r}")
         model = dict(d.get("model", {}))
         name = model.pop("name", "graphrec")
         cls_ = model_class(name)  # ConfigError listing the registered models
@@ -234,7 +271,7 @@ def entity_builder(kind: str) -> Any:
         return EntityBuilder(extractor=GazetteerExtractor(synthetic_vocabulary()))
     if kind.startswith("gazetteer:"):
         return EntityBuilder(extractor=GazetteerExtractor.from_list(kind.split(":", 1)[1]))
-    raise ConfigError(f"unknown entities {kind!r}; valid: none, spacy, gazetteer:<names.tsv>, synthetic-gazetteer")
+    raise ConfigError(f"unknown entities {kind!r}; valid: {', '.join(ENTITIES)}, gazetteer:<names.tsv>")
 
 
 def build_pipeline(
@@ -315,11 +352,10 @@ def _versions() -> dict[str, str]:
 
 
 def _fingerprint(config: RunConfig, data: RecData) -> dict[str, Any]:
-    train = {k: v for k, v in config.train.to_dict().items() if k not in RESUMABLE_CHANGES}
+    # fit() adds the train settings a resume must match
     return {
         "model": {"name": config.model, **config.model_settings},
         "view": config.view.to_dict(),
-        "train": train,
         "data": {
             "users": data.num_users,
             "items": data.num_items,
@@ -422,8 +458,12 @@ def _prepare_run(
     if resume:
         meta = read_run(out)
         saved = RunConfig.from_dict(meta["config"])
-        if _comparable(saved) != _comparable(config):
-            raise CheckpointError(f"cannot resume {out}: its run.json was written with a different config")
+        differ = differences(_comparable(saved), _comparable(config))
+        if differ:
+            raise CheckpointError(
+                f"cannot resume {out}: its run.json was written with a different config ({listed(differ)}); only "
+                f"train.{', train.'.join(RESUMABLE_CHANGES)} may change on a resume"
+            )
         for name in ("graph", "split"):
             if not (out / name).is_dir():
                 raise CheckpointError(f"cannot resume {out}: its {name}/ directory is missing")

@@ -36,22 +36,9 @@ def save_state_dict(module: nn.Module, path: Path) -> None:
 
 def load_state_dict(module: nn.Module, path: Path) -> None:
     """Load a safetensors state dict into ``module``; a missing or unexpected key is a CheckpointError."""
-    if not path.is_file():
-        raise CheckpointError(f"{path.name} is missing from {path.parent}")
-    try:
-        state = load_file(str(path))
-    except Exception as exc:  # safetensors raises its own error types for corrupt files
-        raise CheckpointError(f"cannot read {path}: {exc}") from exc
+    state = _read_safetensors(path)
+    _check_fits(module, state, path)
     device = next((p.device for p in module.parameters()), torch.device("cpu"))
-    expected = module.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(state) if tuple(expected[k].shape) != tuple(state[k].shape))
-    if missing or unexpected or wrong:
-        raise CheckpointError(
-            f"{path} does not fit this model: missing {missing[:5]}, unexpected {unexpected[:5]}, "
-            f"shape mismatch {[(k, list(state[k].shape), list(expected[k].shape)) for k in wrong[:5]]}"
-        )
     module.load_state_dict({k: v.to(device) for k, v in state.items()})
 
 
@@ -91,7 +78,7 @@ def save_checkpoint(
         rng.update({f"extra.{name}": t.detach().to("cpu").contiguous() for name, t in (extra_rng or {}).items()})
         save_file(rng, str(tmp / "rng.safetensors"))
         payload = {"format_version": FORMAT_VERSION, **state, "optimizer": opt_meta}
-        (tmp / "state.json").write_text(json.dumps(payload, indent=1, default=_json_default, allow_nan=False))
+        (tmp / "state.json").write_text(json.dumps(_finite(payload), indent=1, default=_json_default, allow_nan=False))
 
 
 def load_checkpoint(
@@ -104,53 +91,139 @@ def load_checkpoint(
 ) -> dict[str, Any]:
     """Restore model, optimiser and RNG states; returns the saved ``state`` dict.
 
-    The extra generator states saved with ``extra_rng`` come back in ``state["extra_rng"]``
-    (name -> uint8 state tensor).
+    Every file is read and checked before anything is restored, so a damaged checkpoint leaves the
+    model, optimiser and generators as they were. The extra generator states saved with
+    ``extra_rng`` come back in ``state["extra_rng"]`` (name -> uint8 state tensor).
 
     Raises:
-        CheckpointError: missing files, a newer format, or a run fingerprint that differs from
-            ``fingerprint`` (the message lists the differing keys).
+        CheckpointError: missing or damaged files, a newer format, or a run fingerprint that
+            differs from ``fingerprint`` (the message names each differing setting, e.g.
+            ``train.lr: 0.002 saved, 0.004 now``).
     """
     if not (path / "state.json").is_file():
-        raise CheckpointError(f"no checkpoint at {path} (state.json is missing)")
-    state = json.loads((path / "state.json").read_text())
+        left = sorted(path.parent.glob(f".{path.name}.old-*"))
+        hint = f"; an interrupted save left {left[-1]}: rename it to {path.name} to resume from it" if left else ""
+        raise CheckpointError(f"no checkpoint at {path} (state.json is missing){hint}")
+    try:
+        state = json.loads((path / "state.json").read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path / 'state.json'} is damaged: {exc}") from exc
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path / 'state.json'} is damaged: not a JSON object")
     version = state.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise CheckpointError(f"{path} has checkpoint format {version!r}; this graph-rec reads up to {FORMAT_VERSION}")
-    saved = state.get("fingerprint", {})
-    differ = sorted(k for k in set(saved) | set(fingerprint) if saved.get(k) != fingerprint.get(k))
+    differ = differences(state.get("fingerprint", {}), fingerprint)
     if differ:
-        detail = "; ".join(f"{k}: checkpoint {saved.get(k)!r} vs now {fingerprint.get(k)!r}" for k in differ[:6])
-        raise CheckpointError(f"cannot resume from {path}: the run differs in {differ} ({detail})")
-    load_state_dict(model, path / "model.safetensors")
+        raise CheckpointError(f"cannot resume from {path}: the run differs ({listed(differ)})")
+    missing = [k for k in _STATE_KEYS if k not in state]
+    if missing:
+        raise CheckpointError(f"{path / 'state.json'} is damaged: it has no {missing}")
+    model_state = _read_safetensors(path / "model.safetensors")
+    _check_fits(model, model_state, path / "model.safetensors")
+    opt_state: dict[str, Any] | None = None
     if optimizer is not None:
-        opt_file = path / "optimizer.safetensors"
-        if not opt_file.is_file():
-            raise CheckpointError(f"optimizer.safetensors is missing from {path}")
-        tensors = load_file(str(opt_file))
-        meta = state["optimizer"]
-        opt_state: dict[int, dict[str, Any]] = {}
-        for key, val in tensors.items():
-            _, pid, name = key.split(".", 2)
-            opt_state.setdefault(int(pid), {})[name] = val
-        for pid, d in meta.get("plain_state", {}).items():
-            opt_state.setdefault(int(pid), {}).update(d)
+        tensors = _read_safetensors(path / "optimizer.safetensors")
+        meta = state.get("optimizer") or {}
+        if "param_groups" not in meta:
+            raise CheckpointError(f"{path / 'state.json'} is damaged: it has no optimiser param_groups")
+        per_param: dict[int, dict[str, Any]] = {}
         try:
-            optimizer.load_state_dict({"state": opt_state, "param_groups": meta["param_groups"]})
-        except (ValueError, KeyError) as exc:
+            for key, val in tensors.items():
+                _, pid, name = key.split(".", 2)
+                per_param.setdefault(int(pid), {})[name] = val
+            for pid, d in meta.get("plain_state", {}).items():
+                per_param.setdefault(int(pid), {}).update(d)
+        except (ValueError, AttributeError) as exc:
+            raise CheckpointError(f"the optimiser state in {path} is damaged: {exc}") from exc
+        opt_state = {"state": per_param, "param_groups": meta["param_groups"]}
+    rng = _read_safetensors(path / "rng.safetensors")
+    for key in ("generator", "torch_cpu"):
+        if key not in rng:
+            raise CheckpointError(f"{path / 'rng.safetensors'} is damaged: it has no {key!r} state")
+    # everything read and checked: restore
+    if optimizer is not None:
+        before = optimizer.state_dict()
+        try:
+            optimizer.load_state_dict(opt_state)
+        except (ValueError, KeyError, TypeError) as exc:
+            optimizer.load_state_dict(before)
             raise CheckpointError(f"the optimiser state in {path} does not fit this model: {exc}") from exc
-    rng = load_file(str(path / "rng.safetensors"))
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    model.load_state_dict({k: v.to(device) for k, v in model_state.items()})
     generator.set_state(rng["generator"])
     torch.set_rng_state(rng["torch_cpu"])
     state["extra_rng"] = {k.split(".", 1)[1]: v for k, v in rng.items() if k.startswith("extra.")}
     return state
 
 
+#: the keys of ``state.json`` a resume reads
+_STATE_KEYS = ("epoch", "bad_evals", "best_score", "best_epoch", "best_valid", "seconds", "seconds_to_best", "history")
+
+
+def differences(saved: Any, now: Any, prefix: str = "") -> list[str]:
+    """Each leaf where two nested settings mappings differ, as ``"a.b: X saved, Y now"``."""
+    if isinstance(saved, dict) and isinstance(now, dict):
+        out: list[str] = []
+        for key in sorted(set(saved) | set(now), key=str):
+            name = f"{prefix}{key}"
+            if key not in saved:
+                out.append(f"{name}: absent saved, {now[key]!r} now")
+            elif key not in now:
+                out.append(f"{name}: {saved[key]!r} saved, absent now")
+            else:
+                out += differences(saved[key], now[key], f"{name}.")
+        return out
+    if _plain(saved) == _plain(now):
+        return []
+    return [f"{prefix.rstrip('.') or 'value'}: {saved!r} saved, {now!r} now"]
+
+
+def listed(differ: list[str], limit: int = 8) -> str:
+    """The first ``limit`` of :func:`differences`' lines joined by ``"; "``, and how many more there are."""
+    return "; ".join(differ[:limit]) + (f"; and {len(differ) - limit} more" if len(differ) > limit else "")
+
+
+def _plain(v: Any) -> Any:
+    """JSON's view of a value (tuples are lists once saved)."""
+    return [_plain(x) for x in v] if isinstance(v, (list, tuple)) else v
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise CheckpointError(f"{path.name} is missing from {path.parent}")
+    try:
+        return load_file(str(path))
+    except Exception as exc:  # safetensors raises its own error types for damaged files
+        raise CheckpointError(f"cannot read {path}: {exc}") from exc
+
+
+def _check_fits(module: nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(state) if tuple(expected[k].shape) != tuple(state[k].shape))
+    if missing or unexpected or wrong:
+        raise CheckpointError(
+            f"{path} does not fit this model: missing {missing[:5]}, unexpected {unexpected[:5]}, "
+            f"shape mismatch {[(k, list(state[k].shape), list(expected[k].shape)) for k in wrong[:5]]}"
+        )
+
+
+def _finite(o: Any) -> Any:
+    """``o`` with every non-finite float replaced by ``None`` (JSON has no NaN)."""
+    if isinstance(o, float):
+        return o if math.isfinite(o) else None
+    if isinstance(o, dict):
+        return {k: _finite(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_finite(v) for v in o]
+    return o
+
+
 def _json_default(o: Any) -> Any:
     if isinstance(o, torch.Tensor):
-        return o.tolist()
-    if isinstance(o, float) and not math.isfinite(o):
-        return None
+        return _finite(o.tolist())
     if hasattr(o, "item"):
-        return o.item()
+        return _finite(o.item())
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")

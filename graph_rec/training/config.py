@@ -13,6 +13,8 @@ from graph_rec.errors import ConfigError
 
 LOSSES = ("bpr", "softmax")
 SAMPLING = ("full", "neighbour")
+#: train settings a resumed run may change (everything else must match the checkpoint)
+RESUMABLE_CHANGES = ("epochs", "max_seconds", "device")
 _METRIC = re.compile(r"^(recall|ndcg|precision|hit|mrr)@([1-9][0-9]*)$")
 
 
@@ -40,7 +42,8 @@ class TrainConfig:
         seed: seeds initialisation, sampling and dropout (through forked generators).
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, or ``"auto"`` (CUDA when available).
         grad_clip: clip the gradient norm to this (0: off).
-        max_seconds: stop training after this wall time (0: no limit).
+        max_seconds: stop training after this wall time (0: no limit). The epoch that reaches it is
+            evaluated on validation; a run stopped by it goes on when resumed with a larger limit or none.
         checkpoint_every: write a resumable checkpoint every this many epochs (0: only at evaluations).
         sampling: ``"full"`` propagates the whole graph at every step; ``"neighbour"`` propagates
             only over a sampled neighbourhood of the batch's nodes (:mod:`graph_rec.training.sampled`:

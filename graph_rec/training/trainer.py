@@ -26,7 +26,7 @@ from graph_rec.errors import CheckpointError, ConfigError, DataError
 from graph_rec.eval.evaluator import EvalConfig, evaluate
 from graph_rec.models.base import RecModel, Scorer, make_model
 from graph_rec.training.checkpoint import load_checkpoint, save_checkpoint, save_state_dict
-from graph_rec.training.config import TrainConfig
+from graph_rec.training.config import RESUMABLE_CHANGES, TrainConfig
 from graph_rec.training.losses import bpr_loss, softmax_loss
 from graph_rec.training.sampling import epoch_batches, shared_negative_mask
 
@@ -126,6 +126,8 @@ def fit(
     model.to(device)
     run = Path(run_dir) if run_dir is not None else None
     fingerprint = dict(fingerprint or {})
+    # a resume must match the training settings, whoever calls (the run layer adds model, view, data)
+    fingerprint.setdefault("train", {k: v for k, v in config.to_dict().items() if k not in RESUMABLE_CHANGES})
     t_start = time.perf_counter()
 
     if not model.trainable:
@@ -214,11 +216,15 @@ def _loop(
                 )
             sampler.generator.set_state(state["extra_rng"][key])
         logger.info("resumed from %s at epoch %d", run / "checkpoint", start_epoch)
-        if state.get("finished") and (state.get("stopped") != "epochs" or start_epoch > config.epochs):
+        stopped_before = state.get("stopped", "epochs")
+        # a run stopped by its time limit goes on when resumed with more time (or none)
+        more_time = stopped_before == "max_seconds" and (not config.max_seconds or elapsed_before < config.max_seconds)
+        if state.get("finished") and (start_epoch > config.epochs or not (stopped_before == "epochs" or more_time)):
             if best_state is not None:
                 model.load_state_dict({k: v.to(device) for k, v in best_state.items()})
+            model.eval()
             result.seconds = elapsed_before
-            result.stopped = state.get("stopped", "epochs")
+            result.stopped = stopped_before
             return result
 
     def now() -> float:
@@ -280,7 +286,11 @@ def _loop(
             sums = {k: float(v) / dist.world_size for k, v in zip(keys, total, strict=True)}
         entry: dict[str, Any] = {"epoch": epoch, **{k: v / max(steps, 1) for k, v in sums.items()}}
         improved = False
-        if epoch % config.eval_every == 0 or epoch == config.epochs:
+        # the time limit is checked on rank 0's clock, the same on every rank; an epoch that ends
+        # the training is evaluated even between evaluation epochs, so no trained epoch goes unseen
+        t_epoch = dist.broadcast_object(now()) if dist.enabled else now()
+        time_up = bool(config.max_seconds) and t_epoch >= config.max_seconds
+        if epoch % config.eval_every == 0 or epoch == config.epochs or time_up:
             model.eval()
             with torch.inference_mode():
                 res = evaluate(scorer_for(model, config), data, part="valid", config=eval_config, dist=dist)
@@ -310,7 +320,7 @@ def _loop(
             bar.set_postfix(loss=f"{entry['loss']:.4f}", **({config.metric: f"{best_score:.4f}"} if best_state else {}))
         if bad_evals >= config.patience:
             stopped = "early_stopping"
-        elif config.max_seconds and entry["seconds"] >= config.max_seconds:  # rank 0's clock on every rank
+        elif time_up or (config.max_seconds and entry["seconds"] >= config.max_seconds):
             stopped = "max_seconds"
         finished = stopped != "epochs" or epoch == config.epochs
         write = run is not None and (

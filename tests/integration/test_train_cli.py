@@ -82,6 +82,9 @@ def test_train_evaluate_resume_on_the_synthetic_world(tmp_path, cache_root) -> N
     again = run("train", str(cfg), "--out", str(out), "--resume", "--json")
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["test"] == pytest.approx(summary["test"])
+    changed = run("train", str(cfg), "--out", str(out), "--resume", "--set", "train.lr=0.5")
+    assert changed.returncode == 2 and "train.lr: 0.01 saved, 0.5 now" in changed.stderr, changed.stderr
+    assert "only train.epochs, train.max_seconds, train.device may change" in changed.stderr
     longer = run("train", str(cfg), "--out", str(out), "--resume", "--set", "train.epochs=8", "--json")
     assert longer.returncode == 0, longer.stderr
     hist = json.loads((out / "history.json").read_text())

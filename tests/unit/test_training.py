@@ -138,7 +138,7 @@ def test_resume_after_a_crash_gives_the_same_result(world_data, tmp_path, monkey
 
 def test_resume_from_an_incompatible_run_is_refused(world_data, tmp_path):
     _train(world_data, settings={"embedding_dim": 8, "num_layers": 2}, run_dir=tmp_path / "r", epochs=2)
-    with pytest.raises(CheckpointError, match=r"differs in \['embedding_dim'\].*checkpoint 8 vs now 16"):
+    with pytest.raises(CheckpointError, match=r"the run differs \(embedding_dim: 8 saved, 16 now\)"):
         _train(world_data, settings={"embedding_dim": 16, "num_layers": 2}, run_dir=tmp_path / "r", resume=True)
     with pytest.raises(CheckpointError, match="no checkpoint"):
         _train(world_data, run_dir=tmp_path / "empty", resume=True)
@@ -148,6 +148,127 @@ def test_resume_from_an_incompatible_run_is_refused(world_data, tmp_path):
     state.write_text(json.dumps(payload))
     with pytest.raises(CheckpointError, match="format 99"):
         _train(world_data, settings={"embedding_dim": 8, "num_layers": 2}, run_dir=tmp_path / "r", resume=True)
+
+
+def test_resume_refuses_other_training_settings_without_a_fingerprint(world_data, tmp_path):
+    model = init_model("graphrec", {"embedding_dim": 8}, world_data, seed=0)
+    cfg = TrainConfig(epochs=2, batch_size=128, lr=0.01, eval_every=1)
+    fit(model, world_data, cfg, eval_config=EVAL, run_dir=tmp_path)
+    other = TrainConfig(epochs=4, batch_size=64, lr=0.01, eval_every=1, loss="softmax", num_negatives=4)
+    with pytest.raises(CheckpointError) as err:
+        fit(model, world_data, other, eval_config=EVAL, run_dir=tmp_path, resume=True)
+    msg = str(err.value)
+    assert "train.batch_size: 128 saved, 64 now" in msg and "train.loss: 'bpr' saved, 'softmax' now" in msg
+    assert "epochs" not in msg  # a resume may run longer
+    fit(
+        model,
+        world_data,
+        TrainConfig(epochs=3, batch_size=128, lr=0.01, eval_every=1),
+        eval_config=EVAL,
+        run_dir=tmp_path,
+        resume=True,
+    )
+
+
+def test_resuming_a_finished_run_gives_the_finished_model_in_eval_mode(world_data, tmp_path):
+    settings = {"embedding_dim": 8, "num_layers": 2, "feature_dropout": 0.5}
+    _, fresh = _train(world_data, settings=settings, run_dir=tmp_path, epochs=4)
+    model = init_model("graphrec", settings, world_data, seed=2026)
+    cfg = TrainConfig(epochs=4, batch_size=128, lr=0.01, eval_every=2, patience=10)
+    result = fit(
+        model,
+        world_data,
+        cfg,
+        eval_config=EVAL,
+        run_dir=tmp_path,
+        resume=True,
+        fingerprint={"name": "graphrec", **settings},
+    )
+    assert result.stopped == "epochs" and not model.training
+    with torch.inference_mode():
+        assert torch.equal(model.scorer()(torch.arange(world_data.num_users)), fresh)
+
+
+def test_a_time_limit_evaluates_its_last_epoch_and_a_resume_with_more_time_goes_on(world_data, tmp_path):
+    # eval_every 5: the limit stops training after epoch 1, which is evaluated all the same
+    limited, _ = _train(world_data, run_dir=tmp_path, epochs=6, eval_every=5, max_seconds=1e-9)
+    assert limited.stopped == "max_seconds" and limited.best_epoch == 1
+    assert [h["epoch"] for h in limited.history if "valid" in h] == [1]
+    same, _ = _train(world_data, run_dir=tmp_path, resume=True, epochs=6, eval_every=5, max_seconds=1e-9)
+    assert same.stopped == "max_seconds" and len(same.history) == 1  # no more time: nothing more trained
+    more, _ = _train(world_data, run_dir=tmp_path, resume=True, epochs=6, eval_every=5, max_seconds=0)
+    assert more.stopped == "epochs" and [h["epoch"] for h in more.history] == [1, 2, 3, 4, 5, 6]
+
+
+def test_a_damaged_checkpoint_is_a_checkpoint_error_and_restores_nothing(world_data, tmp_path):
+    from graph_rec.training.checkpoint import load_checkpoint
+
+    _train(world_data, run_dir=tmp_path, epochs=2)
+    ckpt = tmp_path / "checkpoint"
+    model = init_model("graphrec", {"embedding_dim": 8, "num_layers": 2}, world_data, seed=5)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    opt = torch.optim.Adam(model.parameters())
+    gen = torch.Generator().manual_seed(3)
+    fp = {"name": "graphrec", "train": json.loads((ckpt / "state.json").read_text())["fingerprint"]["train"]}
+
+    def load():
+        return load_checkpoint(ckpt, model=model, optimizer=opt, generator=gen, fingerprint=fp)
+
+    (ckpt / "rng.safetensors").rename(tmp_path / "rng")
+    with pytest.raises(CheckpointError, match="rng.safetensors is missing"):
+        load()
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # the model was not touched
+    (tmp_path / "rng").rename(ckpt / "rng.safetensors")
+    (ckpt / "optimizer.safetensors").write_bytes(b"\x00" * 20)
+    with pytest.raises(CheckpointError, match="cannot read .*optimizer.safetensors"):
+        load()
+    text = (ckpt / "state.json").read_text()
+    (ckpt / "state.json").write_text(text[: len(text) // 2])
+    with pytest.raises(CheckpointError, match="state.json is damaged"):
+        load()
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+def test_an_interrupted_checkpoint_swap_says_where_the_old_one_is(tmp_path):
+    from graph_rec.training.checkpoint import load_checkpoint
+
+    (tmp_path / ".checkpoint.old-4242").mkdir()
+    with pytest.raises(CheckpointError, match=r"left .*\.checkpoint\.old-4242: rename it to checkpoint"):
+        load_checkpoint(
+            tmp_path / "checkpoint",
+            model=torch.nn.Linear(1, 1),
+            optimizer=None,
+            generator=torch.Generator(),
+            fingerprint={},
+        )
+
+
+def test_settings_differences_name_each_leaf():
+    from graph_rec.training.checkpoint import differences
+
+    saved = {"train": {"lr": 0.002, "ks": [10, 20]}, "model": {"d": 8}, "gone": 1}
+    now = {"train": {"lr": 0.004, "ks": (10, 20)}, "model": {"d": 8}, "new": {"a": 1}}
+    assert differences(saved, now) == [
+        "gone: 1 saved, absent now",
+        "new: absent saved, {'a': 1} now",
+        "train.lr: 0.002 saved, 0.004 now",
+    ]
+    assert differences(saved, saved) == []
+
+
+def test_non_finite_state_values_are_written_as_null(tmp_path):
+    from graph_rec.training.checkpoint import save_checkpoint
+
+    model = torch.nn.Linear(2, 1)
+    state = {
+        "epoch": 1,
+        "best_score": float("nan"),
+        "history": [{"loss": float("inf")}],
+        "t": torch.tensor(float("nan")),
+    }
+    save_checkpoint(tmp_path / "c", model=model, optimizer=None, generator=torch.Generator(), state=state)
+    saved = json.loads((tmp_path / "c" / "state.json").read_text())
+    assert saved["best_score"] is None and saved["history"] == [{"loss": None}] and saved["t"] is None
 
 
 def test_closed_form_models_go_through_the_same_trainer(world_data):
