@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import types
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,10 +49,59 @@ def config_from_dict(cls: type, d: Mapping[str, Any], what: str) -> Any:
     if unknown:
         raise ConfigError(f"unknown {what} setting(s) {unknown}; valid keys: {valid}")
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+    hints = typing.get_type_hints(cls)
+    for key, value in values.items():
+        if not _fits(value, hints.get(key, Any)):
+            raise ConfigError(f"{what} setting {key!r} must be {_describe(hints[key])}, got {value!r}")
     try:
         return cls(**values)
     except TypeError as exc:  # a wrong type that the dataclass itself rejected
         raise ConfigError(f"bad {what} settings: {exc}") from exc
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether a config value has the type its dataclass field declares (ints count as floats)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any or isinstance(hint, typing.TypeVar):
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, a) for a in args)
+    if origin is typing.Literal:
+        return any(value == a and type(value) is type(a) for a in args)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int | np.integer) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if origin is tuple:
+        if not isinstance(value, tuple):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_fits(v, args[0]) for v in value)
+        return len(args) == len(value) and all(_fits(v, a) for v, a in zip(value, args, strict=True))
+    if origin in (dict, Mapping) or hint in (dict, Mapping):
+        return isinstance(value, Mapping)
+    return True  # a type this check does not know: the dataclass's own checks decide
+
+
+def _describe(hint: Any) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in args)
+    if origin is typing.Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    if hint is type(None):
+        return "absent (none)"
+    if origin is tuple:
+        inner = _describe(args[0]) if args else "values"
+        return f"a list of {inner.removeprefix('a ').removeprefix('an ')}"
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+    return names.get(hint, getattr(hint, "__name__", str(hint)))
 
 
 def check_int(name: str, value: Any, *, minimum: int = 0) -> None:
@@ -102,7 +153,7 @@ class DataConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> DataConfig:
-        return config_from_dict(cls, d, "data")
+        return config_from_dict(cls, d, "view")
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}

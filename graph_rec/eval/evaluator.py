@@ -94,7 +94,7 @@ class EvalConfig:
         unknown = [m for m in self.metrics if m not in ACCURACY_METRICS]
         if unknown:
             raise ConfigError(f"unknown metric(s) {unknown}; valid metrics: {list(ACCURACY_METRICS)}")
-        object.__setattr__(self, "metrics", tuple(self.metrics))
+        object.__setattr__(self, "metrics", tuple(dict.fromkeys(self.metrics)))  # repeats once, like ks
         for name in ("beyond_accuracy", "sampled"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
@@ -270,6 +270,12 @@ def evaluate(
         feats = item_features if item_features is not None else getattr(scorer, "item_repr", None)
         if feats is not None and (feats.dim() != 2 or feats.shape[0] != num_items):
             raise DataError(f"item features must be [num_items={num_items}, d], got shape {tuple(feats.shape)}")
+        if feats is not None and not bool(torch.isfinite(feats).all()):
+            bad = torch.nonzero(~torch.isfinite(feats).all(1)).flatten()
+            raise DataError(
+                f"item features have NaN or infinite values in {bad.numel()} row(s) (item indices, first: "
+                f"{bad[:5].tolist()}): intra-list diversity would be NaN"
+            )
         if feats is None:
             logger.info("no item features and no scorer.item_repr: diversity@%d is left out", max_k)
         popularity = data.train.item_counts()

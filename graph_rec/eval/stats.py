@@ -176,6 +176,11 @@ def compare_results(baseline: Any, other: Any, metric: str, **kwargs: Any) -> Pa
         if metric not in per_user:
             valid = sorted(k for k in per_user if k != "user_idx")
             raise ConfigError(f"the {label} result has no per-user {metric!r}; it has {valid}")
+        if per_user[metric].shape[0] != per_user["user_idx"].shape[0]:
+            raise DataError(
+                f"the {label} result's per-user {metric!r} has {per_user[metric].shape[0]} values for "
+                f"{per_user['user_idx'].shape[0]} users: the values cannot be matched to users"
+            )
         order = torch.argsort(per_user["user_idx"])
         rows.append((per_user["user_idx"][order], per_user[metric][order]))
     (users_a, a), (users_b, b) = rows

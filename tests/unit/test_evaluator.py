@@ -249,6 +249,10 @@ def test_errors_for_parts_and_shapes(data: RecData) -> None:
         evaluate(table_scorer(SCORES), data, part="train")
     with pytest.raises(DataError, match="shape"):
         evaluate(table_scorer(SCORES[:, :5]), data)
+    nan_feats = FEATS.clone()
+    nan_feats[4, 1] = float("nan")
+    with pytest.raises(DataError, match=r"NaN or infinite values in 1 row\(s\) \(item indices, first: \[4\]\)"):
+        evaluate(table_scorer(SCORES), data, config=EvalConfig(ks=(2,)), item_features=nan_feats)
     empty = make_data(2, 3, [(0, 0)], [], [(1, 1)])
     with pytest.raises(DataError, match="nothing to evaluate"):
         evaluate(table_scorer(torch.zeros(2, 3)), empty, part="valid")
@@ -266,6 +270,14 @@ def test_config_errors_and_round_trip() -> None:
     assert cfg.ks == (5, 50) and cfg.metrics == ("ndcg",)
     assert EvalConfig.from_dict(cfg.to_dict()) == cfg
     assert json.loads(json.dumps(cfg.to_dict()))["ks"] == [5, 50]
+
+
+def test_a_metric_named_twice_is_computed_once_per_user(data: RecData) -> None:
+    cfg = EvalConfig(ks=(1, 1), metrics=("recall", "ndcg", "recall"), beyond_accuracy=False, batch_size=1)
+    assert cfg.metrics == ("recall", "ndcg")
+    res = evaluate(table_scorer(SCORES), data, part="test", config=cfg, keep_per_user=True)
+    assert res.per_user["user_idx"].tolist() == [0, 1, 2]
+    assert res.per_user["recall@1"].tolist() == [1.0, 0.0, 1.0]  # u0 i2 hit, u1 i4 miss, u2 i4 hit
 
 
 def test_result_to_dict_is_json(data: RecData) -> None:

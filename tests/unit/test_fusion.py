@@ -111,7 +111,7 @@ def test_config_from_dict_rejects_unknown_keys_and_bad_values() -> None:
     assert FusionConfig.from_dict(FusionConfig().to_dict()) == FusionConfig()
     with pytest.raises(ConfigError, match=r"\['fusion_mode'\].*valid keys: \['mode', 'out_dim', 'dropout'\]"):
         FusionConfig.from_dict({"fusion_mode": "gated"})
-    with pytest.raises(ConfigError, match="mode must be"):
+    with pytest.raises(ConfigError, match=r"fusion setting 'mode' must be one of 'concat', 'gated', 'sum', got 'mean'"):
         FusionConfig.from_dict({"mode": "mean"})
     with pytest.raises(ConfigError, match="out_dim"):
         FusionConfig(out_dim=0)

@@ -137,3 +137,12 @@ def test_compare_results_refuses_results_it_cannot_pair():
         compare_results(test, test, "recall@20")
     with pytest.raises(DataError, match=r"different users .3 and 3; only in the baseline, first: \[2\]"):
         compare_results(test, valid, "recall@1")
+    doubled = type(test)(
+        test.part,
+        test.metrics,
+        test.num_users,
+        test.seconds,
+        {**test.per_user, "recall@1": test.per_user["recall@1"].repeat(2)},
+    )
+    with pytest.raises(DataError, match=r"per-user 'recall@1' has 6 values for 3 users"):
+        compare_results(test, doubled, "recall@1")

@@ -1,0 +1,54 @@
+"""A run config's sections are checked when it is read: types, choices and shapes, each error naming its setting."""
+
+from __future__ import annotations
+
+import pytest
+
+from graph_rec.errors import ConfigError
+from graph_rec.runs import RunConfig
+
+BASE = {"data": {"dataset": "synthetic"}}
+
+
+@pytest.mark.parametrize(
+    ("sections", "message"),
+    [
+        ({"graph": {"tags": "false"}}, r"graph setting 'tags' must be true or false, got 'false'"),
+        ({"data": {"dataset": "synthetic", "seed": "x"}}, r"data setting 'seed' must be an integer, got 'x'"),
+        ({"data": {"dataset": "synthetic", "split": "bogus"}}, r"data.split must be one of \[.*'random'.*got 'bogus'"),
+        ({"data": {"dataset": "synthetic", "on_error": "ignore"}}, r"data.on_error must be one of \['raise', 'skip'\]"),
+        ({"data": {"dataset": "synthetic", "ratios": [0.5, 0.1]}}, r"data.ratios must sum to 1"),
+        ({"data": {"dataset": 7}}, r"data setting 'dataset' must be a string, got 7"),
+        ({"features": {"batch_size": "x"}}, r"features setting 'batch_size' must be an integer"),
+        ({"features": {"max_length": 0}}, r"features.max_length must be an integer >= 1"),
+        ({"features": {"pooling": "max"}}, r"features.pooling must be one of \['mean', 'cls'\]"),
+        ({"features": {"node_types": "item"}}, r"features setting 'node_types' must be a list of .*string"),
+        ({"graph": {"weight": "stars"}}, r"graph.weight must be one of \['rating', 'binary', 'count', 'log_count'\]"),
+        ({"graph": {"entities": "spacey"}}, r"graph.entities must be one of .*gazetteer:<names.tsv>, got 'spacey'"),
+        ({"graph": {"min_rating": "4"}}, r"graph setting 'min_rating' must be a number or absent"),
+        ({"view": {"nodes": []}}, r"unknown view setting\(s\) \['nodes'\]; valid keys: \['node_types'"),
+        ({"model": "graphrec"}, r"\[model\] must be a table"),
+        (
+            {"model": {"name": "graphrec", "embedding_dim": "8"}},
+            r"model 'graphrec' setting 'embedding_dim' must be an integer",
+        ),
+        ({"train": {"lr": "0.1"}}, r"train setting 'lr' must be a number, got '0.1'"),
+        ({"train": {"loss": "hinge"}}, r"train setting 'loss' must be one of 'bpr', 'softmax', got 'hinge'"),
+    ],
+)
+def test_a_bad_setting_is_an_error_naming_it(sections, message):
+    with pytest.raises(ConfigError, match=message):
+        RunConfig.from_dict({**BASE, **sections})
+
+
+def test_good_settings_pass_and_ints_count_as_numbers():
+    cfg = RunConfig.from_dict(
+        {
+            **BASE,
+            "graph": {"min_rating": 3, "entities": "gazetteer:names.tsv"},
+            "train": {"lr": 1, "max_seconds": 60},
+            "data": {"dataset": "synthetic", "ratios": [0.8, 0.2]},
+        }
+    )
+    assert cfg.graph.min_rating == 3 and cfg.train.lr == 1 and cfg.data.ratios == (0.8, 0.2)
+    assert RunConfig.from_dict(cfg.to_dict()) == cfg
