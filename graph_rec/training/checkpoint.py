@@ -4,8 +4,8 @@ A checkpoint directory holds:
 
 * ``model.safetensors``: the model's state dict;
 * ``optimizer.safetensors``: every tensor of the optimiser state, keyed ``state.<param>.<name>``;
-* ``rng.safetensors``: the sampling generator's and torch's global CPU RNG states (uint8), and
-  any extra generator states (``extra.<name>``, e.g. each rank's neighbour-sampling generator);
+* ``rng.safetensors``: the sampling generator's and torch's global CPU RNG states (uint8), the
+  CUDA generator's on a GPU run, and any extra generator states (``extra.<name>``, e.g. each rank's neighbour-sampling generator);
 * ``state.json``: format version, epoch, optimiser hyper-parameters (``param_groups``), the
   non-tensor optimiser state, early-stopping counters, the history so far, and a fingerprint of
   the run (model, configs, data shape) that a resume must match.
@@ -63,10 +63,12 @@ def save_checkpoint(
     generator: torch.Generator,
     state: dict[str, Any],
     extra_rng: dict[str, torch.Tensor] | None = None,
+    device: torch.device | None = None,
 ) -> None:
     """Write a resumable checkpoint directory atomically (replacing the previous one).
 
-    ``extra_rng`` maps names to further generator states (``Generator.get_state()``) to keep.
+    ``extra_rng`` maps names to further generator states (``Generator.get_state()``) to keep; on a
+    CUDA ``device`` its generator's state is kept too (GPU dropout draws from it).
     """
     with atomic_dir(path, overwrite=True) as tmp:
         save_state_dict(model, tmp / "model.safetensors")
@@ -75,6 +77,8 @@ def save_checkpoint(
             tensors, opt_meta = _optimizer_tensors(optimizer)
             save_file(tensors, str(tmp / "optimizer.safetensors"))
         rng = {"generator": generator.get_state(), "torch_cpu": torch.get_rng_state()}
+        if device is not None and device.type == "cuda":
+            rng["torch_cuda"] = torch.cuda.get_rng_state(device)
         rng.update({f"extra.{name}": t.detach().to("cpu").contiguous() for name, t in (extra_rng or {}).items()})
         save_file(rng, str(tmp / "rng.safetensors"))
         payload = {"format_version": FORMAT_VERSION, **state, "optimizer": opt_meta}
@@ -88,8 +92,12 @@ def load_checkpoint(
     optimizer: torch.optim.Optimizer | None,
     generator: torch.Generator,
     fingerprint: dict[str, Any],
+    device: torch.device | None = None,
 ) -> dict[str, Any]:
     """Restore model, optimiser and RNG states; returns the saved ``state`` dict.
+
+    A CUDA generator state saved by a run on the GPU is restored on a CUDA ``device`` (a run
+    resumed on another kind of device goes on, but not bit for bit).
 
     Every file is read and checked before anything is restored, so a damaged checkpoint leaves the
     model, optimiser and generators as they were. The extra generator states saved with
@@ -153,6 +161,8 @@ def load_checkpoint(
     model.load_state_dict({k: v.to(device) for k, v in model_state.items()})
     generator.set_state(rng["generator"])
     torch.set_rng_state(rng["torch_cpu"])
+    if "torch_cuda" in rng and device is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(rng["torch_cuda"], device)
     state["extra_rng"] = {k.split(".", 1)[1]: v for k, v in rng.items() if k.startswith("extra.")}
     return state
 

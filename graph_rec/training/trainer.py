@@ -10,9 +10,10 @@ and a run resumed from its checkpoint continues exactly where it stopped.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,10 +71,24 @@ def resolve_device(name: str) -> torch.device:
     return SINGLE.device(name)
 
 
+@contextlib.contextmanager
+def seeded(seed: int, device: torch.device | None = None) -> Iterator[None]:
+    """torch's global RNG seeded with ``seed`` inside the block and given back as it was after it.
+
+    On a CUDA ``device`` every CUDA device's generator is seeded and restored too (dropout on the
+    GPU draws from it); otherwise CUDA is left alone, not even seeded lazily.
+    """
+    cuda = device is not None and device.type == "cuda"
+    with torch.random.fork_rng(devices=list(range(torch.cuda.device_count())) if cuda else []):
+        torch.random.default_generator.manual_seed(seed)
+        if cuda:
+            torch.cuda.manual_seed_all(seed)
+        yield
+
+
 def init_model(name: str, settings: Mapping[str, Any], data: RecData, *, seed: int) -> RecModel:
     """Build a registered model with its parameters initialised from ``seed`` (global RNG untouched)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded(seed):
         return make_model(name, settings, data.graph, data.train)
 
 
@@ -153,8 +168,7 @@ def fit(
         raise DataError("no training interactions")
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     gen = torch.Generator().manual_seed(config.seed)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)
+    with seeded(config.seed, device):
         dist.broadcast_parameters(model)
         return _loop(
             model, data, config, eval_config, opt, gen, device, run, resume, fingerprint, progress, t_start, dist
@@ -193,7 +207,9 @@ def _loop(
     if resume:
         if run is None:
             raise ConfigError("resume needs a run directory")
-        state = load_checkpoint(run / "checkpoint", model=model, optimizer=opt, generator=gen, fingerprint=fingerprint)
+        state = load_checkpoint(
+            run / "checkpoint", model=model, optimizer=opt, generator=gen, fingerprint=fingerprint, device=device
+        )
         start_epoch = int(state["epoch"]) + 1
         bad_evals = int(state["bad_evals"])
         best_score = float(state["best_score"]) if state["best_score"] is not None else float("-inf")
@@ -358,6 +374,7 @@ def _loop(
                     "world_size": dist.world_size,
                 },
                 extra_rng=extra_rng,
+                device=device,
             )
         if stopped != "epochs":
             break

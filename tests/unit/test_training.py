@@ -366,3 +366,16 @@ def test_sampled_training_settings_are_checked(world_data):
             epochs=1,
             **SAMPLED,
         )
+
+
+def test_seeded_blocks_draw_from_the_seed_and_give_the_global_rng_back():
+    from graph_rec.training.trainer import seeded
+
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    with seeded(7):
+        drawn = torch.rand(2)
+    assert torch.equal(torch.rand(3), expected)  # the caller's stream goes on as if nothing happened
+    torch.manual_seed(7)
+    assert torch.equal(drawn, torch.rand(2))  # the same stream torch.manual_seed(7) gives
