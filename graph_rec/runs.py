@@ -181,6 +181,12 @@ class RunConfig:
         name = model.pop("name", "graphrec")
         cls_ = model_class(name)  # ConfigError listing the registered models
         config_from_dict(cls_.config_class, model, f"model {name!r}")  # validate the settings now
+        train = TrainConfig.from_dict(d.get("train", {}))
+        evaluation = EvalConfig.from_dict(d.get("eval", {}))
+        if train.metric_k not in evaluation.ks:  # checked by fit() too, but only after the data is built
+            raise ConfigError(
+                f"train.metric {train.metric!r} needs k={train.metric_k} in eval.ks {list(evaluation.ks)}"
+            )
         return cls(
             data=config_from_dict(DataSource, d["data"], "data"),
             graph=config_from_dict(GraphOptions, d.get("graph", {}), "graph"),
@@ -188,8 +194,8 @@ class RunConfig:
             view=DataConfig.from_dict(d.get("view", {})),
             model=name,
             model_settings=model,
-            train=TrainConfig.from_dict(d.get("train", {})),
-            eval=EvalConfig.from_dict(d.get("eval", {})),
+            train=train,
+            eval=evaluation,
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -34,6 +34,10 @@ BASE = {"data": {"dataset": "synthetic"}}
         ),
         ({"train": {"lr": "0.1"}}, r"train setting 'lr' must be a number, got '0.1'"),
         ({"train": {"loss": "hinge"}}, r"train setting 'loss' must be one of 'bpr', 'softmax', got 'hinge'"),
+        (
+            {"train": {"metric": "ndcg@5"}, "eval": {"ks": [10, 20]}},
+            r"train.metric 'ndcg@5' needs k=5 in eval.ks \[10, 20\]",
+        ),
     ],
 )
 def test_a_bad_setting_is_an_error_naming_it(sections, message):
