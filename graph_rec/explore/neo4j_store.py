@@ -109,6 +109,12 @@ class Neo4jStore:
                     continue
             for label in (META_LABEL, EXPLANATION_LABEL):
                 self._labels.pop(label, None)
+            if not self._labels:
+                raise SchemaError(
+                    f"{self.settings.uri} (database {self.settings.database!r}) holds no graph written by "
+                    "graph-rec (no metadata node and no node labels of a graph): write one with "
+                    "`graph-rec neo4j write` first"
+                )
         self._types = {t: lb for lb, t in self._labels.items()}
 
     def _label(self, node_type: str) -> str | None:

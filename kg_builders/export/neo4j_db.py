@@ -243,12 +243,16 @@ class Neo4jSettings:
     def __post_init__(self) -> None:
         if not isinstance(self.uri, str):
             raise ConfigError("uri must be a string such as bolt://localhost:7687")
-        parts = urlsplit(self.uri)
+        if "@" in self.uri:
+            # never echo such a URI: it may hold a password, however malformed it is
+            raise ConfigError("the uri must not contain credentials (an '@'); set user and password separately")
+        try:
+            parts = urlsplit(self.uri)
+            parts.port  # noqa: B018 - urlsplit checks the port only when it is read
+        except ValueError as exc:
+            raise ConfigError(f"uri {self.uri!r} is not a valid URL ({exc}); e.g. bolt://localhost:7687") from exc
         if parts.scheme not in _SCHEMES:
             raise ConfigError(f"uri scheme {parts.scheme!r} is not supported; valid: {', '.join(_SCHEMES)}")
-        if "@" in parts.netloc:
-            # never echo the URI here: it may hold a password
-            raise ConfigError("the uri must not contain credentials; set user and password separately")
         if not parts.hostname:
             raise ConfigError(f"uri {self.uri!r} has no host")
         for name in ("user", "password", "database"):
@@ -280,14 +284,24 @@ class Neo4jSettings:
 
 
 # ----------------------------------------------------------------------------- driver and errors
-def _scrub(text: str, secret: str) -> str:
-    return text.replace(secret, "***") if secret else text
+def _detail(exc: BaseException, secret: str) -> str:
+    """The driver's own message, or a note that it is withheld when it holds ``secret``.
+
+    Never a search-and-replace inside it: masking each occurrence would show where the password
+    matched (a password equal to the user name, or a digit of the port).
+    """
+    text = str(exc).strip() or type(exc).__name__
+    return "the driver's message is withheld: it contains the password" if secret and secret in text else text
 
 
 def driver_error(exc: BaseException, settings: Neo4jSettings, action: str) -> ExportError:
-    """An :class:`ExportError` for a driver error: names the URI and database, never the password."""
+    """An :class:`ExportError` for a driver error: names the URI and database, never the password.
+
+    The message is built from settings that hold no secret (the URI cannot carry credentials) and
+    the driver's own message unless it contains the password.
+    """
     exceptions = require("neo4j.exceptions")
-    detail = _scrub(str(exc).strip() or type(exc).__name__, settings.password)
+    detail = _detail(exc, settings.password)
     where = f"{settings.uri} (database {settings.database!r})"
     if isinstance(exc, exceptions.AuthError):
         text = f"{action}: the Neo4j server at {settings.uri} refused user {settings.user!r} (wrong user or password?)"
@@ -298,7 +312,7 @@ def driver_error(exc: BaseException, settings: Neo4jSettings, action: str) -> Ex
         )
     else:
         text = f"{action}: Neo4j at {where} failed: {type(exc).__name__}: {detail}"
-    return ExportError(_scrub(text, settings.password))
+    return ExportError(text)
 
 
 @contextlib.contextmanager
@@ -772,10 +786,6 @@ def write_neo4j(
             w = _Writer(session, settings, report, bar)
             clock = _Clock(report.phase_seconds)
             old = _read_meta(session)
-            if clear:
-                for lb in dict.fromkeys([*_labels_of(old), *labels, EXPLANATION_LABEL]):
-                    _delete_label(session, lb)
-                old = None
             for lb in [*labels, EXPLANATION_LABEL, META_LABEL]:
                 w.constraint(lb)
             for rel_type in dict.fromkeys([e["type"] for e in schema["edges"]]):
@@ -788,9 +798,14 @@ def write_neo4j(
                     "schema": json.dumps(schema, ensure_ascii=False),
                     "report": json.dumps(kg.report.to_dict(), ensure_ascii=False, default=_json_default),
                     "recipe": json.dumps(kg.recipe, ensure_ascii=False, default=_json_default),
-                    "labels_written": sorted(set(_labels_of(old)) | set(labels)),
+                    "labels_written": sorted(set(labels) if clear else set(_labels_of(old)) | set(labels)),
                 }
             )
+            # cleared only once the metadata says "writing": a write that fails from here on is
+            # marked incomplete, never an emptied database that still says "complete"
+            if clear:
+                for lb in dict.fromkeys([*_labels_of(old), *labels, EXPLANATION_LABEL]):
+                    _delete_label(session, lb)
             clock.lap("schema")
             for spec in schema["nodes"]:
                 w.nodes(spec, _node_rows(kg, spec, embeddings.get(spec["type"])))

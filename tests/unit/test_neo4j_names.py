@@ -127,10 +127,20 @@ def test_bad_settings_are_config_errors(changes: dict) -> None:
         Neo4jSettings(**changes)
 
 
-def test_credentials_in_the_uri_are_refused_without_echoing_them() -> None:
-    with pytest.raises(ConfigError) as err:
-        Neo4jSettings(uri="bolt://bob:pa55word-xyz@localhost:7687")
+@pytest.mark.parametrize(
+    "uri",
+    ["bolt://bob:pa55word-xyz@localhost:7687", "bolt:bob:pa55word-xyz@db.example.com:7687", "bolt:///a:pa55word-xyz@h"],
+)
+def test_credentials_in_the_uri_are_refused_without_echoing_them(uri: str) -> None:
+    with pytest.raises(ConfigError, match="must not contain credentials") as err:
+        Neo4jSettings(uri=uri)
     assert "pa55word-xyz" not in str(err.value)
+
+
+@pytest.mark.parametrize("uri", ["bolt://[::1", "bolt://localhost:abc", "bolt://localhost:99999"])
+def test_a_malformed_uri_is_a_config_error_naming_it(uri: str) -> None:
+    with pytest.raises(ConfigError, match=r"is not a valid URL"):
+        Neo4jSettings(uri=uri)
 
 
 def test_from_dict_rejects_unknown_keys_with_the_valid_ones() -> None:
@@ -145,7 +155,13 @@ def test_driver_errors_name_the_uri_and_hide_the_password() -> None:
     auth = driver_error(neo4j.exceptions.AuthError("unauthorized"), s, "writing")
     assert "bolt://127.0.0.1:9" in str(auth) and "wrong user or password" in str(auth) and "'root'" in str(auth)
     gone = driver_error(neo4j.exceptions.ServiceUnavailable("lost s3cr3t-value"), s, "writing")
-    assert "is it running?" in str(gone) and "s3cr3t-value" not in str(gone) and "***" in str(gone)
+    assert "is it running?" in str(gone) and "s3cr3t-value" not in str(gone) and "withheld" in str(gone)
+    # nothing is masked inside other text, so nothing shows where a short password matched
+    same = Neo4jSettings(uri="bolt://localhost:7687", user="neo4j", password="neo4j")
+    assert "refused user 'neo4j'" in str(driver_error(neo4j.exceptions.AuthError("unauthorized"), same, "connecting"))
+    short = Neo4jSettings(uri="bolt://127.0.0.1:17687", user="root", password="7")
+    msg = str(driver_error(neo4j.exceptions.ServiceUnavailable("Couldn't connect"), short, "connecting"))
+    assert "bolt://127.0.0.1:17687" in msg and "Couldn't connect" in msg and "*" not in msg
     other = driver_error(neo4j.exceptions.CypherSyntaxError("bad"), s, "reading")
     assert isinstance(other, ExportError) and "CypherSyntaxError" in str(other) and "'neo4j'" in str(other)
 
@@ -296,3 +312,78 @@ def test_subcommands_reach_their_handlers_and_nodes_parse() -> None:
     for bad in ("item", ":x", "item:"):
         with pytest.raises(ConfigError, match="TYPE:ID"):
             parse_ref(bad)
+
+
+# --------------------------------------------------------------------- against a fake driver
+class _FakeSession:
+    """Records every statement; answers with ``handler(query)``; refuses schema changes when told."""
+
+    def __init__(self, log: list[str], handler, forbid_schema: bool) -> None:
+        self.log, self.handler, self.forbid_schema = log, handler, forbid_schema
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def run(self, query: str, params=None, **kw):
+        if self.forbid_schema and query.startswith("CREATE CONSTRAINT"):
+            raise neo4j.exceptions.ClientError("Schema operations are not allowed for user")
+        self.log.append(query)
+        rows = self.handler(query)
+
+        class Result(list):
+            def consume(self):
+                return None
+
+            def single(self):
+                return {"c": 0}
+
+        return Result(rows)
+
+    def execute_read(self, work, *args):
+        return work(self, *args)
+
+    execute_write = execute_read
+
+
+class _FakeDriver:
+    def __init__(self, log, handler, forbid_schema=False) -> None:
+        self.log, self.handler, self.forbid_schema = log, handler, forbid_schema
+
+    def session(self, **kw):
+        return _FakeSession(self.log, self.handler, self.forbid_schema)
+
+    def close(self) -> None:
+        return None
+
+
+def test_a_cleared_write_that_fails_is_marked_writing_before_anything_is_deleted(monkeypatch) -> None:
+    from tests.store_contract import contract_graph
+
+    log: list[str] = []
+    meta = {"p": {"id": "graph", "status": "complete", "labels_written": ["User", "Item"]}}
+
+    def handler(query: str):
+        return [meta] if "RETURN properties" in query else []
+
+    monkeypatch.setattr(neo4j_db, "open_driver", lambda s, a="": _FakeDriver(log, handler))
+    neo4j_db.write_neo4j(contract_graph(), Neo4jSettings(password="pw"), clear=True)
+    first_delete = next(i for i, q in enumerate(log) if "DETACH DELETE" in q)
+    first_meta = next(i for i, q in enumerate(log) if "GraphRecMeta" in q and "MERGE" in q)
+    assert first_meta < first_delete  # "writing" is recorded before the old graph goes
+    # a server that refuses schema changes fails the write before anything is deleted
+    log.clear()
+    monkeypatch.setattr(neo4j_db, "open_driver", lambda s, a="": _FakeDriver(log, handler, forbid_schema=True))
+    with pytest.raises(ExportError):
+        neo4j_db.write_neo4j(contract_graph(), Neo4jSettings(password="pw"), clear=True)
+    assert not any("DETACH DELETE" in q for q in log)
+
+
+def test_the_store_on_a_database_without_a_graph_says_so(monkeypatch) -> None:
+    import graph_rec.explore.neo4j_store as store_mod
+
+    monkeypatch.setattr(store_mod, "open_driver", lambda s, a="": _FakeDriver([], lambda q: []))
+    with pytest.raises(SchemaError, match=r"holds no graph written by graph-rec"):
+        store_mod.Neo4jStore(Neo4jSettings(password="pw"))
