@@ -157,6 +157,9 @@ class KnowledgeGraph:
     def _check(self) -> None:
         for t, ids in self.node_ids.items():
             check_name(t, "node type")
+            not_str = [i for i in ids if not isinstance(i, str)]
+            if not_str:
+                raise SchemaError(f"node type {t!r} has ids that are not strings: {not_str[:5]}")
             idx = pd.Index(ids)
             if not idx.is_unique:
                 raise SchemaError(f"node type {t!r} has duplicate ids: {idx[idx.duplicated()][:5].tolist()}")
@@ -174,8 +177,13 @@ class KnowledgeGraph:
             ei = e.edge_index
             if ei.ndim != 2 or ei.shape[0] != 2 or ei.dtype != np.int64:
                 raise SchemaError(f"{(s, r, d)}: edge_index must be int64 [2, E], got {ei.dtype} {ei.shape}")
-            if e.edge_weight.shape != (ei.shape[1],):
-                raise SchemaError(f"{(s, r, d)}: edge_weight must be [E]")
+            if e.edge_weight.shape != (ei.shape[1],) or e.edge_weight.dtype.kind != "f":
+                raise SchemaError(
+                    f"{(s, r, d)}: edge_weight must be float [E], got {e.edge_weight.dtype} {e.edge_weight.shape}"
+                )
+            for a, v in e.attrs.items():
+                if np.shape(v)[:1] != (ei.shape[1],):
+                    raise SchemaError(f"{(s, r, d)}: edge attribute {a!r} must have E rows, got shape {np.shape(v)}")
             if ei.shape[1] and (ei.min() < 0 or ei[0].max() >= self.num_nodes(s) or ei[1].max() >= self.num_nodes(d)):
                 raise SchemaError(f"{(s, r, d)}: edge_index out of range")
         for t, slots in self.features.items():
@@ -323,7 +331,8 @@ class KnowledgeGraph:
         """Read a directory written by :meth:`save`.
 
         Raises:
-            CheckpointError: a missing file, a foreign or newer format.
+            CheckpointError: a missing, unreadable or inconsistent file or key (named), a foreign
+                or newer format.
         """
         from safetensors import SafetensorError
         from safetensors.numpy import load_file
@@ -332,28 +341,48 @@ class KnowledgeGraph:
         for f in (GRAPH_FILE, NODES_FILE, ARRAYS_FILE):
             if not (p / f).is_file():
                 raise CheckpointError(f"{p} is not a saved graph: {f} is missing")
-        try:
-            meta = json.loads((p / GRAPH_FILE).read_text())
-            nodes = json.loads((p / NODES_FILE).read_text())
-        except json.JSONDecodeError as exc:
-            raise CheckpointError(f"{p}: corrupt JSON ({exc})") from exc
+        graph_file, nodes_file = p / GRAPH_FILE, p / NODES_FILE
+        meta, nodes = _json_object(graph_file), _json_object(nodes_file)
         if meta.get("format") != "graph-rec.knowledge-graph":
-            raise CheckpointError(f"{p / GRAPH_FILE} is not a graph-rec knowledge graph")
-        if int(meta.get("format_version", 0)) > FORMAT_VERSION:
+            raise CheckpointError(f"{graph_file} is not a graph-rec knowledge graph")
+        version = _key(meta, "format_version", int, graph_file)
+        if version > FORMAT_VERSION:
             raise CheckpointError(
-                f"{p} has graph format version {meta['format_version']}, newer than this graph-rec "
+                f"{p} has graph format version {version}, newer than this graph-rec "
                 f"understands ({FORMAT_VERSION}); upgrade graph-rec"
             )
+        node_types = _key(meta, "node_types", list, graph_file)
+        edge_types = _key(meta, "edge_types", list, graph_file)
+        edge_attrs = _key(meta, "edge_attrs", dict, graph_file)
+        recipe, report = _key(meta, "recipe", list, graph_file), _key(meta, "report", dict, graph_file)
+        ids, node_attrs = _key(nodes, "ids", dict, nodes_file), _key(nodes, "attrs", dict, nodes_file)
+        for et in edge_types:
+            if not (isinstance(et, list) and len(et) == 3 and all(isinstance(x, str) for x in et)):
+                raise CheckpointError(f"{graph_file}: an entry of 'edge_types' is not [src, relation, dst]: {et!r}")
+        if not all(isinstance(t, str) for t in node_types) or set(node_types) != set(ids):
+            raise CheckpointError(
+                f"{graph_file}: 'node_types' {node_types} differ from the node types of {nodes_file.name} {list(ids)}"
+            )
+        for t, v in ids.items():
+            if not isinstance(v, list):
+                raise CheckpointError(f"{nodes_file}: key 'ids' of node type {t!r} must be a JSON list")
+        for t, v in node_attrs.items():
+            if not isinstance(v, dict) or not all(isinstance(x, list) for x in v.values()):
+                raise CheckpointError(f"{nodes_file}: key 'attrs' of node type {t!r} must map names to JSON lists")
+        try:
+            build_report = BuildReport.from_dict(report)
+        except TypeError as exc:
+            raise CheckpointError(f"{graph_file}: key 'report' does not fit BuildReport ({exc})") from exc
         try:
             arrays = load_file(str(p / ARRAYS_FILE))
         except (SafetensorError, OSError) as exc:
             raise CheckpointError(f"{p / ARRAYS_FILE}: unreadable ({exc})") from exc
         edges = {}
         try:
-            for et in meta["edge_types"]:
+            for et in edge_types:
                 k = (et[0], et[1], et[2])
                 key = edge_key(k)
-                attrs = {a: arrays[f"edges/{key}/attr/{a}"] for a in meta["edge_attrs"].get(key, [])}
+                attrs = {a: arrays[f"edges/{key}/attr/{a}"] for a in edge_attrs.get(key, [])}
                 edges[k] = EdgeStore(arrays[f"edges/{key}/edge_index"], arrays[f"edges/{key}/edge_weight"], attrs)
         except KeyError as exc:
             raise CheckpointError(f"{p / ARRAYS_FILE} lacks array {exc}") from exc
@@ -364,19 +393,39 @@ class KnowledgeGraph:
             if kind in ("features", "masks"):
                 t, _, n = rest.partition("/")
                 (features if kind == "features" else masks).setdefault(t, {})[n] = arr
-        node_ids = {t: nodes["ids"][t] for t in meta["node_types"]}
         try:
             return cls(
-                node_ids,
+                {t: ids[t] for t in node_types},
                 edges,
-                node_attrs=nodes.get("attrs", {}),
+                node_attrs=node_attrs,
                 features=features,
                 feature_masks=masks,
-                report=BuildReport.from_dict(meta["report"]),
-                recipe=meta["recipe"],
+                report=build_report,
+                recipe=recipe,
             )
         except SchemaError as exc:
             raise CheckpointError(f"{p}: inconsistent graph ({exc})") from exc
+
+
+def _json_object(file: Path) -> dict[str, Any]:
+    """The JSON object in ``file``; a CheckpointError naming the file when it is not one."""
+    try:
+        obj = json.loads(file.read_text(encoding="utf-8"))
+    except ValueError as exc:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise CheckpointError(f"{file}: corrupt JSON ({exc})") from exc
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{file}: corrupt JSON (an object expected, got {type(obj).__name__})")
+    return obj
+
+
+def _key(obj: dict[str, Any], key: str, kind: type, file: Path) -> Any:
+    """``obj[key]``, which must be a ``kind`` (never a bool); a CheckpointError naming the file and key."""
+    if key not in obj:
+        raise CheckpointError(f"{file}: key {key!r} is missing")
+    value = obj[key]
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise CheckpointError(f"{file}: key {key!r} must be a JSON {kind.__name__}, got {value!r:.80}")
+    return value
 
 
 def _json_default(o: Any) -> Any:

@@ -29,6 +29,8 @@ from kg_builders.errors import ConfigError, DataError, SchemaError
 from kg_builders.tables import Tables
 
 PARTS = ("train", "valid", "test")
+#: columns read back as exact strings (no missing-value parsing)
+ID_COLUMNS = ("user_id", "item_id")
 
 
 @dataclass(frozen=True)
@@ -56,20 +58,44 @@ class Split:
         with atomic_dir(path, overwrite=overwrite) as tmp:
             for part in PARTS:
                 getattr(self, part).to_csv(tmp / f"{part}.csv", index=False)
-            meta = {"method": self.method, "settings": self.settings, "cold_items": list(self.cold_items)}
+            meta = {
+                "method": self.method,
+                "settings": self.settings,
+                "cold_items": list(self.cold_items),
+                "dtypes": {part: {c: str(t) for c, t in getattr(self, part).dtypes.items()} for part in PARTS},
+            }
             (tmp / "split.json").write_text(json.dumps(meta, indent=2))
         return Path(path)
 
     @classmethod
     def load(cls, path: str | Path) -> Split:
-        """Read a directory written by :meth:`save` (ids stay strings)."""
+        """Read a directory written by :meth:`save` (ids stay the exact strings written).
+
+        Raises:
+            DataError: a missing or damaged file (named), or a part without user_id / item_id.
+        """
         p = Path(path)
         for name in ("split.json", *(f"{part}.csv" for part in PARTS)):
             if not (p / name).is_file():
                 raise DataError(f"{name} is missing from a saved split", file=p)
-        meta = json.loads((p / "split.json").read_text())
-        parts = [pd.read_csv(p / f"{part}.csv", dtype={"user_id": str, "item_id": str}) for part in PARTS]
-        return cls(*parts, meta["method"], meta.get("settings", {}), tuple(meta.get("cold_items", ())))
+        meta_file = p / "split.json"
+        try:
+            meta = json.loads(meta_file.read_text(encoding="utf-8"))
+        except ValueError as exc:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
+            raise DataError(f"not valid JSON ({exc})", file=meta_file) from exc
+        if not isinstance(meta, dict) or not isinstance(meta.get("method"), str):
+            raise DataError("not a saved split: expected an object with a 'method' string", file=meta_file)
+        settings, cold, dtypes = meta.get("settings", {}), meta.get("cold_items", []), meta.get("dtypes", {})
+        if not (
+            isinstance(settings, dict)
+            and isinstance(cold, list)
+            and all(isinstance(c, str) for c in cold)
+            and isinstance(dtypes, dict)
+            and all(isinstance(d, dict) for d in dtypes.values())
+        ):
+            raise DataError("'settings' and 'dtypes' must be objects, 'cold_items' a list of strings", file=meta_file)
+        parts = [_read_part(p / f"{part}.csv", dtypes.get(part)) for part in PARTS]
+        return cls(*parts, meta["method"], settings, tuple(cold))
 
     def held_out_pairs(self) -> pd.MultiIndex:
         """(user_id, item_id) pairs of validation and test."""
@@ -93,6 +119,38 @@ class Split:
                 keep &= ~tags["item_id"].isin(self.cold_items).to_numpy()
             changes["tag_assignments"] = tags.loc[keep].reset_index(drop=True)
         return tables.replace(**changes)
+
+
+def _read_part(file: Path, dtypes: dict[str, str] | None) -> pd.DataFrame:
+    """One part written by :meth:`Split.save`, with the column dtypes saved in ``split.json``.
+
+    Ids are read as exact strings (an id ``"NA"``, ``"null"`` or ``""`` stays that id). In the
+    other columns an empty field is missing, the only missing value ``to_csv`` writes. A split
+    saved without ``dtypes`` gets the dtypes pandas infers.
+    """
+    try:
+        columns = pd.read_csv(file, nrows=0).columns.tolist()
+        frame = pd.read_csv(
+            file,
+            dtype=dict.fromkeys(ID_COLUMNS, str),
+            keep_default_na=False,
+            na_values={c: [""] for c in columns if c not in ID_COLUMNS},
+        )
+    except ValueError as exc:  # pandas' ParserError and EmptyDataError, UnicodeDecodeError
+        raise DataError(f"unreadable saved split part ({exc})", file=file) from exc
+    missing = [c for c in ID_COLUMNS if c not in columns]
+    if missing:
+        raise DataError(f"missing column(s) {missing}; the file has {columns}", file=file)
+    if not isinstance(frame.index, pd.RangeIndex):  # pandas turns the extra leading fields into an index
+        raise DataError("the first row has more fields than the header", file=file)
+    if dtypes is None:
+        return frame
+    if list(dtypes) != columns:
+        raise DataError(f"columns {columns} differ from those saved in split.json {list(dtypes)}", file=file)
+    try:
+        return frame.astype(dtypes)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"values do not fit the dtypes saved in split.json ({exc})", file=file) from exc
 
 
 def _interactions(data: Tables | pd.DataFrame) -> pd.DataFrame:
@@ -247,12 +305,24 @@ def split_cold_item(data: Tables | pd.DataFrame, *, ratios: Sequence[float] = (0
 
 
 def split_official(data: Tables | pd.DataFrame) -> Split:
-    """The split a source ships, from the ``split`` column (train / valid / test), kept as is."""
+    """The split a source ships, from the ``split`` column (train / valid / test), kept as is.
+
+    Raises:
+        DataError: a row whose label is not train / valid / test (missing included).
+    """
     df = _interactions(data)
     if "split" not in df.columns:
         raise SchemaError("this source ships no official split (no 'split' column in interactions)")
-    part = df["split"].map({"train": 0, "valid": 1, "test": 2}).to_numpy(dtype=np.int8)
-    return _make(df, part, "official", {})
+    part = df["split"].map({name: i for i, name in enumerate(PARTS)})
+    unknown = part.isna().to_numpy()
+    if unknown.any():
+        labels = sorted({repr(v) for v in df.loc[unknown, "split"]})
+        raise DataError(
+            f"{int(unknown.sum())} row(s) have a split label outside {PARTS}: {', '.join(labels[:10])} "
+            f"(first at row index {df.index[unknown][0]!r})",
+            field="split",
+        )
+    return _make(df, part.to_numpy(dtype=np.int8), "official", {})
 
 
 SPLITS = {

@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +21,13 @@ from kg_builders.errors import ConfigError, DataError
 from kg_builders.tables import RowIssue
 
 ON_ERROR = ("raise", "skip")
+#: the bounds of the readers' integer columns (int64)
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def out_of_range(value: object) -> str:
+    """The reason given for an integer that does not fit the readers' int64 columns."""
+    return f"{value!r} is out of range (integers must fit in 64 bits)"
 
 
 @dataclass(frozen=True)
@@ -71,10 +78,14 @@ def sep_label(sep: str | None) -> str:
     return "whitespace" if sep is None else repr(sep)
 
 
-def _split_rows(text: str, sep: str | None, quoting: bool) -> list[tuple[int, list[str]]]:
+def _split_rows(text: str, sep: str | None, quoting: bool, path: Path) -> list[tuple[int, list[str]]]:
     """Split text into (line number, fields), skipping blank lines. Python-level, exact line numbers.
 
     ``sep=None`` splits on runs of whitespace (no quoting).
+
+    Raises:
+        DataError: a quote that is never closed (the rest of the file would be one field), named
+            by the line of the row it opens in; raised under ``on_error="skip"`` too.
     """
     rows: list[tuple[int, list[str]]] = []
     if sep is None:
@@ -84,12 +95,26 @@ def _split_rows(text: str, sep: str | None, quoting: bool) -> list[tuple[int, li
                 rows.append((i, fields))
         return rows
     if quoting and len(sep) == 1:
-        reader = csv.reader(io.StringIO(text), delimiter=sep)
+        at_end = False
+
+        def lines() -> Iterator[str]:
+            nonlocal at_end
+            yield from io.StringIO(text)
+            at_end = True  # the reader asked for more: only inside quotes does a row then follow
+
+        reader = csv.reader(lines(), delimiter=sep)
         start = 1
-        for fields in reader:
-            if fields and any(f != "" for f in fields):
-                rows.append((start, fields))
-            start = reader.line_num + 1
+        unclosed = "a quote opened in the row starting on this line is never closed"
+        skip = "; fix the file: this cannot be skipped with on_error='skip'"
+        try:
+            for fields in reader:
+                if at_end:
+                    raise DataError(f"{unclosed}: it runs to the end of the file{skip}", file=path, line=start)
+                if fields and any(f != "" for f in fields):
+                    rows.append((start, fields))
+                start = reader.line_num + 1
+        except csv.Error as exc:  # a quoted field longer than csv.field_size_limit()
+            raise DataError(f"{unclosed}? ({exc}){skip}", file=path, line=start) from exc
         return rows
     for i, line in enumerate(text.split("\n"), start=1):
         if line.strip():
@@ -136,7 +161,7 @@ def read_delimited(
     check_on_error(on_error)
     p = Path(path)
     text = decode_file(p, encoding)
-    rows = _split_rows(text, sep, quoting)
+    rows = _split_rows(text, sep, quoting, p)
     issues: list[RowIssue] = []
 
     def bad(line: int | None, field: str | None, reason: str) -> None:
@@ -149,6 +174,9 @@ def read_delimited(
             raise DataError("file has no header line", file=p)
         head_line, head = rows[0]
         head = [h.strip() for h in head]
+        twice = next((h for i, h in enumerate(head) if h in head[:i]), None)
+        if twice is not None:
+            raise DataError(f"column {twice!r} appears twice", file=p, line=head_line)
         rows = rows[1:]
         if columns is not None:
             missing = [c for c in columns if c not in head]
@@ -212,11 +240,22 @@ def read_delimited(
             nan_literal = raw.str.lower().isin(["nan", "inf", "-inf", "infinity"]).to_numpy()
             infinite = np.isinf(num.to_numpy(dtype=float, na_value=np.nan))
             failed = nonnum | nan_literal | infinite
+            huge = np.zeros(len(num), dtype=bool)
             if kind == "int":
-                frac = ~failed & (np.mod(num.fillna(0).to_numpy(dtype=float), 1) != 0)
-                failed |= frac
+                values = num.fillna(0).to_numpy(dtype=float)
+                failed |= ~failed & (np.mod(values, 1) != 0)
+                if num.dtype.kind == "u":  # pandas' exact dtype for values above int64
+                    huge = (num > INT64_MAX).to_numpy()
+                elif num.dtype.kind == "f":  # rounded, so 2**63 itself counts as out of range
+                    huge = ~failed & (np.abs(values) >= 2.0**63)
+                failed |= huge
             for i in np.flatnonzero(failed & keep):
-                bad(int(lines[i]), col, f"{raw.iloc[i]!r} is not a finite {'integer' if kind == 'int' else 'number'}")
+                what = "integer" if kind == "int" else "number"
+                bad(
+                    int(lines[i]),
+                    col,
+                    out_of_range(raw.iloc[i]) if huge[i] else f"{raw.iloc[i]!r} is not a finite {what}",
+                )
             keep &= ~failed
             frame[col] = num
         else:

@@ -36,7 +36,7 @@ Example ``interactions.csv``::
 
 Checks
 ------
-A required value may not be empty; rating must be a finite number; timestamp an integer; split one
+A required value may not be empty; rating must be a finite number; timestamp a 64-bit integer; split one
 of train/valid/test; item_id (items) and user_id (users) unique; a (user_id, item_id[, split]) pair
 appears once in interactions (aggregate repeated events first); an item has one entity in
 item_entities; every interaction's item is in items (when items are given). With
@@ -63,8 +63,11 @@ import pandas as pd
 from kg_builders._optional import require
 from kg_builders.errors import ConfigError, DataError
 from kg_builders.sources._reader import (
+    INT64_MAX,
+    INT64_MIN,
     check_on_error,
     duplicate_rows,
+    out_of_range,
     plain,
     read_delimited,
     reject_rows,
@@ -273,6 +276,9 @@ def _convert(
                 out.append(0)
             elif kind == "int" and not float(x).is_integer():
                 fail(i, f"{v!r} is not an integer")
+                out.append(0)
+            elif kind == "int" and not INT64_MIN <= int(x) <= INT64_MAX:
+                fail(i, out_of_range(v))
                 out.append(0)
             else:
                 out.append(int(x) if kind == "int" else float(x))

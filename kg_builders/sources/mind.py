@@ -135,7 +135,7 @@ def load_mind_news(path: str | Path, *, on_error: str = "raise") -> Tables:
         for col, (field_name, text_col) in _ENTITY_COLUMNS.items():
             try:
                 occurrences = _parse_entities(getattr(row, col))
-            except ValueError as exc:  # json.JSONDecodeError is a ValueError
+            except (ValueError, RecursionError) as exc:  # json.JSONDecodeError is a ValueError; deep nesting recurses
                 reason = f"invalid entity list: {exc}"
                 if on_error == "raise":
                     raise DataError(reason, file=p, line=int(lines[i]), field=col) from exc

@@ -338,6 +338,18 @@ def test_load_mind_news_bad_json(tmp_path: Path):
     assert "equal length" in tables.issues[1].reason
 
 
+def test_load_mind_news_deeply_nested_json(tmp_path: Path):
+    """Nesting past the recursion limit escaped as RecursionError."""
+    path = tmp_path / "news.tsv"
+    rows = [_news_line("N1", "A", "B", "[" * 100_000, "[]"), _news_line("N2", "C", "D", "[]", "[]")]
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    with pytest.raises(DataError, match="invalid entity list") as err:
+        load_mind_news(path)
+    assert (err.value.file, err.value.line, err.value.field) == (str(path), 1, "title_entities")
+    tables = load_mind_news(path, on_error="skip")
+    assert tables.items["item_id"].tolist() == ["N2"] and [i.line for i in tables.issues] == [1]
+
+
 # --------------------------------------------------------------------------- transformers
 LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
 WORDS = ["alice", "bob", "met", "in", "paris", "london", "the", "and"]

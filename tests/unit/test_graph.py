@@ -208,6 +208,51 @@ def test_load_errors(tiny_graph, tmp_path) -> None:
         KnowledgeGraph.load(path)
 
 
+def _without(key: str):
+    return lambda o: {k: v for k, v in o.items() if k != key}
+
+
+@pytest.mark.parametrize(
+    ("file", "edit", "words"),
+    [
+        ("graph.json", lambda o: [], "graph.json: corrupt JSON"),
+        ("nodes.json", lambda o: [], "nodes.json: corrupt JSON"),
+        ("graph.json", b'{"format": "\xff"}', "graph.json: corrupt JSON"),
+        ("graph.json", lambda o: {**o, "format_version": "x"}, "graph.json: key 'format_version'"),
+        ("graph.json", lambda o: {**o, "format_version": None}, "graph.json: key 'format_version'"),
+        ("graph.json", _without("report"), "graph.json: key 'report' is missing"),
+        ("graph.json", _without("recipe"), "graph.json: key 'recipe' is missing"),
+        ("graph.json", _without("node_types"), "graph.json: key 'node_types' is missing"),
+        ("graph.json", _without("edge_types"), "graph.json: key 'edge_types' is missing"),
+        ("nodes.json", _without("ids"), "nodes.json: key 'ids' is missing"),
+        ("graph.json", lambda o: {**o, "node_types": [*o["node_types"], "genre"]}, "graph.json: 'node_types'"),
+        ("graph.json", lambda o: {**o, "report": {**o["report"], "bogus": 1}}, "graph.json: key 'report'.*bogus"),
+        ("graph.json", lambda o: {**o, "edge_types": [["user", "interacted"]]}, "graph.json: .*'edge_types'"),
+        ("nodes.json", lambda o: {**o, "ids": {**o["ids"], "user": "u1u2u3"}}, "nodes.json: key 'ids'.*'user'"),
+    ],
+)
+def test_load_names_the_damaged_file_and_key(tiny_graph, tmp_path, file, edit, words) -> None:
+    path = tiny_graph.save(tmp_path / "g")
+    if isinstance(edit, bytes):
+        (path / file).write_bytes(edit)
+    else:
+        (path / file).write_text(json.dumps(edit(json.loads((path / file).read_text()))))
+    with pytest.raises(CheckpointError, match=words):
+        KnowledgeGraph.load(path)
+
+
+def test_graph_checks_edge_attributes_weights_and_ids() -> None:
+    ids = {"user": ["a", "b"], "item": ["x"]}
+    ei = np.array([[0, 1], [0, 0]], np.int64)
+    et = ("user", "r", "item")
+    with pytest.raises(SchemaError, match="edge attribute 'ts' must have E rows"):
+        KnowledgeGraph(ids, {et: EdgeStore(ei, np.ones(2, np.float32), {"ts": np.array([1])})})
+    with pytest.raises(SchemaError, match="edge_weight must be float"):
+        KnowledgeGraph(ids, {et: EdgeStore(ei, np.ones(2, np.int64))})
+    with pytest.raises(SchemaError, match="not strings: \\[1\\]"):
+        KnowledgeGraph({"user": ["a", 1]}, {})
+
+
 def test_graph_checks() -> None:
     with pytest.raises(SchemaError, match="duplicate ids"):
         KnowledgeGraph({"user": ["a", "a"]}, {})

@@ -143,6 +143,46 @@ def test_malformed_row_names_the_line(tmp_path: Path) -> None:
     assert err.value.line == 6 and "expected 4 fields" in str(err.value)
 
 
+@pytest.mark.parametrize("ts", ["99999999999999999999999", "9223372036854775808", "-1e30"])
+def test_timestamp_out_of_int64_range_is_a_bad_row(tmp_path: Path, ts: str) -> None:
+    """It loaded as -9223372036854775808 (MovieLens) or raised a raw OverflowError (generic)."""
+    d = latest(tmp_path, ratings=RATINGS + f"3,1,4.0,{ts}\n")
+    write(tmp_path / "inter.csv", f"user_id,item_id,timestamp\na,m1,1\nb,m1,{ts}\nc,m1,2\n")
+    cases = [
+        (lambda **kw: load_movielens(d, **kw), d / "ratings.csv", 6, 4),
+        (lambda **kw: load_generic(tmp_path, interactions="inter.csv", **kw), tmp_path / "inter.csv", 3, 2),
+    ]
+    for load, file, line, kept in cases:
+        with pytest.raises(DataError, match="out of range") as err:
+            load()
+        assert (err.value.file, err.value.line, err.value.field) == (str(file), line, "timestamp")
+        t = load(on_error="skip")
+        assert [(i.line, i.field) for i in t.issues] == [(line, "timestamp")]
+        assert len(t.interactions) == kept
+        assert t.interactions["timestamp"].dtype == np.int64 and t.interactions["timestamp"].min() > 0
+
+
+@pytest.mark.parametrize("rest", [3, 20_000], ids=["small file", "past the csv field limit"])
+def test_unclosed_quote_names_the_line_where_it_opens(tmp_path: Path, rest: int) -> None:
+    """It swallowed the rest of the file into one field, or raised a raw _csv.Error without file or line."""
+    rows = "".join(f"{u},1,4.0,{u}\n" for u in range(10, 10 + rest))
+    d = latest(tmp_path, ratings=RATINGS + '3,1,4.0,"964982703\n' + rows)
+    for on_error in ("raise", "skip"):
+        with pytest.raises(DataError, match="never closed.*cannot be skipped") as err:
+            load_movielens(d, on_error=on_error)
+        assert (err.value.file, err.value.line) == (str(d / "ratings.csv"), 6)
+    # a closed quoted field over several lines is still read
+    d = latest(tmp_path / "ok", movies=MOVIES + '8,"Two\nLines",Drama\n')
+    assert load_movielens(d).items.set_index("item_id").loc["8", "title"] == "Two\nLines"
+
+
+def test_header_naming_a_column_twice(tmp_path: Path) -> None:
+    ratings = "userId,movieId,rating,timestamp,rating\n1,1,4.0,964982703,1\n"
+    with pytest.raises(DataError, match="line 1: column 'rating' appears twice") as err:
+        load_movielens(latest(tmp_path, ratings=ratings))
+    assert err.value.file == str(tmp_path / "ml-latest-small" / "ratings.csv")
+
+
 def test_wrong_delimiter_is_named(tmp_path: Path) -> None:
     tabbed = RATINGS.replace(",", "\t")
     with pytest.raises(DataError) as err:

@@ -1,14 +1,17 @@
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from kg_builders.builders.interactions import InteractionBuilder
 from kg_builders.builders.tags import TagBuilder
-from kg_builders.errors import ConfigError, SchemaError
+from kg_builders.errors import ConfigError, DataError, SchemaError
 from kg_builders.graph import build_graph
 from kg_builders.split import (
+    Split,
     make_split,
     split_cold_item,
     split_leave_one_out,
@@ -89,6 +92,64 @@ def test_official_split_is_kept() -> None:
     assert s.counts() == {"train": 2, "valid": 0, "test": 1}
     with pytest.raises(SchemaError, match="no official split"):
         split_official(df.drop(columns="split"))
+
+
+@pytest.mark.parametrize("label", ["validation", None])
+def test_official_split_refuses_unknown_labels(label) -> None:
+    """An unknown or missing label must not fall into train (NaN cast to int8 is 0)."""
+    df = pd.DataFrame({"user_id": ["a", "b", "c"], "item_id": ["x", "y", "z"], "split": ["train", label, "test"]})
+    with pytest.raises(DataError, match=r"1 row\(s\) have a split label outside .*row index 1") as err:
+        split_official(df)
+    assert err.value.field == "split"
+
+
+def _saved_split(tmp_path):
+    df = pd.DataFrame(
+        {
+            "user_id": ["NA", "null", "", "nan", "NA", "None"],
+            "item_id": ["None", "i1", "nan", "", "null", "NA"],
+            "rating": [1.0, np.nan, 3.0, 4.0, 5.0, 2.5],
+            "timestamp": [1, 2, 3, 4, 5, 6],
+        }
+    )
+    s = split_random(df, ratios=(0.5, 0.5), seed=0)
+    return s, s.save(tmp_path / "s")
+
+
+def test_saved_split_round_trips_ids_and_dtypes_exactly(tmp_path) -> None:
+    s, path = _saved_split(tmp_path)
+    back = Split.load(path)
+    assert len(s.train) and len(s.test) and not len(s.valid)
+    for part in ("train", "valid", "test"):  # ids stay strings, not NaN; the empty part keeps float/int columns
+        pd.testing.assert_frame_equal(getattr(back, part), getattr(s, part))
+    assert (back.method, back.settings, back.cold_items) == (s.method, s.settings, s.cold_items)
+    meta = json.loads((path / "split.json").read_text())
+    del meta["dtypes"]  # a split saved before dtypes were recorded: ids still exact, dtypes inferred
+    (path / "split.json").write_text(json.dumps(meta))
+    pd.testing.assert_frame_equal(Split.load(path).train, s.train)
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "words"),
+    [
+        ("split.json", "{", "not valid JSON"),
+        ("split.json", "{}", "'method'"),
+        ("split.json", "[]", "'method'"),
+        ("split.json", '{"method": "random", "settings": []}', "'settings'"),
+        ("test.csv", "", "unreadable"),
+        ("train.csv", "a,b\n1,2\n", r"missing column\(s\) \['user_id', 'item_id'\]"),
+        ("train.csv", "user_id,item_id,rating,timestamp\nu1,i1,1.0,1,extra\n", "more fields than the header"),
+        ("train.csv", "user_id,item_id,rating,timestamp\nu1,i1,1.0,1\nu2,i2,2.0,5,6,7\n", "line 3"),
+        ("train.csv", "user_id,item_id,rating,timestamp\nu1,i1,1.0,1\nu2,i2,", "dtypes saved"),
+        ("train.csv", "user_id,item_id,rating\nu1,i1,1.0\n", "differ from those saved"),
+    ],
+)
+def test_damaged_saved_split_is_a_data_error_naming_the_file(tmp_path, name, text, words) -> None:
+    _, path = _saved_split(tmp_path)
+    (path / name).write_text(text)
+    with pytest.raises(DataError, match=words) as err:
+        Split.load(path)
+    assert err.value.file == str(path / name)
 
 
 def test_bad_settings() -> None:
