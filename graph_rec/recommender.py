@@ -436,6 +436,10 @@ class Recommender:
     def _candidate_mask(self, snap: _Snapshot, candidates: Sequence[str] | None) -> Tensor | None:
         if candidates is None:
             return None
+        if isinstance(candidates, str):
+            raise ConfigError(
+                f"candidates must be a list of item ids, not one string ({candidates!r}): pass [{candidates!r}]"
+            )
         idx, _ = self._item_idx(snap, list(candidates))
         if not idx:
             raise ConfigError("candidates is empty")
@@ -633,6 +637,8 @@ class Recommender:
         if isinstance(item_ids, str):
             item_ids = [item_ids]
         items, _ = self._item_idx(snap, list(item_ids))
+        if not items:
+            return Scores(snap.user_ids[users[0]], (), ())
         with torch.inference_mode():
             if snap.user_repr is not None:
                 s = snap.item_repr[torch.tensor(items, device=self.device)] @ snap.user_repr[users[0]]
@@ -743,9 +749,14 @@ class Recommender:
         users, _ = self._user_idx(snap, [user_id], "raise")
         items, _ = self._item_idx(snap, [item_id])
         if users[0] >= self.data.num_users or items[0] >= self.data.num_items:
+            cold = [
+                x
+                for x, idx, n in ((user_id, users[0], self.data.num_users), (item_id, items[0], self.data.num_items))
+                if idx >= n
+            ]
             raise UnknownIdError(
                 "training-graph",
-                [user_id, item_id],
+                cold,
                 hint="explain works on nodes of the training graph, not on cold-start additions",
             )
         view = self.propagation_view()
@@ -933,10 +944,15 @@ class Recommender:
                     "entity", [str(e)], hint=f"links of the new item {item_id!r} must name nodes of the graph"
                 )
         links += [(str(r), str(t), str(i)) for r, t, i in neighbours]
-        if not feats and not links:
-            raise ConfigError(f"item {item_id!r} needs features (text, image) or links (tags, entities) to be scored")
-        x0 = self._layer0("item", feats)
+        links = list(dict.fromkeys(links))  # a link named twice (or as a tag and a neighbour) counts once
         nodes, rels, w, skipped = self._neighbour_edges("item", links, on_unknown)
+        links = [x for x in links if f"{x[1]}:{x[2]}" not in set(skipped)]  # on_unknown="skip" dropped these
+        if not feats and not links:
+            raise ConfigError(
+                f"item {item_id!r} needs features (text, image) or links (tags, entities) to be scored"
+                + (f"; every link it named is unknown: {skipped}" if skipped else "")
+            )
+        x0 = self._layer0("item", feats)
         with torch.inference_mode():
             h = view.fold_in(x0, nodes, rels, w)
             rep = view._norm(h).to(self.device)
@@ -1124,8 +1140,10 @@ class Recommender:
         try:
             meta = json.loads((root / "recommender.json").read_text())
             sums = json.loads((root / "checksums.json").read_text())
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise CheckpointError(f"{root}: recommender.json or checksums.json is not valid JSON: {exc}") from exc
+        if not isinstance(meta, dict) or not isinstance(sums, dict):
+            raise CheckpointError(f"{root}: recommender.json and checksums.json must each hold a JSON object")
         version = meta.get("format_version")
         if not isinstance(version, int) or version > FORMAT_VERSION:
             raise CheckpointError(
@@ -1139,6 +1157,13 @@ class Recommender:
             bad = [name for name in sorted(sums) if sha256_file(root / name) != sums[name]]
             if bad:
                 raise CheckpointError(f"{root}: checksum mismatch in {bad[:5]}: the files were changed after saving")
+        lacking = [k for k in ("view", "model") if not isinstance(meta.get(k), dict)]
+        if not lacking and not (
+            isinstance(meta["model"].get("name"), str) and isinstance(meta["model"].get("settings"), dict)
+        ):
+            lacking.append("model.name/model.settings")
+        if lacking:
+            raise CheckpointError(f"{root}/recommender.json is damaged: it has no valid {lacking}")
         kg = KnowledgeGraph.load(root / "graph")
         view = DataConfig.from_dict(meta["view"])
         data = RecData(kg, None, config=view)
@@ -1167,6 +1192,12 @@ class Recommender:
     def _restore_added(self, added: Mapping[str, Any], tensors: Mapping[str, Tensor]) -> None:
         items = [str(x) for x in added.get("items", [])]
         users = [str(x) for x in added.get("users", [])]
+        need = (["item_repr"] if items else []) + (["user_repr", "user_seen_ptr", "user_seen_idx"] if users else [])
+        if [k for k in need if k not in tensors]:
+            raise CheckpointError(
+                f"added.safetensors lacks {[k for k in need if k not in tensors]} for the "
+                f"{len(items)} added item(s) and {len(users)} added user(s) recommender.json lists"
+            )
         self._added_meta = {
             "items": dict(added.get("meta", {}).get("items", {})),
             "users": dict(added.get("meta", {}).get("users", {})),

@@ -92,6 +92,9 @@ class PropagationView:
         self.e_type = prop.edge_type[order]
         self.e_id = order
         self.e_key = key[order]
+        # each node's heaviest edge out and in: bounds on the paths the three-hop join leaves out
+        self.max_out = torch.zeros(self.num_nodes).scatter_reduce(0, src, self.edge_value, reduce="amax")
+        self.max_in = torch.zeros(self.num_nodes).scatter_reduce(0, dst, self.edge_value, reduce="amax")
         self.e_ptr = torch.zeros(self.num_nodes + 1, dtype=torch.long)
         self.e_ptr[1:] = torch.cumsum(torch.bincount(self.e_src, minlength=self.num_nodes), 0)
 
@@ -130,14 +133,18 @@ class PropagationView:
         """Simple paths ``user .. item`` of at most ``max_hops`` edges, as the edge ids along them.
 
         The ``candidates`` with the largest walk weight (product of ``Â`` entries) are kept, in
-        that order. For three hops, only the ``fan_out`` strongest neighbours of each end are joined.
+        that order, exactly. Three-hop paths ``user -> a -> b -> item`` are joined from the
+        ``fan_out`` strongest neighbours of each end first; the kept set is widened (doubling
+        ``fan_out``) until no path through a left-out neighbour could outweigh the last one kept,
+        bounded by that neighbour's edge to its end, its heaviest edge on the other side, and the
+        heaviest edge at the far end.
         """
         if isinstance(max_hops, bool) or max_hops not in (1, 2, 3):
             raise ConfigError(f"max_hops must be 1, 2 or 3, got {max_hops!r}")
         found: list[tuple[float, list[int]]] = []
         ev = self.edge_value
         u_dst, _, u_eid = self.neighbours(user)
-        i_dst, _, i_eid = self.neighbours(item)
+        i_dst, _, _ = self.neighbours(item)
         for e in u_eid[u_dst == item].tolist():  # 1 hop
             found.append((float(ev[e]), [e]))
         keep = u_dst != item
@@ -147,46 +154,78 @@ class PropagationView:
             for p, e in zip(pair.tolist(), e2.tolist(), strict=True):
                 e1 = int(a_eids[p])
                 found.append((float(ev[e1] * ev[e]), [e1, e]))
-        keep = i_dst != user
-        b_nodes = i_dst[keep]
+        b_nodes = torch.unique(i_dst[i_dst != user])
         if max_hops >= 3 and a_nodes.numel() and b_nodes.numel():  # u -> a -> b -> i
-            if a_nodes.numel() > fan_out:
-                top = torch.topk(ev[a_eids], fan_out).indices
-                a_nodes, a_eids = a_nodes[top], a_eids[top]
-            b_nodes = torch.unique(b_nodes)
             b_pair, b_eid = self.edges_between(b_nodes, torch.full_like(b_nodes, item))  # edges b -> i
-            if b_nodes.numel() > fan_out:
-                best = torch.zeros(b_nodes.numel()).scatter_reduce(
-                    0, b_pair, ev[b_eid], reduce="amax", include_self=False
+            b_best = torch.zeros(b_nodes.numel()).scatter_reduce(
+                0, b_pair, ev[b_eid], reduce="amax", include_self=False
+            )
+            a_order = torch.argsort(ev[a_eids], descending=True, stable=True)
+            b_order = torch.argsort(b_best, descending=True, stable=True)
+            width = fan_out
+            while True:
+                three = self._three_hop(
+                    a_nodes[a_order[:width]],
+                    a_eids[a_order[:width]],
+                    b_nodes,
+                    b_pair,
+                    b_eid,
+                    b_order[:width],
+                    candidates,
                 )
-                top = torch.topk(best, fan_out).indices
-                sel = torch.zeros(b_nodes.numel(), dtype=torch.bool)
-                sel[top] = True
-                remap = torch.cumsum(sel.long(), 0) - 1
-                kept = sel[b_pair]
-                b_pair, b_eid = remap[b_pair[kept]], b_eid[kept]
-                b_nodes = b_nodes[sel]
-            aa = a_nodes.repeat_interleave(b_nodes.numel())
-            bb = b_nodes.repeat(a_nodes.numel())
-            ok = (aa != bb).nonzero().squeeze(1)
-            pair, e_ab = self.edges_between(aa[ok], bb[ok])
-            if pair.numel():
-                flat = ok[pair]
-                ia, ib = flat // b_nodes.numel(), flat % b_nodes.numel()
-                # join each (a, b) pair with every edge b -> i, vectorised; keep the heaviest
-                order = torch.argsort(b_pair, stable=True)
-                bp, be = b_pair[order], b_eid[order]
-                cnt = torch.bincount(bp, minlength=b_nodes.numel())
-                start = torch.cumsum(cnt, 0) - cnt
-                k_idx, pos = expand_ranges(start[ib], cnt[ib])
-                e1, e2 = a_eids[ia[k_idx]], e_ab[k_idx]
-                e3 = be[pos]
-                w = ev[e1] * ev[e2] * ev[e3]
-                top = torch.argsort(-w, stable=True)[:candidates]
-                for q in top.tolist():
-                    found.append((float(w[q]), [int(e1[q]), int(e2[q]), int(e3[q])]))
+                ranked = sorted(found + three, key=lambda t: -t[0])
+                last = ranked[candidates - 1][0] if len(ranked) >= candidates else 0.0
+                bound = 0.0
+                if a_order.numel() > width:  # a path through a left-out a
+                    rest = a_order[width:]
+                    bound = float((ev[a_eids[rest]] * self.max_out[a_nodes[rest]]).max() * b_best.max())
+                if b_order.numel() > width:  # through a left-out b
+                    rest = b_order[width:]
+                    bound = max(bound, float((b_best[rest] * self.max_in[b_nodes[rest]]).max() * ev[a_eids].max()))
+                if bound <= last or (a_order.numel() <= width and b_order.numel() <= width):
+                    break
+                width *= 2
+            found += three
         found.sort(key=lambda t: -t[0])
         return [edges for _, edges in found[:candidates]]
+
+    def _three_hop(
+        self,
+        a_nodes: Tensor,
+        a_eids: Tensor,
+        b_nodes: Tensor,
+        b_pair: Tensor,
+        b_eid: Tensor,
+        b_keep: Tensor,
+        candidates: int,
+    ) -> list[tuple[float, list[int]]]:
+        """The ``candidates`` heaviest paths ``u -> a -> b -> i`` through the given ``a`` and the ``b_keep`` of ``b``."""
+        ev = self.edge_value
+        sel = torch.zeros(b_nodes.numel(), dtype=torch.bool)
+        sel[b_keep] = True
+        remap = torch.cumsum(sel.long(), 0) - 1
+        kept = sel[b_pair]
+        b_pair, b_eid = remap[b_pair[kept]], b_eid[kept]
+        b_nodes = b_nodes[sel]
+        aa = a_nodes.repeat_interleave(b_nodes.numel())
+        bb = b_nodes.repeat(a_nodes.numel())
+        ok = (aa != bb).nonzero().squeeze(1)
+        pair, e_ab = self.edges_between(aa[ok], bb[ok])
+        if not pair.numel():
+            return []
+        flat = ok[pair]
+        ia, ib = flat // b_nodes.numel(), flat % b_nodes.numel()
+        # join each (a, b) pair with every edge b -> i, vectorised; keep the heaviest
+        order = torch.argsort(b_pair, stable=True)
+        bp, be = b_pair[order], b_eid[order]
+        cnt = torch.bincount(bp, minlength=b_nodes.numel())
+        start = torch.cumsum(cnt, 0) - cnt
+        k_idx, pos = expand_ranges(start[ib], cnt[ib])
+        e1, e2 = a_eids[ia[k_idx]], e_ab[k_idx]
+        e3 = be[pos]
+        w = ev[e1] * ev[e2] * ev[e3]
+        top = torch.argsort(-w, stable=True)[:candidates]
+        return [(float(w[q]), [int(e1[q]), int(e2[q]), int(e3[q])]) for q in top.tolist()]
 
     def path_nodes(self, edges: list[int]) -> list[int]:
         """Global node indices along a path given as edge ids."""

@@ -91,6 +91,9 @@ def test_candidates_score_and_similar_items(rec):
     assert s.item_ids == tuple(reversed(cands))
     assert s.as_dict()[r.item_ids[0]] == pytest.approx(r.scores[0], rel=1e-5)
     assert max(s.scores) == pytest.approx(r.scores[0], rel=1e-5)
+    assert rec.score(user, []).scores == ()
+    with pytest.raises(ConfigError, match="candidates must be a list of item ids, not one string"):
+        rec.recommend(user, k=3, candidates=cands[0])
     sim = rec.similar_items(rec.item_ids[0], k=5)
     assert rec.item_ids[0] not in sim.item_ids and list(sim.scores) == sorted(sim.scores, reverse=True)
     emb = F.normalize(rec._snap.item_repr, dim=-1)
@@ -151,6 +154,30 @@ def test_load_refuses_tampered_missing_and_newer_directories(rec, tmp_path):
         Recommender.load(tmp_path / "o")
     with pytest.raises(CheckpointError, match="not a saved recommender"):
         Recommender.load(tmp_path / "nothing-here")
+    for damage in ({"view": None}, {"model": "graphrec"}):  # checksums still consistent: verify=False
+        rec.save(tmp_path / "p", overwrite=True)
+        meta = json.loads((tmp_path / "p" / "recommender.json").read_text())
+        (tmp_path / "p" / "recommender.json").write_text(json.dumps({**meta, **damage}))
+        with pytest.raises(CheckpointError, match="recommender.json is damaged"):
+            Recommender.load(tmp_path / "p", verify=False)
+    (tmp_path / "p" / "recommender.json").write_text("[1]")
+    with pytest.raises(CheckpointError, match="must each hold a JSON object"):
+        Recommender.load(tmp_path / "p", verify=False)
+
+
+def test_explanations_score_the_heaviest_walks_exactly_whatever_the_fan_out(rec):
+    view = rec.propagation_view()
+    g = rec.data.graph
+    widened = 0
+    for user_id in rec.user_ids[:6]:
+        item_id = rec.recommend(user_id, k=1).item_ids[0]
+        u = rec.user_ids.index(user_id) + g.node_offsets["user"]
+        i = rec.item_ids.index(item_id) + g.node_offsets["item"]
+        exhaustive = view.candidate_paths(u, i, max_hops=3, candidates=20, fan_out=10**9)
+        narrow = view.candidate_paths(u, i, max_hops=3, candidates=20, fan_out=2)
+        assert narrow == exhaustive
+        widened += int(view.e_ptr[u + 1] - view.e_ptr[u]) > 2
+    assert widened >= 3  # the narrow join really had neighbours to leave out
 
 
 def test_closed_form_models_serve_too(world, tmp_path):
@@ -295,6 +322,16 @@ def test_add_item_is_exact_for_one_layer_and_recommendable(world, tmp_path):
         rec.add_item("empty")
     with pytest.raises(ConfigError, match="recipe"):
         rec.add_item("texty", text="a film without an encoder in the recipe")
+    # a link named twice counts once; links all unknown under on_unknown="skip" leave nothing to score
+    rec.add_item("twice", tags=[tags[0], tags[0]])
+    rec.add_item("once", tags=[tags[0]])
+    torch.testing.assert_close(rec._snap.item_repr[-1], rec._snap.item_repr[-2])
+    with pytest.raises(ConfigError, match=r"needs features .* every link it named is unknown: \['tag:no-such-tag'\]"):
+        rec.add_item("ghost", tags=["no-such-tag"], on_unknown="skip")
+    assert "ghost" not in rec.item_ids
+    with pytest.raises(UnknownIdError, match=r"'brand-new'") as err:
+        rec.explain(user, "brand-new")
+    assert repr(user) not in str(err.value).split("hint")[0]  # the trained user is not named as unknown
 
 
 def test_add_user_folds_in_from_items_and_excludes_them(world):
