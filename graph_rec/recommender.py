@@ -26,6 +26,7 @@ and reads tensors with safetensors and JSON only: loading never executes code fr
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import logging
@@ -272,15 +273,16 @@ class Recommender:
     ) -> None:
         if not model.is_fitted():
             raise NotFittedError(f"the {model_name!r} model is not fitted; call Recommender.fit")
-        self.model = model.eval()
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()  # scores, masks and candidates on one device
         self.data = data
         self.graph = kg
         self.model_name = model_name
         self.model_settings = dict(model_settings)
         self.train_config = train_config
-        self.device = resolve_device(device)
         self._lock = threading.RLock()
         self._view: PropagationView | None = None
+        self._cpu: RecModel | None = None
         self._encoders: dict[str, Any] = {}
         self._added_meta: dict[str, dict[str, Any]] = {"items": {}, "users": {}}
         self._snap = self._initial_snapshot()
@@ -684,8 +686,17 @@ class Recommender:
         """The frozen propagation of the model (built on first use; GraphRec only)."""
         with self._lock:
             if self._view is None:
-                self._view = PropagationView(self.model)
+                self._view = PropagationView(self.cpu_model())
             return self._view
+
+    def cpu_model(self) -> RecModel:
+        """The model on the CPU, where cold start and explanations run (the model itself when it is there)."""
+        with self._lock:
+            if self._cpu is None:
+                tensors = [*self.model.parameters(), *self.model.buffers()]
+                on_cpu = all(t.device.type == "cpu" for t in tensors)
+                self._cpu = self.model if on_cpu else copy.deepcopy(self.model).cpu().eval()
+            return self._cpu
 
     def _node_ref(self, node: int) -> NodeRef:
         g = self.data.graph
@@ -815,8 +826,8 @@ class Recommender:
             return encoder
 
     def _layer0(self, node_type: str, features: Mapping[str, Any]) -> Tensor:
-        """``[d]`` F(x) of a new node of ``node_type`` from raw features (text, image or vectors)."""
-        model = self.model
+        """``[d]`` F(x) of a new node of ``node_type`` from raw features (text, image or vectors), on the CPU."""
+        model = self.cpu_model()
         d = model.config.embedding_dim
         slots = list(getattr(model, "slots", []))
         unknown = [s for s in features if s not in slots]
