@@ -894,19 +894,21 @@ class Recommender:
             return None
 
     def _entity_relation(self, entity_id: str) -> str:
-        """The relation that joins items to this entity most often in the graph."""
+        """The relation the model propagates over that joins items to this entity most often in the graph."""
         best: tuple[int, str] | None = None
         pos = self._id_position("entity", entity_id)
         if pos is None:
             return ""
+        kept = set(self.data.graph.relations)  # a relation the data view dropped is not the model's
         for (s, r, d), e in self.graph.edges.items():
-            if s == "item" and d == "entity":
+            if s == "item" and d == "entity" and f"item__{r}__entity" in kept:
                 n = int((e.edge_index[1] == pos).sum())
                 if n and (best is None or n > best[0]):
                     best = (n, r)
         if best is None:
             raise ConfigError(
-                f"entity {entity_id!r} is joined to no item in the graph; name the relation with neighbours="
+                f"entity {entity_id!r} is joined to no item by a relation the model propagates over; "
+                "name the relation with neighbours="
             )
         return best[1]
 
