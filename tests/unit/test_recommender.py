@@ -457,3 +457,16 @@ def test_add_item_encodes_an_image_with_the_encoder_recorded_in_the_recipe(tmp_p
     assert not torch.allclose(reprs[-3], reprs[-1])
     with pytest.raises(DataError, match="image"):
         rec.add_item("bad", features={"image": np.zeros(7, dtype=np.float32)})
+
+
+def test_add_item_links_entities_through_relations_the_model_kept(world):
+    kg, sp = world
+    base = {"embedding_dim": 8, "num_layers": 2, "relation_mode": "none", "score": "cosine"}
+    rec = Recommender.fit(kg, split=sp, settings=base, train=TRAIN, view={"drop_relations": ["has_genre"]})
+    genres = kg.edges[("item", "has_genre", "entity")].edge_index[1]
+    directors = kg.edges[("item", "directed_by", "entity")].edge_index[1]
+    genre, director = (kg.node_ids["entity"][int(x[0])] for x in (genres, directors))
+    with pytest.raises(ConfigError, match=r"joined to no item by a relation the model propagates over"):
+        rec.add_item("by-genre", entities=[genre])
+    rec.add_item("by-director", entities=[director])
+    assert rec._added_meta["items"]["by-director"]["links"] == [["directed_by", "entity", director]]
