@@ -106,8 +106,9 @@ class Split:
         """The tables a graph may be built from: training interactions only.
 
         Tag assignments made by a user on an item whose (user, item) pair is held out are removed
-        (they would reveal the held-out interaction). With a cold-item split, every tag assignment
-        and social edge stays, but all interactions with cold items are gone.
+        (they would reveal the held-out interaction). With a cold-item split, every user's tag on
+        a cold item is removed as well (a new item cannot have been tagged by its users yet). A tag
+        table without user ids is item metadata and stays whole, as do social edges.
         """
         changes: dict[str, Any] = {"interactions": self.train.drop(columns=["split"], errors="ignore")}
         tags = tables.tag_assignments
