@@ -819,9 +819,17 @@ class Recommender:
             info = entry.get("info", {})
             expected = info.get("encoder_fingerprint") or info.get("fingerprint")
             if expected and encoder.fingerprint() != expected:
-                raise ConfigError(
-                    f"the {slot!r} encoder found here ({encoder.fingerprint()}) is not the one the graph was built with ({expected})"
-                )
+                if info.get("encoder_identity") and encoder.identity() == info["encoder_identity"]:
+                    logger.warning(
+                        "the %r encoder is the model the graph was built with, under other transformers/tokenizers "
+                        "versions: new items' vectors may differ slightly from the graph's",
+                        slot,
+                    )
+                else:
+                    raise ConfigError(
+                        f"the {slot!r} encoder found here ({encoder.fingerprint()}) is not the one the graph was "
+                        f"built with ({expected})"
+                    )
             self._encoders[slot] = encoder
             return encoder
 

@@ -16,7 +16,6 @@ An :class:`EntityExtractor` turns texts into :class:`Mention` lists. Three ship 
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import importlib.util
 import logging
 import re
@@ -32,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from kg_builders._optional import require
+from kg_builders.builders.text_encoder import package_version
 from kg_builders.errors import ConfigError, DataError, MissingDependencyError, SchemaError
 from kg_builders.fragment import Dropped, EdgeBlock, GraphFragment, NodeBlock, check_name, normalise_key, relation_name
 from kg_builders.sources._reader import read_delimited
@@ -91,13 +91,6 @@ def _check_texts(texts: Sequence[str]) -> list[str]:
         if not isinstance(t, str):
             raise ConfigError(f"texts must be strings; text {i} is {type(t).__name__}")
     return out
-
-
-def _version(dist: str) -> str | None:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
 # --------------------------------------------------------------------------------- names
@@ -243,8 +236,8 @@ class SpacyExtractor:
         return {
             "model": self.model,
             "package": pkg,
-            "package_version": _version(pkg) if pkg else None,
-            "spacy_version": _version("spacy"),
+            "package_version": package_version(pkg) if pkg else None,
+            "spacy_version": package_version("spacy"),
             "labels": list(self.labels),
             "batch_size": self.batch_size,
             "confidence": "1.0 for every mention (spaCy's NER gives no probability)",
@@ -270,16 +263,43 @@ class SpacyExtractor:
 
 
 # ------------------------------------------------------------------------------ gazetteer
-_TOKEN = re.compile(r"\w+|[^\w\s]")
+_TOKEN = re.compile(r"(?P<word>\w+)|[^\w\s]")
 _END = ""  # trie key of the terminal record (no token is empty)
 
 
-def _tokens(text: str) -> list[re.Match[str]]:
-    return list(_TOKEN.finditer(text))
+def _is_mark(ch: str) -> bool:
+    return unicodedata.category(ch).startswith("M")
+
+
+def _tokens(text: str) -> list[tuple[int, int]]:
+    """``(start, end)`` of each token: a run of word characters, or one other non-space character.
+
+    A combining mark belongs to the token it follows, and a word goes on after one: ``\\w`` does
+    not match combining marks, so without this the decomposed (NFD) ``"Cafe\\u0301 Society"``
+    would split into ``"Cafe"``, a lone accent and ``"Society"`` and never match ``"Café"``.
+    """
+    spans: list[tuple[int, int]] = []
+    words: list[bool] = []
+    for m in _TOKEN.finditer(text):
+        start, end = m.span()
+        word = m.lastgroup == "word"
+        if spans and spans[-1][1] == start:
+            joins = (words[-1] and _is_mark(text[start - 1])) if word else _is_mark(text[start])
+            if joins:
+                spans[-1] = (spans[-1][0], end)
+                continue
+        spans.append((start, end))
+        words.append(word)
+    return spans
 
 
 def _key(token: str) -> str:
     return unicodedata.normalize("NFKC", token).casefold()
+
+
+def _form(token: str) -> str:
+    """A token as written, up to canonical equivalence (composed or decomposed accents)."""
+    return unicodedata.normalize("NFC", token)
 
 
 class GazetteerExtractor:
@@ -287,10 +307,11 @@ class GazetteerExtractor:
 
     Text and names are split into tokens (runs of word characters, or single punctuation
     marks), so a name only matches on token boundaries: ``"Paris"`` is found in ``"Paris's"``
-    and ``"(Paris)"`` but not in ``"Parisian"``. Names live in a token trie, so matching costs
-    ``O(tokens x longest name)`` whatever the number of names (100k names build in about a
-    second). At each position the longest name that matches wins, and matching resumes after
-    it: mentions never overlap.
+    and ``"(Paris)"`` but not in ``"Parisian"``. Composed (NFC) and decomposed (NFD) accents
+    match each other; offsets are into the text as given. Names live in a token trie, so
+    matching costs ``O(tokens x longest name)`` whatever the number of names (100k names build
+    in about a second). At each position the longest name that matches wins, and matching
+    resumes after it: mentions never overlap.
 
     Confidence is 1.0 when the text has the same case as a listed name and 0.9 when it only
     matches case-insensitively (``case_sensitive=False``). A name listed with several types
@@ -332,11 +353,11 @@ class GazetteerExtractor:
             surface, etype = pair
             if not isinstance(surface, str) or not isinstance(etype, str) or not etype.strip():
                 raise ConfigError(f"names entry {k}: name and type must be strings, type non-empty; got {pair!r}")
-            surface = _WS.sub(" ", surface).strip()
+            surface = _form(_WS.sub(" ", surface).strip())
             if len(surface) < min_length:
                 self.num_too_short += 1
                 continue
-            toks = tuple(m.group() for m in _TOKEN.finditer(surface))
+            toks = tuple(surface[a:b] for a, b in _tokens(surface))
             node = self._trie
             for t in toks:
                 node = node.setdefault(_key(t), {})
@@ -454,7 +475,7 @@ class GazetteerExtractor:
 
     def _match_one(self, text: str) -> list[Mention]:
         toks = _tokens(text)
-        keys = [_key(m.group()) for m in toks]
+        keys = [_key(text[a:b]) for a, b in toks]
         out: list[Mention] = []
         i, n = 0, len(toks)
         while i < n:
@@ -464,7 +485,7 @@ class GazetteerExtractor:
             while node is not None:
                 forms = node.get(_END)
                 if forms is not None:
-                    exact = tuple(m.group() for m in toks[i : j + 1])
+                    exact = tuple(_form(text[a:b]) for a, b in toks[i : j + 1])
                     etype = forms.get(exact)
                     if etype is not None:
                         best = (j, etype, self.EXACT_CONFIDENCE)
@@ -476,7 +497,7 @@ class GazetteerExtractor:
                 i += 1
                 continue
             j, etype, conf = best
-            start, end = toks[i].start(), toks[j].end()
+            start, end = toks[i][0], toks[j][1]
             out.append(Mention(text[start:end], etype, start, end, conf))
             i = j + 1
         return out
@@ -577,7 +598,7 @@ class TransformersExtractor:
             "batch_size": self.batch_size,
             "device": None if self.device is None else str(self.device),
             "long_texts": "overlapping windows of the model's length, overlap 1/8 of it",
-            "transformers_version": _version("transformers"),
+            "transformers_version": package_version("transformers"),
         }
 
     def extract(self, texts: Sequence[str]) -> list[list[Mention]]:

@@ -16,9 +16,15 @@ Layout under ``directory``, one folder per (fingerprint, template) namespace::
 Each call that encodes something adds one shard holding its misses; past ``max_shards`` shards
 the namespace is compacted into one. Every file is written to a temporary sibling and renamed,
 the shard before the manifest that lists it, so a crash leaves the previous cache readable (an
-unlisted shard is ignored and later removed). On read each shard's sha256, header, dtypes and
-shapes are checked against the manifest; a shard or manifest that fails is counted as corrupt,
-dropped and its vectors recomputed, never trusted. Nothing is pickled.
+unlisted shard is ignored and later removed, and so is a temporary file an hour old). On read
+each shard's sha256, header, dtypes and shapes are checked against the manifest; a shard or
+manifest that fails is counted as corrupt, dropped and its vectors recomputed, never trusted.
+Nothing is pickled.
+
+Several processes may share one cache: ``<directory>/.lock`` is locked (``fcntl.flock``) shared
+while a namespace is read and exclusively while one is written; a writer re-reads the manifest
+under the lock and adds its shard to what other processes wrote meanwhile. Encoding runs outside
+the lock, so two processes may both encode a text that neither had cached.
 
 A lookup reads and verifies every shard of the namespace: about ``4 * dim + 33`` bytes per
 cached text (1.6 kB for a 384-d model, 160 MB for 100,000 texts).
@@ -26,13 +32,16 @@ cached text (1.6 kB for a 384-d model, 160 MB for 100,000 texts).
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import logging
+import os
 import re
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,10 +55,19 @@ from kg_builders._files import atomic_file
 from kg_builders.builders.text_encoder import EncodeResult, TextEncoder, check_texts
 from kg_builders.errors import ConfigError
 
+try:
+    import fcntl
+except ImportError:  # not on Linux or macOS (Windows): no lock, so one writer at a time per cache
+    fcntl = None
+
 logger = logging.getLogger(__name__)
 
 FORMAT = 1
 MANIFEST = "manifest.json"
+#: the inter-process lock file in the cache directory (kept by :meth:`FeatureCache.clear`)
+LOCK = ".lock"
+#: a temporary file older than this (seconds) was left by a crash; a younger one may be being written
+_STALE_TEMP_SECONDS = 3600
 _NAMESPACE = re.compile(r"[0-9a-f]{32}")
 _SHARD = re.compile(r"[0-9a-f]{32}\.safetensors")
 _KEY_BYTES = 32
@@ -253,11 +271,38 @@ class FeatureCache:
         if not self.directory.is_dir():
             return
         removed = 0
-        for child in self.directory.iterdir():
-            if child.is_dir() and _NAMESPACE.fullmatch(child.name) and (child / MANIFEST).exists():
-                shutil.rmtree(child)
-                removed += 1
+        with self._locked(exclusive=True):
+            for child in self.directory.iterdir():
+                if child.is_dir() and _NAMESPACE.fullmatch(child.name) and (child / MANIFEST).exists():
+                    shutil.rmtree(child)
+                    removed += 1
         logger.info("cleared %d namespaces from feature cache %s", removed, self.directory)
+
+    @contextlib.contextmanager
+    def _locked(self, *, exclusive: bool) -> Iterator[None]:
+        """Hold the cache's inter-process lock: exclusive to write, shared to read.
+
+        ``flock`` on ``<directory>/.lock``, released when the file is closed (also by a crash).
+        A shared lock that cannot be taken because the cache is read-only is skipped (logged):
+        nobody can be writing to it.
+        """
+        if fcntl is None:  # no flock here: concurrent writers may lose each other's entries
+            yield
+            return
+        path = self.directory / LOCK
+        try:
+            fd = os.open(path, (os.O_RDWR if exclusive else os.O_RDONLY) | os.O_CREAT, 0o666)
+        except OSError as exc:
+            if exclusive or exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise
+            logger.info("feature cache %s is read-only (%s): reading it without the lock", self.directory, exc)
+            yield
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            yield
+        finally:
+            os.close(fd)
 
     # ---------------------------------------------------------------------- reading
     def _read(self, folder: Path, fingerprint: str, template_id: str) -> tuple[list[_Shard], int | None, int]:
@@ -265,23 +310,26 @@ class FeatureCache:
         path = folder / MANIFEST
         if not path.exists():
             return [], None, 0
-        try:
-            manifest = self._read_manifest(path, fingerprint, template_id)
-        except _Corrupt as exc:
-            logger.warning("feature cache manifest %s is corrupt (%s): recomputing its vectors", path, exc)
-            return [], None, 1
-        dim = manifest["dim"]
-        shards: list[_Shard] = []
-        corrupt = 0
-        for entry in manifest["shards"]:
+        with self._locked(exclusive=False):
+            if not path.exists():  # cleared meanwhile
+                return [], None, 0
             try:
-                shards.append(self._read_shard(folder, entry, dim))
+                manifest = self._read_manifest(path, fingerprint, template_id)
             except _Corrupt as exc:
-                corrupt += 1
-                logger.warning(
-                    "feature cache shard %s is corrupt (%s): recomputing its vectors", folder / entry["file"], exc
-                )
-        return shards, dim, corrupt
+                logger.warning("feature cache manifest %s is corrupt (%s): recomputing its vectors", path, exc)
+                return [], None, 1
+            dim = manifest["dim"]
+            shards: list[_Shard] = []
+            corrupt = 0
+            for entry in manifest["shards"]:
+                try:
+                    shards.append(self._read_shard(folder, entry, dim))
+                except _Corrupt as exc:
+                    corrupt += 1
+                    logger.warning(
+                        "feature cache shard %s is corrupt (%s): recomputing its vectors", folder / entry["file"], exc
+                    )
+            return shards, dim, corrupt
 
     @staticmethod
     def _read_manifest(path: Path, fingerprint: str, template_id: str) -> dict[str, Any]:
@@ -384,6 +432,34 @@ class FeatureCache:
         with atomic_file(folder / MANIFEST, "w") as fh:
             json.dump(manifest, fh, indent=1)
 
+    def _current(self, folder: Path, fingerprint: str, template_id: str, dim: int, known: list[_Shard]) -> list[_Shard]:
+        """The verified shards the manifest lists now (call under the exclusive lock).
+
+        Shards other processes added since ``known`` was read are read and checked; those in
+        ``known`` are not read again. A manifest of another dim, or a corrupt one, gives none.
+        """
+        path = folder / MANIFEST
+        if not path.exists():
+            return []
+        try:
+            manifest = self._read_manifest(path, fingerprint, template_id)
+        except _Corrupt:
+            return []  # counted when it was read, or written corrupt since: replaced now
+        if manifest["dim"] != dim:
+            return []  # vectors of another dimension: all dropped (see encode_cached)
+        by_file = {(s.file, s.sha256, s.rows): s for s in known}
+        current: list[_Shard] = []
+        for entry in manifest["shards"]:
+            shard = by_file.get((entry["file"], entry["sha256"], entry["rows"]))
+            if shard is None:
+                try:
+                    shard = self._read_shard(folder, entry, dim)
+                except _Corrupt as exc:
+                    logger.warning("feature cache shard %s is corrupt (%s): dropped", folder / entry["file"], exc)
+                    continue
+            current.append(shard)
+        return current
+
     def _write(
         self,
         folder: Path,
@@ -393,34 +469,45 @@ class FeatureCache:
         shards: list[_Shard],
         added: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
     ) -> None:
-        """Add a shard of new rows (if any) and rewrite the manifest; compact past ``max_shards``."""
+        """Add a shard of new rows (if any) to the shards listed now and rewrite the manifest.
+
+        Compacts past ``max_shards``. Holds the exclusive lock throughout: ``shards`` (read
+        earlier) only spares re-reading what is still listed.
+        """
         folder.mkdir(parents=True, exist_ok=True)
-        entries = [{"file": s.file, "rows": s.rows, "sha256": s.sha256} for s in shards]
-        if added is not None and len(shards) + 1 > self.max_shards:
-            keys = np.concatenate([s.keys for s in shards] + [added[0]])
-            vectors = np.concatenate([s.vectors for s in shards] + [added[1]])
-            truncated = np.concatenate([s.truncated for s in shards] + [added[2]])
-            _, first = np.unique(keys, axis=0, return_index=True)
-            first.sort()
-            entries = [self._write_shard(folder, keys[first], vectors[first], truncated[first])]
-            logger.info(
-                "compacted feature cache %s: %d shards into one of %d rows", folder.name, len(shards) + 1, len(first)
-            )
-        elif added is not None:
-            entries.append(self._write_shard(folder, *added))
-        manifest = {
-            "format": FORMAT,
-            "fingerprint": fingerprint,
-            "template_id": template_id,
-            "dim": dim,
-            "shards": entries,
-        }
-        self._write_manifest(folder, manifest)
-        listed = {e["file"] for e in entries} | {MANIFEST}
-        for child in folder.iterdir():  # shards no longer listed: corrupt, compacted or left by a crash
-            if (
-                child.name not in listed
-                and (_SHARD.fullmatch(child.name) or child.name.startswith("."))
-                and child.is_file()
-            ):
-                child.unlink()
+        with self._locked(exclusive=True):
+            shards = self._current(folder, fingerprint, template_id, dim, shards)
+            entries = [{"file": s.file, "rows": s.rows, "sha256": s.sha256} for s in shards]
+            if added is not None and len(shards) + 1 > self.max_shards:
+                keys = np.concatenate([s.keys for s in shards] + [added[0]])
+                vectors = np.concatenate([s.vectors for s in shards] + [added[1]])
+                truncated = np.concatenate([s.truncated for s in shards] + [added[2]])
+                _, first = np.unique(keys, axis=0, return_index=True)
+                first.sort()
+                entries = [self._write_shard(folder, keys[first], vectors[first], truncated[first])]
+                logger.info(
+                    "compacted feature cache %s: %d shards into one of %d rows",
+                    folder.name,
+                    len(shards) + 1,
+                    len(first),
+                )
+            elif added is not None:
+                entries.append(self._write_shard(folder, *added))
+            manifest = {
+                "format": FORMAT,
+                "fingerprint": fingerprint,
+                "template_id": template_id,
+                "dim": dim,
+                "shards": entries,
+            }
+            self._write_manifest(folder, manifest)
+            listed = {e["file"] for e in entries} | {MANIFEST}
+            stale = time.time() - _STALE_TEMP_SECONDS
+            for child in folder.iterdir():
+                if child.name in listed:
+                    continue
+                with contextlib.suppress(FileNotFoundError):  # renamed or removed by its writer meanwhile
+                    if _SHARD.fullmatch(child.name) and child.is_file():
+                        child.unlink()  # not listed: corrupt, compacted or left by a crash (shards are written locked)
+                    elif child.name.startswith(".") and child.is_file() and child.stat().st_mtime < stale:
+                        child.unlink()  # a temporary file left by a crash; a younger one may still be being written

@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from kg_builders._optional import require
+from kg_builders.builders.text_encoder import hub_commit, identity_of, package_version
 from kg_builders.errors import ConfigError, DataError, MissingDependencyError, SchemaError
 from kg_builders.tables import Tables
 
@@ -439,7 +440,7 @@ class ImageEncoder:
             "backend": backend,
             "weights": f"sha256:{_local_digest(path)}"
             if local
-            else f"{self.model}@{getattr(config, '_commit_hash', None) or self.revision or 'default'}",
+            else f"{self.model}@{hub_commit(source, revision=self.revision, local_files_only=self.local_files_only) or self.revision or 'default'}",
         }
         state["spec"] = spec
         return spec
@@ -500,6 +501,13 @@ class ImageEncoder:
         A local model directory is identified by the contents of its files, a hub model by its
         resolved commit (or the revision asked for).
         """
+        return hashlib.sha256(json.dumps(self._payload(), sort_keys=True, default=str).encode()).hexdigest()
+
+    def identity(self) -> str:
+        """:meth:`fingerprint` without the ``transformers`` version (see ``TextEncoder.identity``)."""
+        return identity_of(self._payload())
+
+    def _payload(self) -> dict[str, Any]:
         spec = self._spec()
         dtype = self._torch_dtype(self._torch_device())
         payload = {
@@ -510,9 +518,9 @@ class ImageEncoder:
             "processor_settings": spec["processor_settings"],
             "dtype": str(dtype),
             "normalize": self.normalize,
-            "transformers": _version("transformers"),
+            "transformers": package_version("transformers"),
         }
-        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+        return payload
 
     @property
     def dim(self) -> int:
@@ -628,15 +636,6 @@ class ImageEncoder:
             "encoded %d image(s) in %.2f s (%d without image, %d skipped)", len(arrays), seconds, missing, len(failed)
         )
         return ImageEncodeResult(vectors, mask, len(failed), failed, round(seconds, 4), missing)
-
-
-def _version(package: str) -> str | None:
-    import importlib.metadata
-
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
 # ------------------------------------------------------------------------------ precomputed vectors
@@ -924,6 +923,7 @@ class ImageFeatureBuilder:
             info["source"] = "encoder"
             info["model"] = self.encoder.model
             info["fingerprint"] = self.encoder.fingerprint()
+            info["encoder_identity"] = self.encoder.identity()
             info["images_without_item"] = unused
         graph.set_features("item", self.slot, res.vectors, res.mask)
         info.update(

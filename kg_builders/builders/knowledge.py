@@ -2,8 +2,8 @@
 
 Triples ``(head, relation, tail)`` use the knowledge graph's own entity ids; ``item_entities``
 says which entity each item is (KGAT / KGCN / MKR publish this as ``item_index2entity_id.txt``).
-An endpoint that is an item's entity becomes that ``item`` node; any other becomes an ``entity``
-node with id ``kg:<entity id>``. Each raw relation (``film.film.director``) keeps its own edge
+An endpoint that is an item's entity becomes that ``item`` node (every such item, when several
+items share the entity); any other becomes an ``entity`` node with id ``kg:<entity id>``. Each raw relation (``film.film.director``) keeps its own edge
 type under a snake_case name (``film_film_director``); the mapping is in the graph recipe.
 
 Cites: Wang et al., "KGAT: Knowledge Graph Attention Network for Recommendation", KDD 2019.
@@ -77,7 +77,9 @@ class KnowledgeBuilder:
                 )
             )
             item_of = item_of.loc[~unknown]
-        ent2item = dict(zip(item_of["entity_id"], item_of["item_id"], strict=True))
+        item_of = item_of.drop_duplicates(["entity_id", "item_id"])
+        # entity -> its items: several items may share one entity, and each gets the entity's links
+        items_of = item_of.groupby("entity_id", sort=False)["item_id"].agg(list).to_dict()
         t = tables.triples
         head, rel, tail = (t[c].astype(str).to_numpy(object) for c in ("head", "relation", "tail"))
         orphan = np.fromiter(
@@ -105,17 +107,15 @@ class KnowledgeBuilder:
             )
             head, rel, tail = head[~mask], rel[~mask], tail[~mask]
 
-        def side(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            is_item = np.fromiter((e in ent2item for e in ids), bool, len(ids))
-            out = np.array(
-                [ent2item[e] if it else f"{self.entity_prefix}:{e}" for e, it in zip(ids, is_item, strict=True)],
-                dtype=object,
-            )
+        def side(ids: np.ndarray) -> tuple[list[list[str]], np.ndarray]:
+            is_item = np.fromiter((e in items_of for e in ids), bool, len(ids))
+            out = [items_of[e] if it else [f"{self.entity_prefix}:{e}"] for e, it in zip(ids, is_item, strict=True)]
             return out, is_item
 
         h, h_item = side(head)
         tl, t_item = side(tail)
         frame = pd.DataFrame({"h": h, "hi": h_item, "r": [names[r] for r in rel], "t": tl, "ti": t_item})
+        frame = frame.explode("h").explode("t").reset_index(drop=True)  # a triple links every item of its entity
         before = len(frame)
         frame = frame.drop_duplicates(["h", "r", "t"])
         if len(frame) < before:
@@ -138,5 +138,5 @@ class KnowledgeBuilder:
             nodes={"entity": nodes},
             edges=edges,
             dropped=dropped,
-            info={"relations": {v: k for k, v in names.items()}, "items_linked": len(ent2item)},
+            info={"relations": {v: k for k, v in names.items()}, "items_linked": int(item_of["item_id"].nunique())},
         )

@@ -34,6 +34,7 @@ from typing import Any, Literal
 
 from kg_builders._files import atomic_file, sha256_file
 from kg_builders._optional import require
+from kg_builders.builders.text_encoder import hub_commit
 from kg_builders.errors import ConfigError, DataError, MissingDependencyError
 
 logger = logging.getLogger(__name__)
@@ -265,14 +266,14 @@ class ProfileWriter:
             if self.gguf_file is not None:
                 kwargs["gguf_file"] = self.gguf_file
             try:
-                config = transformers.AutoConfig.from_pretrained(source, **kwargs)
+                transformers.AutoConfig.from_pretrained(source, **kwargs)  # the model exists (a clear error if not)
             except (OSError, ValueError) as exc:
                 raise ConfigError(f"cannot load causal language model {source!r}: {exc}") from exc
             model_id = {
                 "hub": source,
                 "gguf": self.gguf_file,
                 "revision": self.revision,
-                "commit": getattr(config, "_commit_hash", None),
+                "commit": hub_commit(source, revision=self.revision, local_files_only=self.local_files_only),
             }
         payload = {
             "format": FORMAT,

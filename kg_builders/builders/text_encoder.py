@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.metadata
 import importlib.util
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
@@ -44,6 +46,8 @@ ON_BAD_TEXT = ("raise", "skip")
 FINGERPRINT_VERSION = 1
 #: files of a local model folder that are hashed besides the weights (config and tokenizer)
 _SMALL_SUFFIXES = (".json", ".txt", ".model")
+#: the commit in a Hugging Face cache path: ``.../models--org--name/snapshots/<commit>/config.json``
+_SNAPSHOT = re.compile(r"/snapshots/([0-9a-f]{40})/")
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,52 @@ def _packaged(model: str) -> PackagedModel | None:
     return None
 
 
+#: the fingerprint entries that name installed library versions (left out of an encoder's identity)
+LIBRARY_KEYS = ("transformers", "tokenizers")
+
+
+def identity_of(payload: dict[str, Any]) -> str:
+    """sha256 of a fingerprint payload without its :data:`LIBRARY_KEYS`."""
+    rest = {k: v for k, v in payload.items() if k not in LIBRARY_KEYS}
+    return hashlib.sha256(json.dumps(rest, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def hub_files(source: str, *, revision: str | None, local_files_only: bool) -> tuple[str | None, Path | None]:
+    """The commit a hub model's ``revision`` resolves to, and the folder of its files: ``(commit, folder)``.
+
+    Read from the Hugging Face cache path of its ``config.json``
+    (``.../snapshots/<commit>/config.json``); the commit is None when that path names none.
+    transformers 5 no longer sets ``config._commit_hash``, so this is how a fingerprint learns it.
+
+    Raises:
+        OSError, ValueError: the model cannot be found (transformers' own errors).
+    """
+    require("transformers")
+    from transformers.utils import cached_file
+
+    path = cached_file(source, "config.json", revision=revision, local_files_only=local_files_only)
+    if path is None:
+        return None, None
+    found = _SNAPSHOT.search(Path(path).as_posix())
+    return (found.group(1) if found else None), Path(path).parent
+
+
+def hub_commit(source: str, *, revision: str | None, local_files_only: bool) -> str | None:
+    """The commit of :func:`hub_files`, or None where it names none or the model cannot be found."""
+    try:
+        return hub_files(source, revision=revision, local_files_only=local_files_only)[0]
+    except (OSError, ValueError):
+        return None
+
+
+def package_version(distribution: str) -> str | None:
+    """The installed version of a distribution (``"transformers"``), None when it is not installed."""
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
 def _looks_like_path(model: str) -> bool:
     return (
         model.startswith((".", "~", os.sep)) or os.path.isabs(model) or (os.altsep is not None and os.altsep in model)
@@ -110,6 +160,23 @@ def _local_model_files(folder: Path) -> list[Path]:
         raise ConfigError(f"model folder {str(folder)!r} has no .safetensors or .bin weights")
     small = [p for p in files if p.suffix in _SMALL_SUFFIXES]
     return sorted(set(weights) | set(small))
+
+
+def _usable_positions(model: Any) -> tuple[int | None, str]:
+    """The most tokens a model can embed, and why it is fewer than ``max_position_embeddings``.
+
+    Models that number positions after their padding index (RoBERTa, XLM-R, MPNet: their
+    position embedding has a ``padding_idx``) use ``max_position_embeddings - padding_idx - 1``
+    of them: 512 of RoBERTa's 514. None when the config gives no limit.
+    """
+    limit = getattr(model.config, "max_position_embeddings", None)
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0:
+        return None, ""
+    positions = getattr(getattr(model, "embeddings", None), "position_embeddings", None)
+    pad = getattr(positions, "padding_idx", None)
+    if isinstance(pad, int) and 0 <= pad < limit:
+        return limit - pad - 1, f" (max_position_embeddings={limit}, numbered from padding index {pad} + 1)"
+    return limit, ""
 
 
 # ------------------------------------------------------------------------------ texts
@@ -277,6 +344,18 @@ class TextEncoder:
         self._state["source"] = source
         return source
 
+    def _hub_files(self, source: str) -> tuple[str | None, Path | None]:
+        """:func:`hub_files` of this encoder's model, resolved once: :meth:`_load` then loads that
+        commit, so the files loaded are the files :meth:`fingerprint` names."""
+        if "hub_files" not in self._state:
+            try:
+                self._state["hub_files"] = hub_files(
+                    source, revision=self.revision, local_files_only=self.local_files_only
+                )
+            except (OSError, ValueError) as exc:
+                raise self._load_error(source, exc) from exc
+        return self._state["hub_files"]
+
     def _device_and_dtype(self) -> tuple[Any, Any]:
         import torch
 
@@ -316,15 +395,18 @@ class TextEncoder:
         source, local = self._source()
         device, dtype = self._device_and_dtype()
         t0 = time.perf_counter()
-        kwargs = {"revision": None if local else self.revision, "local_files_only": self.local_files_only}
+        revision = None if local else (self._hub_files(source)[0] or self.revision)
+        kwargs = {"revision": revision, "local_files_only": self.local_files_only}
         try:
             tokenizer = transformers.AutoTokenizer.from_pretrained(source, **kwargs)
             model = transformers.AutoModel.from_pretrained(source, **kwargs)
         except (OSError, ValueError) as exc:
             raise self._load_error(source, exc) from exc
-        limit = getattr(model.config, "max_position_embeddings", None)
-        if isinstance(limit, int) and 0 < limit < self.max_length:
-            raise ConfigError(f"max_length={self.max_length} exceeds the model's {limit} positions ({self.model!r})")
+        limit, why = _usable_positions(model)
+        if limit is not None and limit < self.max_length:
+            raise ConfigError(
+                f"max_length={self.max_length} exceeds the model's {limit} positions{why} ({self.model!r})"
+            )
         model = model.to(device=device, dtype=dtype).eval()
         st.update(tokenizer=tokenizer, model=model, device=device, dtype=dtype)
         st["pad_id"] = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -359,9 +441,12 @@ class TextEncoder:
 
         Covers the resolved model (for a local folder or packaged model: the sha256 of its weight,
         config and tokenizer files, so a moved folder keeps its fingerprint and an edited one does
-        not; for a hub model: the id, the revision, the resolved commit and the sha256 of its
-        config), ``pooling``, ``normalize``, ``max_length`` and the compute dtype on the device
-        that would run. ``batch_size``, ``on_bad_text`` and progress bars do not change it.
+        not; for a hub model: the id, the commit its revision resolves to in the Hugging Face
+        cache, which is the commit then loaded, and the sha256 of its config; where the cache path
+        names no commit, the revision and the sha256 of the files loaded), ``pooling``,
+        ``normalize``, ``max_length``, the compute dtype on the device that would run and the
+        installed ``transformers`` and ``tokenizers`` versions. ``batch_size``, ``on_bad_text``
+        and progress bars do not change it.
 
         Returns:
             64 hex digits.
@@ -373,23 +458,25 @@ class TextEncoder:
             folder = Path(source)
             model_id: dict[str, Any] = {"local": {p.name: sha256_file(p) for p in _local_model_files(folder)}}
         else:
+            commit, folder = self._hub_files(source)
             if "model" in self._state:
                 config = self._state["model"].config
             else:
                 transformers = require("transformers")
                 try:
                     config = transformers.AutoConfig.from_pretrained(
-                        source, revision=self.revision, local_files_only=self.local_files_only
+                        source, revision=commit or self.revision, local_files_only=self.local_files_only
                     )
                 except (OSError, ValueError) as exc:
                     raise self._load_error(source, exc) from exc
             config_sha = hashlib.sha256(config.to_json_string(use_diff=False).encode()).hexdigest()
-            model_id = {
-                "hub": source,
-                "revision": self.revision,
-                "commit": getattr(config, "_commit_hash", None),
-                "config_sha256": config_sha,
-            }
+            model_id = {"hub": source, "commit": commit, "config_sha256": config_sha}
+            if commit is None:  # a cache path without a snapshot commit: hash the files loaded
+                model_id["revision"] = self.revision
+                self._load()
+                if folder is None:
+                    raise ConfigError(f"cannot find the files of text model {self.model!r} to fingerprint them")
+                model_id["files"] = {p.name: sha256_file(p) for p in _local_model_files(folder)}
         _, dtype = self._device_and_dtype()
         payload = {
             "version": FINGERPRINT_VERSION,
@@ -398,10 +485,23 @@ class TextEncoder:
             "normalize": self.normalize,
             "max_length": self.max_length,
             "dtype": str(dtype).removeprefix("torch."),
+            "transformers": package_version("transformers"),
+            "tokenizers": package_version("tokenizers"),
         }
         digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
         self._state["fingerprint"] = digest
+        self._state["identity"] = identity_of(payload)
         return digest
+
+    def identity(self) -> str:
+        """:meth:`fingerprint` without the library versions: the same model and settings.
+
+        Two encoders with one identity and different fingerprints differ only in the installed
+        ``transformers`` / ``tokenizers``: their vectors are expected to agree, but a cache does
+        not assume it.
+        """
+        self.fingerprint()
+        return self._state["identity"]
 
     # --------------------------------------------------------------------- encoding
     def _tokenize(self, texts: list[str]) -> tuple[list[list[int]], list[list[int] | None], np.ndarray]:

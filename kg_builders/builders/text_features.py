@@ -260,6 +260,7 @@ class TextFeatureBuilder:
             "info": {
                 "slot": self.slot,
                 "encoder_fingerprint": report.encoder,
+                **({"encoder_identity": self.encoder.identity()} if hasattr(self.encoder, "identity") else {}),
                 "template_id": report.template_id,
                 "dim": report.dim,
                 "node_types": {

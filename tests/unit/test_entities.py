@@ -4,6 +4,7 @@ transformers plumbing (a tiny randomly initialised model built offline)."""
 from __future__ import annotations
 
 import json
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +70,19 @@ def test_gazetteer_case_handling_and_confidences():
 def test_gazetteer_case_sensitive_falls_back_to_a_shorter_exact_name():
     g = GazetteerExtractor({"Bank of America": "ORG", "Bank": "ORG"}, case_sensitive=True)
     assert _spans(g.extract(["Bank of america"])[0]) == [("Bank", "ORG", 0, 4, 1.0)]
+
+
+def test_gazetteer_matches_composed_and_decomposed_accents():
+    nfc, nfd = "Café Society", unicodedata.normalize("NFD", "Café Society")
+    assert len(nfd) == len(nfc) + 1
+    start = len("Woody Allen's ")
+    for name, written in ((nfc, nfd), (nfd, nfc)):
+        text = f"Woody Allen's {written} (2016)"
+        for case_sensitive in (False, True):
+            (found,) = GazetteerExtractor({name: "film"}, case_sensitive=case_sensitive).extract([text])
+            assert _spans(found) == [(written, "film", start, start + len(written), 1.0)]  # offsets into the text
+        assert GazetteerExtractor({"Cafe Society": "film"}).extract([text]) == [[]]  # the accent still counts
+    assert GazetteerExtractor([(nfc, "film"), (nfd, "film")]).settings()["num_names"] == 1
 
 
 def test_gazetteer_min_length_conflicts_and_settings():

@@ -5,6 +5,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import multiprocessing
+import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +15,8 @@ import pytest
 from safetensors.numpy import save as st_save
 
 import kg_builders._files
-from kg_builders.builders.feature_cache import CacheStats, FeatureCache, text_key
-from kg_builders.builders.text_encoder import EncodeResult, TextEncoder
+from kg_builders.builders.feature_cache import LOCK, CacheStats, FeatureCache, text_key
+from kg_builders.builders.text_encoder import EncodeResult, TextEncoder, check_texts
 from kg_builders.errors import ConfigError, DataError
 
 pytest.importorskip("transformers", reason="the text encoder needs transformers (extra 'text')")
@@ -209,6 +212,80 @@ def test_compaction_and_clear(tmp_path: Path, encoder: CountingEncoder, referenc
     np.testing.assert_allclose(result.vectors, _expected(reference, TEXTS), atol=1e-5)
     (tmp_path / "notes.txt").write_text("not the cache's")
     cache.clear()
-    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [LOCK, "notes.txt"]  # the lock file stays
     _, stats = cache.encode_cached(encoder, TEXTS[:1])
     assert stats.misses == 1
+
+
+class HashEncoder:
+    """A fast stand-in for a TextEncoder: 8-d vectors from each text's sha256; waits at ``barrier``."""
+
+    on_bad_text = "raise"
+    dim = 8
+
+    def __init__(self, barrier=None) -> None:
+        self.barrier = barrier
+
+    def fingerprint(self) -> str:
+        return "hash-encoder"
+
+    def encode(self, texts, *, progress=False) -> EncodeResult:
+        if self.barrier is not None:
+            self.barrier.wait(timeout=60)  # both processes have read the cache before either writes
+        items, mask = check_texts(texts, on_bad_text="raise")
+        vectors = np.stack([np.frombuffer(hashlib.sha256(t.encode()).digest()[:8], np.uint8) for t in items])
+        n = len(items)
+        return EncodeResult(
+            vectors=vectors.astype(np.float32),
+            mask=mask,
+            truncated_mask=np.zeros(n, bool),
+            truncated=0,
+            skipped=0,
+            seconds=0.0,
+        )
+
+
+def _texts(role: str) -> list[str]:
+    return [f"{role} text {i}" for i in range(20)]
+
+
+def _write_concurrently(directory: str, role: str, barrier, errors) -> None:
+    try:
+        FeatureCache(directory).encode_cached(HashEncoder(barrier), _texts(role), template_id="t")
+    except BaseException as exc:  # reported to the test, which fails on it
+        errors.put(f"{role}: {exc!r}")
+        raise
+
+
+def test_concurrent_writers_keep_each_others_entries(tmp_path: Path) -> None:
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    barrier, errors = ctx.Barrier(2), ctx.SimpleQueue()
+    procs = [ctx.Process(target=_write_concurrently, args=(str(tmp_path), r, barrier, errors)) for r in "AB"]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+    failed = []
+    while not errors.empty():
+        failed.append(errors.get())
+    assert failed == [] and [p.exitcode for p in procs] == [0, 0]  # nothing crashed (FileNotFoundError before)
+    for role in "AB":  # both processes' vectors are in the cache
+        result, stats = FeatureCache(tmp_path).encode_cached(HashEncoder(), _texts(role), template_id="t")
+        assert stats == CacheStats(hits=20, misses=0, corrupt=0), role
+        np.testing.assert_array_equal(result.vectors, HashEncoder().encode(_texts(role)).vectors)
+
+
+def test_cleanup_keeps_temporary_files_that_may_still_be_written(tmp_path: Path) -> None:
+    cache = FeatureCache(tmp_path)
+    cache.encode_cached(HashEncoder(), _texts("A"))
+    (folder,) = (p for p in tmp_path.iterdir() if p.is_dir())
+    fresh = folder / ".0123456789abcdef0123456789abcdef.safetensors.tmp-other"  # another process writing
+    old = folder / ".manifest.json.tmp-crashed"  # left by a crash two hours ago
+    fresh.write_bytes(b"half a shard")
+    old.write_text("{")
+    two_hours_ago = time.time() - 7200
+    os.utime(old, (two_hours_ago, two_hours_ago))
+    _, stats = cache.encode_cached(HashEncoder(), _texts("B"))
+    assert stats.misses == 20
+    assert fresh.exists() and not old.exists()

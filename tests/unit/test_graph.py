@@ -116,6 +116,18 @@ def test_knowledge_triples(tiny_tables) -> None:
     assert rel["info"]["relations"]["film_director"] == "film.director"
 
 
+def test_knowledge_items_sharing_an_entity_all_get_its_links(tiny_tables) -> None:
+    ie = pd.DataFrame({"item_id": ["i1", "i2", "i3", "i3"], "entity_id": ["e1", "e1", "e2", "e2"]})
+    triples = pd.DataFrame({"head": ["e1", "e1"], "relation": ["film.director", "film.sequel"], "tail": ["p1", "e2"]})
+    fragment = KnowledgeBuilder().build(tiny_tables.replace(item_entities=ie, triples=triples))
+    edges = {k: set(zip(v.src, v.dst, strict=True)) for k, v in fragment.edges.items()}
+    assert edges == {
+        ("item", "film_director", "entity"): {("i1", "kg:p1"), ("i2", "kg:p1")},
+        ("item", "film_sequel", "item"): {("i1", "i3"), ("i2", "i3")},
+    }
+    assert fragment.info["items_linked"] == 3 and fragment.dropped == []  # a repeated mapping row is no duplicate
+
+
 def test_knowledge_unknown_items(tiny_tables) -> None:
     ie = pd.DataFrame({"item_id": ["i1", "i99"], "entity_id": ["e1", "e9"]})
     ie.attrs.update(file="map.txt", lines=np.array([1, 2]))

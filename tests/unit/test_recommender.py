@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 
 import numpy as np
@@ -402,7 +403,7 @@ def test_mmr_trades_relevance_for_diversity(rec):
         assert sum(d.scores) <= sum(p.scores) + 1e-6
 
 
-def test_add_item_encodes_an_image_with_the_encoder_recorded_in_the_recipe(tmp_path):
+def test_add_item_encodes_an_image_with_the_encoder_recorded_in_the_recipe(tmp_path, monkeypatch, caplog):
     """A graph whose items have image features (a tiny random ViT): a new item's image goes through the same encoder."""
     transformers = pytest.importorskip("transformers", reason="image encoders need the 'text' extra (transformers)")
     from kg_builders.builders.image_features import ImageEncoder, ImageFeatureBuilder
@@ -457,6 +458,27 @@ def test_add_item_encodes_an_image_with_the_encoder_recorded_in_the_recipe(tmp_p
     assert not torch.allclose(reprs[-3], reprs[-1])
     with pytest.raises(DataError, match="image"):
         rec.add_item("bad", features={"image": np.zeros(7, dtype=np.float32)})
+
+    # the same encoder under another transformers version: a warning, not a refusal
+    import kg_builders.builders.image_features as image_features
+
+    def other_transformers(name):
+        return "0.0-other" if name == "transformers" else None
+
+    with monkeypatch.context() as m, caplog.at_level(logging.WARNING, logger="graph_rec.recommender"):
+        m.setattr(image_features, "package_version", other_transformers)
+        again = Recommender(rec.model, rec.data, rec.graph, model_name="graphrec", model_settings=rec.model_settings)
+        again.add_item("under-other-libraries", image=image)
+    assert "other transformers/tokenizers versions" in caplog.text
+    torch.testing.assert_close(again._snap.item_repr[-1], reprs[-3], rtol=1e-5, atol=1e-6)
+    # another model (its identity differs too) is refused
+    entry = next(r for r in rec.graph.recipe if r.get("info", {}).get("slot") == "image")
+    entry["info"]["encoder_identity"] = "0" * 64
+    with monkeypatch.context() as m:
+        m.setattr(image_features, "package_version", other_transformers)
+        refused = Recommender(rec.model, rec.data, rec.graph, model_name="graphrec", model_settings=rec.model_settings)
+        with pytest.raises(ConfigError, match="is not the one the graph was built with"):
+            refused.add_item("refused", image=image)
 
 
 def test_add_item_links_entities_through_relations_the_model_kept(world):

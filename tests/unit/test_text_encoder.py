@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+import kg_builders.builders.text_encoder as text_encoder
+from kg_builders.builders.feature_cache import FeatureCache
 from kg_builders.builders.text_encoder import DEFAULT_MODELS, EncodeResult, TextEncoder, check_texts
 from kg_builders.errors import ConfigError, DataError
 
@@ -184,3 +187,103 @@ def test_fingerprint_tracks_what_changes_vectors(encoder: TextEncoder, tmp_path:
     (copy / "config.json").unlink()
     (copy / "config.json").write_text((folder / "config.json").read_text().replace('"gelu"', '"gelu_new"'))
     assert TextEncoder(model=str(copy), device="cpu").fingerprint() != base
+
+
+def _tiny_model(folder: Path, *, roberta: bool = False) -> Path:
+    """A randomly initialised one-layer BERT (or RoBERTa, 514 positions) with MiniLM's tokenizer."""
+    import transformers
+
+    tokenizer = transformers.AutoTokenizer.from_pretrained(_model_path(), local_files_only=True)
+    tokenizer.save_pretrained(folder)
+    size = {"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32}
+    if roberta:  # positions numbered after the padding index, as in RoBERTa: 514 embeddings, 513 usable here
+        config = transformers.RobertaConfig(
+            vocab_size=tokenizer.vocab_size, max_position_embeddings=514, pad_token_id=tokenizer.pad_token_id, **size
+        )
+        transformers.RobertaModel(config).save_pretrained(folder)
+    else:
+        config = transformers.BertConfig(vocab_size=tokenizer.vocab_size, max_position_embeddings=64, **size)
+        transformers.BertModel(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty Hugging Face cache that every hub lookup of the test uses (never the network)."""
+    import huggingface_hub.constants
+
+    root = tmp_path / "hf-cache"
+    root.mkdir()
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(root))
+    return root
+
+
+def _push(cache: Path, commit: str) -> Path:
+    """New random weights (same config) at ``commit`` of the cached repo ``fake/tiny``; ``main`` points there."""
+    repo = cache / "models--fake--tiny"
+    snapshot = _tiny_model(repo / "snapshots" / commit)
+    (repo / "refs").mkdir(exist_ok=True)
+    (repo / "refs" / "main").write_text(commit)
+    return snapshot
+
+
+def test_hub_fingerprint_follows_the_commit_loaded(hub_cache: Path, tmp_path: Path) -> None:
+    first, second = "a" * 40, "b" * 40
+    hub = {"model": "fake/tiny", "local_files_only": True, "device": "cpu", "max_length": 32}
+    _push(hub_cache, first)
+    old = TextEncoder(**hub)
+    cache = FeatureCache(tmp_path / "features")
+    old_vectors = cache.encode_cached(old, ["hello world"])[0].vectors
+    pinned = TextEncoder(**hub)
+    assert pinned.fingerprint() == old.fingerprint()  # resolved while main is the first commit
+
+    _push(hub_cache, second)  # main moves to retrained weights, the config unchanged
+    new = TextEncoder(**hub)
+    assert new.fingerprint() != old.fingerprint()
+    assert TextEncoder(**hub, revision=first).fingerprint() == old.fingerprint()
+    result, stats = cache.encode_cached(new, ["hello world"])
+    assert stats.misses == 1 and stats.hits == 0  # not the old model's vector
+    assert not np.allclose(result.vectors, old_vectors, atol=1e-3)
+    # fingerprinted before loading or after: the same; an encoder loads the commit it fingerprinted
+    loaded = TextEncoder(**hub)
+    np.testing.assert_array_equal(loaded.encode(["hello world"]).vectors, result.vectors)
+    assert loaded.fingerprint() == new.fingerprint()
+    np.testing.assert_array_equal(pinned.encode(["hello world"]).vectors, old_vectors)
+
+
+def test_hub_fingerprint_hashes_files_when_the_cache_names_no_commit(
+    hub_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a cache layout without snapshots/<commit> (raising=False: before the fix there was no _SNAPSHOT)
+    monkeypatch.setattr(text_encoder, "_SNAPSHOT", re.compile(r"(?!)"), raising=False)
+    snapshot = _push(hub_cache, "a" * 40)
+    hub = {"model": "fake/tiny", "local_files_only": True, "device": "cpu", "max_length": 32}
+    before = TextEncoder(**hub).fingerprint()
+    assert TextEncoder(**hub).fingerprint() == before
+    retrained = _tiny_model(tmp_path / "retrained")  # new weights in place, under the same commit
+    (snapshot / "model.safetensors").write_bytes((retrained / "model.safetensors").read_bytes())
+    assert TextEncoder(**hub).fingerprint() != before
+
+
+def test_fingerprint_includes_library_versions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = _tiny_model(tmp_path / "tiny")
+    base = TextEncoder(model=str(folder), device="cpu").fingerprint()
+    identity = TextEncoder(model=str(folder), device="cpu").identity()
+    real = text_encoder.package_version
+    for library in ("transformers", "tokenizers"):
+        with monkeypatch.context() as m:
+            m.setattr(text_encoder, "package_version", lambda name, lib=library: "0.0" if name == lib else real(name))
+            other = TextEncoder(model=str(folder), device="cpu")
+            assert other.fingerprint() != base, library
+            assert other.identity() == identity  # the same model and settings: only the libraries differ
+    assert TextEncoder(model=str(folder), device="cpu", max_length=8).identity() != identity
+    assert TextEncoder(model=str(folder), device="cpu").fingerprint() == base
+
+
+def test_max_length_beyond_positions_after_the_padding_offset(tmp_path: Path) -> None:
+    folder = _tiny_model(tmp_path / "roberta", roberta=True)
+    for too_long in (514, 515):
+        with pytest.raises(ConfigError, match=r"exceeds the model's 513 positions.*padding index 0"):
+            TextEncoder(model=str(folder), device="cpu", max_length=too_long).encode(["text"])
+    result = TextEncoder(model=str(folder), device="cpu", max_length=513).encode(["word " * 600, "short"])
+    assert result.truncated_mask.tolist() == [True, False] and np.isfinite(result.vectors).all()
