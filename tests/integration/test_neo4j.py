@@ -393,6 +393,9 @@ def test_hostile_ids_and_text_are_stored_verbatim_and_never_run(db: Neo4jSetting
         assert store.node(NodeRef("item", HOSTILE[7]))["genres"] == [HOSTILE[1]]
         assert store.node(NodeRef("item", "i1"))["meta"] == {"k": [1, 2]}
         assert [n.node.id for n in store.neighbours(NodeRef("tag", HOSTILE[8]))] == ["i1", HOSTILE[2]]
+        # an id that looks like a query parameter ("$rows") is read back as itself
+        assert store.node(NodeRef("item", HOSTILE[3])) is not None
+        assert HOSTILE[0] in {n.node.id for n in store.neighbours(NodeRef("item", HOSTILE[3]))}
     assert_identical(read_neo4j(db), kg)
 
 
