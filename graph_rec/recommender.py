@@ -819,10 +819,12 @@ class Recommender:
             info = entry.get("info", {})
             expected = info.get("encoder_fingerprint") or info.get("fingerprint")
             if expected and encoder.fingerprint() != expected:
-                if info.get("encoder_identity") and encoder.identity() == info["encoder_identity"]:
+                # the same model under other library versions; a graph built before the versions
+                # were part of the fingerprint recorded what is now the identity
+                if encoder.identity() in (info.get("encoder_identity"), expected):
                     logger.warning(
-                        "the %r encoder is the model the graph was built with, under other transformers/tokenizers "
-                        "versions: new items' vectors may differ slightly from the graph's",
+                        "the %r encoder is the model the graph was built with, but the transformers/tokenizers "
+                        "versions differ or were not recorded: new items' vectors may differ slightly from the graph's",
                         slot,
                     )
                 else:

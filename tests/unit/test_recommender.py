@@ -469,11 +469,17 @@ def test_add_item_encodes_an_image_with_the_encoder_recorded_in_the_recipe(tmp_p
         m.setattr(image_features, "package_version", other_transformers)
         again = Recommender(rec.model, rec.data, rec.graph, model_name="graphrec", model_settings=rec.model_settings)
         again.add_item("under-other-libraries", image=image)
-    assert "other transformers/tokenizers versions" in caplog.text
+    assert "transformers/tokenizers versions differ or were not recorded" in caplog.text
     torch.testing.assert_close(again._snap.item_repr[-1], reprs[-3], rtol=1e-5, atol=1e-6)
-    # another model (its identity differs too) is refused
+    # a graph built before the library versions were fingerprinted recorded what is now the identity
     entry = next(r for r in rec.graph.recipe if r.get("info", {}).get("slot") == "image")
-    entry["info"]["encoder_identity"] = "0" * 64
+    identity = entry["info"].pop("encoder_identity")
+    entry["info"]["fingerprint"] = identity
+    older = Recommender(rec.model, rec.data, rec.graph, model_name="graphrec", model_settings=rec.model_settings)
+    older.add_item("from-an-older-graph", image=image)
+    torch.testing.assert_close(older._snap.item_repr[-1], reprs[-3], rtol=1e-5, atol=1e-6)
+    # another model (its identity differs too) is refused
+    entry["info"]["fingerprint"] = entry["info"]["encoder_identity"] = "0" * 64
     with monkeypatch.context() as m:
         m.setattr(image_features, "package_version", other_transformers)
         refused = Recommender(rec.model, rec.data, rec.graph, model_name="graphrec", model_settings=rec.model_settings)
