@@ -42,6 +42,13 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "temperature 0.12": ({}, {"temperature": 0.12}),
     "lr 0.004": ({}, {"lr": 0.004}),
     "drop scored edge": ({"drop_scored_edge": True}, {}),
+    # regularisers the protocol leaves off (iALS wins with strong regularisation)
+    "l2 1e-4": ({}, {"l2": 1e-4}),
+    "l2 1e-3": ({}, {"l2": 1e-3}),
+    "feature dropout 0.2": ({"feature_dropout": 0.2}, {}),
+    "id/text alignment 0.1": ({"align_weight": 0.1}, {}),
+    "id/text alignment 0.3": ({"align_weight": 0.3}, {}),
+    "3 layers + id/text alignment 0.1": ({"num_layers": 3, "align_weight": 0.1}, {}),
 }
 
 
