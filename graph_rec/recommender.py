@@ -503,7 +503,10 @@ class Recommender:
 
     def reranker(self, diversity: float) -> Callable[[Tensor, int], Tensor]:
         """MMR as a function ``(scores [B, num_items], k) -> items [B, k]`` for
-        :func:`graph_rec.eval.evaluator.evaluate` (``rerank=``), to measure its trade-off."""
+        :func:`graph_rec.eval.evaluator.evaluate` (``rerank=``), to measure its trade-off.
+
+        It keeps the catalogue of the moment it is made: items added later are not in it (make a
+        new one after ``add_item``)."""
         self._check_unit("diversity", diversity)
         snap = self._snap
         return lambda scores, k: self._mmr(snap, scores, k=k, diversity=diversity)[1]

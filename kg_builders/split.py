@@ -163,6 +163,10 @@ def _interactions(data: Tables | pd.DataFrame) -> pd.DataFrame:
 
 
 def _ratios(ratios: Sequence[float]) -> tuple[float, float, float]:
+    if isinstance(ratios, str | bytes) or not all(
+        isinstance(x, int | float | np.integer | np.floating) and not isinstance(x, bool) for x in ratios
+    ):
+        raise ConfigError(f"ratios must be numbers, (train, valid, test) or (train, test); got {ratios!r}")
     r = tuple(float(x) for x in ratios)
     if len(r) == 2:
         r = (r[0], 0.0, r[1])

@@ -3,6 +3,7 @@
 A checkpoint directory holds:
 
 * ``model.safetensors``: the model's state dict;
+* ``best.safetensors``: the best epoch's state dict so far (when there is one);
 * ``optimizer.safetensors``: every tensor of the optimiser state, keyed ``state.<param>.<name>``;
 * ``rng.safetensors``: the sampling generator's and torch's global CPU RNG states (uint8), the
   CUDA generator's on a GPU run, and any extra generator states (``extra.<name>``, e.g. each rank's neighbour-sampling generator);
@@ -64,14 +65,19 @@ def save_checkpoint(
     state: dict[str, Any],
     extra_rng: dict[str, torch.Tensor] | None = None,
     device: torch.device | None = None,
+    best: dict[str, torch.Tensor] | None = None,
 ) -> None:
     """Write a resumable checkpoint directory atomically (replacing the previous one).
 
     ``extra_rng`` maps names to further generator states (``Generator.get_state()``) to keep; on a
-    CUDA ``device`` its generator's state is kept too (GPU dropout draws from it).
+    CUDA ``device`` its generator's state is kept too (GPU dropout draws from it). ``best``, the
+    best epoch's state dict, goes into the same directory (``best.safetensors``), so the best
+    weights and the counters that name their epoch are replaced together.
     """
     with atomic_dir(path, overwrite=True) as tmp:
         save_state_dict(model, tmp / "model.safetensors")
+        if best is not None:
+            save_file({k: v.detach().to("cpu").contiguous() for k, v in best.items()}, str(tmp / "best.safetensors"))
         opt_meta: dict[str, Any] = {}
         if optimizer is not None:
             tensors, opt_meta = _optimizer_tensors(optimizer)
@@ -101,7 +107,8 @@ def load_checkpoint(
 
     Every file is read and checked before anything is restored, so a damaged checkpoint leaves the
     model, optimiser and generators as they were. The extra generator states saved with
-    ``extra_rng`` come back in ``state["extra_rng"]`` (name -> uint8 state tensor).
+    ``extra_rng`` come back in ``state["extra_rng"]`` (name -> uint8 state tensor), the best
+    epoch's state dict in ``state["best_state"]`` (None in a checkpoint without one).
 
     Raises:
         CheckpointError: missing or damaged files, a newer format, or a run fingerprint that
@@ -145,6 +152,9 @@ def load_checkpoint(
         except (ValueError, AttributeError) as exc:
             raise CheckpointError(f"the optimiser state in {path} is damaged: {exc}") from exc
         opt_state = {"state": per_param, "param_groups": meta["param_groups"]}
+    best = _read_safetensors(path / "best.safetensors") if (path / "best.safetensors").is_file() else None
+    if best is not None:
+        _check_fits(model, best, path / "best.safetensors")
     rng = _read_safetensors(path / "rng.safetensors")
     for key in ("generator", "torch_cpu"):
         if key not in rng:
@@ -164,6 +174,7 @@ def load_checkpoint(
     if "torch_cuda" in rng and device is not None and device.type == "cuda":
         torch.cuda.set_rng_state(rng["torch_cuda"], device)
     state["extra_rng"] = {k.split(".", 1)[1]: v for k, v in rng.items() if k.startswith("extra.")}
+    state["best_state"] = best
     return state
 
 

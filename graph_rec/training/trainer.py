@@ -219,7 +219,9 @@ def _loop(
         result.best_valid = dict(state["best_valid"])
         result.seconds_to_best = float(state["seconds_to_best"])
         best_file = run / "best" / "model.safetensors"
-        if result.best_epoch and best_file.is_file():
+        if state.get("best_state") is not None:  # written with the counters, so of their best epoch
+            best_state = state["best_state"]
+        elif result.best_epoch and best_file.is_file():  # a checkpoint from before best.safetensors
             from safetensors.torch import load_file
 
             best_state = load_file(str(best_file))
@@ -375,6 +377,7 @@ def _loop(
                 },
                 extra_rng=extra_rng,
                 device=device,
+                best=best_state,
             )
         if stopped != "epochs":
             break

@@ -156,6 +156,9 @@ def test_bad_settings() -> None:
     df = _many(2, 5)
     with pytest.raises(ConfigError, match="sum to 1"):
         split_random(df, ratios=(0.5, 0.1, 0.1))
+    for bad in (("a", 0.5), "0.8", (0.8, None, 0.1), (True, 0.0)):
+        with pytest.raises(ConfigError, match="ratios must be numbers"):
+            split_random(df, ratios=bad)
     with pytest.raises(ConfigError, match="unknown split"):
         make_split(df, "shuffle")
     with pytest.raises(SchemaError, match="timestamp"):

@@ -379,3 +379,17 @@ def test_seeded_blocks_draw_from_the_seed_and_give_the_global_rng_back():
     assert torch.equal(torch.rand(3), expected)  # the caller's stream goes on as if nothing happened
     torch.manual_seed(7)
     assert torch.equal(drawn, torch.rand(2))  # the same stream torch.manual_seed(7) gives
+
+
+def test_resume_takes_the_best_weights_written_with_the_checkpoint_not_a_later_best_dir(world_data, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    _, fresh = _train(world_data, run_dir=tmp_path, epochs=4)
+    # a crash after best/ was rewritten for an epoch whose checkpoint never landed
+    later = {
+        k: v + 1.0 if v.is_floating_point() else v
+        for k, v in load_file(str(tmp_path / "best" / "model.safetensors")).items()
+    }
+    save_file(later, str(tmp_path / "best" / "model.safetensors"))
+    _, resumed = _train(world_data, run_dir=tmp_path, resume=True, epochs=4)
+    assert torch.equal(resumed, fresh)
