@@ -47,10 +47,23 @@ def _emit(args: argparse.Namespace, payload: dict[str, Any], text: str) -> None:
         sys.stdout.write(text.rstrip() + "\n")
 
 
+def _number_list(kind: type) -> Any:
+    """An argparse type: ``"0.8,0.1,0.1"`` -> ``[0.8, 0.1, 0.1]`` of ``kind``; anything else is a usage error."""
+
+    def parse(text: str) -> list[Any]:
+        try:
+            return [kind(x) for x in text.split(",")]
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not a comma-separated list of {'integers' if kind is int else 'numbers'}"
+            ) from None
+
+    return parse
+
+
 def _split_settings(args: argparse.Namespace) -> dict[str, Any]:
     if args.split in ("random", "temporal", "cold_item"):
-        ratios = [float(x) for x in args.ratios.split(",")]
-        s: dict[str, Any] = {"ratios": ratios}
+        s: dict[str, Any] = {"ratios": list(args.ratios)}
         if args.split != "temporal":
             s["seed"] = args.seed
         return s
@@ -205,8 +218,10 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    kg, _ = _load_graph(args.path)
     out = Path(args.out)
+    if out.is_dir():
+        raise ConfigError(f"--out {out} is a directory; name the file to write")
+    kg, _ = _load_graph(args.path)
     t0 = time.perf_counter()
     if args.to in ("turtle", "nt"):
         from kg_builders._files import atomic_file
@@ -587,7 +602,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     meta = read_run(args.run)
     settings = dict(meta["config"].get("eval", {}))
     if args.ks:
-        settings["ks"] = [int(k) for k in args.ks.split(",")]
+        settings["ks"] = list(args.ks)
     if args.sampled:
         settings["sampled"] = True
     ev = EvalConfig.from_dict(settings)
@@ -674,8 +689,11 @@ def cmd_score_all(args: argparse.Namespace) -> int:
     if args.users:
         path = Path(args.users)
         if not path.is_file():
-            raise ConfigError(f"--users file {path} does not exist")
-        users = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+            raise ConfigError(f"--users file {path} " + ("is a directory" if path.is_dir() else "does not exist"))
+        try:
+            users = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"--users file {path} is not UTF-8 text ({exc})") from exc
     if args.progress and args.quiet:
         raise ConfigError("pass --progress or --quiet, not both")
     progress = args.progress or (not args.quiet and not args.json and sys.stderr.isatty())
@@ -733,7 +751,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--download", action="store_true", help="download a catalog data set if not cached")
     sp.add_argument("--kg", help="folder with kg.txt and item_index2entity_id.txt (KGAT/KGCN/MKR format)")
     sp.add_argument("--split", default="random", choices=[*SPLITS, "none"])
-    sp.add_argument("--ratios", default="0.8,0.1,0.1", help="train,valid,test (default 0.8,0.1,0.1)")
+    sp.add_argument(
+        "--ratios", type=_number_list(float), default="0.8,0.1,0.1", help="train,valid,test (default 0.8,0.1,0.1)"
+    )
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--weight", default="rating", choices=["rating", "binary", "count", "log_count"])
     sp.add_argument("--min-rating", type=float, default=None)
@@ -774,7 +794,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("evaluate", help="evaluate a saved run (full ranking; --sampled adds AUC/F1)")
     sp.add_argument("run", help="a run directory written by 'graph-rec train'")
     sp.add_argument("--part", default="test", choices=["valid", "test"])
-    sp.add_argument("--ks", help="cut-offs, e.g. 10,20,50 (default: the run's)")
+    sp.add_argument("--ks", type=_number_list(int), help="cut-offs, e.g. 10,20,50 (default: the run's)")
     sp.add_argument("--sampled", action="store_true", help="also the sampled protocol: AUC and F1 with 1:1 negatives")
     sp.add_argument(
         "--against",
@@ -876,6 +896,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stdout.write(json.dumps({"error": type(exc).__name__, "message": str(exc)}) + "\n")
         sys.stderr.write(f"graph-rec: error: {exc}\n")
         return 2
+    except KeyboardInterrupt:  # outputs are written atomically: nothing half-written is left behind
+        sys.stderr.write("graph-rec: interrupted\n")
+        return 130
 
 
 if __name__ == "__main__":

@@ -108,7 +108,10 @@ class DistContext:
             return torch.device(f"cuda:{self.local_rank}")
         if setting == "auto":
             return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        dev = torch.device(setting)
+        try:
+            dev = torch.device(setting)
+        except (RuntimeError, TypeError) as exc:
+            raise ConfigError(f"device {setting!r} is not a device; use cpu, cuda, cuda:N or auto") from exc
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise ConfigError(f"device {setting!r} was asked for but CUDA is not available on this machine")
         return dev
@@ -146,7 +149,9 @@ def from_env(device: str = "cpu", *, backend: str | None = None, timeout_s: floa
             backend, or NCCL without CUDA.
     """
     world = _env_int("WORLD_SIZE", 1)
-    if world <= 1:
+    if world < 1:
+        raise ConfigError(f"WORLD_SIZE={world} must be at least 1 (set by torchrun)")
+    if world == 1:
         return SINGLE
     rank = _env_int("RANK", -1)
     local = _env_int("LOCAL_RANK", 0)
@@ -166,6 +171,8 @@ def from_env(device: str = "cpu", *, backend: str | None = None, timeout_s: floa
     for name in ("MASTER_ADDR", "MASTER_PORT"):
         if not os.environ.get(name):
             raise ConfigError(f"WORLD_SIZE={world} but {name} is not set; start the job with torchrun")
+    if not 0 < _env_int("MASTER_PORT", 0) < 65536:
+        raise ConfigError(f"MASTER_PORT={os.environ['MASTER_PORT']!r} is not a port (1-65535)")
     if not torch_dist.is_initialized():
         torch_dist.init_process_group(
             backend=backend, rank=rank, world_size=world, timeout=datetime.timedelta(seconds=timeout_s)

@@ -402,6 +402,15 @@ def train_run(
     dist = dist or SINGLE
     out = Path(out)
     t0 = time.perf_counter()
+    if dist.enabled:  # every rank must run rank 0's config: a rank given other settings stops them all
+        ours = config.to_dict()
+        differ = differences(dist.broadcast_object(ours), ours, labels=("on rank 0", "here"))
+        if any(dist.all_gather_object(bool(differ))):
+            raise ConfigError(
+                f"the ranks were given different configs ({listed(differ)} on rank {dist.rank})"
+                if differ
+                else f"another rank was given a config that differs from rank 0's; rank {dist.rank} stops too"
+            )
     failure: str | None = None
     if dist.is_main:
         try:
@@ -474,13 +483,17 @@ def _prepare_run(
             if not (out / name).is_dir():
                 raise CheckpointError(f"cannot resume {out}: its {name}/ directory is missing")
         return
-    if out.exists() and any(out.iterdir()) and not overwrite:
+    occupied = out.exists() and (not out.is_dir() or any(out.iterdir()))
+    if occupied and not overwrite:
         raise ConfigError(f"{out} already exists; pass overwrite (--overwrite) or resume (--resume)")
-    if out.exists() and overwrite:
+    if occupied and not (out / "run.json").is_file():
+        raise ConfigError(f"{out} is not empty and is not a run directory (no run.json): overwrite replaces runs only")
+    # the data is read, split, built and encoded before the old run goes: a failure leaves it whole
+    kg, sp = prepare(config, cache_dir=cache_dir, progress=progress)
+    if occupied:
         import shutil
 
         shutil.rmtree(out)
-    kg, sp = prepare(config, cache_dir=cache_dir, progress=progress)
     out.mkdir(parents=True, exist_ok=True)
     kg.save(out / "graph")
     sp.save(out / "split")

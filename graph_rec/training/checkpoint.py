@@ -182,22 +182,23 @@ def load_checkpoint(
 _STATE_KEYS = ("epoch", "bad_evals", "best_score", "best_epoch", "best_valid", "seconds", "seconds_to_best", "history")
 
 
-def differences(saved: Any, now: Any, prefix: str = "") -> list[str]:
-    """Each leaf where two nested settings mappings differ, as ``"a.b: X saved, Y now"``."""
+def differences(saved: Any, now: Any, prefix: str = "", *, labels: tuple[str, str] = ("saved", "now")) -> list[str]:
+    """Each leaf where two nested settings mappings differ, as ``"a.b: X saved, Y now"`` (``labels``)."""
+    a, b = labels
     if isinstance(saved, dict) and isinstance(now, dict):
         out: list[str] = []
         for key in sorted(set(saved) | set(now), key=str):
             name = f"{prefix}{key}"
             if key not in saved:
-                out.append(f"{name}: absent saved, {now[key]!r} now")
+                out.append(f"{name}: absent {a}, {now[key]!r} {b}")
             elif key not in now:
-                out.append(f"{name}: {saved[key]!r} saved, absent now")
+                out.append(f"{name}: {saved[key]!r} {a}, absent {b}")
             else:
-                out += differences(saved[key], now[key], f"{name}.")
+                out += differences(saved[key], now[key], f"{name}.", labels=labels)
         return out
     if _plain(saved) == _plain(now):
         return []
-    return [f"{prefix.rstrip('.') or 'value'}: {saved!r} saved, {now!r} now"]
+    return [f"{prefix.rstrip('.') or 'value'}: {saved!r} {a}, {now!r} {b}"]
 
 
 def listed(differ: list[str], limit: int = 8) -> str:

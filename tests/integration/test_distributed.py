@@ -243,3 +243,44 @@ def test_from_env_rejects_inconsistent_launches(monkeypatch, env, message) -> No
         monkeypatch.setenv(k, v)
     with pytest.raises(ConfigError, match=message):
         from_env("cpu")
+
+
+def test_ranks_given_different_configs_all_stop_naming_the_difference(tmp_path, cache_root) -> None:
+    cfg = tmp_path / "run.toml"
+    cfg.write_text(CONFIG.format(epochs=2))
+    port = str(_free_port())
+    procs = []
+    for rank, extra in ((0, []), (1, ["--set", "train.lr=0.5"])):
+        env = {**_env(), "WORLD_SIZE": "2", "RANK": str(rank), "LOCAL_RANK": str(rank)}
+        env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
+        cli = ["train", str(cfg), "--out", str(tmp_path / "run"), "--cache-dir", str(cache_root), *extra]
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "graph_rec.cli", *cli],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [2, 2], [o[1][-2000:] for o in outs]
+    assert "train.lr: 0.01 on rank 0, 0.5 here" in outs[1][1]
+    assert "differs from rank 0's" in outs[0][1]
+    assert not (tmp_path / "run" / "run.json").exists()  # nothing was trained or written
+
+
+def test_bad_torchrun_variables_are_config_errors(monkeypatch) -> None:
+    monkeypatch.setenv("WORLD_SIZE", "-3")
+    with pytest.raises(ConfigError, match="WORLD_SIZE=-3 must be at least 1"):
+        from_env()
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", "notaport")
+    with pytest.raises(ConfigError, match="MASTER_PORT='notaport' is not an integer"):
+        from_env()
+    monkeypatch.setenv("MASTER_PORT", "70000")
+    with pytest.raises(ConfigError, match="MASTER_PORT='70000' is not a port"):
+        from_env()
