@@ -830,7 +830,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("score-all", help="top-k of every user of a saved model to Parquet (chunked, resumable)")
     sp.add_argument("model", help="a saved recommender directory or a 'graph-rec train' run directory")
-    sp.add_argument("--out", required=True, help="output directory (part-*.parquet and manifest.json)")
+    sp.add_argument("--out", required=True, help="output directory (part-*.parquet and _manifest.json)")
     sp.add_argument("--k", type=int, default=100, help="items per user (default 100)")
     sp.add_argument(
         "--chunk-users",

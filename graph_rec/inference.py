@@ -8,9 +8,14 @@ and writes one Parquet part per chunk::
         part-00000.parquet      columns user (string), rank (int32, 1-based), item (string),
         part-00001.parquet      score (float32); the rows of a user are consecutive, best first
         ...
-        manifest.json           format version, model fingerprint, k, exclude_seen, chunk_users,
+        _manifest.json          format version, model fingerprint, k, exclude_seen, chunk_users,
                                 the user list's hash and count, and every finished part with its
                                 user and row counts and sha256
+
+The manifest's leading underscore makes Parquet readers skip it (pyarrow, pandas, Spark and
+DuckDB ignore ``_``- and ``.``-prefixed files), so the folder itself reads as one data set:
+``pd.read_parquet(out_dir)``. Outputs written before it was renamed (``manifest.json``) are
+read, resumed and overwritten as well; a resume renames their manifest.
 
 A part is written to a temporary sibling and renamed; the manifest is rewritten (atomically) after
 each part. An interrupted run is resumed by calling :func:`score_all` again with the same
@@ -50,10 +55,12 @@ from kg_builders._files import atomic_file, sha256_file
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
+MANIFEST = "_manifest.json"
+#: the manifest's name before 2026-12-06 (read, and renamed on resume)
+LEGACY_MANIFEST = "manifest.json"
 COLUMNS = ("user", "rank", "item", "score")
 _PART = re.compile(r"^part-(\d{5,})\.parquet$")
-_TEMP = re.compile(r"^\.(part-\d{5,}\.parquet|manifest\.json)\.tmp-")
+_TEMP = re.compile(r"^\.(part-\d{5,}\.parquet|_?manifest\.json)\.tmp-")
 # the settings that must match for a resume; anything else in the manifest is a record
 _CONFIG_KEYS = ("model", "k", "exclude_seen", "chunk_users", "users")
 
@@ -155,6 +162,8 @@ def _write_part(table: Any, path: Path, compression: str) -> str:
 def _read_manifest(out_dir: Path) -> dict[str, Any] | None:
     path = out_dir / MANIFEST
     if not path.is_file():
+        path = out_dir / LEGACY_MANIFEST
+    if not path.is_file():
         return None
     try:
         manifest = json.loads(path.read_text())
@@ -197,7 +206,7 @@ def _remove_ours(out_dir: Path) -> int:
     """Delete the parts, temporary files and the manifest of a previous run (nothing else)."""
     n = 0
     for p in out_dir.iterdir():
-        if p.is_file() and (_PART.match(p.name) or _TEMP.match(p.name) or p.name == MANIFEST):
+        if p.is_file() and (_PART.match(p.name) or _TEMP.match(p.name) or p.name in (MANIFEST, LEGACY_MANIFEST)):
             p.unlink()
             n += 1
     return n
@@ -327,6 +336,7 @@ def score_all(
         "complete": False,
     }
     _write_json(out / MANIFEST, manifest)
+    (out / LEGACY_MANIFEST).unlink(missing_ok=True)  # a resumed older output: its manifest is now _manifest.json
 
     import pyarrow as pa
 

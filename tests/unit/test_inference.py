@@ -89,7 +89,7 @@ def test_chunking_does_not_change_the_result(rec, tmp_path):
     a, b = read_scores(tmp_path / "c7"), read_scores(tmp_path / "c1000")
     pd.testing.assert_frame_equal(a.drop(columns="score"), b.drop(columns="score"))
     np.testing.assert_allclose(a["score"], b["score"], rtol=1e-6, atol=1e-6)
-    manifest = json.loads((tmp_path / "c7" / "manifest.json").read_text())
+    manifest = json.loads((tmp_path / "c7" / "_manifest.json").read_text())
     assert manifest["complete"] and manifest["k"] == 10 and manifest["chunk_users"] == 7
     assert sum(p["users"] for p in manifest["parts"]) == n and sum(p["rows"] for p in manifest["parts"]) == len(a)
 
@@ -121,7 +121,7 @@ def test_resume_after_a_crash_keeps_the_finished_parts(rec, tmp_path, monkeypatc
     with pytest.raises(RuntimeError, match="simulated crash"):
         score_all(rec, out, k=6, chunk_users=7)
     monkeypatch.setattr(inference, "_write_part", real)
-    manifest = json.loads((out / "manifest.json").read_text())
+    manifest = json.loads((out / "_manifest.json").read_text())
     assert not manifest["complete"] and [p["file"] for p in manifest["parts"]] == calls[:2]
     with pytest.raises(DataError, match="unfinished"):
         read_scores(out)
@@ -210,7 +210,7 @@ def test_unknown_users_and_bad_arguments_write_nothing(rec, tmp_path):
     (out / "part-00000.parquet").write_bytes(b"someone else's")
     with pytest.raises(ConfigError, match="not a score_all output"):
         score_all(rec, out, k=3)
-    with pytest.raises(DataError, match="no manifest.json"):
+    with pytest.raises(DataError, match="no _manifest.json"):
         read_scores(out)
 
 
@@ -242,3 +242,18 @@ def test_cli_score_all_end_to_end(rec, tmp_path, capsys):
     assert summary["rows"] == 50 and summary["exclude_seen"] is False
     assert main([*changed, "--include-seen", "--no-resume"]) == 2
     assert "already holds scores" in capsys.readouterr().err
+
+
+def test_the_folder_reads_as_one_parquet_data_set_and_older_outputs_still_work(rec, tmp_path):
+    out = tmp_path / "o"
+    score_all(rec, out, k=3, chunk_users=7)
+    # the manifest's underscore makes Parquet readers skip it
+    direct = pd.read_parquet(out).sort_values(["user", "rank"]).reset_index(drop=True)
+    ours = read_scores(out).sort_values(["user", "rank"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(direct.astype(ours.dtypes.to_dict()), ours)
+    # an output written under the older manifest name reads and resumes
+    (out / "_manifest.json").rename(out / "manifest.json")
+    pd.testing.assert_frame_equal(read_scores(out), read_scores(out))
+    again = score_all(rec, out, k=3, chunk_users=7, resume=True)
+    assert again.parts == -(-len(rec.user_ids) // 7)
+    assert (out / "_manifest.json").is_file() and not (out / "manifest.json").exists()
