@@ -972,7 +972,8 @@ class Recommender:
         links += [(str(r), str(t), str(i)) for r, t, i in neighbours]
         links = list(dict.fromkeys(links))  # a link named twice (or as a tag and a neighbour) counts once
         nodes, rels, w, skipped = self._neighbour_edges("item", links, on_unknown)
-        links = [x for x in links if f"{x[1]}:{x[2]}" not in set(skipped)]  # on_unknown="skip" dropped these
+        dropped = set(skipped)  # on_unknown="skip" dropped these
+        links = [x for x in links if f"{x[1]}:{x[2]}" not in dropped]
         if not feats and not links:
             raise ConfigError(
                 f"item {item_id!r} needs features (text, image) or links (tags, entities) to be scored"
@@ -1219,9 +1220,10 @@ class Recommender:
         items = [str(x) for x in added.get("items", [])]
         users = [str(x) for x in added.get("users", [])]
         need = (["item_repr"] if items else []) + (["user_repr", "user_seen_ptr", "user_seen_idx"] if users else [])
-        if [k for k in need if k not in tensors]:
+        lacking = [k for k in need if k not in tensors]
+        if lacking:
             raise CheckpointError(
-                f"added.safetensors lacks {[k for k in need if k not in tensors]} for the "
+                f"added.safetensors lacks {lacking} for the "
                 f"{len(items)} added item(s) and {len(users)} added user(s) recommender.json lists"
             )
         self._added_meta = {

@@ -84,7 +84,7 @@ class DataSource:
 
     def __post_init__(self) -> None:
         from kg_builders.sources._reader import ON_ERROR
-        from kg_builders.split import SPLITS, _ratios
+        from kg_builders.split import SPLITS, check_ratios
 
         if self.split not in SPLITS:
             raise ConfigError(f"data.split must be one of {sorted(SPLITS)}, got {self.split!r}")
@@ -92,7 +92,7 @@ class DataSource:
             raise ConfigError(f"data.on_error must be one of {list(ON_ERROR)}, got {self.on_error!r}")
         check_int("data.seed", self.seed)
         try:
-            _ratios(self.ratios)
+            check_ratios(self.ratios)
         except ConfigError as exc:
             raise ConfigError(f"data.{exc}") from exc
 

@@ -162,7 +162,8 @@ def _interactions(data: Tables | pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-def _ratios(ratios: Sequence[float]) -> tuple[float, float, float]:
+def check_ratios(ratios: Sequence[float]) -> tuple[float, float, float]:
+    """``(train, valid, test)`` shares from three, or two (``(train, test)``); a ConfigError otherwise."""
     if isinstance(ratios, str | bytes) or not all(
         isinstance(x, int | float | np.integer | np.floating) and not isinstance(x, bool) for x in ratios
     ):
@@ -218,7 +219,7 @@ def _make(
 def split_random(data: Tables | pd.DataFrame, *, ratios: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0) -> Split:
     """Per-user random split: each user's interactions are shuffled with ``seed`` and cut by ``ratios``."""
     df = _interactions(data)
-    r = _ratios(ratios)
+    r = check_ratios(ratios)
     rng = np.random.default_rng(seed)
     key = rng.random(len(df))
     users = df["user_id"].to_numpy()
@@ -239,7 +240,7 @@ def split_temporal(
     df = _interactions(data)
     if "timestamp" not in df.columns:
         raise SchemaError("a temporal split needs a 'timestamp' column in interactions")
-    r = _ratios(ratios)
+    r = check_ratios(ratios)
     ts = df["timestamp"].to_numpy()
     if per_user:
         users = df["user_id"].to_numpy()
@@ -295,7 +296,7 @@ def split_cold_item(data: Tables | pd.DataFrame, *, ratios: Sequence[float] = (0
     training interactions (they stay in the item catalogue, so their text can still be encoded).
     """
     df = _interactions(data)
-    r = _ratios(ratios)
+    r = check_ratios(ratios)
     items = pd.unique(df["item_id"])
     rng = np.random.default_rng(seed)
     perm = items[rng.permutation(len(items))]

@@ -31,15 +31,22 @@ FORMAT_VERSION = 1
 
 def save_state_dict(module: nn.Module, path: Path) -> None:
     """``module.state_dict()`` to a safetensors file (contiguous CPU copies)."""
-    state = {k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()}
-    save_file(state, str(path))
+    _save_tensors(module.state_dict(), path)
+
+
+def _save_tensors(state: dict[str, torch.Tensor], path: Path) -> None:
+    save_file({k: v.detach().to("cpu").contiguous() for k, v in state.items()}, str(path))
+
+
+def _device_of(module: nn.Module) -> torch.device:
+    return next((p.device for p in module.parameters()), torch.device("cpu"))
 
 
 def load_state_dict(module: nn.Module, path: Path) -> None:
     """Load a safetensors state dict into ``module``; a missing or unexpected key is a CheckpointError."""
     state = _read_safetensors(path)
     _check_fits(module, state, path)
-    device = next((p.device for p in module.parameters()), torch.device("cpu"))
+    device = _device_of(module)
     module.load_state_dict({k: v.to(device) for k, v in state.items()})
 
 
@@ -64,29 +71,29 @@ def save_checkpoint(
     generator: torch.Generator,
     state: dict[str, Any],
     extra_rng: dict[str, torch.Tensor] | None = None,
-    device: torch.device | None = None,
     best: dict[str, torch.Tensor] | None = None,
 ) -> None:
     """Write a resumable checkpoint directory atomically (replacing the previous one).
 
-    ``extra_rng`` maps names to further generator states (``Generator.get_state()``) to keep; on a
-    CUDA ``device`` its generator's state is kept too (GPU dropout draws from it). ``best``, the
+    ``extra_rng`` maps names to further generator states (``Generator.get_state()``) to keep; for a
+    model on a CUDA device that device's generator state is kept too (GPU dropout draws from it). ``best``, the
     best epoch's state dict, goes into the same directory (``best.safetensors``), so the best
     weights and the counters that name their epoch are replaced together.
     """
     with atomic_dir(path, overwrite=True) as tmp:
         save_state_dict(model, tmp / "model.safetensors")
         if best is not None:
-            save_file({k: v.detach().to("cpu").contiguous() for k, v in best.items()}, str(tmp / "best.safetensors"))
+            _save_tensors(best, tmp / "best.safetensors")
         opt_meta: dict[str, Any] = {}
         if optimizer is not None:
             tensors, opt_meta = _optimizer_tensors(optimizer)
             save_file(tensors, str(tmp / "optimizer.safetensors"))
         rng = {"generator": generator.get_state(), "torch_cpu": torch.get_rng_state()}
-        if device is not None and device.type == "cuda":
+        device = _device_of(model)
+        if device.type == "cuda":
             rng["torch_cuda"] = torch.cuda.get_rng_state(device)
-        rng.update({f"extra.{name}": t.detach().to("cpu").contiguous() for name, t in (extra_rng or {}).items()})
-        save_file(rng, str(tmp / "rng.safetensors"))
+        rng.update({f"extra.{name}": t for name, t in (extra_rng or {}).items()})
+        _save_tensors(rng, tmp / "rng.safetensors")
         payload = {"format_version": FORMAT_VERSION, **state, "optimizer": opt_meta}
         (tmp / "state.json").write_text(json.dumps(_finite(payload), indent=1, default=_json_default, allow_nan=False))
 
@@ -98,12 +105,11 @@ def load_checkpoint(
     optimizer: torch.optim.Optimizer | None,
     generator: torch.Generator,
     fingerprint: dict[str, Any],
-    device: torch.device | None = None,
 ) -> dict[str, Any]:
     """Restore model, optimiser and RNG states; returns the saved ``state`` dict.
 
-    A CUDA generator state saved by a run on the GPU is restored on a CUDA ``device`` (a run
-    resumed on another kind of device goes on, but not bit for bit).
+    A CUDA generator state saved by a run on the GPU is restored when the model is on a CUDA
+    device (a run resumed on another kind of device goes on, but not bit for bit).
 
     Every file is read and checked before anything is restored, so a damaged checkpoint leaves the
     model, optimiser and generators as they were. The extra generator states saved with
@@ -167,11 +173,11 @@ def load_checkpoint(
         except (ValueError, KeyError, TypeError) as exc:
             optimizer.load_state_dict(before)
             raise CheckpointError(f"the optimiser state in {path} does not fit this model: {exc}") from exc
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    device = _device_of(model)
     model.load_state_dict({k: v.to(device) for k, v in model_state.items()})
     generator.set_state(rng["generator"])
     torch.set_rng_state(rng["torch_cpu"])
-    if "torch_cuda" in rng and device is not None and device.type == "cuda":
+    if "torch_cuda" in rng and device.type == "cuda":
         torch.cuda.set_rng_state(rng["torch_cuda"], device)
     state["extra_rng"] = {k.split(".", 1)[1]: v for k, v in rng.items() if k.startswith("extra.")}
     state["best_state"] = best

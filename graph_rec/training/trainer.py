@@ -207,9 +207,7 @@ def _loop(
     if resume:
         if run is None:
             raise ConfigError("resume needs a run directory")
-        state = load_checkpoint(
-            run / "checkpoint", model=model, optimizer=opt, generator=gen, fingerprint=fingerprint, device=device
-        )
+        state = load_checkpoint(run / "checkpoint", model=model, optimizer=opt, generator=gen, fingerprint=fingerprint)
         start_epoch = int(state["epoch"]) + 1
         bad_evals = int(state["bad_evals"])
         best_score = float(state["best_score"]) if state["best_score"] is not None else float("-inf")
@@ -306,8 +304,7 @@ def _loop(
         improved = False
         # the time limit is checked on rank 0's clock, the same on every rank; an epoch that ends
         # the training is evaluated even between evaluation epochs, so no trained epoch goes unseen
-        t_epoch = dist.broadcast_object(now()) if dist.enabled else now()
-        time_up = bool(config.max_seconds) and t_epoch >= config.max_seconds
+        time_up = bool(config.max_seconds) and dist.broadcast_object(now()) >= config.max_seconds
         if epoch % config.eval_every == 0 or epoch == config.epochs or time_up:
             model.eval()
             with torch.inference_mode():
@@ -376,7 +373,6 @@ def _loop(
                     "world_size": dist.world_size,
                 },
                 extra_rng=extra_rng,
-                device=device,
                 best=best_state,
             )
         if stopped != "epochs":
