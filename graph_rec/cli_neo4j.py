@@ -146,6 +146,11 @@ def cmd_neo4j_export(args: argparse.Namespace) -> int:
         f"  {report.total_relationships:,} relationships in {report.batches} transactions "
         f"({report.total_relationships / max(report.seconds, 1e-9):,.0f} relationships/s)"
     )
+    if report.removed_nodes or report.removed_relationships:
+        text += (
+            f"\n  removed what the earlier graph had and this one has not: {report.removed_nodes:,} nodes, "
+            f"{report.removed_relationships:,} relationships of types it no longer has"
+        )
     _emit(args, payload, text)
     return 0
 
@@ -235,7 +240,12 @@ def add_parsers(subparsers: Any) -> argparse.ArgumentParser:
     )
     sp.add_argument("--no-embeddings", action="store_true", help="do not store node embeddings")
     sp.add_argument("--no-features", action="store_true", help="do not store feature vectors (read back lacks them)")
-    sp.add_argument("--clear", action="store_true", help="first delete what an earlier graph-rec write left")
+    sp.add_argument(
+        "--clear",
+        action="store_true",
+        help="first delete everything an earlier graph-rec write stored (without it, only what the new graph "
+        "no longer has is removed)",
+    )
     sp.add_argument("--batch-size", type=int, help="rows per UNWIND transaction (default 10000)")
     _connection(sp)
     sp.set_defaults(func=cmd_neo4j_export)

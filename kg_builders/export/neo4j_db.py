@@ -53,6 +53,14 @@ benchmarks/results/neo4j_write.md). So running the write twice leaves identical 
 write that was interrupted (the server stopped, the process killed) is completed by running it
 again; :func:`read_neo4j` refuses a database whose last write did not complete.
 
+A write replaces the graph an earlier write stored: node properties are set, not merged (an
+attribute, feature slot or embedding the new graph lacks does not survive); nodes whose label or
+id the new graph lacks are deleted with their relationships and the explanations through them;
+relationships of types it lacks are deleted. The labels and types to look at come from the
+metadata node (``labels_written``, ``types_written``: also those of a write that did not
+complete), so data that graph-rec did not write is never touched. ``clear=True`` deletes all of
+it first instead, which is faster when little of the old graph is kept.
+
 Cypher recipes (labels and types as written by :func:`write_neo4j`; their output on
 ml-latest-small is in the README)::
 
@@ -457,6 +465,9 @@ class Neo4jWriteReport:
         recommendations: ``RECOMMENDED`` relationships written.
         explanations: ``Explanation`` nodes written.
         path_nodes: ``PATH_NODE`` relationships written.
+        removed_nodes, removed_relationships: what an earlier write stored that this graph no
+            longer has (nodes, with their relationships and the explanations through them;
+            relationships of types it no longer has), deleted by this write.
         constraints: the constraint and index statements run.
         batches: write transactions run.
         seconds: wall time of the whole write.
@@ -472,6 +483,8 @@ class Neo4jWriteReport:
     recommendations: int = 0
     explanations: int = 0
     path_nodes: int = 0
+    removed_nodes: int = 0
+    removed_relationships: int = 0
     constraints: list[str] = field(default_factory=list)
     batches: int = 0
     seconds: float = 0.0
@@ -546,7 +559,8 @@ def _graph_schema(kg: KnowledgeGraph, *, features: bool) -> dict[str, Any]:
 
 
 def _node_rows(kg: KnowledgeGraph, spec: dict[str, Any], embedding: np.ndarray | None = None) -> list[dict[str, Any]]:
-    """``{id, i: idx, p: properties}`` per node (the embedding too, when given: one write per node)."""
+    """``{id, p: every property, id and idx included}`` per node (the embedding too, when given: one
+    write per node)."""
     t = spec["type"]
     n = spec["count"]
     columns: dict[str, list[Any]] = {}
@@ -561,7 +575,10 @@ def _node_rows(kg: KnowledgeGraph, spec: dict[str, Any], embedding: np.ndarray |
     ids = kg.node_ids[t]
     names = list(columns)
     cols = [columns[k] for k in names]
-    return [{"id": ids[i], "i": i, "p": dict(zip(names, (c[i] for c in cols), strict=True))} for i in range(n)]
+    return [
+        {"id": ids[i], "p": {"id": ids[i], "idx": i} | dict(zip(names, (c[i] for c in cols), strict=True))}
+        for i in range(n)
+    ]
 
 
 def _inline_names(names: Iterable[str]) -> tuple[list[str], list[str]]:
@@ -683,20 +700,113 @@ def _read_meta(session: Any) -> dict[str, Any] | None:
     return dict(rows[0]["p"]) if rows else None
 
 
-def _delete_label(session: Any, label: str, chunk: int = 2_000) -> int:
-    query = f"MATCH (n:{quote(label)}) WITH n LIMIT $lim DETACH DELETE n RETURN count(*) AS c"
-    total = 0
-    while True:
-        n = session.execute_write(lambda tx: tx.run(query, lim=chunk).single()["c"])
-        total += int(n)
-        if n < chunk:
-            return total
+def _delete_label(session: Any, label: str) -> int:
+    return _delete_in_chunks(
+        session, f"MATCH (n:{quote(label)}) WITH n LIMIT $lim DETACH DELETE n RETURN count(*) AS c"
+    )
 
 
 def _labels_of(meta: Mapping[str, Any] | None) -> list[str]:
     if not meta:
         return []
     return [str(x) for x in meta.get("labels_written") or []]
+
+
+EdgeKey = tuple[str, str, str]  # (source label, relationship type, target label)
+
+
+def _edge_keys(schema: Mapping[str, Any]) -> set[EdgeKey]:
+    return {(str(e["source"]), str(e["type"]), str(e["target"])) for e in schema.get("edges", [])}
+
+
+def _types_of(meta: Mapping[str, Any] | None) -> set[EdgeKey]:
+    """The relationship types earlier writes stored: ``types_written`` and the last schema's edges.
+
+    A metadata node of an older graph-rec (no ``types_written``) gives its schema's edges; one that
+    cannot be parsed gives none (logged: its types cannot be removed).
+    """
+    if not meta:
+        return set()
+    found: set[EdgeKey] = set()
+    try:
+        if isinstance(meta.get("schema"), str):
+            found |= _edge_keys(json.loads(meta["schema"]))
+        if isinstance(meta.get("types_written"), str):
+            found |= {(str(a), str(b), str(c)) for a, b, c in json.loads(meta["types_written"])}
+    except (ValueError, TypeError, KeyError, AttributeError):
+        logger.warning("the graph-rec metadata node is damaged; relationship types it recorded are not removed")
+    ok = {k for k in found if _LABEL.match(k[0]) and _REL_TYPE.match(k[1]) and _LABEL.match(k[2])}
+    if ok != found:
+        logger.warning(
+            "ignoring %d relationship types of the metadata node that are not graph-rec names", len(found - ok)
+        )
+    return ok
+
+
+def _delete_in_chunks(session: Any, query: str, chunk: int = 2_000, **params: Any) -> int:
+    """Run ``query`` (``... LIMIT $lim ... RETURN count(*) AS c``) until it deletes fewer than ``chunk``."""
+    total = 0
+    while True:
+        n = session.execute_write(lambda tx: tx.run(query, lim=chunk, **params).single()["c"])
+        total += int(n)
+        if n < chunk:
+            return total
+
+
+def _remove_stale(
+    session: Any,
+    settings: Neo4jSettings,
+    kg: KnowledgeGraph,
+    schema: Mapping[str, Any],
+    old: Mapping[str, Any],
+    stale_types: set[EdgeKey],
+) -> tuple[int, int]:
+    """Delete what an earlier write stored that ``kg`` no longer has; returns ``(nodes, relationships)``.
+
+    Relationships of types the new graph does not have; nodes of labels it does not have; nodes of
+    its labels whose ids it does not have. Explanations running through a deleted node go with it.
+    Nothing is read or deleted beyond graph-rec's labels and types.
+    """
+    e = quote(EXPLANATION_LABEL)
+    rels = 0
+    for s, t, d in sorted(stale_types):
+        rels += _delete_in_chunks(
+            session,
+            f"MATCH (:{quote(s)})-[r:{quote(t)}]->(:{quote(d)}) WITH r LIMIT $lim DELETE r RETURN count(*) AS c",
+        )
+    labels = {n["label"] for n in schema["nodes"]}
+    nodes = 0
+    for lb in dict.fromkeys(_labels_of(old)):
+        if lb in labels or lb in RESERVED_LABELS or not _LABEL.match(lb):
+            continue
+        _delete_in_chunks(
+            session,
+            f"MATCH (x:{e})-[:{PATH_NODE}]->(:{quote(lb)}) WITH DISTINCT x LIMIT $lim DETACH DELETE x RETURN count(*) AS c",
+        )
+        nodes += _delete_label(session, lb)
+    for spec in schema["nodes"]:
+        q = quote(spec["label"])
+        keep = set(kg.node_ids[spec["type"]])
+        stored = [r["id"] for r in _read(session, f"MATCH (n:{q}) RETURN n.id AS id")]
+        stale = [i for i in stored if i not in keep]
+        for k in range(0, len(stale), settings.batch_size):
+            ids = stale[k : k + settings.batch_size]
+            _delete_in_chunks(
+                session,
+                f"MATCH (x:{e})-[:{PATH_NODE}]->(n:{q}) WHERE n.id IN $ids WITH DISTINCT x LIMIT $lim "
+                "DETACH DELETE x RETURN count(*) AS c",
+                ids=ids,
+            )
+            nodes += _delete_in_chunks(
+                session,
+                f"MATCH (n:{q}) WHERE n.id IN $ids WITH n LIMIT $lim DETACH DELETE n RETURN count(*) AS c",
+                ids=ids,
+            )
+    if nodes or rels:
+        logger.info(
+            "removed %d nodes and %d relationships an earlier write left and this graph does not have", nodes, rels
+        )
+    return nodes, rels
 
 
 def clear_neo4j(settings: Neo4jSettings) -> int:
@@ -749,8 +859,9 @@ def write_neo4j(
         explanations: columns ``user_id, item_id, rank, contribution, path`` (``path``: JSON text of
             ``{"nodes": [[type, id], ...], "relations": [...], "forward": [...], "contribution": x}``).
         features: also store feature slots and masks (needed for an identical :func:`read_neo4j`).
-        clear: first delete what an earlier write left (labels recorded in its metadata), e.g. a
-            different graph.
+        clear: first delete everything an earlier write stored (labels recorded in its
+            metadata). Without it the write still leaves exactly ``kg``: it removes only what
+            ``kg`` no longer has (module docstring), which is faster when most of it is unchanged.
         user_type, item_type: node types of the recommendations' and explanations' users and items.
         progress: show a tqdm progress bar over the rows.
 
@@ -786,6 +897,8 @@ def write_neo4j(
             w = _Writer(session, settings, report, bar)
             clock = _Clock(report.phase_seconds)
             old = _read_meta(session)
+            new_types = _edge_keys(schema)
+            old_types = set() if clear else _types_of(old)
             for lb in [*labels, EXPLANATION_LABEL, META_LABEL]:
                 w.constraint(lb)
             for rel_type in dict.fromkeys([e["type"] for e in schema["edges"]]):
@@ -798,7 +911,9 @@ def write_neo4j(
                     "schema": json.dumps(schema, ensure_ascii=False),
                     "report": json.dumps(kg.report.to_dict(), ensure_ascii=False, default=_json_default),
                     "recipe": json.dumps(kg.recipe, ensure_ascii=False, default=_json_default),
+                    # what a later write or clear must remove, should this one not complete
                     "labels_written": sorted(set(labels) if clear else set(_labels_of(old)) | set(labels)),
+                    "types_written": json.dumps(sorted(old_types | new_types)),
                 }
             )
             # cleared only once the metadata says "writing": a write that fails from here on is
@@ -806,6 +921,10 @@ def write_neo4j(
             if clear:
                 for lb in dict.fromkeys([*_labels_of(old), *labels, EXPLANATION_LABEL]):
                     _delete_label(session, lb)
+            elif old is not None:
+                report.removed_nodes, report.removed_relationships = _remove_stale(
+                    session, settings, kg, schema, old, old_types - new_types
+                )
             clock.lap("schema")
             for spec in schema["nodes"]:
                 w.nodes(spec, _node_rows(kg, spec, embeddings.get(spec["type"])))
@@ -824,6 +943,8 @@ def write_neo4j(
             w.meta(
                 {
                     "status": "complete",
+                    "labels_written": sorted(labels),
+                    "types_written": json.dumps(sorted(new_types)),
                     "embeddings": json.dumps({t: int(a.shape[1]) for t, a in embeddings.items()}),
                     "recommendations": n_rec,
                     "explanations": n_expl,
@@ -911,7 +1032,9 @@ class _Writer:
         _execute(self.session, _unwind, q, [{"id": META_ID, "p": props}])
 
     def nodes(self, spec: dict[str, Any], rows: list[dict[str, Any]]) -> None:
-        q = f"UNWIND $rows AS row MERGE (n:{quote(spec['label'])} {{id: row.id}}) SET n.idx = row.i, n += row.p"
+        # SET n = map replaces every property: one an earlier write stored and this graph no longer
+        # has (an attribute, a feature slot, an old model's embedding) does not survive
+        q = f"UNWIND $rows AS row MERGE (n:{quote(spec['label'])} {{id: row.id}}) SET n = row.p"
         for chunk in self._batches(rows):
             _execute(self.session, _unwind, q, chunk)
             self._done(len(chunk))
@@ -1052,8 +1175,8 @@ def read_neo4j(settings: Neo4jSettings, *, progress: bool = False) -> KnowledgeG
 
     Raises:
         SchemaError: the database holds no graph-rec graph, an interrupted write (run it again),
-            or nodes and relationships that do not match its metadata (stale data of an earlier,
-            different graph: write with ``clear=True``).
+            or nodes and relationships that do not match its metadata (data the last write did
+            not make: write again, or with ``clear=True``).
         ExportError: the server is not reachable or fails (names the URI).
     """
     driver = open_driver(settings, "reading")
@@ -1087,7 +1210,7 @@ def _read_graph(session: Any, settings: Neo4jSettings, meta: dict[str, Any], *, 
 
         total = sum(n["count"] for n in schema["nodes"]) + sum(e["count"] for e in schema["edges"])
         bar = tqdm(total=total, desc="reading from Neo4j", unit="row")
-    stale = "write with clear=True to replace an earlier, different graph"
+    stale = "data not from the last write (an older graph-rec's, or another writer's): write the graph again, or with clear=True"
     node_ids: dict[str, list[str]] = {}
     node_attrs: dict[str, dict[str, list[Any]]] = {}
     features: dict[str, dict[str, np.ndarray]] = {}

@@ -332,18 +332,78 @@ def test_new_recommendations_replace_old_ones(db: Neo4jSettings) -> None:
         assert [p.to_dict() for p in why] == [json.loads(mine.path.iloc[0])]
 
 
-def test_an_earlier_different_graph_is_detected_and_cleared(db: Neo4jSettings) -> None:
-    big, _ = synthetic_graph(seed=3)
-    write_neo4j(big, db)
+def test_an_earlier_different_graph_is_replaced_and_other_data_kept(db: Neo4jSettings) -> None:
+    _cypher(db, "CREATE (:Sentinel {id: 'keep'})-[:MINE]->(:Sentinel {id: 'also'})")
+    big, _ = synthetic_graph(seed=3)  # ids u0.., i0..: u1 and i1 are in the small graph too
+    emb, recs, expl = synthetic_tables(big)
+    write_neo4j(big, db, embeddings=emb, recommendations=recs, explanations=expl)
     small = awkward_graph()
-    write_neo4j(small, db)
-    with pytest.raises(SchemaError, match="clear=True"):
-        read_neo4j(db)  # the bigger graph's users are still there
+    report = write_neo4j(small, db)
+    assert report.removed_nodes == sum(big.num_nodes(t) for t in big.node_types) - 2  # all but u1 and i1
+    assert report.removed_relationships > 0  # types small lacks between labels it keeps (KG relations)
+    assert_identical(read_neo4j(db), small)
+    # what the explorer would traverse: exactly the small graph, plus what survives of the old outputs
+    users, items = set(small.node_ids["user"]), set(small.node_ids["item"])
+    kept_recs = recs[recs.user_id.isin(users) & recs.item_id.isin(items)]
+    kept_expl = [
+        p for p in expl.path if {n[1] for n in json.loads(p)["nodes"]} <= users | items
+    ]  # every node of a kept path is a user or item of the small graph
+    want = expected_counts(small, recs=len(kept_recs), expl=len(kept_expl), steps=3 * len(kept_expl))
+    want["nodes"]["Sentinel"] = 2
+    want["relationships"]["MINE"] = 1
+    got = count_neo4j(db)
+    assert got == {k: dict(sorted(v.items())) for k, v in want.items()}
+    assert _cypher(db, "MATCH (u:User {id: 'u1'}) RETURN u.embedding AS e") == [{"e": None}]  # the old model's
+    # clear=True deletes every graph-rec label first and leaves the same graph; clear_neo4j deletes it all
     write_neo4j(small, db, clear=True)
-    assert count_neo4j(db) == expected_counts(small)
     assert_identical(read_neo4j(db), small)
     assert clear_neo4j(db) == sum(small.num_nodes(t) for t in small.node_types) + 1
-    assert count_neo4j(db) == {"nodes": {}, "relationships": {}}
+    assert count_neo4j(db) == {"nodes": {"Sentinel": 2}, "relationships": {"MINE": 1}}
+
+
+def _without(kg: KnowledgeGraph, *, relation: str, attr: str) -> KnowledgeGraph:
+    """``kg`` less one relation, one item attribute, and its features."""
+    return KnowledgeGraph(
+        kg.node_ids,
+        {et: e for et, e in kg.edges.items() if et[1] != relation},
+        node_attrs={t: {k: v for k, v in a.items() if k != attr} for t, a in kg.node_attrs.items()},
+        report=kg.report,
+        recipe=kg.recipe,
+    )
+
+
+def test_rewriting_drops_properties_and_relationship_types_the_graph_no_longer_has(db: Neo4jSettings) -> None:
+    kg = awkward_graph()
+    write_neo4j(kg, db, embeddings={"item": np.ones((7, 3), dtype=np.float32)})
+    smaller = _without(kg, relation="follows", attr="title")
+    report = write_neo4j(smaller, db)
+    assert (report.removed_nodes, report.removed_relationships) == (0, 3)
+    assert count_neo4j(db) == expected_counts(smaller)
+    keys = {r["k"] for r in _cypher(db, "MATCH (n:Item) UNWIND keys(n) AS k RETURN DISTINCT k AS k")}
+    assert keys and not keys & {"embedding", "title", "feature_text", "feature_mask_text"}
+    assert_identical(read_neo4j(db), smaller)
+    again = write_neo4j(smaller, db)  # nothing left to remove
+    assert (again.removed_nodes, again.removed_relationships) == (0, 0)
+
+
+def test_a_write_stopped_before_removing_stale_types_removes_them_when_run_again(
+    db: Neo4jSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kg = awkward_graph()
+    write_neo4j(kg, db)
+    smaller = _without(kg, relation="follows", attr="title")
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(neo4j_db, "_remove_stale", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        write_neo4j(smaller, db)  # the metadata already holds the new schema, without FOLLOWS
+    monkeypatch.undo()
+    assert count_neo4j(db)["relationships"]["FOLLOWS"] == 3
+    write_neo4j(smaller, db)
+    assert count_neo4j(db) == expected_counts(smaller)
+    assert_identical(read_neo4j(db), smaller)
 
 
 def test_an_interrupted_write_completes_when_run_again(db: Neo4jSettings, monkeypatch: pytest.MonkeyPatch) -> None:
