@@ -99,7 +99,10 @@ def load_rdf(
     try:
         graph.parse(p, format=fmt)
     except (SyntaxError, ValueError, xml.sax.SAXException, rdflib.exceptions.Error) as exc:
-        raise DataError(f"not valid {fmt}: {_message(exc)}", file=p, line=_error_line(exc)) from exc
+        line, why = _error_line(exc), _message(exc)
+        if line is None and fmt == "nt":
+            line, why = _ntriples_error(p, rdflib) or (None, why)
+        raise DataError(f"not valid {fmt}: {why}", file=p, line=line) from exc
 
     pred = _resolve(graph, item_predicate, rdflib) if item_predicate is not None else None
     resources: list[tuple[str, str, str]] = []
@@ -175,14 +178,46 @@ def _resolve(graph: Any, name: str, rdflib: Any) -> Any:
 
 
 def _error_line(exc: BaseException) -> int | None:
-    """The 1-based line of a parse error, where the parser reports one."""
+    """The 1-based line of a parse error, where the parser reports one.
+
+    A Turtle error found at the end of the file (a statement without its final ``.``) is reported
+    by rdflib on the line after the last one; it is given as the last line that has content.
+    """
     lines = getattr(exc, "lines", None)  # rdflib's notation3 BadSyntax: 0-based
     if isinstance(lines, int):
+        text = exc.args[2] if len(exc.args) == 5 and isinstance(exc.args[2], str) else None
+        if text is not None and text.strip():
+            return min(lines, text.rstrip().count("\n")) + 1
         return lines + 1
     if isinstance(exc, xml.sax.SAXParseException):
         return exc.getLineNumber()
     if isinstance(exc, json.JSONDecodeError):
         return exc.lineno
+    return None
+
+
+def _ntriples_error(path: Path, rdflib: Any) -> tuple[int, str] | None:
+    """``(line, reason)`` of the first line of an N-Triples file that does not parse.
+
+    rdflib's N-Triples parser names neither the line number nor, once it has eaten into it, the
+    line; N-Triples is one statement per line, so the file is parsed again line by line (only
+    after a failure) to find it.
+    """
+    from rdflib.plugins.parsers.ntriples import W3CNTriplesParser
+
+    class Discard:  # rdflib's DummySink prints every triple
+        def triple(self, *_: Any) -> None:
+            pass
+
+    parser = W3CNTriplesParser(sink=Discard())
+    with path.open(encoding="utf-8", errors="replace", newline="") as f:
+        for number, text in enumerate(f, start=1):
+            try:
+                parser.parsestring(text)
+            except (SyntaxError, ValueError, rdflib.exceptions.Error) as exc:
+                shown = text.strip()
+                shown = shown if len(shown) <= 80 else shown[:77] + "..."
+                return number, f"{_message(exc).rstrip(': ')} in {shown!r}"
     return None
 
 

@@ -534,8 +534,14 @@ def test_rdf_errors(tmp_path: Path) -> None:
     with pytest.raises(DataError) as err:
         load_rdf(bad)
     assert err.value.file == str(bad) and err.value.line == 4 and "turtle" in str(err.value)
-    with pytest.raises(DataError, match="not valid nt"):
-        load_rdf(write(tmp_path / "bad.nt", "<http://a> <http://p> broken .\n"))
+    with pytest.raises(DataError, match="not valid nt") as err:
+        load_rdf(write(tmp_path / "bad.nt", "<http://a> <http://p> <http://b> .\n\n<http://a> <http://p> broken .\n"))
+    assert err.value.line == 3 and "broken" in str(err.value)  # rdflib's own error names neither
+    # a statement left open at the end of the file is on its last line, not on the line after it
+    for text in ("@prefix ex: <http://e/> .\nex:a ex:p ex:b .\nex:c ex:p ex:d\n\n", "ex:a <http://p> <http://b> ;"):
+        with pytest.raises(DataError) as err:
+            load_rdf(write(tmp_path / "open.ttl", text))
+        assert err.value.line == text.rstrip().count("\n") + 1, str(err.value)
     with pytest.raises(ConfigError, match="format"):
         load_rdf(write(tmp_path / "kg.data", "x"))
     good = write(tmp_path / "kg.ttl", TTL)
