@@ -272,6 +272,8 @@ class GraphTensors:
         edge_weight: ``[E]`` float32 (1 unless ``DataConfig.edge_weights``).
         edge_type: ``[E]`` long relation id into ``relations``.
         relations: relation names ``src__rel__dst``; each is followed by its reverse ``dst__rev_rel__src``.
+        edge_types: ``(src, rel, dst)`` of each of ``relations`` (``(dst, "rev_" + rel, src)`` for a
+            reverse): names may contain ``__``, so the names are not split to find them.
         features: slot -> ``[num_nodes, dim]`` float32 (zeros where missing).
         feature_masks: slot -> ``[num_nodes]`` bool (True where the row is real).
     """
@@ -285,6 +287,7 @@ class GraphTensors:
     relations: list[str]
     features: dict[str, Tensor] = field(default_factory=dict)
     feature_masks: dict[str, Tensor] = field(default_factory=dict)
+    edge_types: list[tuple[str, str, str]] = field(default_factory=list)
 
     @property
     def num_edges(self) -> int:
@@ -293,6 +296,15 @@ class GraphTensors:
     @property
     def num_relations(self) -> int:
         return len(self.relations)
+
+    def relation(self, k: int) -> tuple[str, bool]:
+        """``(relation, forward)`` of relation id ``k``: ``("interacted", False)`` for ``item__rev_interacted__user``."""
+        r = self.edge_types[k][1]
+        return (r[4:], False) if r.startswith("rev_") else (r, True)
+
+    def forward_relations(self) -> list[str]:
+        """The kept relations' names, each once, in graph order."""
+        return list(dict.fromkeys(r for _, r, _ in self.edge_types if not r.startswith("rev_")))
 
     def node_type_index(self) -> Tensor:
         """``[num_nodes]`` long: position of each node's type in ``node_offsets``."""
@@ -393,6 +405,7 @@ class RecData:
             offsets[t] = n
             n += counts[t]
         relations: list[str] = []
+        edge_types: list[tuple[str, str, str]] = []
         parts_i, parts_w, parts_t = [], [], []
         kept = [
             et
@@ -412,6 +425,7 @@ class RecData:
                 raise DataError(f"edge weights of {et} must be finite and >= 0 to propagate with them")
             fwd = len(relations)
             relations += [f"{s}__{r}__{d}", f"{d}__rev_{r}__{s}"]
+            edge_types += [(s, r, d), (d, f"rev_{r}", s)]
             parts_i += [torch.stack([src, dst]), torch.stack([dst, src])]
             parts_w += [w, w]
             parts_t += [torch.full((src.numel(),), fwd), torch.full((src.numel(),), fwd + 1)]
@@ -425,6 +439,7 @@ class RecData:
             edge_weight=torch.cat(parts_w) if parts_w else torch.zeros(0),
             edge_type=torch.cat(parts_t).long() if parts_t else torch.zeros(0, dtype=torch.long),
             relations=relations,
+            edge_types=edge_types,
             features=features,
             feature_masks=masks,
         )

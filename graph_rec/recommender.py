@@ -709,14 +709,13 @@ class Recommender:
         raise DataError(f"node index {node} is outside the graph")
 
     def _graph_path(self, view: PropagationView, edges: list[int], contribution: float) -> GraphPath:
-        rel_names = self.data.graph.relations
+        g = self.data.graph
         nodes = view.path_nodes(edges)
         relations, forward = [], []
         for e in edges:
-            name = rel_names[int(self.model.propagation.edge_type[e])].split("__")[1]
-            rev = name.startswith("rev_")
-            relations.append(name[4:] if rev else name)
-            forward.append(not rev)
+            name, fwd = g.relation(int(self.model.propagation.edge_type[e]))
+            relations.append(name)
+            forward.append(fwd)
         return GraphPath(
             nodes=tuple(self._node_ref(n) for n in nodes),
             relations=tuple(relations),
@@ -884,7 +883,7 @@ class Recommender:
             if rid is None:
                 raise ConfigError(
                     f"the model's graph has no relation {relation!r} between {node_type!r} and {other_type!r}; "
-                    f"relations: {sorted({r.split('__')[1] for r in g.relations if not r.split('__')[1].startswith('rev_')})}"
+                    f"relations: {sorted(g.forward_relations())}"
                 )
             pos = self._id_position(other_type, other_id)
             if pos is None or other_type not in g.node_offsets:

@@ -33,15 +33,13 @@ ARRAYS_FILE = "arrays.safetensors"
 
 
 def edge_key(etype: EdgeType) -> str:
-    """``("user", "interacted", "item")`` -> ``"user__interacted__item"`` (names are snake_case)."""
+    """``("user", "interacted", "item")`` -> ``"user__interacted__item"`` (names are snake_case).
+
+    Names may contain ``__``, so two edge types can share a key (``("a", "b__c", "d")`` and
+    ``("a__b", "c", "d")``); a graph refuses that (:class:`SchemaError`), since files and exports
+    are keyed by it.
+    """
     return "__".join(etype)
-
-
-def parse_edge_key(key: str) -> EdgeType:
-    parts = key.split("__")
-    if len(parts) != 3:
-        raise SchemaError(f"bad edge key {key!r}")
-    return (parts[0], parts[1], parts[2])
 
 
 @dataclass
@@ -145,7 +143,7 @@ class KnowledgeGraph:
     ) -> None:
         self.node_ids = {t: list(ids) for t, ids in node_ids.items()}
         self.node_attrs = {t: dict(a) for t, a in (node_attrs or {}).items()}
-        self.edges = dict(edges)
+        self.edges = {k: _text_as_objects(e) for k, e in edges.items()}
         self.features = {t: dict(f) for t, f in (features or {}).items()}
         self.feature_masks = {t: dict(f) for t, f in (feature_masks or {}).items()}
         self.report = report or BuildReport()
@@ -169,6 +167,14 @@ class KnowledgeGraph:
         for t in self.node_attrs:
             if t not in self.node_ids:
                 raise SchemaError(f"attributes for unknown node type {t!r}")
+        keys: dict[str, EdgeType] = {}
+        for et in self.edges:
+            other = keys.setdefault(edge_key(et), et)
+            if other != et:
+                raise SchemaError(
+                    f"edge types {other} and {et} share the key {edge_key(et)!r} that files and exports use; "
+                    "rename one (a '__' inside a node type or relation name makes this possible)"
+                )
         for (s, r, d), e in self.edges.items():
             for t in (s, d):
                 if t not in self.node_ids:
@@ -184,11 +190,25 @@ class KnowledgeGraph:
             for a, v in e.attrs.items():
                 if np.shape(v)[:1] != (ei.shape[1],):
                     raise SchemaError(f"{(s, r, d)}: edge attribute {a!r} must have E rows, got shape {np.shape(v)}")
+                kind = np.asarray(v).dtype.kind
+                if kind not in "biufO" or (kind == "O" and np.ndim(v) != 1):
+                    raise SchemaError(
+                        f"{(s, r, d)}: edge attribute {a!r} has dtype {np.asarray(v).dtype} and shape {np.shape(v)}; "
+                        "a graph holds bool, integer or float arrays, or one Python value per edge (object dtype, [E])"
+                    )
             if ei.shape[1] and (ei.min() < 0 or ei[0].max() >= self.num_nodes(s) or ei[1].max() >= self.num_nodes(d)):
                 raise SchemaError(f"{(s, r, d)}: edge_index out of range")
         for t, slots in self.features.items():
             for name, arr in slots.items():
                 self._check_feature(t, name, arr, self.feature_masks.get(t, {}).get(name))
+        for t, slots in self.feature_masks.items():
+            if t not in self.node_ids:
+                raise SchemaError(f"feature masks for unknown node type {t!r}")
+            for name, mask in slots.items():
+                if mask.dtype != np.bool_ or mask.shape != (self.num_nodes(t),):
+                    raise SchemaError(
+                        f"feature mask {t}.{name} must be bool [{self.num_nodes(t)}], got {mask.dtype} {list(mask.shape)}"
+                    )
 
     def _check_feature(self, node_type: str, name: str, arr: np.ndarray, mask: np.ndarray | None) -> None:
         if node_type not in self.node_ids:
@@ -293,13 +313,17 @@ class KnowledgeGraph:
         from kg_builders import __version__
 
         arrays: dict[str, np.ndarray] = {}
+        values: dict[str, list[Any]] = {}  # object edge attributes, by "edge key/name"
         edge_meta = {}
         for k, e in self.edges.items():
             key = edge_key(k)
             arrays[f"edges/{key}/edge_index"] = np.ascontiguousarray(e.edge_index)
             arrays[f"edges/{key}/edge_weight"] = np.ascontiguousarray(e.edge_weight)
             for a, v in e.attrs.items():
-                arrays[f"edges/{key}/attr/{a}"] = np.ascontiguousarray(v)
+                if np.asarray(v).dtype.kind == "O":  # one Python value per edge: JSON, like node attributes
+                    values[f"{key}/{a}"] = _json_values(v, f"edge attribute {a!r} of {k}")
+                else:
+                    arrays[f"edges/{key}/attr/{a}"] = np.ascontiguousarray(v)
             edge_meta[key] = sorted(e.attrs)
         for t, slots in self.features.items():
             for n, arr in slots.items():
@@ -320,7 +344,10 @@ class KnowledgeGraph:
         with atomic_dir(path, overwrite=overwrite) as tmp:
             (tmp / GRAPH_FILE).write_text(json.dumps(meta, indent=2, default=_json_default))
             (tmp / NODES_FILE).write_text(
-                json.dumps({"ids": self.node_ids, "attrs": self.node_attrs}, default=_json_default)
+                json.dumps(
+                    {"ids": self.node_ids, "attrs": self.node_attrs} | ({"edge_values": values} if values else {}),
+                    default=_json_default,
+                )
             )
             save_file(arrays, str(tmp / ARRAYS_FILE))
         logger.info("saved %r to %s", self, path)
@@ -356,6 +383,7 @@ class KnowledgeGraph:
         edge_attrs = _key(meta, "edge_attrs", dict, graph_file)
         recipe, report = _key(meta, "recipe", list, graph_file), _key(meta, "report", dict, graph_file)
         ids, node_attrs = _key(nodes, "ids", dict, nodes_file), _key(nodes, "attrs", dict, nodes_file)
+        edge_values = _key(nodes, "edge_values", dict, nodes_file) if "edge_values" in nodes else {}
         for et in edge_types:
             if not (isinstance(et, list) and len(et) == 3 and all(isinstance(x, str) for x in et)):
                 raise CheckpointError(f"{graph_file}: an entry of 'edge_types' is not [src, relation, dst]: {et!r}")
@@ -382,7 +410,12 @@ class KnowledgeGraph:
             for et in edge_types:
                 k = (et[0], et[1], et[2])
                 key = edge_key(k)
-                attrs = {a: arrays[f"edges/{key}/attr/{a}"] for a in edge_attrs.get(key, [])}
+                attrs = {}
+                for a in edge_attrs.get(key, []):
+                    if f"{key}/{a}" in edge_values:
+                        attrs[a] = _object_array(edge_values[f"{key}/{a}"], nodes_file, f"edge_values/{key}/{a}")
+                    else:
+                        attrs[a] = arrays[f"edges/{key}/attr/{a}"]
                 edges[k] = EdgeStore(arrays[f"edges/{key}/edge_index"], arrays[f"edges/{key}/edge_weight"], attrs)
         except KeyError as exc:
             raise CheckpointError(f"{p / ARRAYS_FILE} lacks array {exc}") from exc
@@ -428,7 +461,42 @@ def _key(obj: dict[str, Any], key: str, kind: type, file: Path) -> Any:
     return value
 
 
+def _text_as_objects(e: EdgeStore) -> EdgeStore:
+    """``e`` with numpy text attributes (``<U``, ``S``) as object arrays of ``str``, the form every
+    export and file restores; ``e`` itself when it has none."""
+    text = [a for a, v in e.attrs.items() if np.asarray(v).dtype.kind in "US"]
+    if not text:
+        return e
+    attrs = dict(e.attrs)
+    for a in text:
+        v = np.asarray(attrs[a])
+        out = np.empty(v.shape, dtype=object)
+        out[...] = v.astype(str).tolist() if v.dtype.kind == "U" else [x.decode("utf-8", "replace") for x in v.ravel()]
+        attrs[a] = out
+    return EdgeStore(e.edge_index, e.edge_weight, attrs)
+
+
+def _json_values(v: np.ndarray, what: str) -> list[Any]:
+    """The values of an object array as a JSON list; a SchemaError naming ``what`` when one is not JSON."""
+    out = list(v)
+    try:
+        json.dumps(out, default=_json_default)
+    except (TypeError, ValueError) as exc:
+        raise SchemaError(f"{what} cannot be saved: {exc}") from exc
+    return out
+
+
+def _object_array(values: Any, file: Path, key: str) -> np.ndarray:
+    if not isinstance(values, list):
+        raise CheckpointError(f"{file}: key {key!r} must be a JSON list")
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
+
+
 def _json_default(o: Any) -> Any:
+    if isinstance(o, np.bool_):
+        return bool(o)
     if isinstance(o, np.integer):
         return int(o)
     if isinstance(o, np.floating):
@@ -446,11 +514,20 @@ def _same_array(a: np.ndarray, b: np.ndarray) -> bool:
     """Same dtype, shape and values (NaN equals NaN)."""
     if a.dtype != b.dtype or a.shape != b.shape:
         return False
+    if a.dtype.kind == "O" and a.ndim == 1:  # Python values: as JSON, so a tuple equals the list a file gives back
+        return bool(np.array_equal(_sortable(a), _sortable(b)))
     return bool(np.array_equal(a, b, equal_nan=a.dtype.kind in "fc"))
 
 
+def _sortable(v: np.ndarray) -> np.ndarray:
+    """A 1-D column np.lexsort can order: object values (None, mixed types) by their JSON text."""
+    if v.dtype.kind != "O":
+        return v
+    return np.asarray([json.dumps(x, sort_keys=True, default=_json_default) for x in v.tolist()])
+
+
 def _canonical(e: EdgeStore) -> dict[str, np.ndarray]:
-    cols = [e.edge_weight] + [e.attrs[k] for k in sorted(e.attrs) if e.attrs[k].ndim == 1]
+    cols = [e.edge_weight] + [_sortable(e.attrs[k]) for k in sorted(e.attrs) if e.attrs[k].ndim == 1]
     order = np.lexsort(tuple(reversed([e.edge_index[0], e.edge_index[1], *cols])))
     out = {"edge_index": e.edge_index[:, order], "edge_weight": e.edge_weight[order]}
     out.update({f"attr/{k}": v[order] for k, v in e.attrs.items()})

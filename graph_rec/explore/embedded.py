@@ -284,7 +284,7 @@ class EmbeddedStore:
         unknown = [r for r in refs if (r.type, r.id) not in self._g]
         if unknown:
             kind = unknown[0].type
-            raise UnknownIdError(kind, [r.id for r in unknown if r.type == kind])
+            raise UnknownIdError(kind, list(dict.fromkeys(r.id for r in unknown if r.type == kind)))
         return [(r.type, r.id) for r in refs]
 
     def _check_known(self, node_type: str, ids: Iterable[str]) -> None:
@@ -330,6 +330,8 @@ class _PathSearch:
         # dist <= k. A node entered with r edges left must lie within r hops of the target.
         self.dist: dict[NodeKey, int] = {target: 0}
         self.within: list[list[NodeKey]] = [[target]]
+        # complete: the search reached every node connected to the target (within[-1] is all of them)
+        self.complete = False
         frontier = [target]
         for k in range(1, max_hops - 1):
             nxt = []
@@ -339,11 +341,20 @@ class _PathSearch:
                     if v not in self.dist:
                         self.dist[v] = k
                         nxt.append(v)
+            if not nxt:
+                self.complete = True
+                break
             self.within.append(self.within[-1] + nxt)
             frontier = nxt
 
     def run(self) -> list[Path]:
-        for hops in range(1, self.max_hops + 1):
+        hops_max = self.max_hops
+        if self.complete:
+            if self.source not in self.dist:
+                return []  # not connected to the target
+            hops_max = min(hops_max, len(self.within[-1]) - 1)  # a simple path visits each node once
+        for hops in range(1, hops_max + 1):
+            self._step()
             self._walk([self.source], {self.source}, hops)
             if len(self.found) >= self.limit:
                 break
@@ -368,8 +379,8 @@ class _PathSearch:
             return
         radius = left - 1  # the next node must lie within this many hops of the target
         degree = len(succ_u) + len(pred_u)
-        if radius < len(self.within):
-            ring = self.within[radius]
+        if radius < len(self.within) or self.complete:
+            ring = self.within[min(radius, len(self.within) - 1)]
             if len(ring) < degree:
                 self._step(len(ring))
                 cands = {v for v in ring if v in succ_u or v in pred_u}

@@ -355,6 +355,28 @@ def test_path_search_work_is_capped(monkeypatch, store: EmbeddedStore) -> None:
         store.paths(U1, IEVIL, max_hops=3, limit=10)
 
 
+def test_long_and_huge_hop_counts_stop_at_the_graph(monkeypatch) -> None:
+    # a ring of 12 users with two chords: simple paths of up to 11 hops, few enough to enumerate
+    ids = {"user": [f"u{k}" for k in range(12)], "item": ["lonely"]}
+    pairs = np.asarray([(k, (k + 1) % 12) for k in range(12)] + [(0, 6), (3, 9)], dtype=np.int64).T.copy()
+    kg = KnowledgeGraph(ids, {("user", "follows", "user"): EdgeStore(pairs, np.ones(pairs.shape[1], np.float32))})
+    s, adj = EmbeddedStore(kg), _adjacency(kg)
+    a, b = NodeRef("user", "u0"), NodeRef("user", "u5")
+    full = _brute_paths(adj, a, b, 12)
+    assert len(full) > 5 and max(p.hops for p in full) > 6
+    for h in (3, 7, 11, 12, 40, 10**9):  # a huge count used to take memory and time in proportion to it
+        assert s.paths(a, b, max_hops=h, limit=10**6) == _brute_paths(adj, a, b, min(h, 12)), h
+    monkeypatch.setattr(embedded, "MAX_PATH_STEPS", 1_000)
+    lonely = NodeRef("item", "lonely")
+    assert s.paths(lonely, a, max_hops=10**9) == [] and s.paths(a, lonely, max_hops=10**9) == []
+
+
+def test_an_unknown_id_asked_twice_is_named_once(store: EmbeddedStore) -> None:
+    with pytest.raises(UnknownIdError) as err:
+        store.subgraph([NodeRef("item", "x"), NodeRef("item", "x")])
+    assert err.value.ids == ["x"]  # as the Neo4j store says it
+
+
 # --------------------------------------------------------------------- the real MovieLens graph
 @pytest.fixture(scope="module")
 def movielens():

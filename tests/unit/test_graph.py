@@ -298,3 +298,59 @@ def test_rdf_file_as_external_knowledge_graph(tiny_tables, tmp_path) -> None:
     ann = "kg:http://example.org/ann"
     assert _edges(kg, ("item", "director", "entity")) == {("i1", ann): 1.0, ("i2", ann): 1.0}
     assert _edges(kg, ("entity", "born_in", "entity")) == {(ann, "kg:http://example.org/paris"): 1.0}
+
+
+def _pair_graph(**attrs) -> tuple[dict, dict]:
+    ids = {"user": ["a", "b"], "item": ["x"]}
+    ei = np.array([[0, 1], [0, 0]], np.int64)
+    return ids, {("user", "r", "item"): EdgeStore(ei, np.ones(2, np.float32), dict(attrs))}
+
+
+def test_edge_types_sharing_a_file_key_are_refused() -> None:
+    # ("item", "film__director", "person") and ("item__film", "director", "person") both key as
+    # item__film__director__person: a saved graph mixed their arrays up without a word
+    st = EdgeStore(np.zeros((2, 1), np.int64), np.ones(1, np.float32))
+    ids = {"item": ["m"], "person": ["p"], "item__film": ["f"]}
+    with pytest.raises(SchemaError, match="share the key 'item__film__director__person'"):
+        KnowledgeGraph(ids, {("item", "film__director", "person"): st, ("item__film", "director", "person"): st})
+
+
+def test_python_values_text_and_numpy_bools_save_and_load(tmp_path) -> None:
+    note = np.asarray([None, {"k": [1, "x"]}], dtype=object)
+    ids, edges = _pair_graph(note=note, label=np.asarray(["x", "yz"]), when=np.asarray([1, 2], np.int64))
+    kg = KnowledgeGraph(ids, edges, node_attrs={"user": {"vip": [np.bool_(True), np.bool_(False)]}})
+    assert kg.edges[("user", "r", "item")].attrs["label"].dtype == object  # numpy text is held as str objects
+    assert kg.equals(kg)  # None among the values used to crash the comparison (np.lexsort)
+    back = KnowledgeGraph.load(kg.save(tmp_path / "g"))
+    assert back.equals(kg), back.diff(kg)
+    attrs = back.edges[("user", "r", "item")].attrs
+    assert attrs["note"].tolist() == [None, {"k": [1, "x"]}] and attrs["label"].tolist() == ["x", "yz"]
+    assert attrs["when"].dtype == np.int64 and back.node_attrs["user"]["vip"] == [True, False]
+
+
+def test_attributes_a_graph_cannot_hold_are_refused_by_name() -> None:
+    for bad in (np.asarray(["2020-01-01", "2021-01-01"], "datetime64[D]"), np.zeros((2, 2), dtype=object)):
+        with pytest.raises(SchemaError, match="edge attribute 'ts' has dtype"):
+            KnowledgeGraph(*_pair_graph(ts=bad))
+    ids, edges = _pair_graph(obj=np.asarray([object(), 1], dtype=object))
+    with pytest.raises(SchemaError, match="edge attribute 'obj'.*cannot be saved"):
+        KnowledgeGraph(ids, edges).save("/nonexistent/never-written")
+
+
+@pytest.mark.parametrize(
+    ("mask", "words"),
+    [
+        (np.ones(1, bool), r"must be bool \[5\], got bool \[1\]"),
+        (np.asarray([0, 2.5, 1, 1, 1], np.float32), r"must be bool \[5\], got float32"),
+    ],
+)
+def test_load_refuses_a_damaged_feature_mask(tiny_graph, tmp_path, mask, words) -> None:
+    from safetensors.numpy import load_file, save_file
+
+    tiny_graph.feature_masks["item"] = {"seen": np.ones(5, bool)}  # a mask without features
+    path = tiny_graph.save(tmp_path / "g")
+    arrays = load_file(str(path / "arrays.safetensors"))
+    arrays["masks/item/seen"] = mask
+    save_file(arrays, str(path / "arrays.safetensors"))
+    with pytest.raises(CheckpointError, match=f"feature mask item.seen {words}"):
+        KnowledgeGraph.load(path)

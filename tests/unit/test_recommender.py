@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from graph_rec.errors import CheckpointError, ConfigError, DataError, UnknownIdError
 from graph_rec.eval.metrics import intra_list_diversity
 from graph_rec.recommender import Recommender
+from kg_builders.graph import KnowledgeGraph
 from tests.worlds import synthetic_graph
 
 TRAIN = {
@@ -272,6 +273,22 @@ def test_explanation_paths_are_typed_and_pandas_friendly(rec):
     assert df["contribution"].tolist() == [p.contribution for p in ex.paths]
     with pytest.raises(ConfigError, match="max_hops"):
         rec.explain(user, item, max_hops=4)
+
+
+def test_explanations_name_relations_that_contain_a_double_underscore(world):
+    # relation names may contain "__"; explain used to split "item__has__genre__entity" at "__"
+    # and report the relation "has", which no store could match
+    kg, sp = world
+    renamed = {(("item", "has__genre", "entity") if et[1] == "has_genre" else et): e for et, e in kg.edges.items()}
+    kg2 = KnowledgeGraph(kg.node_ids, renamed, node_attrs=kg.node_attrs, features=kg.features)
+    rec = Recommender.fit(kg2, split=sp, settings={"embedding_dim": 8, "num_layers": 2}, train={**TRAIN, "epochs": 1})
+    seen = set()
+    for user in rec.user_ids[:8]:
+        item = rec.recommend(user, k=1).item_ids[0]
+        seen |= {r for p in rec.explain(user, item, max_paths=20).paths for r in p.relations}
+    assert "has__genre" in seen and seen <= {r for _, r, _ in kg2.edge_types}
+    with pytest.raises(ConfigError, match="'has__genre'"):  # the list of relations in the error, too
+        rec.add_item("new", neighbours=[("no_such", "entity", "x")])
 
 
 # ------------------------------------------------------------------ cold start
