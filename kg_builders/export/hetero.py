@@ -186,17 +186,20 @@ class HomogeneousView:
         Raises:
             SchemaError: unknown node type.
             IndexError: a local index outside ``0 .. num_nodes_of(node_type) - 1``.
+            TypeError: indices that are not integers (floats, bools).
         """
         import torch
 
         n = self.num_nodes_of(node_type)
         off = self.node_offsets[node_type]
-        if isinstance(local_idx, (int, np.integer)):
+        if isinstance(local_idx, (int, np.integer)) and not isinstance(local_idx, (bool, np.bool_)):
             i = int(local_idx)
             if not 0 <= i < n:
                 raise IndexError(f"{node_type} index {i} out of range 0..{n - 1}")
             return off + i
         idx = torch.as_tensor(np.asarray(local_idx) if not isinstance(local_idx, torch.Tensor) else local_idx)
+        if idx.dtype.is_floating_point or idx.dtype.is_complex or idx.dtype == torch.bool:
+            raise TypeError(f"{node_type} indices must be integers, got {idx.dtype} (a value would be truncated)")
         idx = idx.to(torch.long)
         if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= n):
             raise IndexError(f"{node_type} indices out of range 0..{n - 1}")
@@ -207,7 +210,10 @@ class HomogeneousView:
 
         Raises:
             IndexError: ``global_idx`` outside ``0 .. num_nodes - 1``.
+            TypeError: ``global_idx`` is not an integer.
         """
+        if not isinstance(global_idx, (int, np.integer)) or isinstance(global_idx, (bool, np.bool_)):
+            raise TypeError(f"a global index must be an integer, got {global_idx!r}")
         g = int(global_idx)
         if not 0 <= g < self.num_nodes:
             raise IndexError(f"global index {g} out of range 0..{self.num_nodes - 1}")

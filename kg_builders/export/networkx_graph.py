@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import reprlib
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
@@ -114,16 +115,33 @@ def from_networkx(g: nx.MultiDiGraph) -> KnowledgeGraph:
     dtypes are inferred by numpy (weights float32).
 
     Raises:
-        SchemaError: the graph lacks ``node_types`` / ``edge_types``, a node lacks ``node_type``,
-            ``node_id`` or ``index``, indices of a type are not ``0 .. n-1``, or an edge has a
-            type not listed in ``edge_types``.
+        SchemaError: the graph lacks ``node_types`` / ``edge_types`` or a graph attribute does
+            not have the layout :func:`to_networkx` writes (``edge_types`` of other than three
+            names, an unknown dtype, a ``report`` that is not a :class:`BuildReport`), a node
+            lacks ``node_type``, ``node_id`` or ``index``, an index (of a node or an edge) is not
+            an integer, indices of a type are not ``0 .. n-1``, a feature row has the wrong
+            length, a weight is not a number, an edge attribute does not fit its dtype, or an
+            edge has a type not listed in ``edge_types``. The message names the node, edge or
+            graph attribute.
     """
     missing = [k for k in ("node_types", "edge_types") if k not in g.graph]
     if missing:
         raise SchemaError(f"networkx graph lacks graph attribute(s) {missing}: not made by to_networkx")
     meta = g.graph
-    node_types = list(meta["node_types"])
-    edge_types: list[EdgeType] = [(str(s), str(r), str(d)) for s, r, d in meta["edge_types"]]
+    node_types, raw_edge_types = meta["node_types"], meta["edge_types"]
+    if not isinstance(node_types, (list, tuple)) or not all(isinstance(t, str) for t in node_types):
+        raise SchemaError(f"graph attribute node_types is {reprlib.repr(node_types)}, not a list of node type names")
+    if not isinstance(raw_edge_types, (list, tuple)) or not all(
+        isinstance(et, (list, tuple)) and len(et) == 3 for et in raw_edge_types
+    ):
+        raise SchemaError(
+            f"graph attribute edge_types is {reprlib.repr(raw_edge_types)}, not a list of (source, relation, target)"
+        )
+    for name in ("node_attrs", "edge_dtypes", "feature_dtypes", "feature_dims", "feature_mask_slots"):
+        if not isinstance(meta.get(name, {}), dict):
+            raise SchemaError(f"graph attribute {name} is {reprlib.repr(meta[name])}, not a dict")
+    node_types = list(node_types)
+    edge_types: list[EdgeType] = [(str(s), str(r), str(d)) for s, r, d in raw_edge_types]
     rows: dict[str, list[tuple[int, str, dict[str, Any]]]] = {t: [] for t in node_types}
     for key, data in g.nodes(data=True):
         lacking = [k for k in NODE_KEYS if k not in data]
@@ -132,7 +150,7 @@ def from_networkx(g: nx.MultiDiGraph) -> KnowledgeGraph:
         t = data["node_type"]
         if t not in rows:
             raise SchemaError(f"node {key!r} has node type {t!r}, not in node_types {node_types}")
-        rows[t].append((int(data["index"]), str(data["node_id"]), data))
+        rows[t].append((_index(data["index"], f"node {key!r}"), str(data["node_id"]), data))
     node_ids: dict[str, list[str]] = {}
     for t in node_types:
         rows[t].sort(key=lambda row: row[0])
@@ -155,17 +173,36 @@ def from_networkx(g: nx.MultiDiGraph) -> KnowledgeGraph:
     for t in node_types:
         slots = dtypes.get(t, {}) if dtypes is not None else _prefixed(rows[t], FEATURE_PREFIX)
         for slot in slots:
-            values = _column(rows[t], FEATURE_PREFIX + slot, t)
-            arr = np.asarray(values, dtype=np.dtype(slots[slot]) if dtypes is not None else None)
+            key = FEATURE_PREFIX + slot
+            values = _column(rows[t], key, t)
             dim = dims.get(t, {}).get(slot)
-            if dim is not None or not values:
-                arr = arr.reshape(len(values), dim or 0)
+            for (_, node_id, _), row in zip(rows[t], values, strict=True):
+                if not isinstance(row, (list, tuple, np.ndarray)) or (dim is not None and len(row) != dim):
+                    length = f"{dim} " if dim is not None else ""
+                    raise SchemaError(
+                        f"node ({t!r}, {node_id!r}) has {key!r} {reprlib.repr(row)}, not a list of {length}numbers"
+                    )
+            dtype = _dtype(slots[slot], f"feature_dtypes[{t!r}][{slot!r}]") if dtypes is not None else None
+            try:
+                arr = np.asarray(values, dtype=dtype)
+                if dim is not None or not values:
+                    arr = arr.reshape(len(values), dim or 0)
+            except (TypeError, ValueError) as e:
+                raise SchemaError(f"{key!r} of {t!r} nodes cannot be read as a [{len(values)}, dim] array: {e}") from e
             features.setdefault(t, {})[slot] = arr
         for slot in mask_slots.get(t, []) if mask_slots is not None else _prefixed(rows[t], MASK_PREFIX):
             masks.setdefault(t, {})[slot] = np.asarray(_column(rows[t], MASK_PREFIX + slot, t), dtype=bool)
 
     edges = _read_edges(g, edge_types, meta.get("edge_dtypes"))
-    report = BuildReport.from_dict(copy.deepcopy(meta["report"])) if "report" in meta else None
+    report = None
+    if "report" in meta:
+        try:
+            report = BuildReport.from_dict(copy.deepcopy(meta["report"]))
+        except TypeError as e:
+            raise SchemaError(f"graph attribute report is not a build report: {e}") from e
+    recipe = meta.get("recipe", [])
+    if not isinstance(recipe, list):
+        raise SchemaError(f"graph attribute recipe is {reprlib.repr(recipe)}, not a list")
     return KnowledgeGraph(
         node_ids,
         edges,
@@ -173,7 +210,7 @@ def from_networkx(g: nx.MultiDiGraph) -> KnowledgeGraph:
         features=features,
         feature_masks=masks,
         report=report,
-        recipe=copy.deepcopy(meta.get("recipe", [])),
+        recipe=copy.deepcopy(recipe),
     )
 
 
@@ -183,33 +220,66 @@ def _read_edges(
     cols: dict[EdgeType, list[tuple[int, int, float, dict[str, Any], int | None]]] = {et: [] for et in edge_types}
     nodes = g.nodes
     for u, v, key, data in g.edges(keys=True, data=True):
+        what = f"edge {u!r} -> {v!r} (key {key!r})"
         if "relation" not in data or "weight" not in data:
-            raise SchemaError(f"edge {u!r} -> {v!r} (key {key!r}) lacks 'relation' or 'weight'")
+            raise SchemaError(f"{what} lacks 'relation' or 'weight'")
         et = (nodes[u]["node_type"], str(data["relation"]), nodes[v]["node_type"])
         if et not in cols:
             raise SchemaError(f"edge {u!r} -> {v!r} has type {et}, not in edge_types")
+        weight = data["weight"]
+        if isinstance(weight, (bool, np.bool_)) or not isinstance(weight, (int, float, np.integer, np.floating)):
+            raise SchemaError(f"{what} has weight {reprlib.repr(weight)}, not a number")
         pos = data.get("index")
-        cols[et].append((int(nodes[u]["index"]), int(nodes[v]["index"]), data["weight"], data, pos))
+        pos = None if pos is None else _index(pos, what)
+        cols[et].append((int(nodes[u]["index"]), int(nodes[v]["index"]), weight, data, pos))
     edges = {}
     for et, items in cols.items():
         if items and all(it[4] is not None for it in items):
             items.sort(key=lambda it: it[4])
-        spec = dtypes.get(edge_key(et)) if dtypes is not None else None
+        key = edge_key(et)
+        spec = dtypes.get(key) if dtypes is not None else None
+        if spec is not None and (not isinstance(spec, dict) or "weight" not in spec or "attrs" not in spec):
+            raise SchemaError(
+                f"graph attribute edge_dtypes[{key!r}] is {reprlib.repr(spec)}, without 'weight' and 'attrs'"
+            )
         n = len(items)
         edge_index = np.asarray([[it[0] for it in items], [it[1] for it in items]], dtype=np.int64).reshape(2, n)
-        weight = np.asarray([it[2] for it in items], dtype=np.dtype(spec["weight"]) if spec else np.float32)
+        wdtype = _dtype(spec["weight"], f"edge_dtypes[{key!r}]['weight']") if spec else np.float32
+        weight = np.asarray([it[2] for it in items], dtype=wdtype)
         if spec is not None:
             attr_specs = spec["attrs"]
         else:
             attr_specs = {name: None for name in _undeclared((it[3] for it in items), reserved=EDGE_KEYS)}
         attrs = {}
         for name, a in attr_specs.items():
+            where = f"edge_dtypes[{key!r}]['attrs'][{name!r}]"
+            if a is not None and (not isinstance(a, dict) or "dtype" not in a or "shape" not in a):
+                raise SchemaError(f"graph attribute {where} is {reprlib.repr(a)}, without 'dtype' and 'shape'")
             values = [it[3].get(name) for it in items]
-            if a is None or np.dtype(a["dtype"]) == np.dtype(object):
+            if a is None or _dtype(a["dtype"], f"{where}['dtype']") == np.dtype(object):
                 values = copy.deepcopy(values)  # objects are not shared with the networkx graph
-            attrs[name] = array_from_spec(values, a["dtype"], a["shape"]) if a is not None else np.asarray(values)
+            try:
+                attrs[name] = array_from_spec(values, a["dtype"], a["shape"]) if a is not None else np.asarray(values)
+            except (TypeError, ValueError) as e:
+                as_what = f"{a['dtype']} {a['shape']}" if a is not None else "an array"
+                raise SchemaError(f"edge attribute {name!r} of {et} cannot be read as {as_what}: {e}") from e
         edges[et] = EdgeStore(edge_index, weight, attrs)
     return edges
+
+
+def _index(value: Any, what: str) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise SchemaError(f"{what} has index {value!r}, not an integer")
+    return int(value)
+
+
+def _dtype(name: Any, what: str) -> np.dtype:
+    if isinstance(name, str):
+        try:
+            return np.dtype(name)
+        except TypeError as e:
+            raise SchemaError(f"graph attribute {what} is {name!r}, not a numpy dtype name") from e
+    raise SchemaError(f"graph attribute {what} is {name!r}, not a numpy dtype name")
 
 
 def _values(arr: np.ndarray) -> list[Any]:

@@ -12,10 +12,10 @@ resources under ``base`` (default ``https://w3id.org/graph-rec/``):
   collapse into one such triple, RDF being a set), and the reified statement
   ``<base>edge/<src>__<relation>__<dst>/<i>`` (``rdf:type rdf:Statement``) with ``gr:source``,
   ``gr:target``, ``gr:relation``, ``gr:index``, ``gr:weight`` and ``gr:attr_<name>`` per edge
-  attribute, which is what :func:`from_rdf` reads;
+  attribute value that is not ``None``, which is what :func:`from_rdf` reads;
 - the graph ``<base>graph`` (``rdf:type void:Dataset``) with ``gr:formatVersion`` and, as
   ``rdf:JSON`` literals, ``gr:nodeTypes`` and ``gr:edgeTypes`` (in order), ``gr:recipe``,
-  ``gr:report`` and ``gr:schema`` (attribute names, dtypes and shapes).
+  ``gr:report`` and ``gr:schema`` (attribute names, dtypes and shapes, edge counts).
 
 Numbers are written so that they read back bit for bit, whatever the syntax: float32 values
 (weights) as ``xsd:float`` with the exact decimal of the float32 value; float64 values as
@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import reprlib
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -98,8 +99,8 @@ def to_rdf(kg: KnowledgeGraph, *, base: str = DEFAULT_BASE, include_features: bo
 
     Raises:
         ConfigError: ``base`` does not end with ``/`` or ``#``.
-        SchemaError: a node attribute value that is not JSON-like (str, int, float, bool, list,
-            tuple, dict, numpy scalar or array).
+        SchemaError: a node or edge attribute value that is not JSON-like (str, int, float, bool,
+            list, tuple, dict, numpy scalar or array) or ``None``.
         MissingDependencyError: rdflib is not installed.
     """
     rdflib = require("rdflib")
@@ -152,7 +153,8 @@ def to_rdf(kg: KnowledgeGraph, *, base: str = DEFAULT_BASE, include_features: bo
             g.add((stmt, p_index, Literal(i)))
             g.add((stmt, p_w, weights[i]))
             for p, lits in attrs:
-                g.add((stmt, p, lits[i]))
+                if lits[i] is not None:
+                    g.add((stmt, p, lits[i]))
     meta = URIRef(f"{base}graph")
     g.add((meta, RDF.type, VOID.Dataset))
     g.add((meta, gr["formatVersion"], Literal(FORMAT_VERSION)))
@@ -170,11 +172,17 @@ def from_rdf(g: rdflib.Graph) -> KnowledgeGraph:
 
     Nodes come from the resources with a ``gr:nodeType`` literal, in ``gr:index`` order; edges
     from the reified statements (``rdf:Statement`` with ``gr:source``), in ``gr:index`` order.
+    A missing ``gr:attr_<name>`` reads as ``None`` for node attributes and object-dtype edge
+    attributes; every other property is required.
 
     Raises:
         SchemaError: no or several graph resources (``gr:nodeTypes``), a newer format version,
-            a node or edge with a missing or repeated property, node indices that are not
-            ``0 .. n-1``, or an edge whose type is not listed in ``gr:edgeTypes``.
+            graph metadata (``gr:nodeTypes``, ``gr:edgeTypes``, ``gr:schema``, ``gr:report``,
+            ``gr:recipe``) that does not have the layout :func:`to_rdf` writes, a node or edge
+            with a missing, repeated or unreadable property (the message names the resource and
+            the property), node indices that are not ``0 .. n-1``, edge indices of a type that
+            are not ``0 .. E-1`` or a number of edges of a type that differs from the one
+            ``gr:schema`` records, or an edge whose type is not listed in ``gr:edgeTypes``.
         MissingDependencyError: rdflib is not installed.
     """
     rdflib = require("rdflib")
@@ -185,12 +193,22 @@ def from_rdf(g: rdflib.Graph) -> KnowledgeGraph:
     if len(metas) != 1:
         raise SchemaError(f"expected one graph resource with gr:nodeTypes, found {len(metas)}")
     meta = metas[0]
-    version = _one(g, meta, gr["formatVersion"])
-    if int(version.toPython()) > FORMAT_VERSION:
+    version = _int(_one(g, meta, gr["formatVersion"]), meta, gr["formatVersion"])
+    if version > FORMAT_VERSION:
         raise SchemaError(f"RDF graph has format version {version}, newer than this graph-rec reads ({FORMAT_VERSION})")
-    node_types: list[str] = _from_literal(_one(g, meta, gr["nodeTypes"]))
-    edge_types: list[EdgeType] = [(s, r, d) for s, r, d in _from_literal(_one(g, meta, gr["edgeTypes"]))]
-    schema = _from_literal(_one(g, meta, gr["schema"]))
+    node_types = _value(_one(g, meta, gr["nodeTypes"]), meta, gr["nodeTypes"])
+    if not isinstance(node_types, list) or not all(isinstance(t, str) for t in node_types):
+        raise SchemaError(f"gr:nodeTypes of {meta} is {reprlib.repr(node_types)}, not a list of node type names")
+    raw_edge_types = _value(_one(g, meta, gr["edgeTypes"]), meta, gr["edgeTypes"])
+    if not isinstance(raw_edge_types, list) or not all(
+        isinstance(et, list) and len(et) == 3 and all(isinstance(x, str) for x in et) for et in raw_edge_types
+    ):
+        raise SchemaError(
+            f"gr:edgeTypes of {meta} is {reprlib.repr(raw_edge_types)}, not a list of [source, relation, target]"
+        )
+    edge_types: list[EdgeType] = [(s, r, d) for s, r, d in raw_edge_types]
+    schema = _value(_one(g, meta, gr["schema"]), meta, gr["schema"])
+    _check_schema(schema, edge_types)
     for part in ("node_attrs", "features", "feature_masks"):
         unknown = sorted(set(schema[part]) - set(node_types))
         if unknown:
@@ -206,7 +224,7 @@ def from_rdf(g: rdflib.Graph) -> KnowledgeGraph:
             raise SchemaError(f"node {subj} has node type {t!r}, not in gr:nodeTypes {node_types}")
         if subj not in positions or subj not in ids:
             raise SchemaError(f"node {subj} lacks gr:index or gr:nodeId")
-        members[t].append((int(positions[subj].toPython()), subj))
+        members[t].append((_int(positions[subj], subj, gr["index"]), subj))
     node_ids: dict[str, list[str]] = {}
     where: dict[Any, tuple[str, int]] = {}
     for t, ms in members.items():
@@ -221,21 +239,39 @@ def from_rdf(g: rdflib.Graph) -> KnowledgeGraph:
         subjects = [subj for _, subj in members[t]]
         node_attrs[t] = {}
         for name in names:
-            values = _literal_map(g, gr[_attr_local(name)], subjects=set(subjects))
-            node_attrs[t][name] = [_from_literal(values[s]) if s in values else None for s in subjects]
+            pred = gr[_attr_local(name)]
+            values = _literal_map(g, pred, subjects=set(subjects))
+            node_attrs[t][name] = [_value(values[s], s, pred) if s in values else None for s in subjects]
     features: dict[str, dict[str, np.ndarray]] = {}
     masks: dict[str, dict[str, np.ndarray]] = {}
     for t, slots in schema["features"].items():
         subjects = [subj for _, subj in members[t]]
         for slot, spec in slots.items():
-            rows = _required(g, gr[_feature_local(slot)], subjects, f"feature {slot!r} of {t!r} nodes")
-            arr = np.asarray([_from_literal(x) for x in rows], dtype=np.dtype(spec["dtype"]))
-            features.setdefault(t, {})[slot] = arr.reshape(len(subjects), spec["dim"])
+            pred, dim = gr[_feature_local(slot)], spec["dim"]
+            lits = _required(g, pred, subjects, f"feature {slot!r} of {t!r} nodes")
+            rows = []
+            for s, lit in zip(subjects, lits, strict=True):
+                row = _value(lit, s, pred)
+                if not isinstance(row, list) or len(row) != dim:
+                    raise SchemaError(f"{_qname(pred)} of {s} is {reprlib.repr(row)}, not a list of {dim} numbers")
+                rows.append(row)
+            try:
+                arr = np.asarray(rows, dtype=np.dtype(spec["dtype"]))
+            except (TypeError, ValueError) as e:
+                raise SchemaError(f"feature {slot!r} of {t!r} nodes cannot be read as {spec['dtype']}: {e}") from e
+            features.setdefault(t, {})[slot] = arr.reshape(len(subjects), dim)
     for t, slots in schema["feature_masks"].items():
         subjects = [subj for _, subj in members[t]]
         for slot in slots:
-            rows = _required(g, gr[_mask_local(slot)], subjects, f"feature mask {slot!r} of {t!r} nodes")
-            masks.setdefault(t, {})[slot] = np.asarray([bool(x.toPython()) for x in rows], dtype=bool)
+            pred = gr[_mask_local(slot)]
+            rows = _required(g, pred, subjects, f"feature mask {slot!r} of {t!r} nodes")
+            flags = []
+            for s, lit in zip(subjects, rows, strict=True):
+                flag = _value(lit, s, pred)
+                if not isinstance(flag, bool):
+                    raise SchemaError(f"{_qname(pred)} of {s} is {reprlib.repr(flag)}, not a boolean")
+                flags.append(flag)
+            masks.setdefault(t, {})[slot] = np.asarray(flags, dtype=bool)
 
     # ---- edges
     statements = set(g.subjects(RDF.type, RDF.Statement))
@@ -244,7 +280,7 @@ def from_rdf(g: rdflib.Graph) -> KnowledgeGraph:
     relations = _literal_map(g, gr["relation"], subjects=sources)
     weights = _literal_map(g, gr["weight"], subjects=sources)
     edge_pos = _literal_map(g, gr["index"], subjects=sources)
-    grouped: dict[EdgeType, list[Any]] = {et: [] for et in edge_types}
+    grouped: dict[EdgeType, list[tuple[int, Any]]] = {et: [] for et in edge_types}
     for stmt, src in sources.items():
         for what, m in (
             ("gr:target", targets),
@@ -260,29 +296,55 @@ def from_rdf(g: rdflib.Graph) -> KnowledgeGraph:
         et = (where[src][0], str(relations[stmt]), where[dst][0])
         if et not in grouped:
             raise SchemaError(f"edge {stmt} has type {et}, not in gr:edgeTypes")
-        grouped[et].append(stmt)
+        grouped[et].append((_int(edge_pos[stmt], stmt, gr["index"]), stmt))
     edges = {}
-    for et, stmts in grouped.items():
+    for et, items in grouped.items():
         spec = schema["edges"][edge_key(et)]
-        stmts.sort(key=lambda s: int(edge_pos[s].toPython()))
-        n = len(stmts)
+        items.sort(key=lambda m: m[0])
+        n = len(items)
+        if "num_edges" in spec and n != spec["num_edges"]:
+            raise SchemaError(
+                f"edge type {et} has {n} edges in the RDF graph, but gr:schema records {spec['num_edges']}"
+            )
+        if [m[0] for m in items] != list(range(n)):
+            raise SchemaError(f"gr:index values of {et} edges are not 0 .. {n - 1}")
+        stmts = [stmt for _, stmt in items]
         edge_index = np.asarray(
             [[where[sources[s]][1] for s in stmts], [where[targets[s]][1] for s in stmts]], dtype=np.int64
         ).reshape(2, n)
-        weight = np.asarray([_from_literal(weights[s]) for s in stmts], dtype=np.dtype(spec["weight"]))
+        weight = np.asarray([_number(weights[s], s, gr["weight"]) for s in stmts], dtype=np.dtype(spec["weight"]))
         attrs = {}
         for name, a in spec["attrs"].items():
-            lits = _required(g, gr[_attr_local(name)], stmts, f"edge attribute {name!r} of {et}")
-            attrs[name] = array_from_spec([_from_literal(x) for x in lits], a["dtype"], a["shape"])
+            pred = gr[_attr_local(name)]
+            if np.dtype(a["dtype"]) == np.dtype(object):  # one Python value per edge; absent = None
+                found = _literal_map(g, pred, subjects=set(stmts))
+                values = [_value(found[s], s, pred) if s in found else None for s in stmts]
+            else:
+                lits = _required(g, pred, stmts, f"edge attribute {name!r} of {et}")
+                values = [_value(x, s, pred) for s, x in zip(stmts, lits, strict=True)]
+            try:
+                attrs[name] = array_from_spec(values, a["dtype"], a["shape"])
+            except (TypeError, ValueError) as e:
+                raise SchemaError(
+                    f"edge attribute {name!r} of {et} cannot be read as {a['dtype']} {a['shape']}: {e}"
+                ) from e
         edges[et] = EdgeStore(edge_index, weight, attrs)
+    report = _value(_one(g, meta, gr["report"]), meta, gr["report"])
+    try:
+        report = BuildReport.from_dict(report)
+    except TypeError as e:
+        raise SchemaError(f"gr:report of {meta} is not a build report: {e}") from e
+    recipe = _value(_one(g, meta, gr["recipe"]), meta, gr["recipe"])
+    if not isinstance(recipe, list):
+        raise SchemaError(f"gr:recipe of {meta} is {reprlib.repr(recipe)}, not a list")
     return KnowledgeGraph(
         node_ids,
         edges,
         node_attrs=node_attrs,
         features=features,
         feature_masks=masks,
-        report=BuildReport.from_dict(_from_literal(_one(g, meta, gr["report"]))),
-        recipe=_from_literal(_one(g, meta, gr["recipe"])),
+        report=report,
+        recipe=recipe,
     )
 
 
@@ -327,25 +389,117 @@ def _required(g: rdflib.Graph, pred: Any, subjects: list[Any], what: str) -> lis
 
 
 def _from_literal(lit: Any) -> Any:
-    """A Python value from a literal written by :func:`_literal` / :func:`_array_literals`."""
+    """A Python value from a literal written by :func:`_literal` / :func:`_array_literals`.
+
+    Raises:
+        SchemaError: a datatype graph-rec does not read, or a lexical form that is not valid
+            for its datatype (``"zero"^^xsd:integer``, ``rdf:JSON`` that does not parse).
+    """
     from rdflib import RDF, XSD
 
     dt = lit.datatype
-    if dt == RDF.JSON:
-        return json.loads(str(lit))
-    if dt is None or dt == XSD.string:
-        return str(lit)
-    if dt == XSD.boolean:
-        text = str(lit).strip()
-        if text not in ("true", "false", "1", "0"):
-            raise SchemaError(f"bad xsd:boolean {text!r}")
-        return text in ("true", "1")
-    if dt in (XSD.integer, XSD.long, XSD.int, XSD.short, XSD.byte, XSD.nonNegativeInteger):
-        return int(str(lit))
-    if dt in (XSD.decimal, XSD.double, XSD.float):
-        text = str(lit).strip()
-        return float(Decimal(text)) if dt == XSD.decimal else float(text)
+    text = str(lit)
+    try:
+        if dt == RDF.JSON:
+            return json.loads(text)
+        if dt is None or dt == XSD.string:
+            return text
+        if dt == XSD.boolean:
+            if text.strip() not in ("true", "false", "1", "0"):
+                raise ValueError("not one of true, false, 1, 0")
+            return text.strip() in ("true", "1")
+        if dt in (XSD.integer, XSD.long, XSD.int, XSD.short, XSD.byte, XSD.nonNegativeInteger):
+            return int(text)
+        if dt in (XSD.decimal, XSD.double, XSD.float):
+            return float(Decimal(text.strip())) if dt == XSD.decimal else float(text)
+    except (ValueError, ArithmeticError) as e:  # json.JSONDecodeError is a ValueError, decimal's errors arithmetic
+        raise SchemaError(f"bad {_qname(dt)} literal {reprlib.repr(text)}") from e
     raise SchemaError(f"literal {lit!r} has datatype {dt} that graph-rec does not read")
+
+
+def _qname(iri: Any) -> str:
+    """``gr:index``, ``rdf:JSON``, ``xsd:integer`` for IRIs of those namespaces, ``<iri>`` otherwise."""
+    text = str(iri)
+    for prefix, ns in (
+        ("gr:", GR_IRI),
+        ("rdf:", "http://www.w3.org/1999/02/22-rdf-syntax-ns#"),
+        ("xsd:", "http://www.w3.org/2001/XMLSchema#"),
+    ):
+        if text.startswith(ns):
+            return prefix + text[len(ns) :]
+    return f"<{text}>"
+
+
+def _value(lit: Any, subj: Any, pred: Any) -> Any:
+    """:func:`_from_literal`, with the resource and property named in its error."""
+    try:
+        return _from_literal(lit)
+    except SchemaError as e:
+        raise SchemaError(f"{_qname(pred)} of {subj}: {e}") from e
+
+
+def _int(lit: Any, subj: Any, pred: Any) -> int:
+    value = _value(lit, subj, pred)
+    if type(value) is not int:
+        raise SchemaError(f"{_qname(pred)} of {subj} is {reprlib.repr(value)}, not an integer")
+    return value
+
+
+def _number(lit: Any, subj: Any, pred: Any) -> int | float:
+    value = _value(lit, subj, pred)
+    if type(value) not in (int, float):
+        raise SchemaError(f"{_qname(pred)} of {subj} is {reprlib.repr(value)}, not a number")
+    return value
+
+
+def _check_schema(schema: Any, edge_types: list[EdgeType]) -> None:
+    """Raise a :class:`SchemaError` unless ``schema`` has the layout :func:`_schema` writes."""
+
+    def need(ok: bool, what: str) -> None:
+        if not ok:
+            raise SchemaError(f"gr:schema: {what}")
+
+    def is_dtype(name: Any) -> bool:
+        try:
+            return isinstance(name, str) and np.dtype(name) is not None
+        except (TypeError, ValueError):
+            return False
+
+    def is_count(x: Any) -> bool:
+        return type(x) is int and x >= 0
+
+    need(isinstance(schema, dict), f"is {reprlib.repr(schema)}, not a JSON object")
+    for part in ("node_attrs", "edges", "features", "feature_masks"):
+        need(isinstance(schema.get(part), dict), f"lacks {part!r} (a JSON object)")
+    for part in ("node_attrs", "feature_masks"):
+        for t, names in schema[part].items():
+            ok = isinstance(names, list) and all(isinstance(n, str) for n in names)
+            need(ok, f"{part} of {t!r} is {reprlib.repr(names)}, not a list of names")
+    for t, slots in schema["features"].items():
+        need(isinstance(slots, dict), f"features of {t!r} is {reprlib.repr(slots)}, not a JSON object")
+        for slot, spec in slots.items():
+            where = f"feature {slot!r} of {t!r}"
+            need(isinstance(spec, dict), f"{where} is {reprlib.repr(spec)}, not a JSON object")
+            need(is_dtype(spec.get("dtype")), f"'dtype' of {where} is {spec.get('dtype')!r}, not a numpy dtype name")
+            need(is_count(spec.get("dim")), f"'dim' of {where} is {spec.get('dim')!r}, not a count")
+    for et in edge_types:
+        key = edge_key(et)
+        spec = schema["edges"].get(key)
+        need(isinstance(spec, dict), f"lacks edge type {key!r} (in gr:edgeTypes)")
+        where = f"edge type {key!r}"
+        need(is_dtype(spec.get("weight")), f"'weight' of {where} is {spec.get('weight')!r}, not a numpy dtype name")
+        need(isinstance(spec.get("attrs"), dict), f"'attrs' of {where} is {spec.get('attrs')!r}, not a JSON object")
+        need(
+            "num_edges" not in spec or is_count(spec["num_edges"]),
+            f"'num_edges' of {where} is {spec.get('num_edges')!r}, not a count",
+        )
+        for name, a in spec["attrs"].items():
+            what = f"edge attribute {name!r} of {where}"
+            need(isinstance(a, dict), f"{what} is {reprlib.repr(a)}, not a JSON object")
+            need(is_dtype(a.get("dtype")), f"'dtype' of {what} is {a.get('dtype')!r}, not a numpy dtype name")
+            shape = a.get("shape")
+            ok = isinstance(shape, list) and all(is_count(x) for x in shape)
+            need(ok, f"'shape' of {what} is {shape!r}, not a list of counts")
 
 
 # --------------------------------------------------------------------- writing helpers
@@ -364,7 +518,7 @@ def _mask_local(slot: str) -> str:
 def _schema(kg: KnowledgeGraph, include_features: bool) -> dict[str, Any]:
     return {
         "node_attrs": {t: list(a) for t, a in kg.node_attrs.items()},
-        "edges": {edge_key(et): e.dtype_spec() for et, e in kg.edges.items()},
+        "edges": {edge_key(et): {**e.dtype_spec(), "num_edges": e.num_edges} for et, e in kg.edges.items()},
         "features": {
             t: {n: {"dtype": dtype_name(a.dtype), "dim": int(a.shape[1])} for n, a in s.items()}
             for t, s in kg.features.items()
@@ -434,9 +588,12 @@ def _float32_literal(x: float) -> Any:
 
 
 def _array_literals(arr: np.ndarray) -> list[Any]:
-    """One literal per row of ``arr`` (rows of arrays with more than one dimension as ``rdf:JSON``)."""
+    """One literal per row of ``arr`` (rows of arrays with more than one dimension as ``rdf:JSON``).
+
+    ``None`` (in an object array) gives ``None``: no statement is written for it.
+    """
     if arr.ndim > 1:
         return [_json_literal(row) for row in arr.tolist()]
     if arr.dtype.kind == "f" and arr.dtype.itemsize <= 4:
         return [_float32_literal(x) for x in arr.tolist()]
-    return [_literal(x) for x in arr.tolist()]
+    return [None if x is None else _literal(x) for x in arr.tolist()]

@@ -227,6 +227,14 @@ def test_homogeneous_matches_pyg_and_maps_indices_back(kg: KnowledgeGraph) -> No
         view.local_index(view.num_nodes)
     with pytest.raises(SchemaError):
         view.global_index("nope", 0)
+    # indices that are not integers used to be truncated (0.9 -> 0) or taken as positions (bools)
+    for bad in (np.array([0.9, 2.7]), torch.tensor([True, False]), 2.5, True):
+        with pytest.raises(TypeError, match="integer"):
+            view.global_index("item", bad)
+    for bad in (2.9, True):
+        with pytest.raises(TypeError, match="integer"):
+            view.local_index(bad)
+    assert view.global_index("item", np.int64(1)) == 5 and view.local_index(np.int64(5)) == ("item", 1)
     fwd = to_homogeneous(kg, add_reverse=False)
     assert fwd.num_edges == kg.num_edges() and fwd.edge_types == kg.edge_types
 
@@ -301,6 +309,69 @@ def test_networkx_rejects_reserved_attribute_names(kg: KnowledgeGraph) -> None:
         to_networkx(bad_edges)
 
 
+def _set_node(key: tuple[str, str], name: str, value: object):
+    def change(g: nx.MultiDiGraph) -> None:
+        g.nodes[key][name] = value
+
+    return change
+
+
+def _set_edge(name: str, value: object):
+    def change(g: nx.MultiDiGraph) -> None:
+        g.edges[("user", "u1"), ("item", "i1"), "interacted"][name] = value
+
+    return change
+
+
+def _set_graph(name: str, value: object):
+    def change(g: nx.MultiDiGraph) -> None:
+        g.graph[name] = value
+
+    return change
+
+
+def _drop_edge_weight_dtype(g: nx.MultiDiGraph) -> None:
+    del g.graph["edge_dtypes"]["user__interacted__item"]["weight"]
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        (_set_node(("user", "u1"), "index", "x"), r"node \('user', 'u1'\).*index"),
+        (_set_node(("user", "u1"), "index", 0.5), r"node \('user', 'u1'\).*index"),
+        (_set_node(("item", "i1"), "feature:text", [1.0]), r"node \('item', 'i1'\).*feature:text"),
+        (_set_node(("item", "i1"), "feature:text", ["a", "b", "c", "d"]), "feature:text"),
+        (_set_edge("weight", "heavy"), "weight"),
+        (_set_edge("index", "x"), r"edge \('user', 'u1'\) -> \('item', 'i1'\).*index"),
+        (_set_edge("timestamp", "soon"), "timestamp"),
+        (_set_graph("node_types", 5), "node_types"),
+        (_set_graph("edge_types", [("user", "interacted")]), "edge_types"),
+        (_set_graph("report", {"bogus": 1}), "report.*bogus"),
+        (_set_graph("feature_dtypes", {"item": {"text": "no-such-dtype", "image": "float32"}}), "feature_dtypes"),
+        (_drop_edge_weight_dtype, "edge_dtypes.*user__interacted__item"),
+    ],
+    ids=[
+        "node-index-str",
+        "node-index-float",
+        "feature-row-too-short",
+        "feature-row-of-text",
+        "weight-not-a-number",
+        "edge-index-str",
+        "edge-attribute-not-a-number",
+        "node-types-not-a-list",
+        "edge-type-of-two-names",
+        "report-with-unknown-key",
+        "feature-dtype-unknown",
+        "edge-dtypes-without-weight",
+    ],
+)
+def test_from_networkx_names_what_is_malformed(kg: KnowledgeGraph, change, match: str) -> None:
+    g = to_networkx(kg)
+    change(g)
+    with pytest.raises(SchemaError, match=match):
+        from_networkx(g)
+
+
 # --------------------------------------------------------------------- RDF
 @pytest.mark.parametrize("fmt", ["turtle", "nt"])
 def test_rdf_round_trip_through_text(kg: KnowledgeGraph, fmt: str) -> None:
@@ -373,6 +444,121 @@ def test_from_rdf_refuses_what_it_cannot_read(kg: KnowledgeGraph) -> None:
         from_rdf(g)
 
 
+_META = rdflib.URIRef("https://w3id.org/graph-rec/graph")
+
+
+def _stmt(i: int, key: str = "user__interacted__item") -> rdflib.URIRef:
+    return rdflib.URIRef(f"https://w3id.org/graph-rec/edge/{key}/{i}")
+
+
+def _drop_edge_counts(g: rdflib.Graph) -> None:
+    """Make ``g`` look like an export from before edge counts were recorded in ``gr:schema``."""
+    schema = json.loads(g.value(_META, GR["schema"]))
+    for spec in schema["edges"].values():
+        del spec["num_edges"]
+    g.set((_META, GR["schema"], rdflib.Literal(json.dumps(schema), datatype=rdflib.RDF.JSON)))
+
+
+def test_from_rdf_checks_edge_indices_and_counts(kg: KnowledgeGraph) -> None:
+    et = r"\('user', 'interacted', 'item'\)"
+    n = kg.num_edges(("user", "interacted", "item"))
+    for i in (n - 1, 3):  # the last edge (indices 0 .. E-2 look complete) or one in the middle
+        g = to_rdf(kg)
+        g.remove((_stmt(i), None, None))
+        with pytest.raises(SchemaError, match=f"{et} has {n - 1} edges.*gr:schema records {n}"):
+            from_rdf(g)
+    g = to_rdf(kg)
+    g.set((_stmt(1), GR["index"], rdflib.Literal(0)))  # a repeated index, the count right
+    with pytest.raises(SchemaError, match=f"gr:index values of {et} edges are not 0 .. {n - 1}"):
+        from_rdf(g)
+    # an export without recorded counts still reads, and a gap in its indices is still found
+    _drop_edge_counts(g := to_rdf(kg))
+    assert from_rdf(g).equals(kg, check_report=True)
+    g.remove((_stmt(3), None, None))
+    with pytest.raises(SchemaError, match=f"gr:index values of {et} edges are not 0 .. {n - 2}"):
+        from_rdf(g)
+
+
+def _set_meta_json(name: str, value: object):
+    def change(g: rdflib.Graph) -> None:
+        g.set((_META, GR[name], rdflib.Literal(json.dumps(value), datatype=rdflib.RDF.JSON)))
+
+    return change
+
+
+def _set(subject: str, name: str, text: str, datatype: rdflib.URIRef):
+    def change(g: rdflib.Graph) -> None:
+        g.set((rdflib.URIRef(subject), GR[name], rdflib.Literal(text, datatype=datatype)))
+
+    return change
+
+
+def _edit_schema(edit):
+    def change(g: rdflib.Graph) -> None:
+        schema = json.loads(g.value(_META, GR["schema"]))
+        edit(schema)
+        g.set((_META, GR["schema"], rdflib.Literal(json.dumps(schema), datatype=rdflib.RDF.JSON)))
+
+    return change
+
+
+_U1, _I1, _E0 = node_iri("user", "u1"), node_iri("item", "i1"), str(_stmt(0))
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        (_edit_schema(lambda s: s.pop("edges")), "gr:schema.*'edges'"),
+        (_edit_schema(lambda s: s["edges"].pop("user__interacted__item")), "gr:schema.*user__interacted__item"),
+        (_edit_schema(lambda s: s["edges"]["user__interacted__item"].pop("weight")), "gr:schema.*'weight'"),
+        (_edit_schema(lambda s: s["features"]["item"]["text"].update(dtype="nope")), "gr:schema.*'nope'"),
+        (_set(str(_META), "nodeTypes", "[oops", rdflib.RDF.JSON), "gr:nodeTypes"),
+        (_set_meta_json("nodeTypes", "user"), "gr:nodeTypes .* not a list"),
+        (_set_meta_json("edgeTypes", [["user", "interacted"]]), "gr:edgeTypes"),
+        (_set_meta_json("report", {"bogus": 1}), "gr:report.*bogus"),
+        (_set(str(_META), "formatVersion", "one", rdflib.XSD.integer), "gr:formatVersion"),
+        (_set(_U1, "index", "zero", rdflib.XSD.integer), f"gr:index of {_U1}"),
+        (_set(_U1, "index", "0.5", rdflib.XSD.decimal), f"gr:index of {_U1}"),
+        (_set(_I1, "feature_text", "[1.0, 2.0]", rdflib.RDF.JSON), f"gr:feature_text of {_I1}"),
+        (_set(_I1, "feature_text", '["a", "b", "c", "d"]', rdflib.RDF.JSON), "feature 'text' of 'item'"),
+        (_set(_I1, "featureMask_text", "yes", rdflib.XSD.string), f"gr:featureMask_text of {_I1}.*not a boolean"),
+        (_set(_I1, "attr_year", "soon", rdflib.XSD.integer), f"gr:attr_year of {_I1}"),
+        (_set(_E0, "weight", "heavy", rdflib.XSD.float), f"gr:weight of {_E0}"),
+        (_set(_E0, "weight", "[1, 2]", rdflib.RDF.JSON), f"gr:weight of {_E0}"),
+        (_set(_E0, "index", "first", rdflib.XSD.integer), f"gr:index of {_E0}"),
+        (_set(_E0, "attr_timestamp", "soon", rdflib.XSD.integer), f"gr:attr_timestamp of {_E0}"),
+        (_set(_E0, "attr_count", "[1, 2]", rdflib.RDF.JSON), "edge attribute 'count'"),
+    ],
+    ids=[
+        "schema-without-edges",
+        "schema-without-an-edge-type",
+        "schema-edge-without-weight",
+        "schema-feature-dtype-unknown",
+        "node-types-not-json",
+        "node-types-not-a-list",
+        "edge-type-of-two-names",
+        "report-with-unknown-key",
+        "format-version-not-a-number",
+        "node-index-not-a-number",
+        "node-index-not-an-integer",
+        "feature-row-too-short",
+        "feature-row-of-text",
+        "feature-mask-not-boolean",
+        "node-attribute-not-a-number",
+        "weight-not-a-number",
+        "weight-a-list",
+        "edge-index-not-a-number",
+        "edge-attribute-not-a-number",
+        "edge-attribute-a-list",
+    ],
+)
+def test_from_rdf_names_what_is_malformed(kg: KnowledgeGraph, change, match: str) -> None:
+    g = to_rdf(kg)
+    change(g)
+    with pytest.raises(SchemaError, match=match):
+        from_rdf(g)
+
+
 def test_names_that_clash_with_the_vocabulary_and_unusual_dtypes_survive() -> None:
     """Relations named like vocabulary terms, a node type ``edge``, odd attribute names and dtypes."""
     attrs = {
@@ -398,6 +584,27 @@ def test_names_that_clash_with_the_vocabulary_and_unusual_dtypes_survive() -> No
     data = to_hetero_data(kg)
     assert data.validate() and "edge_attr_label" not in data["edge", "source", "edge"]
     assert data["edge", "to", "node"].edge_attr_vec.shape == (1, 3)
+
+
+def test_none_in_object_edge_attributes_round_trips() -> None:
+    note = np.asarray(["x", None, {"k": [1, None]}], dtype=object)
+    kg = KnowledgeGraph(
+        {"n": ["a", "b"]}, {("n", "r", "n"): _store([(0, 1), (1, 0), (0, 0)], [1.0, 1.0, 2.0], note=note)}
+    )
+    g = to_rdf(kg)
+    assert (_stmt(1, "n__r__n"), GR["attr_note"], None) not in g  # None writes nothing, as for node attributes
+    backs = [from_networkx(to_networkx(kg))]
+    for fmt in ("turtle", "nt"):
+        parsed = rdflib.Graph()
+        parsed.parse(data=g.serialize(format=fmt), format=fmt)
+        backs.append(from_rdf(parsed))
+    for back in backs:
+        got = back.edges[("n", "r", "n")]
+        assert got.attrs["note"].dtype == object and got.attrs["note"].tolist() == note.tolist()
+        np.testing.assert_array_equal(got.edge_index, kg.edges[("n", "r", "n")].edge_index)
+    g.remove((_stmt(0, "n__r__n"), GR["weight"], None))  # other edge properties stay required
+    with pytest.raises(SchemaError, match="gr:weight"):
+        from_rdf(g)
 
 
 def test_rdf_format_for() -> None:
