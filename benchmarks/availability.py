@@ -139,7 +139,9 @@ def run_dataset(specs: dict[str, dict[str, Any]], cache: Path) -> dict[str, Any]
 def _masked(scorer: Any, mask: torch.Tensor) -> Any:
     def fn(users: torch.Tensor) -> torch.Tensor:
         s = scorer(users)
-        return s.masked_fill(~mask[users].to(s.device), torch.finfo(s.dtype).min)
+        # -inf, as the evaluator's own masks: an unavailable item is never listed, even for a user
+        # with fewer than k available items (the lowest finite score would count it as shown)
+        return s.masked_fill(~mask[users].to(s.device), float("-inf"))
 
     return fn
 

@@ -94,9 +94,25 @@ ABLATIONS = {
     "graphrec - text features - knowledge graph": {"features": [], "node_types": [], "relations": ["interacted"]},
 }
 
+# The views above only take nodes and edges out of propagation: the node texts, built from the whole
+# training graph, still name each item's genres and tags and each user's (node_text.py). These
+# ablations take the knowledge out of the graph before the texts are built (graph options of the
+# run config), so it is gone from both: same model, training settings and split.
+GRAPH_ABLATIONS = {
+    "graphrec - tags (graph and texts)": {"tags": False},
+    "graphrec - entities (graph and texts)": {"genres": False, "knowledge": False},
+    "graphrec - knowledge graph (graph and texts)": {
+        "tags": False,
+        "genres": False,
+        "knowledge": False,
+        "social": False,
+    },
+}
 
-def prepare(name: str, cache: Path, seed: int = 2026) -> tuple[Any, Any, float]:
-    """``(graph, split, seconds)`` of data set ``name`` under protocol A (``seed``: the split's seed)."""
+
+def prepare(name: str, cache: Path, seed: int = 2026, graph: dict | None = None) -> tuple[Any, Any, float]:
+    """``(graph, split, seconds)`` of data set ``name`` under protocol A (``seed``: the split's seed;
+    ``graph``: builder options of the run config, e.g. ``{"tags": False}``)."""
     from graph_rec.runs import RunConfig
     from graph_rec.runs import prepare as prepare_run
 
@@ -104,7 +120,8 @@ def prepare(name: str, cache: Path, seed: int = 2026) -> tuple[Any, Any, float]:
     data = {"dataset": str(SHARED / spec["path"]), "split": "random", "ratios": [0.8, 0.1, 0.1], "seed": seed}
     if spec["kg"]:
         data["kg"] = str(SHARED / spec["kg"])
-    config = RunConfig.from_dict({"data": data, "features": {"encoder": "all-MiniLM-L6-v2", "local_files_only": True}})
+    features = {"encoder": "all-MiniLM-L6-v2", "local_files_only": True}
+    config = RunConfig.from_dict({"data": data, "graph": graph or {}, "features": features})
     t0 = time.perf_counter()
     kg, sp = prepare_run(config, cache_dir=cache)
     return kg, sp, time.perf_counter() - t0
@@ -148,7 +165,9 @@ def run_one(
             keep_per_user=keep_per_user,
         )
     extra = {"test_result": test} if keep_per_user else {}
+    meta = run_metadata()
     return extra | {
+        "measured": {k: meta[k] for k in ("date", "git_commit", "git_dirty")},  # rows of one file differ
         "model": model,
         "settings": settings,
         "train": cfg.to_dict() if m.trainable else {"seed": cfg.seed},  # the seed still sets iALS's start
@@ -228,6 +247,18 @@ def main() -> int:  # noqa: C901 - one loop over data sets, models and ablations
                 if "node_types" in view and view["node_types"] != [] and not dropped:
                     continue  # the data set has no such node type
                 r = run_one(kg, sp, "graphrec", settings, train, view, (10, 20))
+                print(f"{name} {label} test {r['test']['recall@20']:.4f}", file=sys.stderr)
+                runs[label] = r
+                save(results)
+            for label, options in GRAPH_ABLATIONS.items():
+                if args.ablations and label not in args.ablations.split(","):
+                    continue
+                kg_a, sp_a, _ = prepare(name, Path(args.cache_dir), graph=options)
+                if set(kg_a.node_types) == set(kg.node_types):
+                    continue  # the data set has none of this knowledge
+                assert sp_a.counts() == sp.counts(), "the ablation's split must be the protocol's"
+                r = run_one(kg_a, sp_a, "graphrec", settings, train, {}, (10, 20))
+                r["graph"] = options | {"node_types": kg_a.node_types}
                 print(f"{name} {label} test {r['test']['recall@20']:.4f}", file=sys.stderr)
                 runs[label] = r
                 save(results)
