@@ -20,11 +20,13 @@ Writes benchmarks/results/protocols.json and protocols.md (and a training-curve 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import resource
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -96,24 +98,27 @@ ABLATIONS = {
 
 # The views above only take nodes and edges out of propagation: the node texts, built from the whole
 # training graph, still name each item's genres and tags and each user's (node_text.py). These
-# ablations take the knowledge out of the graph before the texts are built (graph options of the
-# run config), so it is gone from both: same model, training settings and split.
-GRAPH_ABLATIONS = {
-    "graphrec - tags (graph and texts)": {"tags": False},
-    "graphrec - entities (graph and texts)": {"genres": False, "knowledge": False},
+# ablations take the knowledge out of the data before the graph and its texts are built (graph
+# options of the run config, and item columns dropped from the catalogue: MovieLens's genres are
+# an item column that the texts read directly), so it is gone from both: same model, training
+# settings and split.
+GRAPH_ABLATIONS: dict[str, dict[str, Any]] = {
+    "graphrec - tags (graph and texts)": {"graph": {"tags": False}},
+    "graphrec - entities (graph and texts)": {"graph": {"genres": False, "knowledge": False}, "drop_items": ["genres"]},
     "graphrec - knowledge graph (graph and texts)": {
-        "tags": False,
-        "genres": False,
-        "knowledge": False,
-        "social": False,
+        "graph": {"tags": False, "genres": False, "knowledge": False, "social": False},
+        "drop_items": ["genres"],
     },
 }
 
 
-def prepare(name: str, cache: Path, seed: int = 2026, graph: dict | None = None) -> tuple[Any, Any, float]:
+def prepare(
+    name: str, cache: Path, seed: int = 2026, graph: dict | None = None, drop_items: Sequence[str] = ()
+) -> tuple[Any, Any, float]:
     """``(graph, split, seconds)`` of data set ``name`` under protocol A (``seed``: the split's seed;
-    ``graph``: builder options of the run config, e.g. ``{"tags": False}``)."""
-    from graph_rec.runs import RunConfig
+    ``graph``: builder options of the run config, e.g. ``{"tags": False}``; ``drop_items``: item
+    columns removed from the catalogue before anything is built)."""
+    from graph_rec.runs import RunConfig, load_tables
     from graph_rec.runs import prepare as prepare_run
 
     spec = DATASETS[name]
@@ -123,8 +128,16 @@ def prepare(name: str, cache: Path, seed: int = 2026, graph: dict | None = None)
     features = {"encoder": "all-MiniLM-L6-v2", "local_files_only": True}
     config = RunConfig.from_dict({"data": data, "graph": graph or {}, "features": features})
     t0 = time.perf_counter()
-    kg, sp = prepare_run(config, cache_dir=cache)
+    tables = without_item_columns(load_tables(config.data, cache_dir=cache), drop_items) if drop_items else None
+    kg, sp = prepare_run(config, cache_dir=cache, tables=tables)
     return kg, sp, time.perf_counter() - t0
+
+
+def without_item_columns(tables: Any, columns: Sequence[str]) -> Any:
+    """``tables`` with ``columns`` of the item catalogue removed (those it has)."""
+    if tables.items is None:
+        return tables
+    return dataclasses.replace(tables, items=tables.items.drop(columns=list(columns), errors="ignore"))
 
 
 def run_one(
@@ -253,12 +266,15 @@ def main() -> int:  # noqa: C901 - one loop over data sets, models and ablations
             for label, options in GRAPH_ABLATIONS.items():
                 if args.ablations and label not in args.ablations.split(","):
                     continue
-                kg_a, sp_a, _ = prepare(name, Path(args.cache_dir), graph=options)
+                kg_a, sp_a, _ = prepare(
+                    name, Path(args.cache_dir), graph=options["graph"], drop_items=options.get("drop_items", ())
+                )
                 if set(kg_a.node_types) == set(kg.node_types):
                     continue  # the data set has none of this knowledge
                 assert sp_a.counts() == sp.counts(), "the ablation's split must be the protocol's"
                 r = run_one(kg_a, sp_a, "graphrec", settings, train, {}, (10, 20))
                 r["graph"] = options | {"node_types": kg_a.node_types}
+                r["item_attrs"] = sorted(kg_a.node_attrs.get("item", {}))
                 print(f"{name} {label} test {r['test']['recall@20']:.4f}", file=sys.stderr)
                 runs[label] = r
                 save(results)

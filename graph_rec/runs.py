@@ -326,9 +326,14 @@ def encode_features(options: FeatureOptions, kg: Any, *, feature_cache: Path | N
     return builder.build(kg, progress=progress)
 
 
-def prepare(config: RunConfig, *, cache_dir: Path, progress: bool = False) -> tuple[Any, Any]:
-    """Raw data -> split -> training graph with node features: ``(KnowledgeGraph, Split)``."""
-    tables = load_tables(config.data, cache_dir=cache_dir, progress=progress)
+def prepare(config: RunConfig, *, cache_dir: Path, progress: bool = False, tables: Any = None) -> tuple[Any, Any]:
+    """Raw data -> split -> training graph with node features: ``(KnowledgeGraph, Split)``.
+
+    ``tables``: the data source's tables, already loaded (and perhaps changed, as an ablation that
+    removes an item column does); by default they are loaded from ``config.data``.
+    """
+    if tables is None:
+        tables = load_tables(config.data, cache_dir=cache_dir, progress=progress)
     g = config.graph
     kg, sp = build_pipeline(
         tables,
