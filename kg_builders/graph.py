@@ -26,7 +26,9 @@ from kg_builders.tables import Tables
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+#: the newest graph format this code reads; it writes 1 unless a graph has object edge attributes
+#: (version 2: their values in nodes.json under "edge_values"), so older readers refuse those by version
+FORMAT_VERSION = 2
 GRAPH_FILE = "graph.json"
 NODES_FILE = "nodes.json"
 ARRAYS_FILE = "arrays.safetensors"
@@ -333,7 +335,7 @@ class KnowledgeGraph:
                 arrays[f"masks/{t}/{n}"] = np.ascontiguousarray(arr)
         meta = {
             "format": "graph-rec.knowledge-graph",
-            "format_version": FORMAT_VERSION,
+            "format_version": 2 if values else 1,
             "library_version": __version__,
             "node_types": self.node_types,
             "edge_types": [list(k) for k in self.edges],
@@ -471,7 +473,8 @@ def _text_as_objects(e: EdgeStore) -> EdgeStore:
     for a in text:
         v = np.asarray(attrs[a])
         out = np.empty(v.shape, dtype=object)
-        out[...] = v.astype(str).tolist() if v.dtype.kind == "U" else [x.decode("utf-8", "replace") for x in v.ravel()]
+        text = v.astype(str) if v.dtype.kind == "U" else np.asarray([x.decode("utf-8", "replace") for x in v.ravel()])
+        out[...] = text.reshape(v.shape).tolist()
         attrs[a] = out
     return EdgeStore(e.edge_index, e.edge_weight, attrs)
 
@@ -523,7 +526,14 @@ def _sortable(v: np.ndarray) -> np.ndarray:
     """A 1-D column np.lexsort can order: object values (None, mixed types) by their JSON text."""
     if v.dtype.kind != "O":
         return v
-    return np.asarray([json.dumps(x, sort_keys=True, default=_json_default) for x in v.tolist()])
+
+    def key(x: Any) -> str:
+        try:
+            return json.dumps(x, sort_keys=True, default=_json_default)
+        except (TypeError, ValueError):  # a set, an object: compared by repr (a graph may hold them)
+            return repr(x)
+
+    return np.asarray([key(x) for x in v.tolist()])
 
 
 def _canonical(e: EdgeStore) -> dict[str, np.ndarray]:

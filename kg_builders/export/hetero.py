@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import logging
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -198,6 +199,8 @@ class HomogeneousView:
                 raise IndexError(f"{node_type} index {i} out of range 0..{n - 1}")
             return off + i
         idx = torch.as_tensor(np.asarray(local_idx) if not isinstance(local_idx, torch.Tensor) else local_idx)
+        if idx.numel() == 0:
+            return torch.zeros(idx.shape, dtype=torch.long)  # [] is float64 to numpy: no values to check
         if idx.dtype.is_floating_point or idx.dtype.is_complex or idx.dtype == torch.bool:
             raise TypeError(f"{node_type} indices must be integers, got {idx.dtype} (a value would be truncated)")
         idx = idx.to(torch.long)
@@ -212,9 +215,13 @@ class HomogeneousView:
             IndexError: ``global_idx`` outside ``0 .. num_nodes - 1``.
             TypeError: ``global_idx`` is not an integer.
         """
-        if not isinstance(global_idx, (int, np.integer)) or isinstance(global_idx, (bool, np.bool_)):
+        dtype = getattr(global_idx, "dtype", None)  # a 0-d tensor or array, e.g. view.edge_index[0, k]
+        if isinstance(global_idx, (bool, np.bool_)) or str(dtype) in ("bool", "torch.bool"):
             raise TypeError(f"a global index must be an integer, got {global_idx!r}")
-        g = int(global_idx)
+        try:
+            g = operator.index(global_idx)
+        except TypeError:
+            raise TypeError(f"a global index must be an integer, got {global_idx!r}") from None
         if not 0 <= g < self.num_nodes:
             raise IndexError(f"global index {g} out of range 0..{self.num_nodes - 1}")
         starts = [self.node_offsets[t] for t in self.node_types]

@@ -58,7 +58,9 @@ attribute, feature slot or embedding the new graph lacks does not survive); node
 id the new graph lacks are deleted with their relationships and the explanations through them;
 relationships of types it lacks are deleted. The labels and types to look at come from the
 metadata node (``labels_written``, ``types_written``: also those of a write that did not
-complete), so data that graph-rec did not write is never touched. ``clear=True`` deletes all of
+complete), so nothing is deleted under a label or type graph-rec did not write before. (A node of
+another writer that has a graph label and one of the graph's ids is the graph's node: its
+properties are replaced.) ``clear=True`` deletes all of
 it first instead, which is faster when little of the old graph is kept.
 
 Cypher recipes (labels and types as written by :func:`write_neo4j`; their output on
@@ -784,7 +786,10 @@ def _remove_stale(
             f"MATCH (x:{e})-[:{PATH_NODE}]->(:{quote(lb)}) WITH DISTINCT x LIMIT $lim DETACH DELETE x RETURN count(*) AS c",
         )
         nodes += _delete_label(session, lb)
+    written = set(_labels_of(old))
     for spec in schema["nodes"]:
+        if spec["label"] not in written:
+            continue  # a label new to graph-rec here: its nodes are merged, never another writer's deleted
         q = quote(spec["label"])
         keep = set(kg.node_ids[spec["type"]])
         stored = [r["id"] for r in _read(session, f"MATCH (n:{q}) RETURN n.id AS id")]

@@ -386,6 +386,20 @@ def test_rewriting_drops_properties_and_relationship_types_the_graph_no_longer_h
     assert (again.removed_nodes, again.removed_relationships) == (0, 0)
 
 
+def test_a_label_new_to_the_database_leaves_another_writers_nodes_alone(db: Neo4jSettings) -> None:
+    kg = awkward_graph()
+    no_tags = KnowledgeGraph(
+        {t: ids for t, ids in kg.node_ids.items() if t != "tag"},
+        {et: e for et, e in kg.edges.items() if "tag" not in (et[0], et[2])},
+        node_attrs={t: a for t, a in kg.node_attrs.items() if t != "tag"},
+    )
+    write_neo4j(no_tags, db)
+    _cypher(db, "CREATE (:Tag {id: 'theirs', note: 'not graph-rec'})")  # Tag: not a label graph-rec wrote
+    report = write_neo4j(kg, db)  # now the graph has tags
+    assert report.removed_nodes == 0
+    assert _cypher(db, "MATCH (t:Tag {id: 'theirs'}) RETURN t.note AS note") == [{"note": "not graph-rec"}]
+
+
 def test_a_write_stopped_before_removing_stale_types_removes_them_when_run_again(
     db: Neo4jSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:

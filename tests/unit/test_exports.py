@@ -235,6 +235,10 @@ def test_homogeneous_matches_pyg_and_maps_indices_back(kg: KnowledgeGraph) -> No
         with pytest.raises(TypeError, match="integer"):
             view.local_index(bad)
     assert view.global_index("item", np.int64(1)) == 5 and view.local_index(np.int64(5)) == ("item", 1)
+    assert view.local_index(view.edge_index[0, 0]) == view.local_index(int(view.edge_index[0, 0]))  # 0-d tensor
+    assert view.global_index("item", []).tolist() == [] and view.global_index("item", []).dtype == torch.long
+    with pytest.raises(TypeError, match="integer"):
+        view.local_index(torch.tensor(True))
     fwd = to_homogeneous(kg, add_reverse=False)
     assert fwd.num_edges == kg.num_edges() and fwd.edge_types == kg.edge_types
 

@@ -326,10 +326,21 @@ def test_python_values_text_and_numpy_bools_save_and_load(tmp_path) -> None:
     attrs = back.edges[("user", "r", "item")].attrs
     assert attrs["note"].tolist() == [None, {"k": [1, "x"]}] and attrs["label"].tolist() == ["x", "yz"]
     assert attrs["when"].dtype == np.int64 and back.node_attrs["user"]["vip"] == [True, False]
+    # a reader of format 1 cannot read these values: the file says version 2 (a plain graph stays 1)
+    assert json.loads((tmp_path / "g" / "graph.json").read_text())["format_version"] == 2
+    plain = KnowledgeGraph(*_pair_graph(when=np.asarray([1, 2], np.int64))).save(tmp_path / "p")
+    assert json.loads((plain / "graph.json").read_text())["format_version"] == 1
+    # values JSON cannot hold (a set) are compared, not a crash
+    odd = KnowledgeGraph(*_pair_graph(s=np.asarray([{1}, {2}], dtype=object)))
+    assert odd.equals(odd)
 
 
 def test_attributes_a_graph_cannot_hold_are_refused_by_name() -> None:
-    for bad in (np.asarray(["2020-01-01", "2021-01-01"], "datetime64[D]"), np.zeros((2, 2), dtype=object)):
+    for bad in (
+        np.asarray(["2020-01-01", "2021-01-01"], "datetime64[D]"),
+        np.zeros((2, 2), dtype=object),
+        np.asarray([[b"a", b"b"], [b"c", b"d"]]),  # 2-D text
+    ):
         with pytest.raises(SchemaError, match="edge attribute 'ts' has dtype"):
             KnowledgeGraph(*_pair_graph(ts=bad))
     ids, edges = _pair_graph(obj=np.asarray([object(), 1], dtype=object))
