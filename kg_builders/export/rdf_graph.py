@@ -229,6 +229,9 @@ def from_rdf(g: rdflib.Graph) -> KnowledgeGraph:
     where: dict[Any, tuple[str, int]] = {}
     for t, ms in members.items():
         ms.sort(key=lambda m: m[0])
+        recorded = schema.get("num_nodes", {}).get(t)
+        if recorded is not None and recorded != len(ms):
+            raise SchemaError(f"node type {t!r} has {len(ms)} nodes in the RDF graph, but gr:schema records {recorded}")
         if [m[0] for m in ms] != list(range(len(ms))):
             raise SchemaError(f"gr:index values of {t!r} nodes are not 0 .. {len(ms) - 1}")
         node_ids[t] = [str(ids[subj]) for _, subj in ms]
@@ -471,6 +474,8 @@ def _check_schema(schema: Any, edge_types: list[EdgeType]) -> None:
     need(isinstance(schema, dict), f"is {reprlib.repr(schema)}, not a JSON object")
     for part in ("node_attrs", "edges", "features", "feature_masks"):
         need(isinstance(schema.get(part), dict), f"lacks {part!r} (a JSON object)")
+    counts = schema.get("num_nodes", {})  # absent from exports made before it was recorded
+    need(isinstance(counts, dict) and all(is_count(n) for n in counts.values()), f"'num_nodes' is {counts!r}")
     for part in ("node_attrs", "feature_masks"):
         for t, names in schema[part].items():
             ok = isinstance(names, list) and all(isinstance(n, str) for n in names)
@@ -517,6 +522,7 @@ def _mask_local(slot: str) -> str:
 
 def _schema(kg: KnowledgeGraph, include_features: bool) -> dict[str, Any]:
     return {
+        "num_nodes": {t: kg.num_nodes(t) for t in kg.node_types},
         "node_attrs": {t: list(a) for t, a in kg.node_attrs.items()},
         "edges": {edge_key(et): {**e.dtype_spec(), "num_edges": e.num_edges} for et, e in kg.edges.items()},
         "features": {

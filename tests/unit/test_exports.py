@@ -483,6 +483,23 @@ def test_from_rdf_checks_edge_indices_and_counts(kg: KnowledgeGraph) -> None:
         from_rdf(g)
 
 
+def test_from_rdf_checks_node_counts(kg: KnowledgeGraph) -> None:
+    # a last node without edges: indices 0 .. n-2 of the rest look complete and no edge names it,
+    # so without the count recorded, losing it gave back a smaller graph without a word
+    ids = {t: [*v, "lonely"] if t == "tag" else v for t, v in kg.node_ids.items()}
+    attrs = {t: {k: [*v, None] for k, v in a.items()} if t == "tag" else a for t, a in kg.node_attrs.items()}
+    lonely = KnowledgeGraph(ids, kg.edges, node_attrs=attrs)
+    n = lonely.num_nodes("tag")
+    g = to_rdf(lonely)
+    assert from_rdf(g).equals(lonely)
+    last = next(s for s in g.subjects(GR["nodeId"], rdflib.Literal("lonely")))
+    g.remove((last, None, None))
+    with pytest.raises(
+        SchemaError, match=f"node type 'tag' has {n - 1} nodes in the RDF graph, but gr:schema records {n}"
+    ):
+        from_rdf(g)
+
+
 def _set_meta_json(name: str, value: object):
     def change(g: rdflib.Graph) -> None:
         g.set((_META, GR[name], rdflib.Literal(json.dumps(value), datatype=rdflib.RDF.JSON)))
