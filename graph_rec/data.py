@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 
 from graph_rec.errors import ConfigError, DataError, SchemaError
+from kg_builders.graph import edge_key
 
 logger = logging.getLogger(__name__)
 
@@ -270,10 +271,9 @@ class GraphTensors:
         node_offsets: node type -> first global index; node_counts: node type -> count.
         edge_index: ``[2, E]`` long (source, destination), both directions of every kept edge.
         edge_weight: ``[E]`` float32 (1 unless ``DataConfig.edge_weights``).
-        edge_type: ``[E]`` long relation id into ``relations``.
-        relations: relation names ``src__rel__dst``; each is followed by its reverse ``dst__rev_rel__src``.
-        edge_types: ``(src, rel, dst)`` of each of ``relations`` (``(dst, "rev_" + rel, src)`` for a
-            reverse): names may contain ``__``, so the names are not split to find them.
+        edge_type: ``[E]`` long relation id into ``edge_types`` (and ``relations``).
+        edge_types: ``(src, rel, dst)`` of each relation; each is followed by its reverse
+            ``(dst, "rev_" + rel, src)``.
         features: slot -> ``[num_nodes, dim]`` float32 (zeros where missing).
         feature_masks: slot -> ``[num_nodes]`` bool (True where the row is real).
     """
@@ -284,18 +284,25 @@ class GraphTensors:
     edge_index: Tensor
     edge_weight: Tensor
     edge_type: Tensor
-    relations: list[str]
+    edge_types: list[tuple[str, str, str]]
     features: dict[str, Tensor] = field(default_factory=dict)
     feature_masks: dict[str, Tensor] = field(default_factory=dict)
-    edge_types: list[tuple[str, str, str]] = field(default_factory=list)
 
     @property
     def num_edges(self) -> int:
         return int(self.edge_index.shape[1])
 
     @property
+    def relations(self) -> list[str]:
+        """Relation names ``src__rel__dst`` (``dst__rev_rel__src`` for a reverse), in relation id order.
+
+        Names may contain ``__``: :meth:`relation` reads a relation's parts, never a split name.
+        """
+        return [edge_key(et) for et in self.edge_types]
+
+    @property
     def num_relations(self) -> int:
-        return len(self.relations)
+        return len(self.edge_types)
 
     def relation(self, k: int) -> tuple[str, bool]:
         """``(relation, forward)`` of relation id ``k``: ``("interacted", False)`` for ``item__rev_interacted__user``."""
@@ -404,7 +411,6 @@ class RecData:
         for t in types:
             offsets[t] = n
             n += counts[t]
-        relations: list[str] = []
         edge_types: list[tuple[str, str, str]] = []
         parts_i, parts_w, parts_t = [], [], []
         kept = [
@@ -423,8 +429,7 @@ class RecData:
             w = torch.as_tensor(e.edge_weight, dtype=torch.float32) if cfg.edge_weights else torch.ones(src.numel())
             if cfg.edge_weights and (not torch.isfinite(w).all() or (w < 0).any()):
                 raise DataError(f"edge weights of {et} must be finite and >= 0 to propagate with them")
-            fwd = len(relations)
-            relations += [f"{s}__{r}__{d}", f"{d}__rev_{r}__{s}"]
+            fwd = len(edge_types)
             edge_types += [(s, r, d), (d, f"rev_{r}", s)]
             parts_i += [torch.stack([src, dst]), torch.stack([dst, src])]
             parts_w += [w, w]
@@ -438,7 +443,6 @@ class RecData:
             edge_index=edge_index,
             edge_weight=torch.cat(parts_w) if parts_w else torch.zeros(0),
             edge_type=torch.cat(parts_t).long() if parts_t else torch.zeros(0, dtype=torch.long),
-            relations=relations,
             edge_types=edge_types,
             features=features,
             feature_masks=masks,

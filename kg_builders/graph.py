@@ -7,6 +7,7 @@ forward direction ``(src_type, relation, dst_type)``; exporters add ``rev_<relat
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -80,6 +81,17 @@ def array_from_spec(values: list[Any], dtype: str, shape: list[int]) -> np.ndarr
 def dtype_name(dt: np.dtype) -> str:
     """``float32``, ``int64``, ``bool``, ``object``; numpy's type string where the name is ambiguous."""
     return dt.name if np.dtype(dt.name) == dt else dt.str
+
+
+def dtype_from_name(name: Any, what: str) -> np.dtype:
+    """The dtype a :func:`dtype_name` names; a SchemaError ``"{what} is ..., not a numpy dtype name"``."""
+    dt = None
+    if isinstance(name, str):
+        with contextlib.suppress(TypeError, ValueError):
+            dt = np.dtype(name)
+    if dt is None:
+        raise SchemaError(f"{what} is {name!r}, not a numpy dtype name")
+    return dt
 
 
 @dataclass
@@ -473,8 +485,10 @@ def _text_as_objects(e: EdgeStore) -> EdgeStore:
     for a in text:
         v = np.asarray(attrs[a])
         out = np.empty(v.shape, dtype=object)
-        text = v.astype(str) if v.dtype.kind == "U" else np.asarray([x.decode("utf-8", "replace") for x in v.ravel()])
-        out[...] = text.reshape(v.shape).tolist()
+        strings = (
+            v.astype(str) if v.dtype.kind == "U" else np.asarray([x.decode("utf-8", "replace") for x in v.ravel()])
+        )
+        out[...] = strings.reshape(v.shape).tolist()
         attrs[a] = out
     return EdgeStore(e.edge_index, e.edge_weight, attrs)
 

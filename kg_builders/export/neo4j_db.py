@@ -58,10 +58,10 @@ attribute, feature slot or embedding the new graph lacks does not survive); node
 id the new graph lacks are deleted with their relationships and the explanations through them;
 relationships of types it lacks are deleted. The labels and types to look at come from the
 metadata node (``labels_written``, ``types_written``: also those of a write that did not
-complete), so nothing is deleted under a label or type graph-rec did not write before. (A node of
+complete), so nothing is deleted under a label or type graph-rec did not write before (a node of
 another writer that has a graph label and one of the graph's ids is the graph's node: its
-properties are replaced.) ``clear=True`` deletes all of
-it first instead, which is faster when little of the old graph is kept.
+properties are replaced). ``clear=True`` deletes all of it first instead, which is faster when
+little of the old graph is kept.
 
 Cypher recipes (labels and types as written by :func:`write_neo4j`; their output on
 ml-latest-small is in the README)::
@@ -702,10 +702,29 @@ def _read_meta(session: Any) -> dict[str, Any] | None:
     return dict(rows[0]["p"]) if rows else None
 
 
-def _delete_label(session: Any, label: str) -> int:
+def _among(ids: list[Any] | None) -> tuple[str, dict[str, Any]]:
+    """The ``WHERE`` clause (on ``n``) and parameters that keep the nodes with ``ids`` (all when None)."""
+    return ("", {}) if ids is None else (" WHERE n.id IN $ids", {"ids": ids})
+
+
+def _delete_label(session: Any, label: str, ids: list[Any] | None = None) -> int:
+    """Delete the nodes of ``label`` (those with ``ids``, when given) with their relationships."""
+    where, params = _among(ids)
     return _delete_in_chunks(
-        session, f"MATCH (n:{quote(label)}) WITH n LIMIT $lim DETACH DELETE n RETURN count(*) AS c"
+        session, f"MATCH (n:{quote(label)}){where} WITH n LIMIT $lim DETACH DELETE n RETURN count(*) AS c", **params
     )
+
+
+def _delete_with_explanations(session: Any, label: str, ids: list[Any] | None = None) -> int:
+    """:func:`_delete_label`, after the explanation nodes whose paths run through those nodes."""
+    where, params = _among(ids)
+    _delete_in_chunks(
+        session,
+        f"MATCH (x:{quote(EXPLANATION_LABEL)})-[:{PATH_NODE}]->(n:{quote(label)}){where} "
+        "WITH DISTINCT x LIMIT $lim DETACH DELETE x RETURN count(*) AS c",
+        **params,
+    )
+    return _delete_label(session, label, ids)
 
 
 def _labels_of(meta: Mapping[str, Any] | None) -> list[str]:
@@ -769,7 +788,6 @@ def _remove_stale(
     its labels whose ids it does not have. Explanations running through a deleted node go with it.
     Nothing is read or deleted beyond graph-rec's labels and types.
     """
-    e = quote(EXPLANATION_LABEL)
     rels = 0
     for s, t, d in sorted(stale_types):
         rels += _delete_in_chunks(
@@ -777,36 +795,19 @@ def _remove_stale(
             f"MATCH (:{quote(s)})-[r:{quote(t)}]->(:{quote(d)}) WITH r LIMIT $lim DELETE r RETURN count(*) AS c",
         )
     labels = {n["label"] for n in schema["nodes"]}
+    written = dict.fromkeys(_labels_of(old))
     nodes = 0
-    for lb in dict.fromkeys(_labels_of(old)):
-        if lb in labels or lb in RESERVED_LABELS or not _LABEL.match(lb):
-            continue
-        _delete_in_chunks(
-            session,
-            f"MATCH (x:{e})-[:{PATH_NODE}]->(:{quote(lb)}) WITH DISTINCT x LIMIT $lim DETACH DELETE x RETURN count(*) AS c",
-        )
-        nodes += _delete_label(session, lb)
-    written = set(_labels_of(old))
+    for lb in written:
+        if lb not in labels and lb not in RESERVED_LABELS and _LABEL.match(lb):
+            nodes += _delete_with_explanations(session, lb)
     for spec in schema["nodes"]:
         if spec["label"] not in written:
             continue  # a label new to graph-rec here: its nodes are merged, never another writer's deleted
-        q = quote(spec["label"])
         keep = set(kg.node_ids[spec["type"]])
-        stored = [r["id"] for r in _read(session, f"MATCH (n:{q}) RETURN n.id AS id")]
+        stored = [r["id"] for r in _read(session, f"MATCH (n:{quote(spec['label'])}) RETURN n.id AS id")]
         stale = [i for i in stored if i not in keep]
         for k in range(0, len(stale), settings.batch_size):
-            ids = stale[k : k + settings.batch_size]
-            _delete_in_chunks(
-                session,
-                f"MATCH (x:{e})-[:{PATH_NODE}]->(n:{q}) WHERE n.id IN $ids WITH DISTINCT x LIMIT $lim "
-                "DETACH DELETE x RETURN count(*) AS c",
-                ids=ids,
-            )
-            nodes += _delete_in_chunks(
-                session,
-                f"MATCH (n:{q}) WHERE n.id IN $ids WITH n LIMIT $lim DETACH DELETE n RETURN count(*) AS c",
-                ids=ids,
-            )
+            nodes += _delete_with_explanations(session, spec["label"], stale[k : k + settings.batch_size])
     if nodes or rels:
         logger.info(
             "removed %d nodes and %d relationships an earlier write left and this graph does not have", nodes, rels

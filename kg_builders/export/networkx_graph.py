@@ -30,7 +30,15 @@ import numpy as np
 from kg_builders._optional import require
 from kg_builders.errors import SchemaError
 from kg_builders.fragment import EdgeType
-from kg_builders.graph import BuildReport, EdgeStore, KnowledgeGraph, array_from_spec, dtype_name, edge_key
+from kg_builders.graph import (
+    BuildReport,
+    EdgeStore,
+    KnowledgeGraph,
+    array_from_spec,
+    dtype_from_name,
+    dtype_name,
+    edge_key,
+)
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -182,7 +190,11 @@ def from_networkx(g: nx.MultiDiGraph) -> KnowledgeGraph:
                     raise SchemaError(
                         f"node ({t!r}, {node_id!r}) has {key!r} {reprlib.repr(row)}, not a list of {length}numbers"
                     )
-            dtype = _dtype(slots[slot], f"feature_dtypes[{t!r}][{slot!r}]") if dtypes is not None else None
+            dtype = (
+                dtype_from_name(slots[slot], f"graph attribute feature_dtypes[{t!r}][{slot!r}]")
+                if dtypes is not None
+                else None
+            )
             try:
                 arr = np.asarray(values, dtype=dtype)
                 if dim is not None or not values:
@@ -244,7 +256,9 @@ def _read_edges(
             )
         n = len(items)
         edge_index = np.asarray([[it[0] for it in items], [it[1] for it in items]], dtype=np.int64).reshape(2, n)
-        wdtype = _dtype(spec["weight"], f"edge_dtypes[{key!r}]['weight']") if spec else np.float32
+        wdtype = (
+            dtype_from_name(spec["weight"], f"graph attribute edge_dtypes[{key!r}]['weight']") if spec else np.float32
+        )
         weight = np.asarray([it[2] for it in items], dtype=wdtype)
         if spec is not None:
             attr_specs = spec["attrs"]
@@ -256,7 +270,7 @@ def _read_edges(
             if a is not None and (not isinstance(a, dict) or "dtype" not in a or "shape" not in a):
                 raise SchemaError(f"graph attribute {where} is {reprlib.repr(a)}, without 'dtype' and 'shape'")
             values = [it[3].get(name) for it in items]
-            if a is None or _dtype(a["dtype"], f"{where}['dtype']") == np.dtype(object):
+            if a is None or dtype_from_name(a["dtype"], f"graph attribute {where}['dtype']") == np.dtype(object):
                 values = copy.deepcopy(values)  # objects are not shared with the networkx graph
             try:
                 attrs[name] = array_from_spec(values, a["dtype"], a["shape"]) if a is not None else np.asarray(values)
@@ -271,15 +285,6 @@ def _index(value: Any, what: str) -> int:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
         raise SchemaError(f"{what} has index {value!r}, not an integer")
     return int(value)
-
-
-def _dtype(name: Any, what: str) -> np.dtype:
-    if isinstance(name, str):
-        try:
-            return np.dtype(name)
-        except TypeError as e:
-            raise SchemaError(f"graph attribute {what} is {name!r}, not a numpy dtype name") from e
-    raise SchemaError(f"graph attribute {what} is {name!r}, not a numpy dtype name")
 
 
 def _values(arr: np.ndarray) -> list[Any]:

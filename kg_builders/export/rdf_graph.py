@@ -43,7 +43,15 @@ import numpy as np
 from kg_builders._optional import require
 from kg_builders.errors import ConfigError, SchemaError
 from kg_builders.fragment import EdgeType
-from kg_builders.graph import BuildReport, EdgeStore, KnowledgeGraph, array_from_spec, dtype_name, edge_key
+from kg_builders.graph import (
+    BuildReport,
+    EdgeStore,
+    KnowledgeGraph,
+    array_from_spec,
+    dtype_from_name,
+    dtype_name,
+    edge_key,
+)
 
 if TYPE_CHECKING:
     import rdflib
@@ -462,12 +470,6 @@ def _check_schema(schema: Any, edge_types: list[EdgeType]) -> None:
         if not ok:
             raise SchemaError(f"gr:schema: {what}")
 
-    def is_dtype(name: Any) -> bool:
-        try:
-            return isinstance(name, str) and np.dtype(name) is not None
-        except (TypeError, ValueError):
-            return False
-
     def is_count(x: Any) -> bool:
         return type(x) is int and x >= 0
 
@@ -485,14 +487,14 @@ def _check_schema(schema: Any, edge_types: list[EdgeType]) -> None:
         for slot, spec in slots.items():
             where = f"feature {slot!r} of {t!r}"
             need(isinstance(spec, dict), f"{where} is {reprlib.repr(spec)}, not a JSON object")
-            need(is_dtype(spec.get("dtype")), f"'dtype' of {where} is {spec.get('dtype')!r}, not a numpy dtype name")
+            dtype_from_name(spec.get("dtype"), f"gr:schema: 'dtype' of {where}")
             need(is_count(spec.get("dim")), f"'dim' of {where} is {spec.get('dim')!r}, not a count")
     for et in edge_types:
         key = edge_key(et)
         spec = schema["edges"].get(key)
         need(isinstance(spec, dict), f"lacks edge type {key!r} (in gr:edgeTypes)")
         where = f"edge type {key!r}"
-        need(is_dtype(spec.get("weight")), f"'weight' of {where} is {spec.get('weight')!r}, not a numpy dtype name")
+        dtype_from_name(spec.get("weight"), f"gr:schema: 'weight' of {where}")
         need(isinstance(spec.get("attrs"), dict), f"'attrs' of {where} is {spec.get('attrs')!r}, not a JSON object")
         need(
             "num_edges" not in spec or is_count(spec["num_edges"]),
@@ -501,7 +503,7 @@ def _check_schema(schema: Any, edge_types: list[EdgeType]) -> None:
         for name, a in spec["attrs"].items():
             what = f"edge attribute {name!r} of {where}"
             need(isinstance(a, dict), f"{what} is {reprlib.repr(a)}, not a JSON object")
-            need(is_dtype(a.get("dtype")), f"'dtype' of {what} is {a.get('dtype')!r}, not a numpy dtype name")
+            dtype_from_name(a.get("dtype"), f"gr:schema: 'dtype' of {what}")
             shape = a.get("shape")
             ok = isinstance(shape, list) and all(is_count(x) for x in shape)
             need(ok, f"'shape' of {what} is {shape!r}, not a list of counts")
