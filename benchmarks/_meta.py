@@ -84,3 +84,8 @@ def run_metadata() -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "device": "cpu",
     }
+
+
+def join_words(words: list[str]) -> str:
+    """``"a"``, ``"a and b"``, ``"a, b and c"``: a list for a sentence."""
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]

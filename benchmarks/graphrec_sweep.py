@@ -30,7 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import protocols  # noqa: E402
-from _meta import RESULTS, ROOT, SHARED, run_metadata, write_text_atomic  # noqa: E402
+from _meta import RESULTS, ROOT, SHARED, join_words, run_metadata, write_text_atomic  # noqa: E402
 
 # label -> (model setting overrides, training setting overrides) on top of the protocol's GraphRec
 VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
@@ -49,6 +49,9 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "id/text alignment 0.1": ({"align_weight": 0.1}, {}),
     "id/text alignment 0.3": ({"align_weight": 0.3}, {}),
     "3 layers + id/text alignment 0.1": ({"num_layers": 3, "align_weight": 0.1}, {}),
+    # D^-a A D^-(1-a) instead of D^-1/2 A D^-1/2 (r-AdjNorm): how much popular nodes send and receive
+    "norm exponent 0.3": ({"norm_exponent": 0.3}, {}),
+    "norm exponent 0.6": ({"norm_exponent": 0.6}, {}),
 }
 
 
@@ -75,7 +78,7 @@ def dataset_markdown(name: str, payload: dict) -> str:
     lines = [
         f"GraphRec on **{name}**, protocol A (per-user random 80/10/10, seed 2026, full ranking), "
         "one setting changed per row; the reference is the protocol's GraphRec. Measured "
-        f"{' and '.join(dates)} on {' or '.join(cpus)} CPU cores"
+        f"{join_words(dates)} on {' or '.join(cpus)} CPU cores"
         + ("; rows marked * ran next to another job, so their seconds are indicative" if shared else "")
         + ".",
         "",

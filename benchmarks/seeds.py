@@ -31,7 +31,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import protocols  # noqa: E402
-from _meta import RESULTS, ROOT, SHARED, run_metadata, write_text_atomic  # noqa: E402
+from _meta import RESULTS, ROOT, SHARED, join_words, run_metadata, write_text_atomic  # noqa: E402
 
 from graph_rec.eval.stats import paired_bootstrap  # noqa: E402
 
@@ -147,7 +147,7 @@ def to_markdown(results: dict) -> str:
         lines += [
             f"**{name}**, protocol A with the split redrawn (per-user random 80/10/10, split seeds "
             f"{', '.join(seeds)}; full ranking; each model with the settings protocol A chose on validation "
-            f"at seed 2026; trained {' and '.join(dates)} on {entry['meta']['machine']['cpus']} CPU cores, "
+            f"at seed 2026; trained {join_words(dates)} on {entry['meta']['machine']['cpus']} CPU cores, "
             f"commit{'s' if len(commits) > 1 else ''} {', '.join(commits)}). Test Recall@20 per split; "
             "relative differences with 95% paired bootstrap intervals over users.",
             "",

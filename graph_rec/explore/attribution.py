@@ -22,7 +22,8 @@ item. When there are more than ``candidates`` of them, the ``candidates`` with t
 weight (the product of their ``Â`` entries) are scored exactly.
 
 **Fold-in.** A new node ``n`` joined to existing nodes ``j`` by edges of weight ``w_j`` (relation
-weight ``ω_r`` under ``relation_mode="weights"``) gets ``Â_nj = ω w_j / sqrt(deg_n (deg_j + ω w_j))``,
+weight ``ω_r`` under ``relation_mode="weights"``) gets ``Â_nj = ω w_j / sqrt(deg_n (deg_j + ω w_j))``
+(``ω w_j deg_n^-a (deg_j + ω w_j)^-(1-a)`` with a ``norm_exponent`` ``a`` other than 1/2),
 ``x_0 = F(x_n)`` and ``x_l = sum_j Â_nj X_{l-1}[j]``. The trained nodes keep their embeddings:
 the new node's own echo through its neighbours is left out. That is exact at the first layer and an
 approximation beyond it, the usual inductive fold-in.
@@ -74,7 +75,7 @@ class PropagationView:
         self.crow, self.col = prop.crow, prop.col
         self.t_crow, self.t_col, self.t_perm = prop.t_crow, prop.t_col, prop.t_perm
         self.rel_w = prop.relation_weights().detach()
-        # per-edge entry of Â: omega_r w_e inv_deg[dst] inv_deg[src] (attention: its share of the pair)
+        # per-edge entry of Â: omega_r w_e deg[dst]^-a deg[src]^-(1-a) (attention: its share of the pair)
         src, dst = prop.src, prop.dst
         if self.relation_mode == "attention":
             self.deg = None
@@ -83,8 +84,8 @@ class PropagationView:
             w = self.rel_w[prop.edge_type] * prop.edge_weight
             deg = torch.zeros(self.num_nodes).index_add(0, dst, w)
             self.deg = deg
-            inv = deg.clamp_min(1e-12).rsqrt() * (deg > 0)
-            self.edge_value = w * inv[dst] * inv[src]
+            left, right = prop.degree_scales(deg)
+            self.edge_value = w * left[dst] * right[src]
         # directed edges sorted by (src, dst) for neighbour lists and pair look-ups
         key = src * self.num_nodes + dst
         order = torch.argsort(key, stable=True)
@@ -294,8 +295,10 @@ class PropagationView:
         xs = [x0]
         if neighbours.numel():
             w = self.rel_w[relations] * weights
-            deg_n = w.sum()
-            a = w / torch.sqrt(deg_n * (self.deg[neighbours] + w))
+            prop = self.model.propagation
+            left, _ = prop.degree_scales(w.sum().reshape(1))
+            _, right = prop.degree_scales(self.deg[neighbours] + w)
+            a = w * left * right
             for layer in range(1, self.num_layers + 1):
                 xs.append((a[:, None] * self.layers[layer - 1][neighbours]).sum(0))
         else:

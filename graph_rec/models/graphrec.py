@@ -19,7 +19,8 @@ normalised adjacency of :class:`~graph_rec.models.propagation.Propagation`:
 so an item's score is the adjacency-weighted sum, over the nodes ``j`` of the graph, of the inner
 product between ``j``'s layer-0 embedding and the user's propagated representation: the
 ``<F(x), A h_u>`` of the design. (The last equality uses ``P`` symmetric, true for
-``relation_mode`` ``"none"`` and ``"weights"``; with ``"attention"`` ``s(u, i) = [P F(X)]_i . h_u``.)
+``relation_mode`` ``"none"`` and ``"weights"`` with the default ``norm_exponent`` 1/2; otherwise
+``s(u, i) = [P F(X)]_i . h_u``.)
 ``tests/unit/test_graphrec.py`` checks the model's scores against this dense formula.
 """
 
@@ -59,6 +60,8 @@ class GraphRecConfig:
             (:class:`~graph_rec.models.fusion.ModalityFusion`).
         relation_mode: ``"none"``, ``"weights"`` (a learned weight per relation) or ``"attention"``
             (KGAT-style), see :mod:`graph_rec.models.propagation`.
+        norm_exponent: ``a`` of the adjacency's normalisation ``D^-a A D^-(1-a)``: 0.5, the
+            symmetric LightGCN normalisation, by default (``"none"`` and ``"weights"`` only).
         init_std: standard deviation of the id embeddings at initialisation.
         feature_dropout: dropout on the projected features during training.
         score: ``"dot"``, the inner product ``<h_i, h_u>``, or ``"cosine"``, the same on unit-length
@@ -81,6 +84,7 @@ class GraphRecConfig:
     use_features: bool = True
     fusion: Literal["sum", "gated", "concat"] = "sum"
     relation_mode: Literal["none", "weights", "attention"] = "weights"
+    norm_exponent: float = 0.5
     init_std: float = 0.1
     feature_dropout: float = 0.0
     score: Literal["dot", "cosine"] = "dot"
@@ -98,6 +102,9 @@ class GraphRecConfig:
         for flag in ("use_features", "drop_scored_edge"):
             if not isinstance(getattr(self, flag), bool):
                 raise ConfigError(f"{flag} must be true or false, got {getattr(self, flag)!r}")
+        check_float("norm_exponent", self.norm_exponent, high=1.0)
+        if self.relation_mode == "attention" and self.norm_exponent != 0.5:
+            raise ConfigError("norm_exponent applies to relation_mode 'none' and 'weights' only (attention normalises by softmax)")
         check_float("init_std", self.init_std, open_low=True)
         check_float("feature_dropout", self.feature_dropout, high=0.99)
         check_float("align_weight", self.align_weight)
@@ -153,6 +160,7 @@ class GraphRec(RecModel):
             graph.num_relations,
             relation_mode=config.relation_mode,
             embedding_dim=d,
+            norm_exponent=config.norm_exponent,
         )
         if config.align_weight > 0 and self.slots and self.id_emb is not None:
             self.align_head = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, d))

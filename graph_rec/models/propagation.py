@@ -6,10 +6,13 @@ Simplifying and Powering Graph Convolution Network for Recommendation", SIGIR 20
 built from the typed edges in one of three ways (``relation_mode``):
 
 * ``"none"``: ``A_ij = sum_e w_e`` over the edges ``j -> i`` (weights 1 unless the data keeps
-  them), ``Â = D^-1/2 A D^-1/2`` with ``D`` the row sums. Symmetric. Cached.
+  them), ``Â = D^-1/2 A D^-1/2`` with ``D`` the row sums. Symmetric. Cached. With
+  ``norm_exponent`` ``a`` other than 1/2, ``Â = D^-a A D^-(1-a)`` (Zhao et al., "Investigating
+  Accuracy-Novelty Performance for Graph-based Collaborative Filtering", SIGIR 2022): a larger
+  ``a`` shrinks what high-degree nodes receive, a smaller one what they send; not symmetric.
 * ``"weights"``: each relation ``r`` has a learned weight ``omega_r = softplus(rho_r)``
   (initialised to 1, shared by a relation and its reverse so ``A`` stays symmetric) and
-  ``A_ij = sum_e omega_r(e) w_e``, then the same symmetric normalisation, recomputed per forward.
+  ``A_ij = sum_e omega_r(e) w_e``, then the same normalisation, recomputed per forward.
 * ``"attention"``: KGAT-style knowledge-aware attention (Wang et al., "KGAT: Knowledge Graph
   Attention Network for Recommendation", KDD 2019) with a diagonal relation transform:
   ``pi(i, r, j) = (r ⊙ e_j)^T tanh(r ⊙ e_i + b_r)`` on the layer-0 embeddings, normalised by a
@@ -29,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from graph_rec.data import expand_ranges
+from graph_rec.data import check_float, expand_ranges
 from graph_rec.errors import ConfigError
 
 RELATION_MODES = ("none", "weights", "attention")
@@ -46,6 +49,8 @@ class Propagation(nn.Module):
         num_relations: number of relation ids.
         relation_mode: ``"none"``, ``"weights"`` or ``"attention"`` (see the module docstring).
         embedding_dim: ``d`` (needed by ``"attention"`` for its relation vectors).
+        norm_exponent: ``a`` of ``Â = D^-a A D^-(1-a)`` (``"none"`` and ``"weights"``; 1/2 is the
+            symmetric normalisation; ``"attention"`` normalises by its softmax and takes 1/2 only).
     """
 
     def __init__(
@@ -58,10 +63,18 @@ class Propagation(nn.Module):
         *,
         relation_mode: Literal["none", "weights", "attention"] = "none",
         embedding_dim: int = 64,
+        norm_exponent: float = 0.5,
     ) -> None:
         super().__init__()
         if relation_mode not in RELATION_MODES:
             raise ConfigError(f"relation_mode must be one of {list(RELATION_MODES)}, got {relation_mode!r}")
+        check_float("norm_exponent", norm_exponent, high=1.0)
+        if relation_mode == "attention" and norm_exponent != 0.5:
+            raise ConfigError(
+                f"norm_exponent={norm_exponent} does not apply to relation_mode='attention' (its softmax "
+                "normalises each node's incoming edges): leave it at 0.5"
+            )
+        self.norm_exponent = float(norm_exponent)
         self.relation_mode = relation_mode
         self.num_nodes = int(num_nodes)
         n = self.num_nodes
@@ -112,8 +125,19 @@ class Propagation(nn.Module):
         vals = torch.zeros(self.col.numel(), dtype=edge_values.dtype, device=edge_values.device)
         vals = vals.index_add(0, self.pair, edge_values)
         deg = torch.zeros(self.num_nodes, dtype=vals.dtype, device=vals.device).index_add(0, self.row, vals)
-        inv = deg.clamp_min(1e-12).rsqrt() * (deg > 0)
-        return vals * inv[self.row] * inv[self.col]
+        left, right = self.degree_scales(deg)
+        return vals * left[self.row] * right[self.col]
+
+    def degree_scales(self, deg: Tensor) -> tuple[Tensor, Tensor]:
+        """``(deg^-a, deg^-(1-a))``: the row and column factors of ``Â_ij = A_ij deg_i^-a deg_j^-(1-a)``.
+
+        ``a`` is ``norm_exponent``; a node of degree 0 gets 0 (it has no entries to scale).
+        """
+        if self.norm_exponent == 0.5:
+            inv = deg.clamp_min(1e-12).rsqrt() * (deg > 0)
+            return inv, inv
+        d = deg.clamp_min(1e-12)
+        return d.pow(-self.norm_exponent) * (deg > 0), d.pow(self.norm_exponent - 1.0) * (deg > 0)
 
     def values(self, x0: Tensor | None = None) -> Tensor:
         """The non-zero values of ``Â``, one per connected pair, in CSR order.

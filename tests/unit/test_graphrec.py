@@ -27,26 +27,36 @@ def tiny_data(tiny_tables):
     return kg, sp
 
 
-def _dense_adjacency(data: RecData, rel_weight: np.ndarray) -> np.ndarray:
+def _dense_adjacency(data: RecData, rel_weight: np.ndarray, exponent: float = 0.5) -> np.ndarray:
+    """``D^-a A D^-(1-a)`` written out edge by edge (row i of A: the edges arriving at i)."""
     g = data.graph
     a = np.zeros((g.num_nodes, g.num_nodes))
     ei = g.edge_index.numpy()
     for e in range(ei.shape[1]):  # written out edge by edge on purpose: the reference computation
         a[ei[1, e], ei[0, e]] += rel_weight[g.edge_type[e]] * float(g.edge_weight[e])
     deg = a.sum(1)
-    inv = np.where(deg > 0, 1 / np.sqrt(np.where(deg > 0, deg, 1)), 0)
-    return inv[:, None] * a * inv[None, :]
+    safe = np.where(deg > 0, deg, 1)
+    left = np.where(deg > 0, safe**-exponent, 0)
+    right = np.where(deg > 0, safe ** (exponent - 1), 0)
+    return left[:, None] * a * right[None, :]
 
 
 @pytest.mark.parametrize(
     ("relation_mode", "fusion"), [("none", "sum"), ("none", "gated"), ("weights", "sum"), ("weights", "concat")]
 )
 @pytest.mark.parametrize("num_layers", [0, 1, 3])
-def test_scores_equal_dense_formula(tiny_data, relation_mode, fusion, num_layers):
+@pytest.mark.parametrize("norm_exponent", [0.5, 0.3])
+def test_scores_equal_dense_formula(tiny_data, relation_mode, fusion, num_layers, norm_exponent):
     kg, sp = tiny_data
     data = RecData(kg, sp)
     torch.manual_seed(0)
-    settings = {"embedding_dim": 4, "num_layers": num_layers, "relation_mode": relation_mode, "fusion": fusion}
+    settings = {
+        "embedding_dim": 4,
+        "num_layers": num_layers,
+        "relation_mode": relation_mode,
+        "fusion": fusion,
+        "norm_exponent": norm_exponent,
+    }
     model = make_model("graphrec", settings, data.graph, data.train)
     # the fast path (features propagated once) is taken exactly for an affine F and a fixed P
     assert model.precomputed == (relation_mode == "none" and fusion == "sum")
@@ -58,8 +68,9 @@ def test_scores_equal_dense_formula(tiny_data, relation_mode, fusion, num_layers
         f0 = model.layer0()[0].double().numpy()  # F(X), [N, d]
         w = model.propagation.relation_weights().double().numpy()
         scores = model.scorer()(torch.arange(data.num_users)).double().numpy()
-    a_hat = _dense_adjacency(data, w)
-    assert np.allclose(a_hat, a_hat.T)
+    a_hat = _dense_adjacency(data, w, norm_exponent)
+    # symmetric exactly for the default exponent (the graph holds both directions of every edge)
+    assert np.allclose(a_hat, a_hat.T) == (norm_exponent == 0.5)
     p = sum(np.linalg.matrix_power(a_hat, k) for k in range(num_layers + 1)) / (num_layers + 1)
     h = p @ f0
     uo, io = data.graph.node_offsets["user"], data.graph.node_offsets["item"]
@@ -177,6 +188,10 @@ def test_config_rejects_bad_values():
         GraphRecConfig(relation_mode="kgat")
     with pytest.raises(ConfigError, match="num_layers"):
         GraphRecConfig(num_layers=-1)
+    with pytest.raises(ConfigError, match=r"norm_exponent must be a number in \[0.0, 1.0\], got 1.5"):
+        GraphRecConfig(norm_exponent=1.5)
+    with pytest.raises(ConfigError, match="norm_exponent applies to relation_mode 'none' and 'weights' only"):
+        GraphRecConfig(relation_mode="attention", norm_exponent=0.3)
 
 
 @pytest.mark.parametrize("num_layers", [1, 2])

@@ -209,7 +209,7 @@ def _dense_masked_score(rec, user_id, item_id, path) -> float:
         a[rows, prop.col] = vals
         w = prop.relation_weights().double()[prop.edge_type] * prop.edge_weight.double()
         deg = torch.zeros(n, dtype=torch.float64).index_add(0, prop.dst, w)
-        inv = deg.rsqrt()
+        left, right = deg ** -model.config.norm_exponent, deg ** (model.config.norm_exponent - 1)
         offsets = g.node_offsets
         index = {t: {i: k for k, i in enumerate(rec.graph.node_ids[t])} for t in rec.graph.node_types}
         rel_ids = {name: k for k, name in enumerate(g.relations)}
@@ -222,7 +222,7 @@ def _dense_masked_score(rec, user_id, item_id, path) -> float:
             for src, dst, rid in ((si, di, r), (di, si, r + 1)):
                 hit = (prop.src == src) & (prop.dst == dst) & (prop.edge_type == rid)
                 assert bool(hit.any()), f"path hop {s} -{rel}-> {d} is not an edge of the graph"
-                a[dst, src] -= float(w[hit].sum() * inv[dst] * inv[src])
+                a[dst, src] -= float(w[hit].sum() * left[dst] * right[src])
         layers = [x0]
         for _ in range(model.config.num_layers):
             layers.append(a @ layers[-1])
@@ -235,9 +235,18 @@ def _dense_masked_score(rec, user_id, item_id, path) -> float:
         return float(hu @ hi)
 
 
-@pytest.mark.parametrize(("relation_mode", "num_layers"), [("none", 2), ("weights", 3), ("none", 1)])
-def test_explanation_contributions_pass_the_deletion_test(world, relation_mode, num_layers):
-    rec = _fit(world, relation_mode=relation_mode, num_layers=num_layers, score="dot" if num_layers == 3 else "cosine")
+@pytest.mark.parametrize(
+    ("relation_mode", "num_layers", "norm_exponent"),
+    [("none", 2, 0.5), ("weights", 3, 0.5), ("none", 1, 0.5), ("weights", 2, 0.3)],
+)
+def test_explanation_contributions_pass_the_deletion_test(world, relation_mode, num_layers, norm_exponent):
+    rec = _fit(
+        world,
+        relation_mode=relation_mode,
+        num_layers=num_layers,
+        score="dot" if num_layers == 3 else "cosine",
+        norm_exponent=norm_exponent,
+    )
     if relation_mode == "weights":
         with torch.no_grad():  # relation weights away from 1
             rho = rec.model.propagation.rho
@@ -305,8 +314,10 @@ def _dense_fold_in_layer1(rec, x0_new, neighbours) -> torch.Tensor:
             a[n, j] += 1.0
             a[j, n] += 1.0
         deg = a.sum(1)
-        inv = torch.where(deg > 0, deg.rsqrt(), torch.zeros_like(deg))
-        a = inv[:, None] * a * inv[None, :]
+        e = model.config.norm_exponent
+        left = torch.where(deg > 0, deg.clamp_min(1e-12) ** -e, torch.zeros_like(deg))
+        right = torch.where(deg > 0, deg.clamp_min(1e-12) ** (e - 1), torch.zeros_like(deg))
+        a = left[:, None] * a * right[None, :]
         x = torch.cat([x0, x0_new.double()[None]])
         return ((x + a @ x) / 2)[n]
 
@@ -352,8 +363,9 @@ def test_add_item_is_exact_for_one_layer_and_recommendable(world, tmp_path):
     assert repr(user) not in str(err.value).split("hint")[0]  # the trained user is not named as unknown
 
 
-def test_add_user_folds_in_from_items_and_excludes_them(world):
-    rec = _fit(world, num_layers=1, score="dot")
+@pytest.mark.parametrize("norm_exponent", [0.5, 0.3])
+def test_add_user_folds_in_from_items_and_excludes_them(world, norm_exponent):
+    rec = _fit(world, num_layers=1, score="dot", norm_exponent=norm_exponent)
     items = list(rec.item_ids[:4])
     rec.add_user("newcomer", items)
     g = rec.data.graph
