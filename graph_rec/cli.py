@@ -537,12 +537,16 @@ def _run_config(args: argparse.Namespace) -> Any:
     from graph_rec.runs import RunConfig, with_overrides
 
     path = Path(args.config)
+    if path.is_dir():
+        raise ConfigError(f"config file {path} is a directory, not a TOML file")
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}): a TOML file is UTF-8") from exc
     try:
         return RunConfig.from_dict(with_overrides(raw, args.set or []))
     except ConfigError as exc:
@@ -581,7 +585,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"{summary['seconds']:.1f} s training, best validation after {summary['seconds_to_best']:.1f} s",
         f"valid {metric} {summary['valid'][metric]:.4f}",
         "test  " + "  ".join(f"{k} {v:.4f}" for k, v in summary["test"].items() if "@" in k),
-        f"written to {summary['out']}: run.json, metrics.json, history.json, history.png, best/, checkpoint/",
+        f"written to {summary['out']}: run.json, metrics.json, history.json, history.png, best/"
+        + ("" if summary["stopped"] == "closed_form" else ", checkpoint/"),
     ]
     _emit(args, summary, "\n".join(lines))
     return 0

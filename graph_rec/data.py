@@ -397,15 +397,15 @@ class RecData:
         if cfg.node_types is not None:
             unknown = [t for t in cfg.node_types if t not in kg.node_types]
             if unknown:
-                raise ConfigError(f"data.node_types names {unknown}, not in the graph; it has {kg.node_types}")
+                raise ConfigError(f"view.node_types names {unknown}, not in the graph; it has {kg.node_types}")
             types = ["user", "item"] + [t for t in types[2:] if t in cfg.node_types]
         known_rel = sorted({r for _, r, _ in kg.edge_types})
         for name in ("relations", "drop_relations"):
             unknown = [r for r in getattr(cfg, name) or () if r not in known_rel]
             if unknown:
-                raise ConfigError(f"data.{name} names {unknown}, not in the graph; it has {known_rel}")
+                raise ConfigError(f"view.{name} names {unknown}, not in the graph; it has {known_rel}")
         if cfg.relations is not None and cfg.interaction_relation not in cfg.relations:
-            raise ConfigError(f"data.relations must keep the interaction relation {cfg.interaction_relation!r}")
+            raise ConfigError(f"view.relations must keep the interaction relation {cfg.interaction_relation!r}")
         counts = {t: kg.num_nodes(t) for t in types}
         offsets, n = {}, 0
         for t in types:
@@ -462,7 +462,7 @@ class RecData:
         wanted = list(slots) if self.config.features is None else list(self.config.features)
         missing = [s for s in wanted if s not in slots]
         if missing:
-            raise ConfigError(f"data.features names {missing}, not in the graph; it has {sorted(slots)}")
+            raise ConfigError(f"view.features names {missing}, not in the graph; it has {sorted(slots)}")
         features, masks = {}, {}
         for name in wanted:
             x = torch.zeros(n, slots[name])

@@ -45,9 +45,9 @@ from graph_rec.eval.evaluator import EvalConfig, EvalResult, evaluate
 from graph_rec.models.base import model_class
 from graph_rec.training.checkpoint import differences, listed, load_state_dict
 from graph_rec.training.config import RESUMABLE_CHANGES, TrainConfig
-from graph_rec.training.trainer import TrainResult, fit, init_model, scorer_for
+from graph_rec.training.trainer import TrainResult, check_selection_metric, fit, init_model, scorer_for
 from kg_builders import __version__
-from kg_builders._files import atomic_file
+from kg_builders._files import atomic_dir, atomic_file
 
 logger = logging.getLogger(__name__)
 
@@ -183,10 +183,7 @@ class RunConfig:
         config_from_dict(cls_.config_class, model, f"model {name!r}")  # validate the settings now
         train = TrainConfig.from_dict(d.get("train", {}))
         evaluation = EvalConfig.from_dict(d.get("eval", {}))
-        if train.metric_k not in evaluation.ks:  # checked by fit() too, but only after the data is built
-            raise ConfigError(
-                f"train.metric {train.metric!r} needs k={train.metric_k} in eval.ks {list(evaluation.ks)}"
-            )
+        check_selection_metric(train, evaluation)  # fit() checks too, but only after the data is built
         return cls(
             data=config_from_dict(DataSource, d["data"], "data"),
             graph=config_from_dict(GraphOptions, d.get("graph", {}), "graph"),
@@ -372,8 +369,26 @@ def _fingerprint(config: RunConfig, data: RecData) -> dict[str, Any]:
             "items": data.num_items,
             "train": data.train.nnz,
             "edges": data.graph.num_edges,
+            "sha256": data_digest(data),
         },
     }
+
+
+def data_digest(data: RecData) -> str:
+    """SHA-256 over what training reads: the training and validation pairs and the graph's edges.
+
+    Two splits with the same counts (another split seed) differ here, so a checkpoint trained on
+    one cannot be resumed on the other, whose held-out pairs it may have trained on.
+    """
+    import hashlib
+
+    digest = hashlib.sha256()
+    g = data.graph
+    for t in (data.train.indptr, data.train.indices, data.valid.indptr, data.valid.indices):
+        digest.update(t.to(torch.int64).contiguous().numpy().tobytes())
+    for t in (g.edge_index, g.edge_type, g.edge_weight):
+        digest.update(t.contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _write_json(path: Path, payload: Any) -> None:
@@ -429,6 +444,8 @@ def train_run(
         raise ConfigError(f"rank 0 could not prepare the run, so rank {dist.rank} stops too: {failure}")
     prep_seconds = time.perf_counter() - t0
     data = RecData(KnowledgeGraph.load(out / "graph"), Split.load(out / "split"), config=config.view)
+    if resume:
+        _check_counts(out, read_run(out), data)
     meta = {
         "format_version": RUN_FORMAT,
         "versions": _versions(),
@@ -488,20 +505,31 @@ def _prepare_run(
             if not (out / name).is_dir():
                 raise CheckpointError(f"cannot resume {out}: its {name}/ directory is missing")
         return
+    blocked = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+    if blocked is not None:
+        raise ConfigError(f"cannot write the run to {out}: {blocked} is a file, not a directory")
     occupied = out.exists() and (not out.is_dir() or any(out.iterdir()))
     if occupied and not overwrite:
         raise ConfigError(f"{out} already exists; pass overwrite (--overwrite) or resume (--resume)")
     if occupied and not (out / "run.json").is_file():
         raise ConfigError(f"{out} is not empty and is not a run directory (no run.json): overwrite replaces runs only")
-    # the data is read, split, built and encoded before the old run goes: a failure leaves it whole
+    # the data is read, split, built, encoded, checked against the view and written to a temporary
+    # directory before the old run goes: a failure anywhere leaves it whole
     kg, sp = prepare(config, cache_dir=cache_dir, progress=progress)
-    if occupied:
-        import shutil
-
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    kg.save(out / "graph")
-    sp.save(out / "split")
+    data = RecData(kg, sp, config=config.view)
+    for part in ("valid", "test"):
+        if getattr(data, part).nnz == 0:
+            raise ConfigError(
+                f"the split has no {part} pairs (data.ratios {list(config.data.ratios)}, data.split "
+                f"{config.data.split!r}): a run needs validation pairs to stop early and test pairs to report"
+            )
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_dir(out, overwrite=occupied) as tmp:
+            kg.save(tmp / "graph")
+            sp.save(tmp / "split")
+    except OSError as exc:
+        raise ConfigError(f"cannot write the run to {out}: {exc}") from exc
 
 
 def _comparable(config: RunConfig) -> dict[str, Any]:
@@ -526,6 +554,21 @@ def read_run(path: str | Path) -> dict[str, Any]:
     return meta
 
 
+def _check_counts(path: Path, meta: dict[str, Any], data: RecData) -> None:
+    """The run's graph and split files give the users, items and pairs its run.json recorded."""
+    saved = meta.get("data")
+    if not isinstance(saved, dict):
+        return  # a run.json written before the data summary was kept
+    now = data.summary()
+    keys = ("num_users", "num_items", "train", "valid", "test")
+    differ = [f"{k}: {saved[k]!r} recorded, {now[k]!r} in the files" for k in keys if k in saved and saved[k] != now[k]]
+    if differ:
+        raise CheckpointError(
+            f"{path}'s graph/ or split/ files do not match its run.json ({'; '.join(differ)}): they were changed "
+            "after the run was written"
+        )
+
+
 def load_run(path: str | Path) -> tuple[RunConfig, RecData, Any]:
     """A saved run's config, data and model (with its best weights) from its files alone."""
     from kg_builders.graph import KnowledgeGraph
@@ -538,6 +581,7 @@ def load_run(path: str | Path) -> tuple[RunConfig, RecData, Any]:
         if not (path / name).is_dir():
             raise CheckpointError(f"{path} is missing its {name}/ directory")
     data = RecData(KnowledgeGraph.load(path / "graph"), Split.load(path / "split"), config=config.view)
+    _check_counts(path, meta, data)
     model = init_model(config.model, config.model_settings, data, seed=config.train.seed)
     load_state_dict(model, path / "best" / "model.safetensors")
     model.eval()
@@ -650,7 +694,10 @@ def plot_history(result: TrainResult, path: Path, *, metric: str) -> None:
     axes[0].set_ylabel("training loss")
     axes[0].set_title("loss")
     evals = [h for h in hist if "valid" in h]
-    names = sorted({m for h in evals for m in h["valid"] if "@" in m and m.split("@")[0] in ("recall", "ndcg")})
+    # recall and NDCG at every k, and the metric that selects the best epoch whatever it is
+    names = sorted(
+        {m for h in evals for m in h["valid"] if "@" in m and (m.split("@")[0] in ("recall", "ndcg") or m == metric)}
+    )
     for m in names:
         axes[1].plot([h["epoch"] for h in evals], [h["valid"][m] for h in evals], marker="o", ms=3, label=m)
     if result.best_epoch:

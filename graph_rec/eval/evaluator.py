@@ -85,21 +85,21 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         if isinstance(self.ks, str | int) or not isinstance(self.ks, tuple | list) or not self.ks:
-            raise ConfigError(f"ks must be a non-empty list of positive integers, got {self.ks!r}")
+            raise ConfigError(f"eval.ks must be a non-empty list of positive integers, got {self.ks!r}")
         for k in self.ks:
-            check_int("each of ks", k, minimum=1)
+            check_int("each of eval.ks", k, minimum=1)
         object.__setattr__(self, "ks", tuple(int(k) for k in self.ks))
         if isinstance(self.metrics, str) or not isinstance(self.metrics, tuple | list):
-            raise ConfigError(f"metrics must be a list of metric names, got {self.metrics!r}")
+            raise ConfigError(f"eval.metrics must be a list of metric names, got {self.metrics!r}")
         unknown = [m for m in self.metrics if m not in ACCURACY_METRICS]
         if unknown:
             raise ConfigError(f"unknown metric(s) {unknown}; valid metrics: {list(ACCURACY_METRICS)}")
         object.__setattr__(self, "metrics", tuple(dict.fromkeys(self.metrics)))  # repeats once, like ks
         for name in ("beyond_accuracy", "sampled"):
             if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
-        check_int("batch_size", self.batch_size, minimum=1)
-        check_int("seed", self.seed, minimum=0)
+                raise ConfigError(f"eval.{name} must be true or false, got {getattr(self, name)!r}")
+        check_int("eval.batch_size", self.batch_size, minimum=1)
+        check_int("eval.seed", self.seed, minimum=0)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> EvalConfig:

@@ -104,7 +104,9 @@ class GraphRecConfig:
                 raise ConfigError(f"{flag} must be true or false, got {getattr(self, flag)!r}")
         check_float("norm_exponent", self.norm_exponent, high=1.0)
         if self.relation_mode == "attention" and self.norm_exponent != 0.5:
-            raise ConfigError("norm_exponent applies to relation_mode 'none' and 'weights' only (attention normalises by softmax)")
+            raise ConfigError(
+                "norm_exponent applies to relation_mode 'none' and 'weights' only (attention normalises by softmax)"
+            )
         check_float("init_std", self.init_std, open_low=True)
         check_float("feature_dropout", self.feature_dropout, high=0.99)
         check_float("align_weight", self.align_weight)

@@ -9,11 +9,13 @@ A checkpoint directory holds:
   CUDA generator's on a GPU run, and any extra generator states (``extra.<name>``, e.g. each rank's neighbour-sampling generator);
 * ``state.json``: format version, epoch, optimiser hyper-parameters (``param_groups``), the
   non-tensor optimiser state, early-stopping counters, the history so far, and a fingerprint of
-  the run (model, configs, data shape) that a resume must match.
+  the run (model, configs, data shape) that a resume must match, and the SHA-256 of each
+  safetensors file (``files``), checked before anything is read.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -94,7 +96,9 @@ def save_checkpoint(
             rng["torch_cuda"] = torch.cuda.get_rng_state(device)
         rng.update({f"extra.{name}": t for name, t in (extra_rng or {}).items()})
         _save_tensors(rng, tmp / "rng.safetensors")
-        payload = {"format_version": FORMAT_VERSION, **state, "optimizer": opt_meta}
+        # safetensors checks its header but not the tensor bytes: a checksum per file does
+        files = {f.name: file_sha256(f) for f in sorted(tmp.glob("*.safetensors"))}
+        payload = {"format_version": FORMAT_VERSION, **state, "optimizer": opt_meta, "files": files}
         (tmp / "state.json").write_text(json.dumps(_finite(payload), indent=1, default=_json_default, allow_nan=False))
 
 
@@ -140,6 +144,7 @@ def load_checkpoint(
     missing = [k for k in _STATE_KEYS if k not in state]
     if missing:
         raise CheckpointError(f"{path / 'state.json'} is damaged: it has no {missing}")
+    _check_files(path, state.get("files"))
     model_state = _read_safetensors(path / "model.safetensors")
     _check_fits(model, model_state, path / "model.safetensors")
     opt_state: dict[str, Any] | None = None
@@ -215,6 +220,32 @@ def listed(differ: list[str], limit: int = 8) -> str:
 def _plain(v: Any) -> Any:
     """JSON's view of a value (tuples are lists once saved)."""
     return [_plain(x) for x in v] if isinstance(v, (list, tuple)) else v
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file's bytes, hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _check_files(path: Path, files: Any) -> None:
+    """Each file ``state.json`` lists (name -> SHA-256) is present with those bytes.
+
+    Checkpoints written before the checksums were kept list none and are read as they are.
+    """
+    if files is None:
+        return
+    if not isinstance(files, dict):
+        raise CheckpointError(f"{path / 'state.json'} is damaged: 'files' is not a mapping")
+    for name, digest in files.items():
+        f = path / str(name)
+        if not f.is_file():
+            raise CheckpointError(f"{name} is missing from {path}")
+        if file_sha256(f) != digest:
+            raise CheckpointError(f"{f} is damaged: its bytes do not match the checksum in state.json")
 
 
 def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:

@@ -78,15 +78,15 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "num_negatives", "eval_every", "patience"):
-            check_int(name, getattr(self, name), minimum=1)
-        check_int("seed", self.seed)
-        check_int("checkpoint_every", self.checkpoint_every)
-        check_float("lr", self.lr, open_low=True)
-        check_float("l2", self.l2)
-        check_float("temperature", self.temperature, open_low=True)
-        check_float("min_delta", self.min_delta)
-        check_float("grad_clip", self.grad_clip)
-        check_float("max_seconds", self.max_seconds)
+            check_int(f"train.{name}", getattr(self, name), minimum=1)
+        check_int("train.seed", self.seed)
+        check_int("train.checkpoint_every", self.checkpoint_every)
+        check_float("train.lr", self.lr, open_low=True)
+        check_float("train.l2", self.l2)
+        check_float("train.temperature", self.temperature, open_low=True)
+        check_float("train.min_delta", self.min_delta)
+        check_float("train.grad_clip", self.grad_clip)
+        check_float("train.max_seconds", self.max_seconds)
         if not isinstance(self.shared_negatives, bool):
             raise ConfigError(f"shared_negatives must be true or false, got {self.shared_negatives!r}")
         if self.sampling not in SAMPLING:
@@ -100,9 +100,9 @@ class TrainConfig:
                 f"num_neighbours must be a non-empty list of positive integers, got {self.num_neighbours!r}"
             )
         for k in self.num_neighbours:
-            check_int("each of num_neighbours", k, minimum=1)
+            check_int("each of train.num_neighbours", k, minimum=1)
         object.__setattr__(self, "num_neighbours", tuple(int(k) for k in self.num_neighbours))
-        check_int("inference_batch_size", self.inference_batch_size, minimum=1)
+        check_int("train.inference_batch_size", self.inference_batch_size, minimum=1)
         if self.loss not in LOSSES:
             raise ConfigError(f"loss must be one of {list(LOSSES)}, got {self.loss!r}")
         if not isinstance(self.metric, str) or not _METRIC.match(self.metric):

@@ -132,8 +132,7 @@ def fit(
     config = config or TrainConfig()
     k = config.metric_k
     eval_config = eval_config or EvalConfig(ks=tuple(sorted({10, 20, k})), beyond_accuracy=False)
-    if k not in eval_config.ks:
-        raise ConfigError(f"train.metric {config.metric!r} needs k={k} in eval.ks {list(eval_config.ks)}")
+    check_selection_metric(config, eval_config)
     if data.valid.nnz == 0:
         raise DataError("the data has no validation pairs: early stopping needs a split with a validation part")
     dist = dist or SINGLE
@@ -166,6 +165,14 @@ def fit(
 
     if data.train.nnz == 0:
         raise DataError("no training interactions")
+    if not config.shared_negatives:  # a per-pair negative must exist for every training user
+        full = torch.nonzero(data.train.counts() >= data.num_items).flatten()
+        if full.numel():
+            ids = [data.user_ids[int(u)] for u in full[:10]]
+            raise DataError(
+                f"{full.numel()} user(s) interacted with every one of the {data.num_items} items, so no negative "
+                f"exists for them (first: {ids}); drop them or train with shared_negatives = true"
+            )
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     gen = torch.Generator().manual_seed(config.seed)
     with seeded(config.seed, device):
@@ -397,6 +404,15 @@ def _loop(
         result.seconds,
     )
     return result
+
+
+def check_selection_metric(config: TrainConfig, eval_config: EvalConfig) -> None:
+    """``config.metric`` (e.g. ``"ndcg@20"``) is among what ``eval_config`` computes, or a ConfigError."""
+    name, k = config.metric.split("@")[0], config.metric_k
+    if k not in eval_config.ks:
+        raise ConfigError(f"train.metric {config.metric!r} needs k={k} in eval.ks {list(eval_config.ks)}")
+    if name not in eval_config.metrics:
+        raise ConfigError(f"train.metric {config.metric!r} needs {name!r} in eval.metrics {list(eval_config.metrics)}")
 
 
 def scorer_for(model: RecModel, config: TrainConfig) -> Scorer:

@@ -42,6 +42,15 @@ def test_files_and_devices_that_are_not_what_a_flag_needs(tmp_path, capsys):
         SINGLE.device("bogus")
 
 
+def test_a_config_that_is_not_a_utf8_file_is_one_line(tmp_path, capsys):
+    cfg = tmp_path / "bin.toml"
+    cfg.write_bytes(b"\xff\xfe[data]\n")
+    assert cli.main(["train", str(cfg), "--out", str(tmp_path / "o")]) == 2
+    assert "bin.toml: not UTF-8 text (byte 0)" in capsys.readouterr().err
+    assert cli.main(["train", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert "is a directory, not a TOML file" in capsys.readouterr().err
+
+
 def test_overwrite_replaces_runs_only_and_only_once_the_new_data_is_ready(tmp_path, capsys):
     notes = tmp_path / "notes"
     notes.mkdir()

@@ -209,7 +209,7 @@ def _dense_masked_score(rec, user_id, item_id, path) -> float:
         a[rows, prop.col] = vals
         w = prop.relation_weights().double()[prop.edge_type] * prop.edge_weight.double()
         deg = torch.zeros(n, dtype=torch.float64).index_add(0, prop.dst, w)
-        left, right = deg ** -model.config.norm_exponent, deg ** (model.config.norm_exponent - 1)
+        left, right = deg**-model.config.norm_exponent, deg ** (model.config.norm_exponent - 1)
         offsets = g.node_offsets
         index = {t: {i: k for k, i in enumerate(rec.graph.node_ids[t])} for t in rec.graph.node_types}
         rel_ids = {name: k for k, name in enumerate(g.relations)}

@@ -40,6 +40,21 @@ def test_a_user_with_every_item_has_no_negative():
         sample_negatives(train, torch.tensor([0, 1]), 1, torch.Generator().manual_seed(0))
 
 
+def test_training_names_the_users_who_interacted_with_every_item(world_data):
+    import copy
+
+    data = copy.copy(world_data)
+    n, m = data.num_users, data.num_items
+    users = torch.cat([torch.zeros(m, dtype=torch.long), data.train.users()[data.train.users() > 0]])
+    items = torch.cat([torch.arange(m), data.train.indices[data.train.users() > 0]])
+    data.train = UserItems.from_pairs(users, items, n, m)
+    model = init_model("mf", {"embedding_dim": 4}, data, seed=0)
+    first = repr(data.user_ids[0])
+    with pytest.raises(DataError, match=rf"1 user\(s\) interacted with every one of the {m} items.*\[{first}\]"):
+        fit(model, data, TrainConfig(epochs=1))
+    fit(model, data, TrainConfig(epochs=1, eval_every=1, shared_negatives=True, num_negatives=8))
+
+
 def test_an_epoch_visits_every_training_pair_once(world_data):
     seen = []
     for u, p, n in epoch_batches(world_data.train, 100, 2, torch.Generator().manual_seed(0)):
@@ -219,7 +234,21 @@ def test_a_damaged_checkpoint_is_a_checkpoint_error_and_restores_nothing(world_d
         load()
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # the model was not touched
     (tmp_path / "rng").rename(ckpt / "rng.safetensors")
+    # bytes changed inside the tensor data (the header still parses): found by the checksum
+    weights = ckpt / "model.safetensors"
+    good = weights.read_bytes()
+    weights.write_bytes(good[:-8] + bytes(b ^ 0xFF for b in good[-8:]))
+    with pytest.raises(CheckpointError, match=r"model.safetensors is damaged: its bytes do not match"):
+        load()
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    weights.write_bytes(good)
     (ckpt / "optimizer.safetensors").write_bytes(b"\x00" * 20)
+    with pytest.raises(CheckpointError, match="optimizer.safetensors is damaged"):
+        load()
+    # a checkpoint from before the checksums (no 'files' in state.json) is read as it is
+    state = json.loads((ckpt / "state.json").read_text())
+    del state["files"]
+    (ckpt / "state.json").write_text(json.dumps(state))
     with pytest.raises(CheckpointError, match="cannot read .*optimizer.safetensors"):
         load()
     text = (ckpt / "state.json").read_text()

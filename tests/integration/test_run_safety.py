@@ -1,0 +1,100 @@
+"""A training run's directory is never silently wrong: resumes, overwrites, edited files, bad outputs.
+
+Each case is a defect a review found (2026-12-07): a checkpoint from another split resumed on this
+one, an overwrite that lost the old run when the new config failed, a split file edited after the
+run, a run that trained for minutes before finding it had no test pairs.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from graph_rec.errors import CheckpointError, ConfigError
+from graph_rec.runs import RunConfig, load_run, train_run
+
+pytestmark = pytest.mark.integration
+
+
+def _config(**changes):
+    d = {
+        "data": {"dataset": "synthetic", "seed": 5},
+        "features": {"encoder": "none"},
+        "model": {"name": "graphrec", "embedding_dim": 8, "num_layers": 1},
+        "train": {"epochs": 2, "batch_size": 512, "eval_every": 1, "patience": 5},
+        "eval": {"ks": [10, 20]},
+    }
+    for section, values in changes.items():
+        d[section] = {**d.get(section, {}), **values}
+    return RunConfig.from_dict(d)
+
+
+def test_a_checkpoint_from_another_split_is_refused_even_with_the_same_counts(tmp_path, cache_root):
+    a, b = tmp_path / "a", tmp_path / "b"
+    train_run(_config(), a, cache_dir=cache_root)
+    train_run(_config(data={"seed": 6}), b, cache_dir=cache_root)
+    shutil.rmtree(a / "checkpoint")
+    shutil.copytree(b / "checkpoint", a / "checkpoint")
+    # give b's checkpoint a's counts (on real data two split seeds can give the same ones, the
+    # synthetic world's differ): only the content then tells the splits apart
+    state_file = a / "checkpoint" / "state.json"
+    state = json.loads(state_file.read_text())
+    fp_a = json.loads((a / "run.json").read_text())["data"]
+    counts = {"users": fp_a["num_users"], "items": fp_a["num_items"], "train": fp_a["train"]}
+    counts["edges"] = fp_a["graph"]["edges"]
+    assert state["fingerprint"]["data"]["train"] != counts["train"]
+    state["fingerprint"]["data"].update(counts)
+    state_file.write_text(json.dumps(state))
+    with pytest.raises(CheckpointError, match=r"the run differs \(data.sha256: "):
+        train_run(_config(train={"epochs": 3}), a, cache_dir=cache_root, resume=True)
+
+
+def test_a_failed_overwrite_leaves_the_old_run_whole(tmp_path, cache_root):
+    out = tmp_path / "run"
+    train_run(_config(), out, cache_dir=cache_root)
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    bad = _config(view={"relations": ["bogus"]})
+    with pytest.raises(ConfigError, match=r"view.relations names \['bogus'\], not in the graph"):
+        train_run(bad, out, cache_dir=cache_root, overwrite=True)
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+    assert json.loads((out / "run.json").read_text())["status"] == "finished"
+    load_run(out)  # still a whole run
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".run.")]  # no temporary left
+
+
+def test_a_split_without_test_pairs_is_refused_before_training(tmp_path, cache_root):
+    out = tmp_path / "run"
+    with pytest.raises(ConfigError, match=r"the split has no test pairs \(data.ratios \[0.8, 0.2, 0.0\]"):
+        train_run(_config(data={"ratios": [0.8, 0.2, 0.0]}), out, cache_dir=cache_root)
+    assert not out.exists()
+
+
+def test_an_output_under_a_file_is_a_clear_error(tmp_path, cache_root):
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ConfigError, match=r"cannot write the run to .*afile/sub: .*afile is a file"):
+        train_run(_config(), tmp_path / "afile" / "sub", cache_dir=cache_root)
+
+
+def test_split_files_changed_after_the_run_are_refused(tmp_path, cache_root):
+    out = tmp_path / "run"
+    train_run(_config(), out, cache_dir=cache_root)
+    test_file = next(p for p in (out / "split").iterdir() if p.name.startswith("test"))
+    if test_file.suffix == ".csv":
+        lines = test_file.read_text().splitlines(keepends=True)
+        test_file.write_text("".join(lines[: len(lines) // 2]))
+    else:
+        import pandas as pd
+
+        df = pd.read_parquet(test_file)
+        df.iloc[: len(df) // 2].to_parquet(test_file)
+    with pytest.raises(CheckpointError, match=r"do not match its run.json \(test: \d+ recorded, \d+ in the files\)"):
+        load_run(out)
+    with pytest.raises(CheckpointError, match=r"do not match its run.json"):
+        train_run(_config(train={"epochs": 3}), out, cache_dir=cache_root, resume=True)
+
+
+def test_the_selection_metric_must_be_computed():
+    with pytest.raises(ConfigError, match=r"train.metric 'ndcg@20' needs 'ndcg' in eval.metrics \['recall'\]"):
+        _config(train={"metric": "ndcg@20"}, eval={"metrics": ["recall"]})
