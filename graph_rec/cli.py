@@ -605,6 +605,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from graph_rec.runs import compare_runs, evaluate_run, read_run
 
     meta = read_run(args.run)
+    for path, m in ((args.run, meta), *(((args.against, read_run(args.against)),) if args.against else ())):
+        if m.get("status") != "finished":  # the best weights so far, not the run's result
+            print(
+                f"graph-rec: note: {path} did not finish (status {m.get('status')!r}): these are its best weights "
+                "so far; --resume finishes it",
+                file=sys.stderr,
+            )
     settings = dict(meta["config"].get("eval", {}))
     if args.ks:
         settings["ks"] = list(args.ks)

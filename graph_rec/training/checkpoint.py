@@ -127,7 +127,11 @@ def load_checkpoint(
     """
     if not (path / "state.json").is_file():
         left = sorted(path.parent.glob(f".{path.name}.old-*"))
-        hint = f"; an interrupted save left {left[-1]}: rename it to {path.name} to resume from it" if left else ""
+        hint = (
+            f"; an interrupted save left {left[-1]}: rename it to {path.name} to resume from it"
+            if left
+            else "; a run stopped before its first evaluation has none: start it again (--overwrite)"
+        )
         raise CheckpointError(f"no checkpoint at {path} (state.json is missing){hint}")
     try:
         state = json.loads((path / "state.json").read_text())

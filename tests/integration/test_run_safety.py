@@ -98,3 +98,17 @@ def test_split_files_changed_after_the_run_are_refused(tmp_path, cache_root):
 def test_the_selection_metric_must_be_computed():
     with pytest.raises(ConfigError, match=r"train.metric 'ndcg@20' needs 'ndcg' in eval.metrics \['recall'\]"):
         _config(train={"metric": "ndcg@20"}, eval={"metrics": ["recall"]})
+
+
+def test_an_unfinished_run_says_so(tmp_path, cache_root, capsys):
+    import graph_rec.cli as cli
+
+    out = tmp_path / "run"
+    train_run(_config(), out, cache_dir=cache_root)
+    meta = json.loads((out / "run.json").read_text())
+    (out / "run.json").write_text(json.dumps({**meta, "status": "running"}))  # as a killed run leaves it
+    assert cli.main(["evaluate", str(out), "--json"]) == 0
+    assert "did not finish (status 'running'): these are its best weights so far" in capsys.readouterr().err
+    shutil.rmtree(out / "checkpoint")  # killed before its first evaluation
+    with pytest.raises(CheckpointError, match=r"no checkpoint at .*start it again \(--overwrite\)"):
+        train_run(_config(), out, cache_dir=cache_root, resume=True)
