@@ -602,7 +602,7 @@ def _metrics_text(part: str, res: Any) -> str:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Evaluate a saved run on its validation or test part."""
     from graph_rec.eval.evaluator import EvalConfig
-    from graph_rec.runs import compare_runs, evaluate_run, read_run
+    from graph_rec.runs import compare_runs, evaluate_run, read_run, saved_config
 
     meta = read_run(args.run)
     for path, m in ((args.run, meta), *(((args.against, read_run(args.against)),) if args.against else ())):
@@ -612,7 +612,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                 "so far; --resume finishes it",
                 file=sys.stderr,
             )
-    settings = dict(meta["config"].get("eval", {}))
+    settings = saved_config(args.run, meta).eval.to_dict()
     if args.ks:
         settings["ks"] = list(args.ks)
     if args.sampled:

@@ -494,7 +494,7 @@ def _prepare_run(
     """Check ``out`` (a resume must match its saved config) and, for a new run, build and save the graph and split."""
     if resume:
         meta = read_run(out)
-        saved = RunConfig.from_dict(meta["config"])
+        saved = saved_config(out, meta)
         differ = differences(_comparable(saved), _comparable(config))
         if differ:
             raise CheckpointError(
@@ -554,6 +554,14 @@ def read_run(path: str | Path) -> dict[str, Any]:
     return meta
 
 
+def saved_config(path: str | Path, meta: dict[str, Any]) -> RunConfig:
+    """The :class:`RunConfig` in a run's ``run.json`` (:func:`read_run`); a bad one names that file."""
+    try:
+        return RunConfig.from_dict(meta.get("config"))
+    except ConfigError as exc:
+        raise CheckpointError(f"{Path(path) / 'run.json'} holds a config this graph-rec refuses: {exc}") from exc
+
+
 def _check_counts(path: Path, meta: dict[str, Any], data: RecData) -> None:
     """The run's graph and split files give the users, items and pairs its run.json recorded."""
     saved = meta.get("data")
@@ -576,7 +584,7 @@ def load_run(path: str | Path) -> tuple[RunConfig, RecData, Any]:
 
     path = Path(path)
     meta = read_run(path)
-    config = RunConfig.from_dict(meta["config"])
+    config = saved_config(path, meta)
     for name in ("graph", "split"):
         if not (path / name).is_dir():
             raise CheckpointError(f"{path} is missing its {name}/ directory")

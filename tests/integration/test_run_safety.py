@@ -112,3 +112,15 @@ def test_an_unfinished_run_says_so(tmp_path, cache_root, capsys):
     shutil.rmtree(out / "checkpoint")  # killed before its first evaluation
     with pytest.raises(CheckpointError, match=r"no checkpoint at .*start it again \(--overwrite\)"):
         train_run(_config(), out, cache_dir=cache_root, resume=True)
+
+
+def test_a_bad_config_in_run_json_names_the_file(tmp_path, cache_root):
+    out = tmp_path / "run"
+    train_run(_config(), out, cache_dir=cache_root)
+    meta = json.loads((out / "run.json").read_text())
+    meta["config"]["train"]["epocs"] = 3
+    (out / "run.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match=r"run/run.json holds a config this graph-rec refuses: unknown train"):
+        load_run(out)
+    with pytest.raises(CheckpointError, match=r"run/run.json holds a config"):
+        train_run(_config(), out, cache_dir=cache_root, resume=True)
