@@ -583,7 +583,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     lines = [
         f"{summary['model']}: best epoch {summary['best_epoch']} ({summary['stopped']}), "
         f"{summary['seconds']:.1f} s training, best validation after {summary['seconds_to_best']:.1f} s",
-        f"valid {metric} {summary['valid'][metric]:.4f}",
+        f"valid {metric} {summary['valid'][metric]:.4f}"
+        if metric in summary["valid"]  # a closed-form model may be validated on other metrics
+        else "valid " + "  ".join(f"{k} {v:.4f}" for k, v in summary["valid"].items() if "@" in k),
         "test  " + "  ".join(f"{k} {v:.4f}" for k, v in summary["test"].items() if "@" in k),
         f"written to {summary['out']}: run.json, metrics.json, history.json, history.png, best/"
         + ("" if summary["stopped"] == "closed_form" else ", checkpoint/"),

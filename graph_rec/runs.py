@@ -47,7 +47,7 @@ from graph_rec.training.checkpoint import differences, listed, load_state_dict
 from graph_rec.training.config import RESUMABLE_CHANGES, TrainConfig
 from graph_rec.training.trainer import TrainResult, check_selection_metric, fit, init_model, scorer_for
 from kg_builders import __version__
-from kg_builders._files import atomic_dir, atomic_file
+from kg_builders._files import atomic_file
 
 logger = logging.getLogger(__name__)
 
@@ -183,7 +183,8 @@ class RunConfig:
         config_from_dict(cls_.config_class, model, f"model {name!r}")  # validate the settings now
         train = TrainConfig.from_dict(d.get("train", {}))
         evaluation = EvalConfig.from_dict(d.get("eval", {}))
-        check_selection_metric(train, evaluation)  # fit() checks too, but only after the data is built
+        if cls_.trainable:  # fit() checks too, but only after the data is built; closed forms select nothing
+            check_selection_metric(train, evaluation)
         return cls(
             data=config_from_dict(DataSource, d["data"], "data"),
             graph=config_from_dict(GraphOptions, d.get("graph", {}), "graph"),
@@ -374,8 +375,8 @@ def _fingerprint(config: RunConfig, data: RecData) -> dict[str, Any]:
     }
 
 
-def data_digest(data: RecData) -> str:
-    """SHA-256 over what training reads: the training and validation pairs and the graph's edges.
+def data_digest(data: RecData, parts: tuple[str, ...] = ("train", "valid")) -> str:
+    """SHA-256 over the graph's edges and the pairs of ``parts`` (by default what training reads).
 
     Two splits with the same counts (another split seed) differ here, so a checkpoint trained on
     one cannot be resumed on the other, whose held-out pairs it may have trained on.
@@ -384,8 +385,10 @@ def data_digest(data: RecData) -> str:
 
     digest = hashlib.sha256()
     g = data.graph
-    for t in (data.train.indptr, data.train.indices, data.valid.indptr, data.valid.indices):
-        digest.update(t.to(torch.int64).contiguous().numpy().tobytes())
+    for part in parts:
+        pairs = getattr(data, part)
+        for t in (pairs.indptr, pairs.indices):
+            digest.update(t.to(torch.int64).contiguous().numpy().tobytes())
     for t in (g.edge_index, g.edge_type, g.edge_weight):
         digest.update(t.contiguous().numpy().tobytes())
     return digest.hexdigest()
@@ -444,30 +447,36 @@ def train_run(
         raise ConfigError(f"rank 0 could not prepare the run, so rank {dist.rank} stops too: {failure}")
     prep_seconds = time.perf_counter() - t0
     data = RecData(KnowledgeGraph.load(out / "graph"), Split.load(out / "split"), config=config.view)
-    if resume:
-        _check_counts(out, read_run(out), data)
+    before = read_run(out) if resume else None
+    if before is not None:
+        _check_counts(out, before, data)
     meta = {
         "format_version": RUN_FORMAT,
         "versions": _versions(),
         "config": config.to_dict(),
         "status": "running",
-        "data": data.summary(),
+        "data": {**data.summary(), "sha256": data_digest(data, ALL_PARTS)},
         "world_size": dist.world_size,
     }
     if dist.is_main:
         _write_json(out / "run.json", meta)
     model = init_model(config.model, config.model_settings, data, seed=config.train.seed)
-    result = fit(
-        model,
-        data,
-        config.train,
-        eval_config=config.eval,
-        run_dir=out,
-        resume=resume,
-        fingerprint=_fingerprint(config, data),
-        progress=progress,
-        dist=dist,
-    )
+    try:
+        result = fit(
+            model,
+            data,
+            config.train,
+            eval_config=config.eval,
+            run_dir=out,
+            resume=resume,
+            fingerprint=_fingerprint(config, data),
+            progress=progress,
+            dist=dist,
+        )
+    except CheckpointError:
+        if before is not None and dist.is_main:  # a refused resume leaves the run as it was
+            _write_json(out / "run.json", before)
+        raise
     with torch.inference_mode():
         scorer = scorer_for(model, config.train)
         feats = data.item_features()
@@ -524,12 +533,43 @@ def _prepare_run(
                 f"{config.data.split!r}): a run needs validation pairs to stop early and test pairs to report"
             )
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_dir(out, overwrite=occupied) as tmp:
-            kg.save(tmp / "graph")
-            sp.save(tmp / "split")
+        _write_run_data(out, kg, sp, replace=occupied)
     except OSError as exc:
         raise ConfigError(f"cannot write the run to {out}: {exc}") from exc
+
+
+def _write_run_data(out: Path, kg: Any, sp: Any, *, replace: bool) -> None:
+    """Save the graph and split into ``out``; with ``replace``, the old run's files go only once they are written.
+
+    ``out`` itself stays (a mount point, or a link to a scratch disk, keeps working): the new files
+    are staged in a directory inside it, on its file system, and moved into place.
+    """
+    import os
+    import shutil
+    import tempfile
+
+    out.mkdir(parents=True, exist_ok=True)
+    if not replace:
+        kg.save(out / "graph")
+        sp.save(out / "split")
+        return
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=out))
+    try:
+        kg.save(staging / "graph")
+        sp.save(staging / "split")
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    for entry in out.iterdir():
+        if entry == staging:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+    for name in ("graph", "split"):
+        os.replace(staging / name, out / name)
+    staging.rmdir()
 
 
 def _comparable(config: RunConfig) -> dict[str, Any]:
@@ -562,14 +602,23 @@ def saved_config(path: str | Path, meta: dict[str, Any]) -> RunConfig:
         raise CheckpointError(f"{Path(path) / 'run.json'} holds a config this graph-rec refuses: {exc}") from exc
 
 
+ALL_PARTS = ("train", "valid", "test")
+
+
 def _check_counts(path: Path, meta: dict[str, Any], data: RecData) -> None:
-    """The run's graph and split files give the users, items and pairs its run.json recorded."""
+    """The run's graph and split files give the users, items, pairs and edges its run.json recorded
+    (counts, and the SHA-256 of pairs and edges where run.json has one)."""
     saved = meta.get("data")
     if not isinstance(saved, dict):
         return  # a run.json written before the data summary was kept
     now = data.summary()
     keys = ("num_users", "num_items", "train", "valid", "test")
     differ = [f"{k}: {saved[k]!r} recorded, {now[k]!r} in the files" for k in keys if k in saved and saved[k] != now[k]]
+    edges = saved.get("graph", {}).get("edges") if isinstance(saved.get("graph"), dict) else None
+    if edges is not None and edges != now["graph"]["edges"]:
+        differ.append(f"graph edges: {edges!r} recorded, {now['graph']['edges']!r} in the files")
+    if not differ and "sha256" in saved and saved["sha256"] != data_digest(data, ALL_PARTS):
+        differ.append("the same counts, other pairs or edges (their SHA-256 differs)")
     if differ:
         raise CheckpointError(
             f"{path}'s graph/ or split/ files do not match its run.json ({'; '.join(differ)}): they were changed "

@@ -142,7 +142,8 @@ def load_checkpoint(
     version = state.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise CheckpointError(f"{path} has checkpoint format {version!r}; this graph-rec reads up to {FORMAT_VERSION}")
-    differ = differences(state.get("fingerprint", {}), fingerprint)
+    saved_fp = state.get("fingerprint", {})
+    differ = differences(saved_fp, _as_of(saved_fp, fingerprint))
     if differ:
         raise CheckpointError(f"cannot resume from {path}: the run differs ({listed(differ)})")
     missing = [k for k in _STATE_KEYS if k not in state]
@@ -191,6 +192,22 @@ def load_checkpoint(
     state["extra_rng"] = {k.split(".", 1)[1]: v for k, v in rng.items() if k.startswith("extra.")}
     state["best_state"] = best
     return state
+
+
+#: fingerprint keys added after checkpoints were first written: a checkpoint without one is not
+#: compared on it (the data digest of 2026-12-07; counts and configs are still compared)
+_LATER_KEYS = (("data", "sha256"),)
+
+
+def _as_of(saved: Any, now: dict[str, Any]) -> dict[str, Any]:
+    """``now`` without the :data:`_LATER_KEYS` that the ``saved`` fingerprint predates."""
+    if not isinstance(saved, dict):
+        return now
+    out = dict(now)
+    for section, key in _LATER_KEYS:
+        if isinstance(out.get(section), dict) and isinstance(saved.get(section), dict) and key not in saved[section]:
+            out[section] = {k: v for k, v in out[section].items() if k != key}
+    return out
 
 
 #: the keys of ``state.json`` a resume reads

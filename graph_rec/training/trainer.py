@@ -132,7 +132,8 @@ def fit(
     config = config or TrainConfig()
     k = config.metric_k
     eval_config = eval_config or EvalConfig(ks=tuple(sorted({10, 20, k})), beyond_accuracy=False)
-    check_selection_metric(config, eval_config)
+    if model.trainable:  # a closed-form model is validated once, with no epoch to select
+        check_selection_metric(config, eval_config)
     if data.valid.nnz == 0:
         raise DataError("the data has no validation pairs: early stopping needs a split with a validation part")
     dist = dist or SINGLE

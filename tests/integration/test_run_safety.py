@@ -19,6 +19,10 @@ pytestmark = pytest.mark.integration
 
 
 def _config(**changes):
+    return RunConfig.from_dict(_settings(**changes))
+
+
+def _settings(**changes):
     d = {
         "data": {"dataset": "synthetic", "seed": 5},
         "features": {"encoder": "none"},
@@ -28,7 +32,7 @@ def _config(**changes):
     }
     for section, values in changes.items():
         d[section] = {**d.get(section, {}), **values}
-    return RunConfig.from_dict(d)
+    return d
 
 
 def test_a_checkpoint_from_another_split_is_refused_even_with_the_same_counts(tmp_path, cache_root):
@@ -93,6 +97,69 @@ def test_split_files_changed_after_the_run_are_refused(tmp_path, cache_root):
         load_run(out)
     with pytest.raises(CheckpointError, match=r"do not match its run.json"):
         train_run(_config(train={"epochs": 3}), out, cache_dir=cache_root, resume=True)
+
+
+def test_split_pairs_changed_with_the_same_counts_are_refused(tmp_path, cache_root):
+    out = tmp_path / "run"
+    train_run(_config(), out, cache_dir=cache_root)
+    test_file = out / "split" / "test.csv"
+    lines = test_file.read_text().splitlines(keepends=True)
+    train_items = set()
+    for line in (out / "split" / "train.csv").read_text().splitlines()[1:]:
+        user, item = line.split(",")[:2]
+        if user == lines[1].split(",")[0]:
+            train_items.add(item)
+    user, item, *rest = lines[1].split(",")
+    held_out = {ln.split(",")[1] for ln in lines[1:] if ln.split(",")[0] == user}
+    other = next(f"i{k}" for k in range(1000) if f"i{k}" not in train_items | held_out | {item})
+    lines[1] = ",".join([user, other, *rest])  # another item for the same user: every count the same
+    test_file.write_text("".join(lines))
+    with pytest.raises(CheckpointError, match=r"the same counts, other pairs or edges \(their SHA-256 differs\)"):
+        load_run(out)
+
+
+def test_a_run_from_before_the_data_digest_resumes_and_a_refused_resume_changes_nothing(tmp_path, cache_root):
+    out = tmp_path / "run"
+    train_run(_config(), out, cache_dir=cache_root)
+    state_file = out / "checkpoint" / "state.json"
+    state = json.loads(state_file.read_text())
+    del state["fingerprint"]["data"]["sha256"], state["files"]  # as written before 2026-12-07
+    state_file.write_text(json.dumps(state))
+    meta = json.loads((out / "run.json").read_text())
+    del meta["data"]["sha256"]
+    (out / "run.json").write_text(json.dumps(meta))
+    longer = train_run(_config(train={"epochs": 3}), out, cache_dir=cache_root, resume=True)
+    assert longer["best_epoch"] >= 1 and len(json.loads((out / "history.json").read_text())["history"]) == 3
+    before = (out / "run.json").read_text()
+    with pytest.raises(CheckpointError, match=r"model.embedding_dim: 8 saved, 4 now"):
+        train_run(_config(model={"embedding_dim": 4}, train={"epochs": 4}), out, cache_dir=cache_root, resume=True)
+    assert (out / "run.json").read_text() == before  # still finished, with its summary
+
+
+def test_overwrite_writes_into_the_directory_it_is_given(tmp_path, cache_root):
+    import os
+    import stat
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    link = tmp_path / "runs-link"
+    link.symlink_to(scratch, target_is_directory=True)
+    train_run(_config(), link, cache_dir=cache_root)
+    train_run(_config(data={"seed": 6}), link, cache_dir=cache_root, overwrite=True)
+    assert link.is_symlink() and (scratch / "run.json").is_file()  # the link still leads to the run
+    assert json.loads((scratch / "run.json").read_text())["config"]["data"]["seed"] == 6
+    assert sorted(p.name for p in scratch.iterdir() if p.name.startswith(".")) == []
+    mask = os.umask(0)
+    os.umask(mask)
+    for d in (scratch / "graph", scratch / "split"):
+        assert stat.S_IMODE(d.stat().st_mode) == 0o777 & ~mask  # not mkdtemp's private 0700
+
+
+def test_a_closed_form_run_needs_no_selection_metric(tmp_path, cache_root):
+    settings = {**_settings(eval={"metrics": ["ndcg"]}), "model": {"name": "popularity"}}
+    cfg = RunConfig.from_dict(settings)  # train.metric stays recall@20, which [eval] does not compute
+    summary = train_run(cfg, tmp_path / "run", cache_dir=cache_root)
+    assert summary["stopped"] == "closed_form" and "ndcg@20" in summary["valid"]
 
 
 def test_the_selection_metric_must_be_computed():
