@@ -217,6 +217,11 @@ def _loop(
             raise ConfigError("resume needs a run directory")
         state = load_checkpoint(run / "checkpoint", model=model, optimizer=opt, generator=gen, fingerprint=fingerprint)
         start_epoch = int(state["epoch"]) + 1
+        if start_epoch - 1 > config.epochs:
+            raise CheckpointError(
+                f"cannot resume {run}: its checkpoint has trained {start_epoch - 1} epochs and train.epochs is "
+                f"{config.epochs}; give train.epochs >= {start_epoch - 1} (more to train on)"
+            )
         bad_evals = int(state["bad_evals"])
         best_score = float(state["best_score"]) if state["best_score"] is not None else float("-inf")
         elapsed_before = float(state["seconds"])

@@ -191,3 +191,14 @@ def test_a_bad_config_in_run_json_names_the_file(tmp_path, cache_root):
         load_run(out)
     with pytest.raises(CheckpointError, match=r"run/run.json holds a config"):
         train_run(_config(), out, cache_dir=cache_root, resume=True)
+
+
+def test_a_resume_with_fewer_epochs_than_trained_is_refused(tmp_path, cache_root):
+    out = tmp_path / "run"
+    train_run(_config(train={"epochs": 3}), out, cache_dir=cache_root)
+    before = (out / "run.json").read_text()
+    with pytest.raises(CheckpointError, match=r"trained 3 epochs and train.epochs is 2; give train.epochs >= 3"):
+        train_run(_config(train={"epochs": 2}), out, cache_dir=cache_root, resume=True)
+    assert (out / "run.json").read_text() == before
+    same = train_run(_config(train={"epochs": 3}), out, cache_dir=cache_root, resume=True)
+    assert same["best_epoch"] >= 1
