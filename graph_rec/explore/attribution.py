@@ -297,7 +297,10 @@ class PropagationView:
             w = self.rel_w[relations] * weights
             prop = self.model.propagation
             left, _ = prop.degree_scales(w.sum().reshape(1))
-            _, right = prop.degree_scales(self.deg[neighbours] + w)
+            # a neighbour joined by several edges (two relations) gains all of them in its degree
+            uniq, inv = torch.unique(neighbours, return_inverse=True)
+            gained = torch.zeros(uniq.numel(), dtype=w.dtype).index_add(0, inv, w)[inv]
+            _, right = prop.degree_scales(self.deg[neighbours] + gained)
             a = w * left * right
             for layer in range(1, self.num_layers + 1):
                 xs.append((a[:, None] * self.layers[layer - 1][neighbours]).sum(0))

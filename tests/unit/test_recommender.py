@@ -380,6 +380,19 @@ def test_add_user_folds_in_from_items_and_excludes_them(world, norm_exponent):
         rec.add_user("other", ["nope"])
 
 
+def test_fold_in_through_two_edges_to_one_neighbour_counts_both_in_its_degree(world):
+    rec = _fit(world, num_layers=1, score="dot", norm_exponent=0.3)
+    g = rec.data.graph
+    item = g.node_offsets["item"]
+    neighbours = [item, item, item + 1]  # item 0 joined twice (two relations), item 1 once
+    view = rec.propagation_view()
+    x0 = torch.zeros(rec.model.config.embedding_dim)
+    rels = torch.zeros(3, dtype=torch.long)
+    got = view.fold_in(x0, torch.tensor(neighbours), rels, torch.ones(3))
+    expected = _dense_fold_in_layer1(rec, x0, neighbours)
+    torch.testing.assert_close(got.double(), expected, rtol=1e-4, atol=1e-6)
+
+
 def test_concurrent_queries_while_items_are_added(world):
     rec = _fit(world)
     users = list(rec.user_ids[:20])
