@@ -360,8 +360,8 @@ def _versions() -> dict[str, str]:
     return {"graph_rec": __version__, "torch": torch.__version__, "python": platform.python_version()}
 
 
-def _fingerprint(config: RunConfig, data: RecData) -> dict[str, Any]:
-    # fit() adds the train settings a resume must match
+def _fingerprint(config: RunConfig, data: RecData, digest: str) -> dict[str, Any]:
+    # fit() adds the train settings a resume must match; digest: data_digest(data)
     return {
         "model": {"name": config.model, **config.model_settings},
         "view": config.view.to_dict(),
@@ -370,22 +370,23 @@ def _fingerprint(config: RunConfig, data: RecData) -> dict[str, Any]:
             "items": data.num_items,
             "train": data.train.nnz,
             "edges": data.graph.num_edges,
-            "sha256": data_digest(data),
+            "sha256": digest,
         },
     }
 
 
-def data_digest(data: RecData, parts: tuple[str, ...] = ("train", "valid")) -> str:
-    """SHA-256 over the graph's edges and the pairs of ``parts`` (by default what training reads).
+def data_digest(data: RecData) -> str:
+    """SHA-256 over the graph's edges and the training, validation and test pairs.
 
     Two splits with the same counts (another split seed) differ here, so a checkpoint trained on
-    one cannot be resumed on the other, whose held-out pairs it may have trained on.
+    one cannot be resumed on the other, whose held-out pairs it may have trained on, and a run's
+    files edited after the run (``run.json`` records it) are found.
     """
     import hashlib
 
     digest = hashlib.sha256()
     g = data.graph
-    for part in parts:
+    for part in ("train", "valid", "test"):
         pairs = getattr(data, part)
         for t in (pairs.indptr, pairs.indices):
             digest.update(t.to(torch.int64).contiguous().numpy().tobytes())
@@ -447,15 +448,16 @@ def train_run(
         raise ConfigError(f"rank 0 could not prepare the run, so rank {dist.rank} stops too: {failure}")
     prep_seconds = time.perf_counter() - t0
     data = RecData(KnowledgeGraph.load(out / "graph"), Split.load(out / "split"), config=config.view)
+    digest = data_digest(data)
     before = read_run(out) if resume else None
     if before is not None:
-        _check_counts(out, before, data)
+        _check_run_data(out, before, data, digest)
     meta = {
         "format_version": RUN_FORMAT,
         "versions": _versions(),
         "config": config.to_dict(),
         "status": "running",
-        "data": {**data.summary(), "sha256": data_digest(data, ALL_PARTS)},
+        "data": {**data.summary(), "sha256": digest},
         "world_size": dist.world_size,
     }
     if dist.is_main:
@@ -469,7 +471,7 @@ def train_run(
             eval_config=config.eval,
             run_dir=out,
             resume=resume,
-            fingerprint=_fingerprint(config, data),
+            fingerprint=_fingerprint(config, data, digest),
             progress=progress,
             dist=dist,
         )
@@ -522,7 +524,7 @@ def _prepare_run(
         raise ConfigError(f"{out} already exists; pass overwrite (--overwrite) or resume (--resume)")
     if occupied and not (out / "run.json").is_file():
         raise ConfigError(f"{out} is not empty and is not a run directory (no run.json): overwrite replaces runs only")
-    # the data is read, split, built, encoded, checked against the view and written to a temporary
+    # the data is read, split, built, encoded, checked against the view and written to a staging
     # directory before the old run goes: a failure anywhere leaves it whole
     kg, sp = prepare(config, cache_dir=cache_dir, progress=progress)
     data = RecData(kg, sp, config=config.view)
@@ -533,13 +535,13 @@ def _prepare_run(
                 f"{config.data.split!r}): a run needs validation pairs to stop early and test pairs to report"
             )
     try:
-        _write_run_data(out, kg, sp, replace=occupied)
+        _write_run_data(out, kg, sp)
     except OSError as exc:
         raise ConfigError(f"cannot write the run to {out}: {exc}") from exc
 
 
-def _write_run_data(out: Path, kg: Any, sp: Any, *, replace: bool) -> None:
-    """Save the graph and split into ``out``; with ``replace``, the old run's files go only once they are written.
+def _write_run_data(out: Path, kg: Any, sp: Any) -> None:
+    """Save the graph and split into ``out``; an old run's files there go only once the new ones are written.
 
     ``out`` itself stays (a mount point, or a link to a scratch disk, keeps working): the new files
     are staged in a directory inside it, on its file system, and moved into place.
@@ -549,10 +551,6 @@ def _write_run_data(out: Path, kg: Any, sp: Any, *, replace: bool) -> None:
     import tempfile
 
     out.mkdir(parents=True, exist_ok=True)
-    if not replace:
-        kg.save(out / "graph")
-        sp.save(out / "split")
-        return
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=out))
     try:
         kg.save(staging / "graph")
@@ -602,10 +600,7 @@ def saved_config(path: str | Path, meta: dict[str, Any]) -> RunConfig:
         raise CheckpointError(f"{Path(path) / 'run.json'} holds a config this graph-rec refuses: {exc}") from exc
 
 
-ALL_PARTS = ("train", "valid", "test")
-
-
-def _check_counts(path: Path, meta: dict[str, Any], data: RecData) -> None:
+def _check_run_data(path: Path, meta: dict[str, Any], data: RecData, digest: str) -> None:
     """The run's graph and split files give the users, items, pairs and edges its run.json recorded
     (counts, and the SHA-256 of pairs and edges where run.json has one)."""
     saved = meta.get("data")
@@ -617,7 +612,7 @@ def _check_counts(path: Path, meta: dict[str, Any], data: RecData) -> None:
     edges = saved.get("graph", {}).get("edges") if isinstance(saved.get("graph"), dict) else None
     if edges is not None and edges != now["graph"]["edges"]:
         differ.append(f"graph edges: {edges!r} recorded, {now['graph']['edges']!r} in the files")
-    if not differ and "sha256" in saved and saved["sha256"] != data_digest(data, ALL_PARTS):
+    if not differ and "sha256" in saved and saved["sha256"] != digest:
         differ.append("the same counts, other pairs or edges (their SHA-256 differs)")
     if differ:
         raise CheckpointError(
@@ -638,7 +633,7 @@ def load_run(path: str | Path) -> tuple[RunConfig, RecData, Any]:
         if not (path / name).is_dir():
             raise CheckpointError(f"{path} is missing its {name}/ directory")
     data = RecData(KnowledgeGraph.load(path / "graph"), Split.load(path / "split"), config=config.view)
-    _check_counts(path, meta, data)
+    _check_run_data(path, meta, data, data_digest(data))
     model = init_model(config.model, config.model_settings, data, seed=config.train.seed)
     load_state_dict(model, path / "best" / "model.safetensors")
     model.eval()

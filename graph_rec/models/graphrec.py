@@ -37,7 +37,7 @@ from graph_rec.data import GraphTensors, UserItems, check_float, check_int
 from graph_rec.errors import ConfigError
 from graph_rec.models.base import BatchOutput, RecModel, neg_scores, register
 from graph_rec.models.fusion import FusionConfig, ModalityFusion
-from graph_rec.models.propagation import RELATION_MODES, Propagation
+from graph_rec.models.propagation import RELATION_MODES, Propagation, check_norm_exponent
 
 ID_MODES = ("add", "gated", "none")
 
@@ -102,11 +102,7 @@ class GraphRecConfig:
         for flag in ("use_features", "drop_scored_edge"):
             if not isinstance(getattr(self, flag), bool):
                 raise ConfigError(f"{flag} must be true or false, got {getattr(self, flag)!r}")
-        check_float("norm_exponent", self.norm_exponent, high=1.0)
-        if self.relation_mode == "attention" and self.norm_exponent != 0.5:
-            raise ConfigError(
-                "norm_exponent applies to relation_mode 'none' and 'weights' only (attention normalises by softmax)"
-            )
+        check_norm_exponent(self.relation_mode, self.norm_exponent)
         check_float("init_std", self.init_std, open_low=True)
         check_float("feature_dropout", self.feature_dropout, high=0.99)
         check_float("align_weight", self.align_weight)

@@ -38,6 +38,16 @@ from graph_rec.errors import ConfigError
 RELATION_MODES = ("none", "weights", "attention")
 
 
+def check_norm_exponent(relation_mode: str, norm_exponent: float) -> None:
+    """``norm_exponent`` is in [0, 1], and 0.5 under ``"attention"`` (whose softmax normalises instead)."""
+    check_float("norm_exponent", norm_exponent, high=1.0)
+    if relation_mode == "attention" and norm_exponent != 0.5:
+        raise ConfigError(
+            f"norm_exponent={norm_exponent} does not apply to relation_mode='attention' (its softmax "
+            "normalises each node's incoming edges): leave it at 0.5"
+        )
+
+
 class Propagation(nn.Module):
     """The normalised adjacency of a graph and linear propagation over it.
 
@@ -68,12 +78,7 @@ class Propagation(nn.Module):
         super().__init__()
         if relation_mode not in RELATION_MODES:
             raise ConfigError(f"relation_mode must be one of {list(RELATION_MODES)}, got {relation_mode!r}")
-        check_float("norm_exponent", norm_exponent, high=1.0)
-        if relation_mode == "attention" and norm_exponent != 0.5:
-            raise ConfigError(
-                f"norm_exponent={norm_exponent} does not apply to relation_mode='attention' (its softmax "
-                "normalises each node's incoming edges): leave it at 0.5"
-            )
+        check_norm_exponent(relation_mode, norm_exponent)
         self.norm_exponent = float(norm_exponent)
         self.relation_mode = relation_mode
         self.num_nodes = int(num_nodes)

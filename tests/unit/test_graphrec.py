@@ -190,7 +190,7 @@ def test_config_rejects_bad_values():
         GraphRecConfig(num_layers=-1)
     with pytest.raises(ConfigError, match=r"norm_exponent must be a number in \[0.0, 1.0\], got 1.5"):
         GraphRecConfig(norm_exponent=1.5)
-    with pytest.raises(ConfigError, match="norm_exponent applies to relation_mode 'none' and 'weights' only"):
+    with pytest.raises(ConfigError, match="norm_exponent=0.3 does not apply to relation_mode='attention'"):
         GraphRecConfig(relation_mode="attention", norm_exponent=0.3)
 
 
