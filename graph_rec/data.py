@@ -105,9 +105,11 @@ def _describe(hint: Any) -> str:
     return names.get(hint, getattr(hint, "__name__", str(hint)))
 
 
-def check_int(name: str, value: Any, *, minimum: int = 0) -> None:
+def check_int(name: str, value: Any, *, minimum: int = 0, maximum: int | None = None) -> None:
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
         raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{name} must be an integer in [{minimum}, {maximum}], got {value!r}")
 
 
 def check_float(name: str, value: Any, *, low: float = 0.0, high: float = float("inf"), open_low: bool = False) -> None:

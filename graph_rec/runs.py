@@ -701,7 +701,7 @@ def compare_runs(
     against ``baseline`` with a paired bootstrap over users (:func:`graph_rec.eval.compare_results`).
 
     Both runs' diversity is measured in ``path``'s item features, so that it is one space; without
-    item features each run would measure it in its own item representations, and it is left out.
+    item features it is not measured (each run's own item representations would be two spaces).
 
     Raises:
         ConfigError: the runs were trained on different ``[data]`` (so different splits).
@@ -716,18 +716,15 @@ def compare_runs(
         )
     config, data, model = load_run(path)
     feats = data.item_features()
-    kw = {"part": part, "eval_config": eval_config or config.eval, "progress": progress, "keep_per_user": True}
+    ev = eval_config or config.eval
+    kw = {"part": part, "eval_config": ev, "progress": progress, "keep_per_user": True}
     run = _evaluate_loaded(config, data, model, **kw)
     base = _evaluate_loaded(*load_run(baseline), item_features=feats, **kw)
     names = [m for m in run.metrics if m in run.per_user and m in base.per_user]
     not_compared = {}
-    if feats is None:
-        not_compared = {
-            m: "no item features: each run measures diversity in its own item representations"
-            for m in names
-            if m.startswith("diversity@")
-        }
-    comparisons = {m: compare_results(base, run, m, rounds=rounds) for m in names if m not in not_compared}
+    if feats is None and ev.beyond_accuracy:
+        not_compared = {f"diversity@{max(ev.ks)}": "no item features: diversity is not measured"}
+    comparisons = {m: compare_results(base, run, m, rounds=rounds) for m in names}
     return RunComparison(run=run, baseline=base, comparisons=comparisons, not_compared=not_compared)
 
 

@@ -10,16 +10,24 @@ graph, in batches of users (never a ``num_users x num_items`` matrix):
    score among the other items raises :class:`DataError` naming the users (``torch.topk`` ranks NaN
    first, so it is checked on the lists: no extra pass over the scores; with a ``rerank``, every
    score is checked);
-3. ``torch.topk(s, max(ks))`` (sorted) gives each user's list; tied scores are ordered as
-   ``torch.topk`` returns them, which is implementation-defined (it may differ between CPU and GPU),
-   so a model that ties many items, e.g. popularity, can move slightly between devices;
+3. ``torch.topk(s, max(ks))`` (sorted) gives each user's list, taken over the items in a random
+   order drawn once from ``EvalConfig.seed``: tied scores are listed in the order ``torch.topk``
+   returns for those positions, so which of several tied items makes the list is random with
+   respect to the items, not decided by how they are numbered (``torch.topk`` alone favours some
+   positions: a constant scorer would then "find" every held-out item that happens to sit there).
+   A model that ties many items (popularity) gets, up to the draw, the expected value of its
+   metrics under random tie-breaking (McSherry and Najork, ECIR 2008); the same seed gives the
+   same lists;
 4. the accuracy metrics of :mod:`graph_rec.eval.metrics` per user, averaged over the evaluated
    users (users without held-out pairs are not evaluated, rather than counted as 0).
 
 Beyond accuracy (``EvalConfig.beyond_accuracy``), at ``max(ks)``: catalogue coverage (accumulated as
-item exposure counts over batches), intra-list diversity (needs item features: the ``item_features``
-argument, else ``scorer.item_repr``, else it is left out) and novelty (popularity from the training
-pairs).
+item exposure counts over batches), intra-list diversity (by the ``item_features`` the caller passes,
+e.g. the items' text features; without them it is left out rather than measured in some model's
+own embedding space, which would make two models' figures incomparable; items whose feature row is
+zero, i.e. that have no features, are left out of their list's pairs) and novelty (popularity from
+the training pairs). All three look at the slots a user is actually shown: a user with fewer
+unmasked items than ``max(ks)`` has a shorter list.
 
 The sampled protocol of KGCN / RippleNet (``EvalConfig.sampled``): every held-out pair ``(u, i)``
 gets one negative item ``j`` drawn uniformly from the items ``u`` has in none of train / valid /
@@ -30,6 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -73,7 +82,8 @@ class EvalConfig:
         beyond_accuracy: also coverage, diversity (needs item features) and novelty at ``max(ks)``.
         sampled: also the sampled AUC / F1 protocol (one uniform negative per held-out pair).
         batch_size: users per batch.
-        seed: seeds the generator of the sampled negatives.
+        seed: seeds the random item order that breaks ties in the lists, and the generator of the
+            sampled negatives.
     """
 
     ks: tuple[int, ...] = (10, 20)
@@ -91,6 +101,8 @@ class EvalConfig:
         object.__setattr__(self, "ks", tuple(int(k) for k in self.ks))
         if isinstance(self.metrics, str) or not isinstance(self.metrics, tuple | list):
             raise ConfigError(f"eval.metrics must be a list of metric names, got {self.metrics!r}")
+        if not self.metrics:
+            raise ConfigError(f"eval.metrics must name at least one metric; valid metrics: {list(ACCURACY_METRICS)}")
         unknown = [m for m in self.metrics if m not in ACCURACY_METRICS]
         if unknown:
             raise ConfigError(f"unknown metric(s) {unknown}; valid metrics: {list(ACCURACY_METRICS)}")
@@ -99,7 +111,7 @@ class EvalConfig:
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"eval.{name} must be true or false, got {getattr(self, name)!r}")
         check_int("eval.batch_size", self.batch_size, minimum=1)
-        check_int("eval.seed", self.seed, minimum=0)
+        check_int("eval.seed", self.seed, minimum=0, maximum=2**63 - 1)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> EvalConfig:
@@ -204,6 +216,46 @@ def _check_nan(bad: Tensor, batch: Tensor) -> None:
         )
 
 
+def _check_disjoint(part: str, held: UserItems, mask: UserItems, batch: Tensor, row: Tensor, item: Tensor) -> None:
+    """Raise if a held-out pair of ``batch`` (``row`` indexes ``batch``) is also a masked pair: masked
+    before ranking, it could never be found, yet it would count in the user's ``|rel|``."""
+    if row.numel() == 0:
+        return
+    both = mask.contains(batch[row], item)
+    if bool(both.any()):
+        first = int(both.nonzero()[0])
+        raise DataError(
+            f"{int(both.sum())} {part!r} pair(s) are also known (masked) pairs, first: user index "
+            f"{int(batch[row[first]])}, item index {int(item[first])}; a split's parts must not overlap"
+        )
+
+
+def _check_reranked(top_i: Tensor, s: Tensor, batch: Tensor, list_len: int) -> Tensor:
+    """``rerank``'s lists, checked: long ``[B, list_len]`` item indices in range, no item twice in a
+    list, and no masked item while the user has unmasked ones left."""
+    b, n = s.shape
+    if not isinstance(top_i, Tensor) or tuple(top_i.shape) != (b, list_len):
+        shape = tuple(top_i.shape) if isinstance(top_i, Tensor) else type(top_i).__name__
+        raise DataError(f"rerank must return item indices of shape ({b}, {list_len}), got {shape}")
+    if top_i.is_floating_point() or top_i.dtype == torch.bool:
+        raise DataError(f"rerank must return integer item indices, got {top_i.dtype}")
+    top_i = top_i.to(s.device, torch.long)
+    if top_i.numel() and (int(top_i.min()) < 0 or int(top_i.max()) >= n):
+        raise DataError(f"rerank returned item indices outside [0, {n}): {int(top_i.min())} .. {int(top_i.max())}")
+    srt = top_i.sort(1).values
+    dup = (srt[:, 1:] == srt[:, :-1]).any(1)
+    if bool(dup.any()):
+        raise DataError(f"rerank listed an item twice for user index {int(batch[dup.nonzero()[0].cpu()])}")
+    shown = (s.gather(1, top_i) > float("-inf")).sum(1)
+    short = shown < (s > float("-inf")).sum(1).clamp(max=list_len)
+    if bool(short.any()):
+        raise DataError(
+            f"rerank listed a masked (known) item for user index {int(batch[short.nonzero()[0].cpu()])} "
+            "while unmasked items remained"
+        )
+    return top_i
+
+
 def evaluate(
     scorer: Scorer,
     data: RecData,
@@ -223,13 +275,14 @@ def evaluate(
         data: the split as tensors; ``data.train`` / ``valid`` / ``test`` are :class:`UserItems`.
         part: ``"valid"`` (training pairs masked) or ``"test"`` (training and validation pairs masked).
         config: metrics, cut-offs, batch size; defaults to :class:`EvalConfig()`.
-        item_features: ``[num_items, d]`` for intra-list diversity; defaults to ``scorer.item_repr``;
-            without either, diversity is left out.
+        item_features: ``[num_items, d]`` for intra-list diversity (e.g. the items' text features);
+            without them diversity is left out. A zero row marks an item without features.
         keep_per_user: also return each per-user metric in :attr:`EvalResult.per_user`.
         progress: show a tqdm bar over batches.
         rerank: ``rerank(scores [B, num_items] with the masked items at -inf, k) -> items [B, k]``,
             used instead of the plain top-k (e.g. :meth:`graph_rec.recommender.Recommender.reranker`'s
-            maximal marginal relevance); it must not return masked items while unmasked ones remain.
+            maximal marginal relevance). Its lists are checked: ``[B, k]`` item indices, no item twice
+            in a list, no masked item while unmasked ones remain (:class:`DataError` otherwise).
         dist: in a data-parallel group (:mod:`graph_rec.distributed`), each rank ranks its own
             contiguous share of the users and the per-user results are gathered, so every rank
             returns the same result, equal to a single process's; every rank must call this.
@@ -239,12 +292,13 @@ def evaluate(
 
     Raises:
         ConfigError: an unknown part.
-        DataError: no user has a pair in ``part``; the scorer returned a wrong shape or NaN scores.
+        DataError: no user has a pair in ``part``; the scorer returned a wrong shape or NaN scores;
+            a held-out pair is also a masked (known) pair; ``rerank`` returned a bad list.
 
     A user with fewer unmasked items than ``max(ks)`` gets a list padded with masked (``-inf``) items:
-    those slots never count as hits and are left out of coverage, but diversity and novelty see the
-    padded list. If ``max(ks)`` exceeds the number of items, the lists hold every item and the missing
-    positions count as misses.
+    those slots never count as hits and are left out of coverage, diversity and novelty. If
+    ``max(ks)`` exceeds the number of items, the lists hold every item and the missing positions
+    count as misses.
     """
     cfg = config or EvalConfig()
     if part not in MASKED_PARTS:
@@ -267,7 +321,7 @@ def evaluate(
     feats = None
     popularity = None
     if cfg.beyond_accuracy:
-        feats = item_features if item_features is not None else getattr(scorer, "item_repr", None)
+        feats = item_features
         if feats is not None and (feats.dim() != 2 or feats.shape[0] != num_items):
             raise DataError(f"item features must be [num_items={num_items}, d], got shape {tuple(feats.shape)}")
         if feats is not None and not bool(torch.isfinite(feats).all()):
@@ -277,7 +331,7 @@ def evaluate(
                 f"{bad[:5].tolist()}): intra-list diversity would be NaN"
             )
         if feats is None:
-            logger.info("no item features and no scorer.item_repr: diversity@%d is left out", max_k)
+            logger.info("no item features given: diversity@%d is left out", max_k)
         popularity = data.train.item_counts()
     exposure = torch.zeros(num_items, dtype=torch.long)
 
@@ -295,6 +349,8 @@ def evaluate(
                 part,
             )
 
+    # ties in the lists are broken by this random order of the items (the same for every batch and rank)
+    tie_order = torch.randperm(num_items, generator=torch.Generator().manual_seed(cfg.seed))
     per_user: dict[str, list[Tensor]] = {f"{m}@{k}": [] for m in cfg.metrics for k in ks}
     if feats is not None:
         per_user[f"diversity@{max_k}"] = []
@@ -319,23 +375,26 @@ def evaluate(
             if rerank is not None:  # a reranker may not rank NaN first: check every score
                 _check_nan(torch.isnan(s).any(1), batch)
             dev = s.device
+            held_row, held_item = held.rows(batch)  # the CSR slice of the batch's users, in order
             if negatives is not None:
                 lo, hi = int(held.indptr[batch[0]]), int(held.indptr[batch[-1] + 1])
-                row, item = held.rows(batch)  # the CSR slice lo:hi, in order
                 neg = negatives[lo:hi]
                 has = neg >= 0
-                pos_parts.append(s[row[has].to(dev), item[has].to(dev)].cpu())
-                neg_parts.append(s[row[has].to(dev), neg[has].to(dev)].cpu())
+                pos_parts.append(s[held_row[has].to(dev), held_item[has].to(dev)].cpu())
+                neg_parts.append(s[held_row[has].to(dev), neg[has].to(dev)].cpu())
             for m in masks:  # in place: a Scorer returns a new tensor per call
+                _check_disjoint(part, held, m, batch, held_row, held_item)
                 row, item = m.rows(batch)
                 if row.numel():
                     s.index_put_((row.to(dev), item.to(dev)), minus_inf.to(dev, s.dtype))
             if rerank is None:
-                top_s, top_i = torch.topk(s, list_len, dim=1, sorted=True)
+                order = tie_order.to(dev)
+                top_s, at = torch.topk(s.index_select(1, order), list_len, dim=1, sorted=True)
+                top_i = order[at]
                 # topk ranks NaN above every number, so a NaN among the unmasked items shows in every list
                 _check_nan(torch.isnan(top_s).any(1), batch)
             else:
-                top_i = rerank(s, list_len).to(dev)
+                top_i = _check_reranked(rerank(s, list_len), s, batch, list_len)
                 top_s = s.gather(1, top_i)
             top_i = top_i.cpu()
             shown = (top_s > float("-inf")).cpu()
@@ -349,8 +408,8 @@ def evaluate(
             if cfg.beyond_accuracy:
                 exposure += item_exposure(top_i[shown], num_items)
                 if feats is not None:
-                    per_user[f"diversity@{max_k}"].append(intra_list_diversity(top_i, feats))
-                per_user[f"novelty@{max_k}"].append(novelty(top_i, popularity, data.num_users))
+                    per_user[f"diversity@{max_k}"].append(intra_list_diversity(top_i, feats, shown=shown))
+                per_user[f"novelty@{max_k}"].append(novelty(top_i, popularity, data.num_users, shown=shown))
 
     values = {name: _cat(parts, torch.float32) for name, parts in per_user.items()}
     if cfg.sampled:
@@ -362,12 +421,15 @@ def evaluate(
         if cfg.sampled:
             pos, neg = torch.cat([sh[2] for sh in shares]), torch.cat([sh[3] for sh in shares])
         users = all_users
-    metrics = {name: float(v.to(torch.float64).mean()) for name, v in values.items()}
+    # a list without two featured items has no diversity (NaN): the mean is over the lists that have one
+    metrics = {name: float(v.to(torch.float64).nanmean()) for name, v in values.items()}
     ordered = {f"{m}@{k}": metrics[f"{m}@{k}"] for m in cfg.metrics for k in ks}
     if cfg.beyond_accuracy:
         ordered[f"coverage@{max_k}"] = coverage_from_counts(exposure)
-        if feats is not None:
+        if feats is not None and math.isfinite(metrics[f"diversity@{max_k}"]):
             ordered[f"diversity@{max_k}"] = metrics[f"diversity@{max_k}"]
+        elif feats is not None:
+            logger.info("no list holds two items with features: diversity@%d is left out", max_k)
         ordered[f"novelty@{max_k}"] = metrics[f"novelty@{max_k}"]
     if cfg.sampled:
         if pos.numel() == 0:

@@ -31,10 +31,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from graph_rec.data import check_float
 from graph_rec.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
@@ -66,7 +68,14 @@ def _top(hits: Tensor, num_relevant: Tensor, k: int) -> Tensor:
         raise DataError(f"num_relevant must be [B] = [{hits.shape[0]}], got shape {tuple(num_relevant.shape)}")
     if num_relevant.numel() and bool((num_relevant < 1).any()):
         raise DataError("num_relevant must be >= 1 for every user: users without ground truth are not evaluated")
-    return hits[:, :k].to(torch.float32)
+    h = hits[:, :k].to(torch.float32)
+    over = h.sum(1) > num_relevant.to(h.device)
+    if bool(over.any()):  # an item listed twice, or a wrong |rel|: recall and NDCG would exceed 1
+        raise DataError(
+            f"more hits than relevant items in row(s) {over.nonzero().flatten()[:5].tolist()}: "
+            "a list holds an item twice, or num_relevant is wrong"
+        )
+    return h
 
 
 def recall_at_k(hits: Tensor, num_relevant: Tensor, k: int) -> Tensor:
@@ -163,7 +172,10 @@ def item_exposure(topk: Tensor, num_items: int) -> Tensor:
     Sums of these over batches give the counts :func:`coverage_from_counts` needs, so coverage can be
     accumulated without storing every user's list.
     """
-    return torch.bincount(topk.reshape(-1).to(torch.long).cpu(), minlength=num_items)[:num_items]
+    flat = topk.reshape(-1).to(torch.long).cpu()
+    if flat.numel() and (int(flat.min()) < 0 or int(flat.max()) >= num_items):
+        raise DataError(f"item indices must be in [0, {num_items}), got {int(flat.min())} .. {int(flat.max())}")
+    return torch.bincount(flat, minlength=num_items)
 
 
 def coverage_from_counts(counts: Tensor) -> float:
@@ -193,35 +205,45 @@ def coverage(topk: Tensor | Iterable[Tensor], num_items: int) -> float:
     return coverage_from_counts(counts)
 
 
-def intra_list_diversity(topk: Tensor, item_features: Tensor) -> Tensor:
+def intra_list_diversity(topk: Tensor, item_features: Tensor, *, shown: Tensor | None = None) -> Tensor:
     """Intra-list diversity: mean pairwise cosine distance ``1 - cos(x_i, x_j)`` over the list's pairs.
 
-    For a list of ``K`` items the mean is over the ``K (K - 1) / 2`` unordered pairs; computed for the
-    whole batch at once with ``bmm``. An item whose feature vector is zero has cosine 0 with every
-    item (distance 1). A list of one item has no pairs; its diversity is defined as 0.
+    For a list of ``K`` items the mean is over the ``K (K - 1) / 2`` unordered pairs of items that
+    count; computed for the whole batch at once with ``bmm``. An item whose feature vector is zero
+    has no features: it is left out of the pairs (counting it as distance 1 from everything would
+    make a list of featureless items look maximally diverse), as are the slots ``shown`` marks as
+    not shown. A list with fewer than two items that count has no pairs: NaN (leave it out of a mean).
 
     Args:
         topk: long ``[B, K]`` item indices.
         item_features: float ``[num_items, d]``.
+        shown: optional bool ``[B, K]``: the slots the user is shown (padding slots are False).
 
     Returns:
-        float ``[B]`` in ``[0, 2]``.
+        float ``[B]`` in ``[0, 2]``, NaN where a list has fewer than two items that count.
     """
     if topk.dim() != 2 or item_features.dim() != 2:
         raise DataError(
             f"need topk [B, K] and item_features [num_items, d], got {tuple(topk.shape)}, {tuple(item_features.shape)}"
         )
-    b, k = topk.shape
-    if k < 2:
-        return torch.zeros(b)
-    x = F.normalize(item_features.to(torch.float32), dim=1)[topk.to(item_features.device)]  # [B, K, d]
+    if shown is not None and shown.shape != topk.shape:
+        raise DataError(f"shown must be [B, K] = {list(topk.shape)}, got shape {tuple(shown.shape)}")
+    dev = item_features.device
+    idx = topk.to(dev, torch.long)
+    feats = item_features.to(torch.float32)
+    has = (feats != 0).any(1)[idx]  # [B, K]
+    if shown is not None:
+        has = has & shown.to(dev)
+    x = F.normalize(feats, dim=1)[idx] * has[..., None]  # [B, K, d]; rows that do not count are zero
     sim = torch.bmm(x, x.transpose(1, 2))  # [B, K, K]
     off_diag = sim.sum((1, 2)) - sim.diagonal(dim1=1, dim2=2).sum(1)  # both triangles
-    mean_cos = off_diag / (k * (k - 1))
-    return (1.0 - mean_cos).cpu()
+    n = has.sum(1).to(torch.float32)
+    pairs = n * (n - 1)
+    mean_cos = off_diag / pairs.clamp(min=1)
+    return torch.where(pairs > 0, 1.0 - mean_cos, torch.full_like(mean_cos, float("nan"))).cpu()
 
 
-def novelty(topk: Tensor, item_popularity: Tensor, num_users: int) -> Tensor:
+def novelty(topk: Tensor, item_popularity: Tensor, num_users: int, *, shown: Tensor | None = None) -> Tensor:
     """Novelty: mean self-information ``-log2(p_i)`` of the items in each list.
 
     ``p_i = max(count_i, 1) / num_users``, with ``count_i`` the number of (training) users who
@@ -233,6 +255,8 @@ def novelty(topk: Tensor, item_popularity: Tensor, num_users: int) -> Tensor:
         topk: long ``[B, K]`` item indices.
         item_popularity: ``[num_items]`` interaction counts per item.
         num_users: the number of users the counts are over.
+        shown: optional bool ``[B, K]``: the slots the user is shown; the mean is over those (NaN for
+            a list with none).
 
     Returns:
         float ``[B]``, in bits.
@@ -240,8 +264,13 @@ def novelty(topk: Tensor, item_popularity: Tensor, num_users: int) -> Tensor:
     if int(num_users) < 1:
         raise ConfigError(f"num_users must be >= 1, got {num_users!r}")
     p = item_popularity.to(torch.float64).clamp(min=1.0) / float(num_users)
-    info = -torch.log2(p)
-    return info[topk.to(torch.long).cpu()].mean(1).to(torch.float32)
+    info = -torch.log2(p)[topk.to(torch.long).cpu()]
+    if shown is None:
+        return info.mean(1).to(torch.float32)
+    if shown.shape != topk.shape:
+        raise DataError(f"shown must be [B, K] = {list(topk.shape)}, got shape {tuple(shown.shape)}")
+    w = shown.cpu().to(torch.float64)
+    return ((info * w).sum(1) / w.sum(1)).to(torch.float32)
 
 
 # ---------------------------------------------------------------------------------------- sampled protocol
@@ -251,8 +280,11 @@ def auc(pos_scores: Tensor, neg_scores: Tensor) -> float:
     ``AUC = P(score(pos) > score(neg)) + 0.5 * P(score(pos) == score(neg))`` over every (positive,
     negative) combination: the Mann-Whitney statistic, computed from mid-ranks of the pooled scores
     (``(sum of positive ranks - P (P + 1) / 2) / (P N)``), with ties given their average rank so a tie
-    counts 1/2. This equals ``sklearn.metrics.roc_auc_score`` on the concatenated labels and scores,
-    as the KGCN and RippleNet code computes it (one AUC over all pairs, not a mean per user).
+    counts 1/2. This equals ``sklearn.metrics.roc_auc_score`` on the concatenated labels and scores:
+    one AUC over all pairs, not a mean per user. The KGCN and RippleNet code differs: it averages
+    ``roc_auc_score`` over fixed-size batches of test pairs and drops the last partial batch (and
+    draws its negatives per user without replacement), so its published figures are close to, not
+    equal to, this pooled AUC of the same scores.
 
     Args:
         pos_scores: ``[P]`` scores of positive pairs. neg_scores: ``[N]`` scores of negative pairs.
@@ -284,15 +316,23 @@ def f1_at_threshold(scores: Tensor, labels: Tensor, threshold: float = 0.5) -> f
     the scores are only meaningful up to a monotone transform and F1 at a fixed threshold says little.
 
     Args:
-        scores: ``[N]`` raw scores (logits). labels: ``[N]`` 0/1 or bool. threshold: on the sigmoid.
+        scores: ``[N]`` raw scores (logits). labels: ``[N]`` 0/1 or bool. threshold: on the sigmoid,
+            in (0, 1).
 
     Returns:
         A float in ``[0, 1]``.
     """
+    check_float("threshold", threshold, open_low=True, high=float(np.nextafter(1.0, 0.0)))
     s = scores.reshape(-1).to(torch.float64).cpu()
-    y = labels.reshape(-1).cpu().to(torch.bool)
-    if s.numel() != y.numel():
-        raise DataError(f"scores and labels differ in length: {s.numel()} vs {y.numel()}")
+    raw = labels.reshape(-1).cpu()
+    if s.numel() != raw.numel():
+        raise DataError(f"scores and labels differ in length: {s.numel()} vs {raw.numel()}")
+    bad = ~((raw == 0) | (raw == 1))
+    if bool(bad.any()):
+        raise DataError(f"labels must be 0/1 (or bool), got {sorted(set(raw[bad].tolist()))[:5]}")
+    if bool(torch.isnan(s).any()):
+        raise DataError("F1 got NaN scores")
+    y = raw.to(torch.bool)
     pred = torch.sigmoid(s) >= threshold
     tp = int((pred & y).sum())
     fp = int((pred & ~y).sum())

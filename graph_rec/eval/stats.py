@@ -31,8 +31,9 @@ from graph_rec.errors import ConfigError, DataError
 
 __all__ = ["PairedComparison", "compare_results", "paired_bootstrap"]
 
-#: resamples drawn per chunk, so that memory stays ``chunk x clusters`` whatever ``rounds`` is.
-_CHUNK = 256
+#: resample indices drawn per chunk (about 32 MiB of them), so memory stays bounded whatever
+#: ``rounds`` and the number of clusters are.
+_CHUNK_VALUES = 2**22
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,10 @@ class PairedComparison:
     Attributes:
         mean_a, mean_b: the means over all rows.
         difference: ``mean_b - mean_a``; ``difference_ci`` its percentile interval.
-        relative: ``mean_b / mean_a - 1``; ``relative_ci`` its interval (NaN where ``mean_a`` is 0).
+        relative: ``mean_b / mean_a - 1`` (NaN where ``mean_a`` is 0); ``relative_ci`` its interval over
+            every resample: one where the resampled ``mean_a`` is 0 counts as ``+inf`` (or ``-inf``)
+            when ``mean_b`` is above (below) 0 and as no change when both are 0, so a baseline that
+            often scores 0 gives an unbounded interval rather than one over the other resamples only.
         p_value: two-sided bootstrap p-value of "no difference": twice the smaller share of
             resamples on either side of 0, at least ``1 / rounds``.
         rows, clusters: the number of paired rows and of resampled units.
@@ -105,7 +109,7 @@ def paired_bootstrap(
     """
     check_int("rounds", rounds, minimum=1)
     check_float("level", level, open_low=True, high=0.999999)
-    check_int("seed", seed, minimum=0)
+    check_int("seed", seed, minimum=0, maximum=2**63 - 1)
     va, vb = _vector("a", a), _vector("b", b)
     if va.numel() != vb.numel():
         raise DataError(f"a and b must pair up row by row: a has {va.numel()} values, b has {vb.numel()}")
@@ -127,8 +131,9 @@ def paired_bootstrap(
     k = sum_a.numel()
     gen = torch.Generator().manual_seed(seed)
     means_a, means_b = [], []
-    for start in range(0, rounds, _CHUNK):
-        idx = torch.randint(0, k, (min(_CHUNK, rounds - start), k), generator=gen)
+    chunk = max(1, _CHUNK_VALUES // k)
+    for start in range(0, rounds, chunk):
+        idx = torch.randint(0, k, (min(chunk, rounds - start), k), generator=gen)
         n = count[idx].sum(1)
         means_a.append(sum_a[idx].sum(1) / n)
         means_b.append(sum_b[idx].sum(1) / n)
@@ -136,12 +141,13 @@ def paired_bootstrap(
     diff = mb - ma
     with np.errstate(divide="ignore", invalid="ignore"):
         rel = (mb / ma - 1).numpy()
+    rel[(ma == 0).numpy() & (mb == 0).numpy()] = 0.0  # 0 against 0: no change; x / 0 stays +-inf
     mean_a, mean_b = float(va.mean()), float(vb.mean())
     lo, hi = (1 - level) / 2, 1 - (1 - level) / 2
     d = diff.numpy()
     p = 2 * min(float((d <= 0).mean()), float((d >= 0).mean()))
-    finite = rel[np.isfinite(rel)]
-    rel_ci = (float(np.quantile(finite, lo)), float(np.quantile(finite, hi))) if finite.size else (math.nan, math.nan)
+    # "inverted_cdf": an order statistic, so an infinite tail gives an infinite bound (no inf - inf)
+    rel_ci = (float(np.quantile(rel, lo, method="inverted_cdf")), float(np.quantile(rel, hi, method="inverted_cdf")))
     return PairedComparison(
         mean_a=mean_a,
         mean_b=mean_b,
@@ -162,12 +168,18 @@ def compare_results(baseline: Any, other: Any, metric: str, **kwargs: Any) -> Pa
     """:func:`paired_bootstrap` of two :class:`~graph_rec.eval.EvalResult` s on one per-user ``metric``.
 
     Both must come from ``evaluate(..., keep_per_user=True)`` on the same part of the same split;
-    the users are matched by index (their order may differ). ``kwargs`` go to :func:`paired_bootstrap`.
+    the users are matched by index (their order may differ). A user whose value is NaN in either
+    result (diversity of a list without two items with features) is left out of the pairs.
+    ``kwargs`` go to :func:`paired_bootstrap`.
 
     Raises:
-        DataError: a result without per-user values, or the two evaluated different users.
+        DataError: a result without per-user values, results of different parts, or the two evaluated
+            different users.
         ConfigError: a result without ``metric`` among its per-user values (the message lists them).
     """
+    parts = getattr(baseline, "part", None), getattr(other, "part", None)
+    if parts[0] != parts[1]:
+        raise DataError(f"the results are of different parts ({parts[0]!r} and {parts[1]!r}): compare the same part")
     rows = []
     for label, res in (("baseline", baseline), ("other", other)):
         per_user = getattr(res, "per_user", None)
@@ -191,4 +203,5 @@ def compare_results(baseline: Any, other: Any, metric: str, **kwargs: Any) -> Pa
             f"the two results evaluated different users ({users_a.numel()} and {users_b.numel()}; "
             f"only in the baseline, first: {only_a}; only in the other, first: {only_b})"
         )
-    return paired_bootstrap(a, b, **kwargs)
+    both = ~(torch.isnan(a) | torch.isnan(b))
+    return paired_bootstrap(a[both], b[both], **kwargs)

@@ -79,7 +79,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "num_negatives", "eval_every", "patience"):
             check_int(f"train.{name}", getattr(self, name), minimum=1)
-        check_int("train.seed", self.seed)
+        check_int("train.seed", self.seed, maximum=2**63 - 1)
         check_int("train.checkpoint_every", self.checkpoint_every)
         check_float("train.lr", self.lr, open_low=True)
         check_float("train.l2", self.l2)

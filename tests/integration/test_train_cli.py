@@ -91,7 +91,7 @@ def test_train_evaluate_resume_on_the_synthetic_world(tmp_path, cache_root) -> N
     assert [h["epoch"] for h in hist["history"]] == list(range(1, 9))
 
     # a run against itself: every difference 0, with an interval of width 0; the synthetic world has
-    # no item features, so diversity (each model's own item representations) is not compared
+    # no item features, so diversity is not measured, nor compared
     same = run("evaluate", str(out), "--against", str(out), "--rounds", "100")
     assert same.returncode == 0, same.stderr
     assert "paired bootstrap over users, 100 resamples, 95%" in same.stdout

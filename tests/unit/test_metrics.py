@@ -116,7 +116,19 @@ def test_intra_list_diversity_hand_case() -> None:
     expected = (1 + 2 * (1 - 1 / math.sqrt(2))) / 3
     _close(intra_list_diversity(topk, feats), [expected, 0.0])
     _close(intra_list_diversity(torch.tensor([[0, 1]]), feats), [1.0])
-    _close(intra_list_diversity(torch.tensor([[2]]), feats), [0.0])  # no pairs
+    assert torch.isnan(intra_list_diversity(torch.tensor([[2]]), feats)).all()  # no pairs: no diversity
+
+
+def test_intra_list_diversity_leaves_out_items_without_features_and_unshown_slots() -> None:
+    feats = torch.tensor([[1.0, 0.0], [1.0, 0.1], [0.0, 0.0], [0.0, 1.0]])  # item 2 has no features
+    cos01 = 1 / math.sqrt(1.01)
+    # [0, 1, 2]: only the pair (0, 1) counts (item 2 would have been "distance 1" from both)
+    _close(intra_list_diversity(torch.tensor([[0, 1, 2]]), feats), [1 - cos01])
+    assert torch.isnan(intra_list_diversity(torch.tensor([[0, 2]]), feats)).all()  # one featured item
+    # an unshown (padding) slot is not part of the list
+    shown = torch.tensor([[True, True, False]])
+    _close(intra_list_diversity(torch.tensor([[0, 1, 3]]), feats, shown=shown), [1 - cos01])
+    _close(intra_list_diversity(torch.tensor([[0, 1, 3]]), feats), [(1 - cos01 + 1 + 1 - 0.1 / math.sqrt(1.01)) / 3])
 
 
 def test_intra_list_diversity_matches_pairwise_loop() -> None:
@@ -135,6 +147,9 @@ def test_novelty_self_information_unseen_items_count_one() -> None:
     popularity = torch.tensor([4, 2, 0, 1])  # 4 users: p = 1, 1/2, 1/4 (unseen -> count 1), 1/4
     topk = torch.tensor([[0, 1], [2, 3], [1, 3]])
     _close(novelty(topk, popularity, 4), [0.5, 2.0, 1.5])
+    # over the shown slots only: [0, (1 hidden)] -> 0 bits; [2, 3] -> 2; [(1 hidden), 3] -> 2
+    shown = torch.tensor([[True, False], [True, True], [False, True]])
+    _close(novelty(topk, popularity, 4, shown=shown), [0.0, 2.0, 2.0])
 
 
 def _pairwise_auc(pos: list[float], neg: list[float]) -> float:
@@ -165,3 +180,30 @@ def test_f1_at_threshold_on_the_sigmoid() -> None:
     assert f1_at_threshold(scores, labels, threshold=0.9) == 0.0
     assert f1_at_threshold(scores * 10, labels, threshold=0.9) == pytest.approx(2 * 1 / (2 * 1 + 1 + 2))
     assert f1_at_threshold(torch.tensor([-1.0]), torch.tensor([0])) == 0.0  # nothing to find, nothing predicted
+
+
+def test_more_hits_than_relevant_items_is_an_error() -> None:
+    # a list holding the one relevant item twice would give recall 2 and NDCG above 1
+    hits = torch.tensor([[True, True, False]])
+    for metric in (recall_at_k, ndcg_at_k, precision_at_k, hit_at_k, mrr_at_k):
+        with pytest.raises(DataError, match=r"more hits than relevant items in row\(s\) \[0\]"):
+            metric(hits, torch.tensor([1]), 3)
+
+
+def test_exposure_refuses_items_outside_the_catalogue() -> None:
+    with pytest.raises(DataError, match=r"item indices must be in \[0, 5\), got 0 .. 7"):
+        coverage(torch.tensor([[0, 7]]), 5)
+    with pytest.raises(DataError, match=r"got -1 .. 2"):
+        item_exposure(torch.tensor([[-1, 2]]), 5)
+
+
+def test_f1_refuses_labels_other_than_0_1_nan_scores_and_thresholds_outside_0_1() -> None:
+    scores = torch.tensor([2.0, -2.0])
+    with pytest.raises(DataError, match=r"labels must be 0/1 \(or bool\), got \[-1\]"):
+        f1_at_threshold(scores, torch.tensor([1, -1]))
+    with pytest.raises(DataError, match="F1 got NaN scores"):
+        f1_at_threshold(torch.tensor([float("nan"), 1.0]), torch.tensor([1, 0]))
+    for bad in (0.0, 1.0, 1.5, -1.0):
+        with pytest.raises(ConfigError, match="threshold must be a number in"):
+            f1_at_threshold(scores, torch.tensor([1, 0]), threshold=bad)
+    assert f1_at_threshold(scores, torch.tensor([1.0, 0.0])) == 1.0  # float 0/1 labels are fine

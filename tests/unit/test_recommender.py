@@ -445,6 +445,21 @@ def test_mmr_trades_relevance_for_diversity(rec):
         assert sum(d.scores) <= sum(p.scores) + 1e-6
 
 
+def test_the_evaluator_scores_mmr_lists_and_they_pass_its_checks(rec):
+    from graph_rec.eval import EvalConfig, evaluate
+    from graph_rec.models.base import Scorer
+
+    cfg = EvalConfig(ks=(5, 10), beyond_accuracy=True)
+    snap, data = rec._snap, rec.data
+    feats = snap.item_repr[: data.num_items]
+    scorer = Scorer.from_embeddings(snap.user_repr[: data.num_users], feats)
+    plain = evaluate(scorer, data, part="test", config=cfg, item_features=feats)
+    diverse = evaluate(scorer, data, part="test", config=cfg, item_features=feats, rerank=rec.reranker(0.7))
+    assert diverse.num_users == plain.num_users
+    assert diverse.metrics["diversity@10"] > plain.metrics["diversity@10"]
+    assert diverse.metrics["recall@10"] <= plain.metrics["recall@10"] + 0.05
+
+
 def test_add_item_encodes_an_image_with_the_encoder_recorded_in_the_recipe(tmp_path, monkeypatch, caplog):
     """A graph whose items have image features (a tiny random ViT): a new item's image goes through the same encoder."""
     transformers = pytest.importorskip("transformers", reason="image encoders need the 'text' extra (transformers)")

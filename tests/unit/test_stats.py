@@ -135,8 +135,11 @@ def test_compare_results_refuses_results_it_cannot_pair():
         compare_results(bare, test, "recall@1")
     with pytest.raises(ConfigError, match=r"no per-user 'recall@20'; it has \['hit@1'"):
         compare_results(test, test, "recall@20")
-    with pytest.raises(DataError, match=r"different users .3 and 3; only in the baseline, first: \[2\]"):
+    with pytest.raises(DataError, match=r"different parts \('test' and 'valid'\)"):
         compare_results(test, valid, "recall@1")
+    other_users = type(valid)("test", valid.metrics, valid.num_users, valid.seconds, valid.per_user)
+    with pytest.raises(DataError, match=r"different users .3 and 3; only in the baseline, first: \[2\]"):
+        compare_results(test, other_users, "recall@1")
     doubled = type(test)(
         test.part,
         test.metrics,
@@ -146,3 +149,36 @@ def test_compare_results_refuses_results_it_cannot_pair():
     )
     with pytest.raises(DataError, match=r"per-user 'recall@1' has 6 values for 3 users"):
         compare_results(test, doubled, "recall@1")
+
+
+def test_the_relative_interval_counts_resamples_where_the_baseline_scores_zero():
+    # the baseline scores on 2 of 20 rows only: many resamples have mean_a = 0 and an infinite
+    # relative change; the interval keeps them (an unbounded upper end) instead of dropping them
+    a = [1.0, 1.0] + [0.0] * 18
+    b = [0.0, 1.0, 1.0, 1.0] + [0.0] * 16
+    c = paired_bootstrap(a, b, rounds=2000, seed=0)
+    assert c.relative == pytest.approx(0.5)
+    assert c.relative_ci[1] == math.inf
+    # both zero in a resample is no change, not an undefined value
+    z = paired_bootstrap([0.0, 0.0, 1.0], [0.0, 0.0, 1.0], rounds=500, seed=1)
+    assert z.relative_ci == (0.0, 0.0)
+
+
+def test_bootstrap_chunks_bound_memory_and_give_the_same_intervals(monkeypatch):
+    from graph_rec.eval import stats
+
+    g = torch.Generator().manual_seed(3)
+    a, b = torch.rand(50, generator=g), torch.rand(50, generator=g)
+    whole = paired_bootstrap(a, b, rounds=300, seed=2)
+    monkeypatch.setattr(stats, "_CHUNK_VALUES", 50 * 7)  # 7 resamples per chunk
+    assert paired_bootstrap(a, b, rounds=300, seed=2) == whole
+
+
+def test_compare_results_leaves_out_users_whose_value_is_nan_in_either_result():
+    from graph_rec.eval import EvalResult
+
+    users = torch.tensor([0, 1, 2, 3])
+    a = EvalResult("test", {}, 4, 0.0, {"diversity@2": torch.tensor([0.5, float("nan"), 0.2, 0.4]), "user_idx": users})
+    b = EvalResult("test", {}, 4, 0.0, {"diversity@2": torch.tensor([0.7, 0.1, 0.2, float("nan")]), "user_idx": users})
+    c = compare_results(a, b, "diversity@2", rounds=50)
+    assert c.rows == 2 and c.mean_a == pytest.approx(0.35) and c.mean_b == pytest.approx(0.45)

@@ -48,6 +48,10 @@ def test_training_names_the_users_who_interacted_with_every_item(world_data):
     users = torch.cat([torch.zeros(m, dtype=torch.long), data.train.users()[data.train.users() > 0]])
     items = torch.cat([torch.arange(m), data.train.indices[data.train.users() > 0]])
     data.train = UserItems.from_pairs(users, items, n, m)
+    for part in ("valid", "test"):  # user 0 now knows every item: no held-out pair is left for it
+        held = getattr(data, part)
+        keep = held.users() > 0
+        setattr(data, part, UserItems.from_pairs(held.users()[keep], held.indices[keep], n, m))
     model = init_model("mf", {"embedding_dim": 4}, data, seed=0)
     first = repr(data.user_ids[0])
     with pytest.raises(DataError, match=rf"1 user\(s\) interacted with every one of the {m} items.*\[{first}\]"):
