@@ -174,7 +174,8 @@ class GraphRec(RecModel):
             with torch.no_grad():
                 for name in self.slots:
                     mask = graph.feature_masks[name]
-                    x = graph.features[name] * mask[:, None]
+                    # where, not a product: a NaN in a missing row must not reach propagation
+                    x = torch.where(mask[:, None], graph.features[name], 0.0)
                     px, qx = self.propagation.walks(x, config.num_layers)
                     pa, qa = self.propagation.walks(mask.float()[:, None], config.num_layers)
                     self.register_buffer(f"px_{name}", px, persistent=False)
@@ -269,7 +270,7 @@ class GraphRec(RecModel):
                 + getattr(self, f"{kind}a_{name}")[nodes, None] * lin.bias
             )
             mask = getattr(self, f"m_{name}")[nodes, None]
-            fx = fx + (getattr(self, f"x_{name}")[nodes] @ lin.weight.t() + lin.bias) * mask
+            fx = fx + torch.where(mask, getattr(self, f"x_{name}")[nodes] @ lin.weight.t() + lin.bias, 0.0)
         return h, e0 + fx, fx
 
     def _id_walks(self, rows: Tensor | None = None) -> tuple[Tensor | None, Tensor | None]:
@@ -324,12 +325,13 @@ class GraphRec(RecModel):
             h_anchor, fx_anchor, anchor_nodes = h_all[: 2 * b], fx_all[: 2 * b], nodes[: 2 * b]
         else:
             e0, fx = self.layer0()
-            h_u, walks = self.propagation.walks(e0, self.config.num_layers, uniq)
+            vals = self.propagation._values_cached(e0)  # once per step: walks and the dropped edge share them
+            h_u, walks = self.propagation.walks(e0, self.config.num_layers, uniq, values=vals)
             h_all = h_u[inverse]
             hu, hp, hn = h_all[:b], h_all[b : 2 * b], h_all[2 * b :].view(n_shape)
             reg = e0[nodes].pow(2).sum() / b
             if self.config.drop_scored_edge and self.config.num_layers > 0:
-                hu, hp = self._without_edge(u_nodes, p_nodes, hu, hp, walks[u_nodes], walks[p_nodes], e0)
+                hu, hp = self._without_edge(u_nodes, p_nodes, hu, hp, walks[u_nodes], walks[p_nodes], vals)
             anchor_nodes = nodes[: 2 * b]
             h_anchor = h_all[: 2 * b]
             fx_anchor = fx[anchor_nodes] if fx is not None else None
@@ -351,16 +353,17 @@ class GraphRec(RecModel):
         return BatchOutput(pos=pos_s, neg=neg_s, reg=reg, extra=extra)
 
     def _without_edge(
-        self, u: Tensor, i: Tensor, hu: Tensor, hi: Tensor, walks_u: Tensor, walks_i: Tensor, e0: Tensor | None = None
+        self, u: Tensor, i: Tensor, hu: Tensor, hi: Tensor, walks_u: Tensor, walks_i: Tensor, vals: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:
         """``(h_u, h_i)`` ``[B, d]`` less the walks that leave ``u`` (``i``) through the edge ``u - i``.
 
         ``h_u = sum_l Â^l F(X) / (L + 1)``; a walk of ``l`` steps whose first step is ``u -> i``
         contributes ``Â_ui (Â^(l-1) F(X))_i``, so these walks sum to
         ``Â_ui (sum_{l < L} Â^l F(X))_i / (L + 1)``; ``walks_i`` (``walks_u``) are those sums' rows.
-        For ``L <= 2`` no other walk crosses the edge (the graph has no self-loops).
+        For ``L <= 2`` no other walk crosses the edge (the graph has no self-loops). ``vals``: the
+        step's ``Â`` values (default: the cached ones, which need no layer-0 input).
         """
-        vals = self.propagation._values_cached(e0)
+        vals = self.propagation._values_cached(None) if vals is None else vals
         c = 1.0 / (self.config.num_layers + 1)
         a_ui = self.propagation.pair_values(u, i, vals)[:, None]
         a_iu = self.propagation.pair_values(i, u, vals)[:, None]

@@ -195,7 +195,9 @@ class Propagation(nn.Module):
         """``[N, d]`` layer-0 embeddings -> ``[N, d]`` mean of layers ``0 .. num_layers``."""
         return self.walks(x0, num_layers)[0]
 
-    def walks(self, x0: Tensor, num_layers: int, rows: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def walks(
+        self, x0: Tensor, num_layers: int, rows: Tensor | None = None, *, values: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
         """``(mean of layers 0 .. L, sum of layers 0 .. L - 1)`` from one pass.
 
         The sum holds every walk of fewer than ``L`` steps (see GraphRec's ``drop_scored_edge``); it
@@ -203,12 +205,14 @@ class Propagation(nn.Module):
         indices) ``[n, d]``, the mean's rows ``rows`` in that order: the last layer is then
         propagated for those rows only (a training batch needs the rows of its own nodes). The
         values are the full pass's rows exactly, and so are the gradients, up to the order in which
-        autograd sums a tensor's gradient contributions (see :class:`_SpMMRows`).
+        autograd sums a tensor's gradient contributions (see :class:`_SpMMRows`). ``values``: ``Â``'s
+        pair values when the caller has them already (``_values_cached(x0)``), so they are not
+        computed twice in one step.
         """
-        if num_layers == 0 or self.col.numel() == 0:  # no walk of one step or more
-            mean = x0 if rows is None else x0[rows]
+        if num_layers == 0 or self.col.numel() == 0:  # no walk of one step or more: layers 1 .. L are 0
+            mean = (x0 if rows is None else x0[rows]) / (num_layers + 1)
             return mean, (x0 if num_layers else torch.zeros_like(x0))
-        vals = self._values_cached(x0)
+        vals = self._values_cached(x0) if values is None else values
         structure = (self.crow, self.col, self.t_crow, self.t_col, self.t_perm, self.row)
         out, x = x0, x0
         subset = rows is not None and self.last_layer_rows

@@ -13,9 +13,13 @@ node-wise sampling, Hamilton et al., "Inductive Representation Learning on Large
 * :func:`sampled_batch_scores`: the ``batch_scores`` contract of GraphRec and LightGCN computed on
   the sampled subgraph. A node ``v`` expanded at hop ``h`` keeps ``s_v`` of its ``deg(v)`` pairs
   (a uniform ``s_v``-subset) and each kept message is rescaled by ``deg(v) / s_v``, so one layer
-  ``sum_{u kept} Â_vu (deg(v) / s_v) x_u`` is an unbiased estimate of ``(Â x)_v``; with every
-  neighbour kept it is exactly ``(Â x)_v`` and the step equals the full-graph step (scores,
-  regulariser and gradients).
+  ``sum_{u kept} Â_vu (deg(v) / s_v) x_u`` is an unbiased estimate of ``(Â x)_v`` given the layer
+  below. The seeds' ``L``-layer output is unbiased for ``L <= 2``; from ``L = 3`` a walk that
+  returns to a node (``v -> u -> v -> ...``) uses that node's one sample twice, a product of two
+  factors of the same draw, so the estimate carries a small bias (as PyG's ``NeighborLoader``
+  does: node-wise samples are drawn once per node, not once per layer). With every neighbour kept
+  it is exactly ``(Â x)_v`` and the step equals the full-graph step (scores, regulariser and
+  gradients).
 * :func:`layerwise_embed`: exact full-neighbour inference, one layer at a time over chunks of
   destination rows (PyG's layer-wise ``inference``), memory ``3 x [N, d]``, no autograd.
 
@@ -276,7 +280,8 @@ def propagate_sampled(out: SamplerOutput, values: Tensor, x0: Tensor, crow: Tens
     Returns:
         ``[num seeds, d]``. Per layer ``l``: ``x_l[v] = sum_{(u -> v) sampled} Â_vu (deg(v) / s_v) x_{l-1}[u]``
         with ``s_v`` the number of ``v``'s pairs kept, for the nodes of hops ``0 .. L - l`` only (the
-        only ones a seed's ``x_L`` depends on).
+        only ones a seed's ``x_L`` depends on). Each layer is unbiased given the one below; a node's
+        sample serves every layer, so for ``L >= 3`` the output is slightly biased (module docstring).
     """
     num_seeds = out.num_sampled_nodes[0]
     h = x0[:num_seeds]

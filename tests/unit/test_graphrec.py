@@ -369,3 +369,50 @@ def test_propagation_gradients_equal_dense_autograd(tiny_data, relation_mode, su
     for got, want in zip(*grads, strict=True):
         assert float(want.abs().sum()) > 0
         torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-10)
+
+
+def test_a_graph_without_edges_averages_layer_0_with_l_empty_layers():
+    # Â = 0: the mean of layers 0 .. L is x_0 / (L + 1), as for an isolated node of a graph with edges
+    empty = torch.zeros(2, 0, dtype=torch.long)
+    prop = Propagation(
+        empty, torch.zeros(0, dtype=torch.long), torch.zeros(0), 5, 2, relation_mode="none", embedding_dim=3
+    )
+    x0 = torch.randn(5, 3)
+    mean, shorter = prop.walks(x0, 3)
+    torch.testing.assert_close(mean, x0 / 4)
+    torch.testing.assert_close(shorter, x0)  # the walks of 0 .. L - 1 steps: layer 0 only
+    torch.testing.assert_close(prop.walks(x0, 3, torch.tensor([4, 1]))[0], x0[[4, 1]] / 4)
+    torch.testing.assert_close(prop.walks(x0, 0)[0], x0)
+
+
+def test_a_missing_feature_row_holding_nan_does_not_reach_the_precomputed_path(tiny_data):
+    kg, sp = tiny_data
+    data = RecData(kg, sp)
+    tag = data.graph.node_offsets["tag"]
+    data.graph.feature_masks["text"][tag] = False  # this tag's text is missing ...
+    data.graph.features["text"][tag] = 0.0
+    settings = {"embedding_dim": 4, "num_layers": 2, "relation_mode": "none", "fusion": "sum"}
+    torch.manual_seed(0)
+    clean = make_model("graphrec", settings, data.graph, data.train)
+    data.graph.features["text"][tag] = float("nan")  # ... and its row holds garbage
+    torch.manual_seed(0)
+    dirty = make_model("graphrec", settings, data.graph, data.train)
+    assert dirty.precomputed
+    with torch.no_grad():
+        for a, b in zip(clean.embed(), dirty.embed(), strict=True):
+            torch.testing.assert_close(a, b)  # NaN * 0 would be NaN: the row is replaced, not multiplied
+        users, pos, neg = torch.tensor([0, 1]), torch.tensor([0, 1]), torch.tensor([[2], [3]])
+        torch.testing.assert_close(dirty.batch_scores(users, pos, neg).pos, clean.batch_scores(users, pos, neg).pos)
+
+
+@pytest.mark.parametrize("relation_mode", ["weights", "attention"])
+def test_a_step_that_drops_the_scored_edge_computes_the_adjacency_values_once(tiny_data, relation_mode, monkeypatch):
+    kg, sp = tiny_data
+    data = RecData(kg, sp)
+    settings = {"embedding_dim": 4, "num_layers": 2, "relation_mode": relation_mode, "drop_scored_edge": True}
+    model = make_model("graphrec", settings, data.graph, data.train)
+    calls = []
+    values = Propagation.values
+    monkeypatch.setattr(Propagation, "values", lambda self, *a, **k: calls.append(1) or values(self, *a, **k))
+    model.batch_scores(torch.tensor([0, 1]), torch.tensor([0, 1]), torch.tensor([[2], [3]]))
+    assert len(calls) == 1
