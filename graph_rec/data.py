@@ -112,6 +112,13 @@ def check_int(name: str, value: Any, *, minimum: int = 0, maximum: int | None = 
         raise ConfigError(f"{name} must be an integer in [{minimum}, {maximum}], got {value!r}")
 
 
+def positive_int(name: str, value: Any) -> int:
+    """``value`` as a Python int when it is a positive integer (NumPy integers too, not bools)."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value <= 0:
+        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
 def check_float(name: str, value: Any, *, low: float = 0.0, high: float = float("inf"), open_low: bool = False) -> None:
     ok = not isinstance(value, bool) and isinstance(value, int | float) and np.isfinite(value)
     ok = ok and (value > low if open_low else value >= low) and value <= high

@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from graph_rec.data import positive_int
 from graph_rec.errors import ConfigError, DataError, UnknownIdError
 from graph_rec.recommender import Recommender
 from kg_builders import __version__
@@ -62,7 +63,7 @@ COLUMNS = ("user", "rank", "item", "score")
 _PART = re.compile(r"^part-(\d{5,})\.parquet$")
 _TEMP = re.compile(r"^\.(part-\d{5,}\.parquet|_?manifest\.json)\.tmp-")
 # the settings that must match for a resume; anything else in the manifest is a record
-_CONFIG_KEYS = ("model", "k", "exclude_seen", "chunk_users", "users")
+_CONFIG_KEYS = ("model", "k", "exclude_seen", "chunk_users", "users", "compression")
 
 
 @dataclass(frozen=True)
@@ -114,9 +115,10 @@ def _hash_tensor(h: Any, t: torch.Tensor) -> None:
 def model_fingerprint(recommender: Recommender) -> str:
     """A sha256 of everything the recommender's rankings depend on.
 
-    The model's name, settings and state dict (bit-exact after :meth:`Recommender.load`), the user
-    and item ids, the seen-items matrix and the representations of users and items added by cold
-    start (saved as they are). Equal for a recommender and its saved-and-loaded copy; different
+    The model's name, settings and state dict (bit-exact after :meth:`Recommender.load`), the
+    data view and the buffers the model rebuilds from the graph (its propagation's edges and the
+    node features, which the state dict leaves out), the user and item ids, the seen-items matrix
+    and the representations of users and items added by cold start (saved as they are). Equal for a recommender and its saved-and-loaded copy; different
     after retraining, another ``add_item`` or another model.
     """
     h = hashlib.sha256()
@@ -125,9 +127,18 @@ def model_fingerprint(recommender: Recommender) -> str:
             {"name": recommender.model_name, "settings": recommender.model_settings}, sort_keys=True, default=str
         ).encode()
     )
-    for name, t in sorted(recommender.model.state_dict().items()):
+    state = recommender.model.state_dict()
+    for name, t in sorted(state.items()):
         h.update(name.encode() + b"=")
         _hash_tensor(h, t)
+    # what the model rebuilds from the graph and the view rather than saves (the same weights
+    # over a view without one relation rank differently)
+    h.update(json.dumps(recommender.data.config.to_dict(), sort_keys=True, default=str).encode())
+    if isinstance(recommender.model, torch.nn.Module):
+        for name, t in sorted(recommender.model.named_buffers()):
+            if name not in state:
+                h.update(b"buffer:" + name.encode() + b"=")
+                _hash_tensor(h, t)
     # the serving snapshot (same layer, read-only): the ids, the seen matrix and the added rows
     snap = recommender._snap
     nu, ni = recommender.data.num_users, recommender.data.num_items
@@ -232,12 +243,6 @@ def _chunk_table(user_ids: Sequence[str], scores: torch.Tensor, items: torch.Ten
     )
 
 
-def _check_positive(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-    return value
-
-
 def _check_users(recommender: Recommender, users: Sequence[str] | None) -> list[str]:
     known = recommender.user_ids
     if users is None:
@@ -303,8 +308,7 @@ def score_all(
             output; rerun with ``overwrite=True``).
     """
     t0 = time.perf_counter()
-    _check_positive("k", k)
-    _check_positive("chunk_users", chunk_users)
+    k, chunk_users = positive_int("k", k), positive_int("chunk_users", chunk_users)
     if k > len(recommender.item_ids):
         raise ConfigError(f"k={k} is larger than the catalogue ({len(recommender.item_ids)} items)")
     if compression not in ("zstd", "snappy", "gzip", "brotli", "lz4", "none"):
@@ -321,6 +325,7 @@ def score_all(
         "exclude_seen": bool(exclude_seen),
         "chunk_users": chunk_users,
         "users": {"count": len(user_list), "sha256": _hash_strings(user_list)},
+        "compression": compression,
     }
     done = _prepare_dir(out, config, overwrite=overwrite, resume=resume)
     manifest: dict[str, Any] = {
@@ -330,7 +335,6 @@ def score_all(
         **config,
         "num_items": len(recommender.item_ids),
         "columns": {"user": "string", "rank": "int32", "item": "string", "score": "float32"},
-        "compression": compression,
         "num_parts": num_parts,
         "parts": sorted(done.values(), key=lambda p: p["index"]),
         "complete": False,

@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from graph_rec.data import DataConfig, RecData, UserItems
+from graph_rec.data import DataConfig, RecData, UserItems, positive_int
 from graph_rec.errors import CheckpointError, ConfigError, DataError, NotFittedError, SchemaError, UnknownIdError
 from graph_rec.eval.evaluator import EvalConfig
 from graph_rec.explore.attribution import PropagationView
@@ -51,6 +51,7 @@ from graph_rec.explore.store import EXPLANATION_COLUMNS, RECOMMENDATION_COLUMNS
 from graph_rec.explore.types import Explanation, NodeRef, Recommendation
 from graph_rec.explore.types import Path as GraphPath
 from graph_rec.models.base import RecModel, model_class
+from graph_rec.models.graphrec import GraphRec
 from graph_rec.training.checkpoint import load_state_dict, save_state_dict
 from graph_rec.training.config import TrainConfig
 from graph_rec.training.trainer import fit as fit_model
@@ -205,8 +206,7 @@ class _Snapshot:
 
 
 def _check_k(k: Any, num_items: int) -> int:
-    if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
-        raise ConfigError(f"k must be a positive integer, got {k!r}")
+    k = positive_int("k", k)
     if k > num_items:
         raise ConfigError(f"k={k} is larger than the catalogue ({num_items} items)")
     return k
@@ -493,7 +493,9 @@ class Recommender:
         rows = torch.arange(b, device=scores.device)
         for step in range(k):
             mmr = (1 - diversity) * rel - diversity * max_sim.clamp_min(0) if step else rel.clone()
-            mmr = mmr.masked_fill(taken, -torch.inf)
+            # masked items (seen, outside candidates) only once no unmasked one is left, whatever λ
+            # is: at λ = 1 the relevance term, which keeps them last, is gone
+            mmr = torch.where(finite, mmr, -1e30).masked_fill(taken, -torch.inf)
             j = mmr.argmax(1)
             picked[:, step] = j
             taken[rows, j] = True
@@ -555,7 +557,7 @@ class Recommender:
             ConfigError: a bad ``k``, weight or diversity.
         """
         snap = self._snap
-        _check_k(k, snap.num_items)
+        k = _check_k(k, snap.num_items)
         self._check_unit("query_weight", query_weight)
         self._check_unit("diversity", diversity)
         users, _ = self._user_idx(snap, [user_id], "raise")
@@ -587,10 +589,9 @@ class Recommender:
     ) -> RecommendationBatch:
         """Top-``k`` lists for many users, ranked ``batch_size`` users at a time (never all at once)."""
         snap = self._snap
-        _check_k(k, snap.num_items)
+        k = _check_k(k, snap.num_items)
         self._check_unit("diversity", diversity)
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
-            raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+        batch_size = positive_int("batch_size", batch_size)
         if isinstance(user_ids, str):
             raise ConfigError("user_ids must be a list of ids, not one string; use recommend() for one user")
         users, unknown = self._user_idx(snap, list(user_ids), on_unknown)
@@ -627,7 +628,7 @@ class Recommender:
             ConfigError: a bad ``k``.
         """
         snap = self._snap
-        _check_k(k, snap.num_items)
+        k = _check_k(k, snap.num_items)
         if isinstance(user_ids, str):
             raise ConfigError("user_ids must be a list of ids, not one string")
         users, _ = self._user_idx(snap, list(user_ids), "raise")
@@ -661,7 +662,7 @@ class Recommender:
         snap = self._snap
         if snap.item_repr is None:
             raise ConfigError(f"similar_items needs item representations; {self.model_name!r} has none")
-        _check_k(k, snap.num_items - 1)
+        k = _check_k(k, snap.num_items - 1)
         items, _ = self._item_idx(snap, [item_id])
         with torch.inference_mode():
             emb = F.normalize(snap.item_repr, dim=-1)
@@ -755,9 +756,7 @@ class Recommender:
         propagation (see :mod:`graph_rec.explore.attribution`). ``candidates`` paths with the
         largest walk weight are scored; the ``max_paths`` largest contributions are returned.
         """
-        for name, v in (("max_paths", max_paths), ("candidates", candidates)):
-            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-                raise ConfigError(f"{name} must be a positive integer, got {v!r}")
+        max_paths, candidates = positive_int("max_paths", max_paths), positive_int("candidates", candidates)
         snap = self._snap
         users, _ = self._user_idx(snap, [user_id], "raise")
         items, _ = self._item_idx(snap, [item_id])
@@ -954,12 +953,17 @@ class Recommender:
         item_id = str(item_id)
         if item_id in self._snap.item_index:  # (also ids being added right now: the map is shared)
             raise ConfigError(f"item {item_id!r} is already known")
-        feats = dict(features or {})
+        for name, value in (("tags", tags), ("entities", entities), ("neighbours", neighbours)):
+            if isinstance(value, str | bytes):
+                raise ConfigError(f"{name} must be a list of ids, not one string ({value!r}): pass [{value!r}]")
+        # a slot given as None is no feature (features={"text": None} is not a text)
+        feats = {s: v for s, v in dict(features or {}).items() if v is not None}
         if text is not None:
             feats.setdefault("text", text)
         if image is not None:
             feats.setdefault("image", image)
         links = [("tagged_with", "tag", str(t)) for t in tags]
+        unknown_entities = []
         for e in entities:
             rel = self._entity_relation(str(e))
             if rel:
@@ -968,9 +972,19 @@ class Recommender:
                 raise UnknownIdError(
                     "entity", [str(e)], hint=f"links of the new item {item_id!r} must name nodes of the graph"
                 )
+            else:
+                unknown_entities.append(f"entity:{e}")
         links += [(str(r), str(t), str(i)) for r, t, i in neighbours]
+        if any(t == "user" for _, t, _ in links):
+            # a user link is an interaction: it would have to count as seen for that user and be
+            # refused at evaluation; the scoring API folds interactions in on the user side only
+            raise ConfigError(
+                f"the new item {item_id!r} names a user among its neighbours; add_item takes features and "
+                "knowledge links (tags, entities, other items), not interactions"
+            )
         links = list(dict.fromkeys(links))  # a link named twice (or as a tag and a neighbour) counts once
         nodes, rels, w, skipped = self._neighbour_edges("item", links, on_unknown)
+        skipped = unknown_entities + skipped
         dropped = set(skipped)  # on_unknown="skip" dropped these
         links = [x for x in links if f"{x[1]}:{x[2]}" not in dropped]
         if not feats and not links:
@@ -999,10 +1013,13 @@ class Recommender:
         user_id = str(user_id)
         if user_id in self._snap.user_index:
             raise ConfigError(f"user {user_id!r} is already known")
-        if isinstance(item_ids, str) or not item_ids:
+        if isinstance(item_ids, str | bytes):
+            raise ConfigError(f"add_user needs a list of item ids for {user_id!r}, not one string ({item_ids!r})")
+        item_ids = list(item_ids)  # (a NumPy array or a pandas Series too)
+        if not item_ids:
             raise ConfigError(f"add_user needs a non-empty list of item ids for {user_id!r}")
         snap = self._snap
-        items, unknown = self._item_idx(snap, list(item_ids), on_unknown)
+        items, unknown = self._item_idx(snap, item_ids, on_unknown)
         trained = [j for j in items if j < self.data.num_items]
         if not trained:
             raise ConfigError(f"none of the items of {user_id!r} is in the training graph; cannot fold the user in")
@@ -1077,11 +1094,16 @@ class Recommender:
         graph_items = snap.item_ids[: self.data.num_items] if snap.num_items > self.data.num_items else None
         recs = self.recommend_batch(users, k=k, candidates=graph_items).to_pandas()
         embeddings: dict[str, np.ndarray] = {}
-        if isinstance(self.model, torch.nn.Module) and hasattr(self.model, "propagation"):
+        if isinstance(self.model, GraphRec):
             view = self.propagation_view()
             h = view._norm(view.h)
             for t, off in self.data.graph.node_offsets.items():
                 embeddings[t] = h[off : off + self.data.graph.node_counts[t]].cpu().numpy().astype(np.float32)
+        elif hasattr(self.model, "embed"):  # MF, LightGCN: users and items only
+            with torch.inference_mode():
+                hu, hi = self.model.embed()
+            embeddings["user"] = hu.float().cpu().numpy()
+            embeddings["item"] = hi.float().cpu().numpy()
         rows = []
         if explain_top > 0:
             top = recs[recs["rank"] <= explain_top]
@@ -1225,6 +1247,7 @@ class Recommender:
                 f"added.safetensors lacks {lacking} for the "
                 f"{len(items)} added item(s) and {len(users)} added user(s) recommender.json lists"
             )
+        self._check_added(items, users, tensors)
         self._added_meta = {
             "items": dict(added.get("meta", {}).get("items", {})),
             "users": dict(added.get("meta", {}).get("users", {})),
@@ -1234,6 +1257,39 @@ class Recommender:
                 self._append_items(items, tensors["item_repr"])
             if users:
                 self._append_users(users, tensors["user_repr"], tensors["user_seen_ptr"], tensors["user_seen_idx"])
+
+    def _check_added(self, items: list[str], users: list[str], tensors: Mapping[str, Tensor]) -> None:
+        """Refuse a cold-start state that does not fit the trained recommender, before anything is appended."""
+        snap = self._snap
+
+        def bad(field: str, why: str) -> CheckpointError:
+            return CheckpointError(f"added.safetensors: {field} {why}")
+
+        for kind, ids, known in (("item", items, snap.item_index), ("user", users, snap.user_index)):
+            twice = sorted({x for x in ids if ids.count(x) > 1})
+            clash = sorted(set(ids) & set(known))
+            if twice or clash:
+                raise CheckpointError(
+                    f"recommender.json: added {kind} ids {(twice + clash)[:5]} are listed twice or are "
+                    f"{kind}s of the trained graph"
+                )
+        d = None if snap.item_repr is None else snap.item_repr.shape[1]
+        for field, n in (("item_repr", len(items)), ("user_repr", len(users))):
+            if n and (tensors[field].dim() != 2 or tensors[field].shape[0] != n or tensors[field].shape[1] != d):
+                raise bad(field, f"has shape {list(tensors[field].shape)}, expected [{n}, {d}]")
+            if n and not torch.isfinite(tensors[field]).all():
+                raise bad(field, "holds NaN or infinite values")
+        if users:
+            ptr, idx = tensors["user_seen_ptr"], tensors["user_seen_idx"]
+            n_items = snap.num_items + len(items)
+            if ptr.dtype != torch.long or idx.dtype != torch.long or ptr.dim() != 1 or idx.dim() != 1:
+                raise bad("user_seen_ptr/user_seen_idx", "must be 1-d int64")
+            if ptr.numel() != len(users) + 1 or int(ptr[0]) != 0 or int(ptr[-1]) != idx.numel():
+                raise bad("user_seen_ptr", f"must run from 0 to {idx.numel()} over {len(users) + 1} entries")
+            if bool((ptr[1:] < ptr[:-1]).any()):
+                raise bad("user_seen_ptr", "decreases")
+            if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= n_items):
+                raise bad("user_seen_idx", f"names items outside 0..{n_items - 1}")
 
     def __repr__(self) -> str:
         s = self._snap

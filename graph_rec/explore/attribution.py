@@ -51,7 +51,9 @@ class PropagationView:
     """
 
     def __init__(self, model: torch.nn.Module) -> None:
-        if not hasattr(model, "propagation") or not hasattr(model, "layer0"):
+        from graph_rec.models.graphrec import GraphRec
+
+        if not isinstance(model, GraphRec):
             raise ConfigError(
                 f"explanations and cold start need a propagation model ('graphrec'); this is {type(model).__name__}"
             )

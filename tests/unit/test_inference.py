@@ -170,6 +170,8 @@ def test_another_configuration_is_refused_and_overwrite_replaces_it(rec, ease, t
         score_all(rec, out, k=5, chunk_users=10)
     with pytest.raises(ConfigError, match="users: the output holds 60 users"):
         score_all(rec, out, k=5, chunk_users=20, users=list(rec.user_ids[:10]))
+    with pytest.raises(ConfigError, match="compression: 'zstd' in the output, 'gzip' now"):
+        score_all(rec, out, k=5, chunk_users=20, compression="gzip")
     with pytest.raises(ConfigError, match="already holds scores"):
         score_all(rec, out, k=5, chunk_users=20, resume=False)
     assert len(read_scores(out)) == first.rows  # the refusals changed nothing
@@ -187,6 +189,20 @@ def test_the_fingerprint_survives_save_and_load_and_tells_models_apart(rec, ease
     assert model_fingerprint(loaded) == model_fingerprint(rec) != model_fingerprint(ease)
     score_all(rec, tmp_path / "out", k=3, chunk_users=50)
     assert score_all(loaded, tmp_path / "out", k=3, chunk_users=50).resumed == 2  # accepted as the same model
+
+
+def test_the_fingerprint_covers_what_the_model_rebuilds_from_the_graph(world, rec):
+    """The same weights over a view without one relation rank differently: another fingerprint."""
+    from graph_rec.data import DataConfig, RecData
+    from graph_rec.training.trainer import init_model
+
+    kg, sp = world
+    data = RecData(kg, sp, config=DataConfig(drop_relations=("has_genre",)))
+    model = init_model("graphrec", rec.model_settings, data, seed=0)
+    model.load_state_dict(rec.model.state_dict())
+    other = Recommender(model, data, kg, model_name="graphrec", model_settings=rec.model_settings)
+    assert any(other.recommend(u, k=10) != rec.recommend(u, k=10) for u in rec.user_ids)
+    assert model_fingerprint(other) != model_fingerprint(rec)
 
 
 def test_unknown_users_and_bad_arguments_write_nothing(rec, tmp_path):

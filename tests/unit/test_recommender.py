@@ -555,3 +555,133 @@ def test_add_item_links_entities_through_relations_the_model_kept(world):
         rec.add_item("by-genre", entities=[genre])
     rec.add_item("by-director", entities=[director])
     assert rec._added_meta["items"]["by-director"]["links"] == [["directed_by", "entity", director]]
+
+
+# ------------------------------------------------------------------ edge cases of the API
+def test_mmr_at_full_diversity_never_picks_masked_items(rec):
+    """At λ = 1 the relevance term (which kept masked items last) is gone: seen items and items
+    outside the candidates must still only fill slots once no allowed item is left."""
+    users = list(rec.user_ids[:20])
+    for r in rec.recommend_batch(users, k=10, diversity=1.0):
+        assert len(r) == 10 and not set(r.item_ids) & _seen(rec, r.user_id)
+    cands = list(rec.item_ids[:15])
+    r = rec.recommend(users[0], k=10, candidates=cands, diversity=1.0, exclude_seen=False)
+    assert len(r) == 10 and set(r.item_ids) <= set(cands)
+    # the evaluator's checks refuse a masked item while unmasked ones remain
+    from graph_rec.eval import EvalConfig, evaluate
+    from graph_rec.models.base import Scorer
+
+    snap, data = rec._snap, rec.data
+    scorer = Scorer.from_embeddings(snap.user_repr[: data.num_users], snap.item_repr[: data.num_items])
+    evaluate(scorer, data, part="test", config=EvalConfig(ks=(10,)), rerank=rec.reranker(1.0))
+
+
+def test_numpy_integers_are_accepted_where_ints_are(rec):
+    u = rec.user_ids[0]
+    assert rec.recommend(u, k=np.int64(5)) == rec.recommend(u, k=5)
+    assert rec.recommend_batch(list(rec.user_ids[:6]), k=np.int32(3), batch_size=np.int64(4)) == rec.recommend_batch(
+        list(rec.user_ids[:6]), k=3
+    )
+    first = rec.recommend(u, k=1).item_ids[0]
+    assert rec.explain(u, first, max_paths=np.int64(2)).paths == rec.explain(u, first, max_paths=2).paths
+    for k in (np.int64(0), np.float64(2.0), np.bool_(True)):
+        with pytest.raises(ConfigError, match="k must be a positive integer"):
+            rec.recommend(u, k=k)
+
+
+def test_lightgcn_serves_and_refuses_explanations_and_cold_start_by_name(world):
+    kg, sp = world
+    lg = Recommender.fit(kg, model="lightgcn", split=sp, settings={"embedding_dim": 8, "num_layers": 2}, train=TRAIN)
+    emb, recs, _ = lg.export_tables(k=3, explain_top=0)
+    assert set(emb) == {"user", "item"} and emb["item"].shape == (lg.data.num_items, 8)
+    assert len(lg.store(k=3).recommendations(lg.user_ids[0])) == 3
+    u, i = lg.user_ids[0], lg.item_ids[1]
+    for call in (
+        lambda: lg.explain(u, i),
+        lambda: lg.add_item("new", tags=[kg.node_ids["tag"][0]]),
+        lambda: lg.add_user("nu", [lg.item_ids[0]]),
+    ):
+        with pytest.raises(ConfigError, match="need a propagation model .'graphrec'.; this is LightGCN"):
+            call()
+
+
+def test_add_item_and_add_user_refuse_what_they_would_misread(world):
+    rec = _fit(world)
+    tag = world[0].node_ids["tag"][0]
+    # a slot given as None is no feature: nothing is left to score the item by
+    for kwargs in ({"features": {"text": None}}, {"text": None, "features": {"text": None}}):
+        with pytest.raises(ConfigError, match="needs features .text, image. or links"):
+            rec.add_item("x", **kwargs)
+    # one string where a list of ids is meant (it would be split into characters)
+    for name in ("tags", "entities", "neighbours"):
+        with pytest.raises(ConfigError, match=f"{name} must be a list of ids, not one string"):
+            rec.add_item("x", **{name: tag})
+    # a user link is an interaction (it would have to be seen for that user): refused
+    with pytest.raises(ConfigError, match="names a user among its neighbours"):
+        rec.add_item("x", tags=[tag], neighbours=[("interacted", "user", rec.user_ids[0])])
+    assert "x" not in rec.item_ids
+    # an unknown entity left out under on_unknown="skip" is recorded, as unknown tags are
+    rec.add_item("e", tags=[tag], entities=["no-such-entity"], on_unknown="skip")
+    assert rec._added_meta["items"]["e"]["skipped"] == ["entity:no-such-entity"]
+    with pytest.raises(ConfigError, match=r"every link it named is unknown: \['entity:no-such-entity'\]"):
+        rec.add_item("e2", entities=["no-such-entity"], on_unknown="skip")
+    # add_user takes any sequence of ids (a NumPy array, a pandas Series), not one string
+    import pandas as pd
+
+    rec.add_user("nu-array", np.array(rec.item_ids[:3]))
+    rec.add_user("nu-series", pd.Series(rec.item_ids[:3]))
+    assert rec.recommend("nu-array", k=5).item_ids == rec.recommend("nu-series", k=5).item_ids
+    with pytest.raises(ConfigError, match="not one string"):
+        rec.add_user("nu-str", rec.item_ids[0])
+
+
+def test_load_refuses_a_cold_start_state_that_does_not_fit(world, tmp_path):
+    """checksums.json catches accidents, not a consistent rewrite: the added rows are checked on their own."""
+    from safetensors.torch import load_file, save_file
+
+    from graph_rec.recommender import _all_files
+    from kg_builders._files import sha256_file
+
+    rec = _fit(world)
+    rec.add_item("new1", tags=[world[0].node_ids["tag"][0]])
+    rec.add_user("nu", [rec.item_ids[0], rec.item_ids[1]])
+
+    def resum(d):
+        (d / "checksums.json").write_text(json.dumps({str(p.relative_to(d)): sha256_file(p) for p in _all_files(d)}))
+
+    def tamper_tensors(name, **changes):
+        d = tmp_path / name
+        rec.save(d)
+        t = load_file(str(d / "added.safetensors"))
+        save_file({**t, **changes}, str(d / "added.safetensors"))
+        resum(d)
+        return d
+
+    def tamper_meta(name, items):
+        d = tmp_path / name
+        rec.save(d)
+        meta = json.loads((d / "recommender.json").read_text())
+        meta["added"]["items"] = items
+        (d / "recommender.json").write_text(json.dumps(meta))
+        resum(d)
+        return d
+
+    ni = rec.data.num_items + 1
+    cases = [
+        (
+            tamper_tensors("seen", user_seen_idx=torch.tensor([0, 500])),
+            f"user_seen_idx names items outside 0..{ni - 1}",
+        ),
+        (tamper_tensors("ptr", user_seen_ptr=torch.tensor([0, 3])), "user_seen_ptr must run from 0 to 2"),
+        (tamper_tensors("rows", item_repr=torch.zeros(2, 8)), r"item_repr has shape \[2, 8\], expected \[1, 8\]"),
+        (tamper_tensors("nan", user_repr=torch.full((1, 8), float("nan"))), "user_repr holds NaN"),
+        (
+            tamper_meta("clash", [rec.item_ids[0]]),
+            f"added item ids \\['{rec.item_ids[0]}'\\] are listed twice or are items",
+        ),
+    ]
+    for d, message in cases:
+        with pytest.raises(CheckpointError, match=message):
+            Recommender.load(d)
+    rec.save(tmp_path / "ok")
+    assert Recommender.load(tmp_path / "ok").recommend("nu", k=5) == rec.recommend("nu", k=5)
