@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from kg_builders._files import check_output_dir
 from kg_builders.errors import ConfigError, DownloadError, GraphRecError
 from kg_builders.sources.auto import FORMATS
 from kg_builders.split import SPLITS
@@ -101,6 +102,10 @@ def _encoder_options(sp: argparse.ArgumentParser, *, default: str) -> None:
     sp.add_argument("--local-files-only", action="store_true", help="never download a model")
 
 
+#: what ``graph-rec demo`` writes into its ``--out`` (a rerun replaces them)
+DEMO_OUTPUTS = frozenset({"graph", "split", "graph.nt"})
+
+
 def _save_build(out: Path, kg: Any, sp: Any, *, overwrite: bool) -> None:
     from kg_builders._files import atomic_dir
 
@@ -110,23 +115,19 @@ def _save_build(out: Path, kg: Any, sp: Any, *, overwrite: bool) -> None:
             sp.save(tmp / "split")
 
 
-def _load_tables(args: argparse.Namespace, cache: Path) -> tuple[Any, str]:
-    from kg_builders.sources.auto import load_dataset
+def _load_tables(args: argparse.Namespace, cache: Path) -> Any:
+    """The tables ``build`` reads: the same reader, checks and KG join as a run's ``[data]``."""
+    from graph_rec.runs import DataSource, load_tables
 
-    if args.source == "synthetic":
-        from kg_builders.sources.synthetic import make_synthetic_world
-
-        return make_synthetic_world(seed=args.seed), "synthetic"
-    from graph_rec.runs import resolve_dataset
-
-    folder = resolve_dataset(args.source, cache, download=args.download, progress=sys.stderr.isatty())
-    name = folder.name
-    tables = load_dataset(folder, format=args.format, on_error=args.on_error)
-    if args.kg:
-        from kg_builders.sources.kg_triples import join_kg_folder
-
-        tables = join_kg_folder(tables, args.kg, on_error=args.on_error)
-    return tables, name
+    source = DataSource(
+        dataset=args.source,
+        format=args.format,
+        kg=args.kg,
+        download=args.download,
+        on_error=args.on_error,
+        seed=args.seed,
+    )
+    return load_tables(source, cache_dir=cache, progress=sys.stderr.isatty())
 
 
 # ----------------------------------------------------------------------------- commands
@@ -161,10 +162,11 @@ def cmd_download(args: argparse.Namespace) -> int:
 def cmd_build(args: argparse.Namespace) -> int:
     cache = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
     out = Path(args.out)
-    if out.exists() and not args.overwrite:  # fail before the expensive part
+    check_output_dir(out)  # fail before the expensive part
+    if out.exists() and not args.overwrite:
         raise ConfigError(f"{out} already exists; pass --overwrite to replace it")
     t0 = time.perf_counter()
-    tables, _ = _load_tables(args, cache)
+    tables = _load_tables(args, cache)
     from graph_rec.runs import build_pipeline
 
     kg, sp = build_pipeline(
@@ -251,12 +253,22 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """The whole chain: data -> split -> graph -> text features -> save/load -> exports -> training and test."""
+    from kg_builders._files import atomic_file
     from kg_builders.export import from_networkx, from_rdf, to_hetero_data, to_homogeneous, to_networkx, to_rdf
     from kg_builders.graph import KnowledgeGraph
     from kg_builders.sources.movielens import load_movielens
 
     steps: list[dict[str, Any]] = []
     cache = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
+    out = Path(args.out)
+    check_output_dir(out)
+    if out.exists() and not args.overwrite:  # a rerun replaces its own output, nothing else
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in DEMO_OUTPUTS)
+        if foreign:
+            raise ConfigError(
+                f"--out {out} holds files a demo does not write ({foreign[:5]}); pass --overwrite to replace "
+                "the directory, or another --out"
+            )
 
     def step(name: str, t0: float, **info: Any) -> None:
         steps.append({"step": name, "seconds": round(time.perf_counter() - t0, 3), **info})
@@ -323,7 +335,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
             cache_misses=features.total("cache_misses"),
         )
 
-    out = Path(args.out)
     t0 = time.perf_counter()
     _save_build(out, kg, sp, overwrite=True)
     back = KnowledgeGraph.load(out / "graph")
@@ -349,7 +360,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     g = to_rdf(kg)
     nt = g.serialize(format="nt", encoding="utf-8")
-    (out / "graph.nt").write_bytes(nt)
+    with atomic_file(out / "graph.nt") as fh:
+        fh.write(nt)
     rdf_same: bool | None = None
     if len(g) <= args.rdf_check_limit:
         import rdflib
@@ -575,6 +587,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             progress=progress,
             dist=dist,
         )
+    except ConfigError as exc:  # a setting found wrong once the data is read: name the file too
+        if str(exc).startswith(("data.", "graph.", "features.", "view.", "model", "train.", "eval.")):
+            raise ConfigError(f"{args.config}: {exc}") from exc
+        raise
     finally:
         dist.close()
     if not dist.is_main:
@@ -865,7 +881,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("demo", help="the whole chain on MovieLens latest-small (or the synthetic world)")
     sp.add_argument("--ml-latest-small", help="a local copy of ml-latest-small")
     sp.add_argument("--kg", help="a KG folder to join (kg.txt, item_index2entity_id.txt), e.g. MKR's movie KG")
-    sp.add_argument("--out", default="out/demo")
+    sp.add_argument("--out", default="out/demo", help="where the graph, split and RDF export go (default: out/demo)")
+    sp.add_argument(
+        "--overwrite", action="store_true", help="replace --out even when it holds files a demo does not write"
+    )
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--timeout", type=float, default=20.0, help="download timeout in seconds")
     sp.add_argument(

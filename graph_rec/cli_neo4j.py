@@ -105,12 +105,18 @@ def cmd_neo4j_export(args: argparse.Namespace) -> int:
     path = Path(args.path)
     t0 = time.perf_counter()
     embeddings = recs = expl = None
-    if (path / "recommender.json").is_file():
-        from graph_rec.recommender import Recommender
+    if (path / "recommender.json").is_file() or (path / "run.json").is_file():
+        from graph_rec.cli import load_recommender
+        from graph_rec.models.graphrec import GraphRec
 
-        rec = Recommender.load(path)
+        rec = load_recommender(str(path))
         kg = rec.graph
-        embeddings, recs, expl = rec.export_tables(k=args.k, explain_top=args.explain_top, users=None)
+        explain_top = args.explain_top
+        if explain_top is None:  # explanations need GraphRec's propagation
+            explain_top = 3 if isinstance(rec.model, GraphRec) else 0
+        embeddings, recs, expl = rec.export_tables(
+            k=10 if args.k is None else args.k, explain_top=explain_top, users=None
+        )
         if args.no_embeddings:
             embeddings = None
         source = f"recommender {path} ({rec.model_name})"
@@ -120,8 +126,14 @@ def cmd_neo4j_export(args: argparse.Namespace) -> int:
         graph_dir = path / "graph" if (path / "graph" / "graph.json").is_file() else path
         if not (graph_dir / "graph.json").is_file():
             raise ConfigError(
-                f"{path} is neither a saved recommender (recommender.json) nor a saved graph (graph.json)"
+                f"{path} is neither a saved recommender (recommender.json), a training run (run.json) nor a "
+                "saved graph (graph.json)"
             )
+        given = [f for f, v in (("--k", args.k), ("--explain-top", args.explain_top)) if v is not None]
+        if args.no_embeddings:
+            given.append("--no-embeddings")
+        if given:
+            raise ConfigError(f"{path} is a graph without a model: {', '.join(given)} apply to a recommender or a run")
         kg = KnowledgeGraph.load(graph_dir)
         source = f"graph {graph_dir}"
     prepared = round(time.perf_counter() - t0, 3)
@@ -233,10 +245,13 @@ def add_parsers(subparsers: Any) -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="neo4j_command", required=True)
 
     sp = sub.add_parser("export", help="write a saved recommender (or a saved graph) to Neo4j")
-    sp.add_argument("path", help="a saved recommender directory, or a saved graph / build directory")
-    sp.add_argument("--k", type=int, default=10, help="recommendations per user (default 10)")
+    sp.add_argument("path", help="a saved recommender directory, a training run, or a saved graph / build directory")
+    sp.add_argument("--k", type=int, default=None, help="recommendations per user (default 10)")
     sp.add_argument(
-        "--explain-top", type=int, default=3, help="explain each user's first N recommendations (default 3)"
+        "--explain-top",
+        type=int,
+        default=None,
+        help="explain each user's first N recommendations (default 3 for GraphRec, 0 for models without explanations)",
     )
     sp.add_argument("--no-embeddings", action="store_true", help="do not store node embeddings")
     sp.add_argument("--no-features", action="store_true", help="do not store feature vectors (read back lacks them)")

@@ -58,6 +58,12 @@ def config_from_dict(cls: type, d: Mapping[str, Any], what: str) -> Any:
         return cls(**values)
     except TypeError as exc:  # a wrong type that the dataclass itself rejected
         raise ConfigError(f"bad {what} settings: {exc}") from exc
+    except ConfigError as exc:  # a check of the dataclass: say which section it is about
+        msg = str(exc)
+        if msg.startswith((f"{what}.", f"{what} ", f"{what}:")):
+            raise
+        first = msg.split(" ", 1)[0]
+        raise ConfigError(f"{what}.{msg}" if first in valid and what.isidentifier() else f"{what}: {msg}") from exc
 
 
 def _fits(value: Any, hint: Any) -> bool:

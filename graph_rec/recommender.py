@@ -40,7 +40,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import Tensor
 
 from graph_rec.data import DataConfig, RecData, UserItems, positive_int
@@ -57,7 +57,7 @@ from graph_rec.training.config import TrainConfig
 from graph_rec.training.trainer import fit as fit_model
 from graph_rec.training.trainer import init_model, resolve_device
 from kg_builders import __version__
-from kg_builders._files import atomic_dir, sha256_file
+from kg_builders._files import atomic_dir, save_safetensors, sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -1135,9 +1135,9 @@ class Recommender:
         with atomic_dir(path, overwrite=overwrite) as tmp:
             self.graph.save(tmp / "graph")
             save_state_dict(self.model, tmp / "model.safetensors")
-            save_file(
+            save_safetensors(
                 {"indptr": self.data.train.indptr.contiguous(), "indices": self.data.train.indices.contiguous()},
-                str(tmp / "interactions.safetensors"),
+                tmp / "interactions.safetensors",
             )
             nu, ni = self.data.num_users, self.data.num_items
             added: dict[str, Tensor] = {}
@@ -1147,7 +1147,7 @@ class Recommender:
                 added["user_repr"] = snap.user_repr[nu:].cpu().contiguous()
                 added["user_seen_ptr"] = (snap.seen_ptr[nu:] - snap.seen_ptr[nu]).contiguous()
                 added["user_seen_idx"] = snap.seen_idx[int(snap.seen_ptr[nu]) :].contiguous()
-            save_file(added, str(tmp / "added.safetensors"))
+            save_safetensors(added, tmp / "added.safetensors")
             meta = {
                 "format_version": FORMAT_VERSION,
                 "versions": {"graph_rec": __version__, "torch": torch.__version__, "python": platform.python_version()},

@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import platform
 import time
 from collections.abc import Mapping
@@ -38,7 +39,7 @@ from typing import Any
 
 import torch
 
-from graph_rec.data import DataConfig, RecData, check_int, config_from_dict
+from graph_rec.data import DataConfig, RecData, check_float, check_int, config_from_dict
 from graph_rec.distributed import SINGLE, DistContext
 from graph_rec.errors import CheckpointError, ConfigError
 from graph_rec.eval.evaluator import EvalConfig, EvalResult, evaluate
@@ -47,7 +48,7 @@ from graph_rec.training.checkpoint import differences, listed, load_state_dict
 from graph_rec.training.config import RESUMABLE_CHANGES, TrainConfig
 from graph_rec.training.trainer import TrainResult, check_selection_metric, fit, init_model, scorer_for
 from kg_builders import __version__
-from kg_builders._files import atomic_file
+from kg_builders._files import atomic_file, check_output_dir
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +96,18 @@ class DataSource:
             check_ratios(self.ratios)
         except ConfigError as exc:
             raise ConfigError(f"data.{exc}") from exc
+        from kg_builders.sources.auto import FORMATS
+
+        if self.format is not None and self.format not in FORMATS:
+            raise ConfigError(f"data.format must be one of {list(FORMATS)}, got {self.format!r}")
+        if self.dataset == "synthetic":  # generated, not read: a reader's settings would be ignored
+            given = [k for k in ("format", "kg", "download") if getattr(self, k)]
+            if self.on_error != "raise":
+                given.append("on_error")
+            if given:
+                raise ConfigError(
+                    f"data.dataset 'synthetic' is generated, not read from files: remove data.{', data.'.join(given)}"
+                )
 
     def split_settings(self) -> dict[str, Any]:
         if self.split in ("random", "cold_item"):
@@ -125,6 +138,8 @@ class GraphOptions:
         if self.weight not in WEIGHTS:
             raise ConfigError(f"graph.weight must be one of {list(WEIGHTS)}, got {self.weight!r}")
         check_int("graph.min_tag_count", self.min_tag_count, minimum=1)
+        if self.min_rating is not None:
+            check_float("graph.min_rating", self.min_rating, low=-math.inf)
         if not (self.entities in ENTITIES or self.entities.startswith("gazetteer:")):
             raise ConfigError(
                 f"graph.entities must be one of {list(ENTITIES)} or gazetteer:<names.tsv>, got {self.entities!r}"
@@ -225,7 +240,9 @@ def with_overrides(d: Mapping[str, Any], overrides: list[str]) -> dict[str, Any]
             value = tomllib.loads(f"v = {raw}")["v"]
         except tomllib.TOMLDecodeError:
             value = raw
-        out.setdefault(section, {})[key] = value
+        if not isinstance(out.setdefault(section, {}), dict):
+            raise ConfigError(f"cannot override {path.strip()}: {section} is a value ({out[section]!r}), not a section")
+        out[section][key] = value
     return out
 
 
@@ -255,7 +272,10 @@ def resolve_dataset(spec: str, cache_dir: Path, *, download: bool, progress: boo
     from kg_builders.sources.catalog import load_catalog
     from kg_builders.sources.download import fetch_dataset
 
-    entry = load_catalog().get(spec)  # ConfigError listing valid names when unknown
+    try:
+        entry = load_catalog().get(spec)  # ConfigError listing valid names when unknown
+    except ConfigError as exc:
+        raise ConfigError(f"data.dataset {spec!r} is not a folder, and {exc}") from exc
     if (Path(cache_dir) / entry.name).is_dir() or download:
         return fetch_dataset(entry, cache_dir=cache_dir, progress=progress)
     raise ConfigError(f"{spec!r} is not a path or a cached data set; download it (from {entry.files[0].url}) first")
@@ -395,6 +415,17 @@ def data_digest(data: RecData) -> str:
     return digest.hexdigest()
 
 
+def _split_differences(a: RecData, b: RecData) -> list[str]:
+    """What differs between two runs' splits: the user or item ids (in order), or a part's pairs."""
+    differ = [name for name in ("user_ids", "item_ids") if getattr(a, name) != getattr(b, name)]
+    if not differ:
+        for part in ("train", "valid", "test"):
+            pa, pb = getattr(a, part), getattr(b, part)
+            if not (torch.equal(pa.indptr, pb.indptr) and torch.equal(pa.indices, pb.indices)):
+                differ.append(f"the {part} pairs")
+    return differ
+
+
 def _write_json(path: Path, payload: Any) -> None:
     with atomic_file(path) as fh:
         fh.write(json.dumps(payload, indent=2, default=str, allow_nan=False).encode("utf-8"))
@@ -516,9 +547,7 @@ def _prepare_run(
             if not (out / name).is_dir():
                 raise CheckpointError(f"cannot resume {out}: its {name}/ directory is missing")
         return
-    blocked = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
-    if blocked is not None:
-        raise ConfigError(f"cannot write the run to {out}: {blocked} is a file, not a directory")
+    check_output_dir(out)
     occupied = out.exists() and (not out.is_dir() or any(out.iterdir()))
     if occupied and not overwrite:
         raise ConfigError(f"{out} already exists; pass overwrite (--overwrite) or resume (--resume)")
@@ -534,10 +563,30 @@ def _prepare_run(
                 f"the split has no {part} pairs (data.ratios {list(config.data.ratios)}, data.split "
                 f"{config.data.split!r}): a run needs validation pairs to stop early and test pairs to report"
             )
+    _preflight(config, data)
     try:
         _write_run_data(out, kg, sp)
     except OSError as exc:
         raise ConfigError(f"cannot write the run to {out}: {exc}") from exc
+
+
+def _preflight(config: RunConfig, data: RecData) -> None:
+    """Raise now what training would raise at its start, before an old run's files go (``--overwrite``).
+
+    The device is resolved, the model is built on the data (its settings against the graph's
+    features and relations) and neighbour sampling's fan-outs are checked against its layers.
+    """
+    try:
+        SINGLE.device(config.train.device)
+    except ConfigError as exc:
+        raise ConfigError(f"train.{exc}") from exc
+    model = init_model(config.model, config.model_settings, data, seed=config.train.seed)
+    if config.train.sampling == "neighbour" and hasattr(model, "propagation"):
+        try:
+            config.train.fanouts(model.config.num_layers)
+        except ConfigError as exc:
+            raise ConfigError(f"train.{exc}") from exc
+    del model
 
 
 def _write_run_data(out: Path, kg: Any, sp: Any) -> None:
@@ -583,9 +632,11 @@ def read_run(path: str | Path) -> dict[str, Any]:
     if not p.is_file():
         raise CheckpointError(f"{path} is not a run directory: run.json is missing")
     try:
-        meta = json.loads(p.read_text())
-    except json.JSONDecodeError as exc:
+        meta = json.loads(p.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{p} is not valid JSON: {exc}") from exc
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{p} must hold a JSON object, not {type(meta).__name__}")
     v = meta.get("format_version")
     if not isinstance(v, int) or v > RUN_FORMAT:
         raise CheckpointError(f"{p} has run format {v!r}; this graph-rec reads up to {RUN_FORMAT}")
@@ -704,22 +755,24 @@ def compare_runs(
     item features it is not measured (each run's own item representations would be two spaces).
 
     Raises:
-        ConfigError: the runs were trained on different ``[data]`` (so different splits).
+        ConfigError: the runs' splits differ (their users, items, or training, validation or test
+            pairs, compared in the files, whatever their ``[data]`` tables say).
     """
     from graph_rec.eval.stats import compare_results
 
-    mine, theirs = read_run(path)["config"].get("data"), read_run(baseline)["config"].get("data")
-    if mine != theirs:
-        raise ConfigError(
-            f"{baseline} and {path} were trained on different data or splits ([data] differs: {theirs} against "
-            f"{mine}); a paired comparison needs the same split"
-        )
     config, data, model = load_run(path)
+    base_loaded = load_run(baseline)
+    differ = _split_differences(base_loaded[1], data)
+    if differ:
+        raise ConfigError(
+            f"{baseline} and {path} were trained on different data or splits ({', '.join(differ)} differ); "
+            "a paired comparison needs the same split"
+        )
     feats = data.item_features()
     ev = eval_config or config.eval
     kw = {"part": part, "eval_config": ev, "progress": progress, "keep_per_user": True}
     run = _evaluate_loaded(config, data, model, **kw)
-    base = _evaluate_loaded(*load_run(baseline), item_features=feats, **kw)
+    base = _evaluate_loaded(*base_loaded, item_features=feats, **kw)
     names = [m for m in run.metrics if m in run.per_user and m in base.per_user]
     not_compared = {}
     if feats is None and ev.beyond_accuracy:

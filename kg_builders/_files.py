@@ -47,6 +47,14 @@ def atomic_dir(path: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def check_output_dir(path: str | Path) -> None:
+    """A ConfigError when a directory cannot be made at ``path`` because it, or a folder above it, is a file."""
+    final = Path(path)
+    blocked = next((p for p in (final, *final.parents) if p.exists() and not p.is_dir()), None)
+    if blocked is not None:
+        raise ConfigError(f"cannot write to {final}: {blocked} is a file, not a directory")
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -60,10 +68,37 @@ def atomic_file(path: str | Path, mode: str = "wb") -> Iterator:
     final.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.tmp-", dir=final.parent)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would make the result private to this user
         with os.fdopen(fd, mode) as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
+        os.replace(tmp, final)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def save_safetensors(tensors: dict, path: str | Path) -> None:
+    """``safetensors.torch.save_file`` through a temporary sibling, with the umask's permissions.
+
+    ``tensors``: torch tensors, or NumPy arrays (all of one kind). (safetensors itself creates
+    files 0600, so saved graphs, runs and models were private to their writer, next to the JSON
+    files of the same directory.)
+    """
+    import numpy as np
+
+    if any(isinstance(v, np.ndarray) for v in tensors.values()):
+        from safetensors.numpy import save_file
+    else:
+        from safetensors.torch import save_file
+
+    final = Path(path)
+    tmp = final.parent / f".{final.name}.tmp-{os.getpid()}"
+    try:
+        save_file(tensors, str(tmp))
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, final)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -322,9 +322,8 @@ class KnowledgeGraph:
     # ----------------------------------------------------------------- saving
     def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
         """Write the graph to a directory (JSON + safetensors; no pickle), atomically."""
-        from safetensors.numpy import save_file
-
         from kg_builders import __version__
+        from kg_builders._files import save_safetensors
 
         arrays: dict[str, np.ndarray] = {}
         values: dict[str, list[Any]] = {}  # object edge attributes, by "edge key/name"
@@ -363,7 +362,7 @@ class KnowledgeGraph:
                     default=_json_default,
                 )
             )
-            save_file(arrays, str(tmp / ARRAYS_FILE))
+            save_safetensors(arrays, tmp / ARRAYS_FILE)
         logger.info("saved %r to %s", self, path)
         return Path(path)
 

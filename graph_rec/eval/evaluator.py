@@ -105,7 +105,7 @@ class EvalConfig:
             raise ConfigError(f"eval.metrics must name at least one metric; valid metrics: {list(ACCURACY_METRICS)}")
         unknown = [m for m in self.metrics if m not in ACCURACY_METRICS]
         if unknown:
-            raise ConfigError(f"unknown metric(s) {unknown}; valid metrics: {list(ACCURACY_METRICS)}")
+            raise ConfigError(f"metrics has unknown metric(s) {unknown}; valid metrics: {list(ACCURACY_METRICS)}")
         object.__setattr__(self, "metrics", tuple(dict.fromkeys(self.metrics)))  # repeats once, like ks
         for name in ("beyond_accuracy", "sampled"):
             if not isinstance(getattr(self, name), bool):

@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
 from graph_rec.errors import CheckpointError
-from kg_builders._files import atomic_dir
+from kg_builders._files import atomic_dir, save_safetensors
 
 FORMAT_VERSION = 1
 
@@ -37,7 +37,7 @@ def save_state_dict(module: nn.Module, path: Path) -> None:
 
 
 def _save_tensors(state: dict[str, torch.Tensor], path: Path) -> None:
-    save_file({k: v.detach().to("cpu").contiguous() for k, v in state.items()}, str(path))
+    save_safetensors({k: v.detach().to("cpu").contiguous() for k, v in state.items()}, path)
 
 
 def _device_of(module: nn.Module) -> torch.device:
@@ -89,7 +89,7 @@ def save_checkpoint(
         opt_meta: dict[str, Any] = {}
         if optimizer is not None:
             tensors, opt_meta = _optimizer_tensors(optimizer)
-            save_file(tensors, str(tmp / "optimizer.safetensors"))
+            save_safetensors(tensors, tmp / "optimizer.safetensors")
         rng = {"generator": generator.get_state(), "torch_cpu": torch.get_rng_state()}
         device = _device_of(model)
         if device.type == "cuda":

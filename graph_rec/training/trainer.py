@@ -363,9 +363,7 @@ def _loop(
         if write and dist.is_main:
             if improved:
                 (run / "best").mkdir(parents=True, exist_ok=True)
-                tmp = run / "best" / "model.safetensors.tmp"
-                save_state_dict(model, tmp)
-                tmp.replace(run / "best" / "model.safetensors")
+                save_state_dict(model, run / "best" / "model.safetensors")  # (atomic)
             save_checkpoint(
                 run / "checkpoint",
                 model=model,

@@ -5,6 +5,7 @@ Cites: the collaborative graph of LightGCN (He et al., SIGIR 2020) and KGAT (Wan
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,6 +60,9 @@ class InteractionBuilder:
         if self.weight not in WEIGHTS:
             raise ConfigError(f"weight must be one of {WEIGHTS}, got {self.weight!r}")
         check_name(self.relation, "relation")
+        m = self.min_rating
+        if m is not None and (isinstance(m, bool) or not isinstance(m, int | float) or not math.isfinite(m)):
+            raise ConfigError(f"min_rating must be a finite number or None, got {m!r}")
 
     def build(self, tables: Tables) -> GraphFragment:
         df = tables.interactions

@@ -68,6 +68,43 @@ def test_a_failed_overwrite_leaves_the_old_run_whole(tmp_path, cache_root):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".run.")]  # no temporary left
 
 
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"train": {"device": "cuda:7"}}, r"train.device 'cuda:7' was asked for but CUDA is not available"),
+        ({"train": {"sampling": "neighbour", "num_neighbours": [5, 5]}}, r"train.num_neighbours has 2 fan-outs"),
+    ],
+)
+def test_an_overwrite_whose_training_would_fail_at_its_start_keeps_the_old_run(tmp_path, cache_root, changes, message):
+    """What training would refuse at its start is refused before the old run's files go."""
+    import torch
+
+    if "device" in changes["train"] and torch.cuda.device_count() > 7:
+        pytest.skip("this machine has a cuda:7")
+    out = tmp_path / "run"
+    train_run(_config(), out, cache_dir=cache_root)
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    with pytest.raises(ConfigError, match=message):
+        train_run(_config(**changes), out, cache_dir=cache_root, overwrite=True)
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+    assert json.loads((out / "run.json").read_text())["status"] == "finished"
+
+
+def test_run_files_follow_the_umask(tmp_path, cache_root):
+    """safetensors and temporary files are created 0600; a run's files are as readable as any other."""
+    import os
+
+    out = tmp_path / "run"
+    old = os.umask(0o022)
+    try:
+        train_run(_config(), out, cache_dir=cache_root)
+    finally:
+        os.umask(old)
+    modes = {str(p.relative_to(out)): p.stat().st_mode & 0o777 for p in out.rglob("*") if p.is_file()}
+    assert {"run.json", "best/model.safetensors", "checkpoint/model.safetensors", "graph/graph.json"} <= set(modes)
+    assert {m for m in modes.values()} == {0o644}, modes
+
+
 def test_a_split_without_test_pairs_is_refused_before_training(tmp_path, cache_root):
     out = tmp_path / "run"
     with pytest.raises(ConfigError, match=r"the split has no test pairs \(data.ratios \[0.8, 0.2, 0.0\]"):
@@ -77,7 +114,7 @@ def test_a_split_without_test_pairs_is_refused_before_training(tmp_path, cache_r
 
 def test_an_output_under_a_file_is_a_clear_error(tmp_path, cache_root):
     (tmp_path / "afile").write_text("x")
-    with pytest.raises(ConfigError, match=r"cannot write the run to .*afile/sub: .*afile is a file"):
+    with pytest.raises(ConfigError, match=r"cannot write to .*afile/sub: .*afile is a file"):
         train_run(_config(), tmp_path / "afile" / "sub", cache_dir=cache_root)
 
 

@@ -77,3 +77,74 @@ def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, capsys):
     monkeypatch.setattr(cli, "cmd_datasets", interrupted)
     assert cli.main(["datasets"]) == 130
     assert capsys.readouterr().err == "graph-rec: interrupted\n"
+
+
+def test_demo_replaces_only_its_own_output(tmp_path, capsys):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.txt").write_text("years of work")
+    assert cli.main(["demo", "--out", str(mine)]) == 2
+    assert "holds files a demo does not write (['thesis.txt']); pass --overwrite" in capsys.readouterr().err
+    assert (mine / "thesis.txt").read_text() == "years of work"
+    (tmp_path / "afile").write_text("x")
+    assert cli.main(["demo", "--out", str(tmp_path / "afile" / "d")]) == 2
+    assert "afile is a file, not a directory" in capsys.readouterr().err
+
+
+def test_build_refuses_what_it_would_ignore_or_cannot_write(tmp_path, capsys):
+    assert cli.main(["build", "synthetic", "--kg", str(tmp_path / "kg"), "--out", str(tmp_path / "g")]) == 2
+    assert "'synthetic' is generated, not read from files: remove data.kg" in capsys.readouterr().err
+    (tmp_path / "afile").write_text("x")
+    assert cli.main(["build", "synthetic", "--out", str(tmp_path / "afile" / "g")]) == 2
+    assert "afile is a file, not a directory" in capsys.readouterr().err
+    assert cli.main(["build", "synthetic", "--min-rating", "nan", "--out", str(tmp_path / "g")]) == 2
+    assert "min_rating must be a finite number or None, got nan" in capsys.readouterr().err
+    assert not (tmp_path / "g").exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(b"[1, 2]", "must hold a JSON object, not list"), (b"\xff\xfe", "is not valid JSON")],
+)
+def test_a_run_json_that_is_not_an_object_is_one_line(tmp_path, capsys, content, message):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_bytes(content)
+    assert cli.main(["evaluate", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_neo4j_export_of_a_run_writes_its_recommendations(tmp_path, monkeypatch, capsys, cache_root):
+    """A run directory is a model (as for recommend and explain): not its graph alone."""
+    import kg_builders.export.neo4j_db as neo4j_db
+    from graph_rec.runs import RunConfig, train_run
+
+    config = RunConfig.from_dict(
+        {
+            "data": {"dataset": "synthetic", "seed": 5},
+            "features": {"encoder": "none"},
+            "model": {"name": "graphrec", "embedding_dim": 8, "num_layers": 1},
+            "train": {"epochs": 1, "batch_size": 512, "eval_every": 1},
+            "eval": {"ks": [10, 20]},
+        }
+    )
+    train_run(config, tmp_path / "run", cache_dir=cache_root)
+    got = {}
+
+    def fake_write(kg, settings, **kw):  # no server here: what would be written is what counts
+        got.update(kw)
+        return neo4j_db.Neo4jWriteReport(uri=settings.uri, database=settings.database)
+
+    monkeypatch.setattr(neo4j_db, "write_neo4j", fake_write)
+    monkeypatch.setenv("NEO4J_PASSWORD", "secret")
+    assert cli.main(["neo4j", "export", str(tmp_path / "run"), "--k", "5", "--explain-top", "1"]) == 0, (
+        capsys.readouterr()
+    )
+    recs = got["recommendations"]
+    assert recs["user_id"].nunique() > 1 and len(recs) == 5 * recs["user_id"].nunique()
+    assert set(got["embeddings"]) >= {"user", "item"}
+    assert got["explanations"] is not None and len(got["explanations"])
+    # a bare graph has no model: recommendation settings are refused, not dropped
+    assert cli.main(["neo4j", "export", str(tmp_path / "run" / "graph"), "--k", "5"]) == 2
+    assert "is a graph without a model: --k apply to a recommender or a run" in capsys.readouterr().err

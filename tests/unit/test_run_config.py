@@ -26,6 +26,19 @@ BASE = {"data": {"dataset": "synthetic"}}
         ({"graph": {"weight": "stars"}}, r"graph.weight must be one of \['rating', 'binary', 'count', 'log_count'\]"),
         ({"graph": {"entities": "spacey"}}, r"graph.entities must be one of .*gazetteer:<names.tsv>, got 'spacey'"),
         ({"graph": {"min_rating": "4"}}, r"graph setting 'min_rating' must be a number or absent"),
+        ({"graph": {"min_rating": float("nan")}}, r"graph.min_rating must be a number in \[-inf, inf\], got nan"),
+        (
+            {"data": {"dataset": "synthetic", "kg": "kg/"}},
+            r"'synthetic' is generated, not read from files: remove data.kg",
+        ),
+        (
+            {"data": {"dataset": "synthetic", "format": "movielens", "on_error": "skip"}},
+            r"remove data.format, data.on_error",
+        ),
+        ({"data": {"dataset": "d", "format": "bogus"}}, r"data.format must be one of \['movielens'.*got 'bogus'"),
+        ({"model": {"name": "ease", "l2": -1.0}}, r"model 'ease': l2 must be a number in \(0.0, inf\]"),
+        ({"train": {"device": "gpu"}}, r"^train.device must be 'cpu'"),
+        ({"eval": {"metrics": ["auc"]}}, r"^eval.metrics has unknown metric\(s\) \['auc'\]"),
         ({"view": {"nodes": []}}, r"unknown view setting\(s\) \['nodes'\]; valid keys: \['node_types'"),
         ({"model": "graphrec"}, r"\[model\] must be a table"),
         (
@@ -56,3 +69,18 @@ def test_good_settings_pass_and_ints_count_as_numbers():
     )
     assert cfg.graph.min_rating == 3 and cfg.train.lr == 1 and cfg.data.ratios == (0.8, 0.2)
     assert RunConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_an_override_into_a_section_that_is_a_value_is_an_error():
+    from graph_rec.runs import with_overrides
+
+    with pytest.raises(ConfigError, match=r"cannot override train.lr: train is a value \(5\), not a section"):
+        with_overrides({**BASE, "train": 5}, ["train.lr=0.1"])
+    assert with_overrides(BASE, ["train.lr=0.1"])["train"] == {"lr": 0.1}
+
+
+def test_an_unknown_catalogue_name_names_the_setting(tmp_path):
+    from graph_rec.runs import resolve_dataset
+
+    with pytest.raises(ConfigError, match=r"data.dataset 'no-such-data' is not a folder, and unknown data set"):
+        resolve_dataset("no-such-data", tmp_path, download=False)
