@@ -16,7 +16,7 @@ Protocols:
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -216,18 +216,46 @@ def _make(
     return Split(out[0], out[1], out[2], method, settings, cold)
 
 
+def _by_pair(df: pd.DataFrame, parts_of: Callable[[pd.DataFrame], np.ndarray]) -> np.ndarray:
+    """``parts_of`` over the distinct (user, item) pairs, every repeat of a pair sent to its pair's part.
+
+    Repeated pairs (a user who played a track twice) are one interaction to hold out: split row by
+    row, one copy could train while the other tests, and the held-out pair would be a graph edge.
+    A pair stands where its earliest row stands (its first timestamp, else its first row), so a
+    table without repeats is split exactly as it was.
+    """
+    pair = df.groupby(["user_id", "item_id"], sort=False, dropna=False).ngroup().to_numpy()
+    if len(df) == 0 or pair.max() + 1 == len(df):
+        return parts_of(df)
+    order = np.arange(len(df))
+    if "timestamp" in df.columns:
+        order = np.lexsort((order, df["timestamp"].to_numpy()))
+    order = order[np.lexsort((np.arange(len(order)), pair[order]))]  # pairs together, earliest first
+    first = order[np.r_[True, np.diff(pair[order]) != 0]]
+    first = np.sort(first)  # the pairs in the table's own order
+    part_of_pair = np.empty(pair.max() + 1, dtype=np.int8)
+    part_of_pair[pair[first]] = parts_of(df.iloc[first].reset_index(drop=True))
+    return part_of_pair[pair]
+
+
 def split_random(data: Tables | pd.DataFrame, *, ratios: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0) -> Split:
-    """Per-user random split: each user's interactions are shuffled with ``seed`` and cut by ``ratios``."""
+    """Per-user random split: each user's interactions are shuffled with ``seed`` and cut by ``ratios``.
+
+    Repeats of a (user, item) pair go to one part together (:func:`_by_pair`).
+    """
     df = _interactions(data)
     r = check_ratios(ratios)
-    rng = np.random.default_rng(seed)
-    key = rng.random(len(df))
-    users = df["user_id"].to_numpy()
-    order = np.lexsort((key, users))
-    rank, size = _rank_in_group(users[order])
-    part = np.empty(len(df), dtype=np.int8)
-    part[order] = _assign_by_rank(rank, size, r)
-    return _make(df, part, "random", {"ratios": list(r), "seed": seed})
+
+    def parts_of(d: pd.DataFrame) -> np.ndarray:
+        key = np.random.default_rng(seed).random(len(d))
+        users = d["user_id"].to_numpy()
+        order = np.lexsort((key, users))
+        rank, size = _rank_in_group(users[order])
+        part = np.empty(len(d), dtype=np.int8)
+        part[order] = _assign_by_rank(rank, size, r)
+        return part
+
+    return _make(df, _by_pair(df, parts_of), "random", {"ratios": list(r), "seed": seed})
 
 
 def split_temporal(
@@ -235,55 +263,57 @@ def split_temporal(
 ) -> Split:
     """Temporal split: oldest interactions train, newest test (per user, or by a global cut-off).
 
-    Ties in time are broken by the table's row order, so the split is deterministic.
+    Ties in time are broken by the table's row order, so the split is deterministic. Repeats of a
+    (user, item) pair go to the part of their earliest row.
     """
     df = _interactions(data)
     if "timestamp" not in df.columns:
         raise SchemaError("a temporal split needs a 'timestamp' column in interactions")
     r = check_ratios(ratios)
-    ts = df["timestamp"].to_numpy()
-    if per_user:
-        users = df["user_id"].to_numpy()
-        order = np.lexsort((np.arange(len(df)), ts, users))
-        rank, size = _rank_in_group(users[order])
-        part = np.empty(len(df), dtype=np.int8)
+
+    def parts_of(d: pd.DataFrame) -> np.ndarray:
+        ts = d["timestamp"].to_numpy()
+        part = np.empty(len(d), dtype=np.int8)
+        if per_user:
+            users = d["user_id"].to_numpy()
+            order = np.lexsort((np.arange(len(d)), ts, users))
+            rank, size = _rank_in_group(users[order])
+        else:  # one cut-off for everyone: the same rule as one user's, over all rows
+            order = np.lexsort((np.arange(len(d)), ts))
+            rank, size = np.arange(len(d)), np.full(len(d), len(d))
         part[order] = _assign_by_rank(rank, size, r)
-    else:
-        order = np.lexsort((np.arange(len(df)), ts))
-        n = len(df)
-        n_train = int(round(n * r[0]))
-        n_valid = int(round(n * r[1]))
-        part = np.empty(n, dtype=np.int8)
-        part[order] = np.repeat(np.array([0, 1, 2], dtype=np.int8), [n_train, n_valid, n - n_train - n_valid])
-    return _make(df, part, "temporal", {"ratios": list(r), "per_user": per_user})
+        return part
+
+    return _make(df, _by_pair(df, parts_of), "temporal", {"ratios": list(r), "per_user": per_user})
 
 
 def split_leave_one_out(data: Tables | pd.DataFrame, *, valid: bool = True, seed: int = 0) -> Split:
     """Per user: the latest interaction tests, the one before validates (if ``valid``).
 
     Without timestamps the held-out interactions are chosen at random with ``seed``. Users with
-    too few interactions keep them all in training (one at least always trains).
+    too few interactions keep them all in training (one at least always trains). Repeats of a
+    (user, item) pair count as one interaction, at its earliest time.
     """
     df = _interactions(data)
-    users = df["user_id"].to_numpy()
-    if "timestamp" in df.columns:
-        key = df["timestamp"].to_numpy()
-        tiebreak = np.arange(len(df))
-    else:
-        key = np.random.default_rng(seed).random(len(df))
-        tiebreak = np.arange(len(df))
-    order = np.lexsort((tiebreak, key, users))
-    rank, size = _rank_in_group(users[order])
-    from_end = size - 1 - rank
-    p = np.zeros(len(order), dtype=np.int8)
-    p[(from_end == 0) & (size >= 2)] = 2
-    if valid:
-        p[(from_end == 1) & (size >= 3)] = 1
-    part = np.empty(len(df), dtype=np.int8)
-    part[order] = p
+
+    def parts_of(d: pd.DataFrame) -> np.ndarray:
+        users = d["user_id"].to_numpy()
+        timed = "timestamp" in d.columns
+        key = d["timestamp"].to_numpy() if timed else np.random.default_rng(seed).random(len(d))
+        order = np.lexsort((np.arange(len(d)), key, users))
+        rank, size = _rank_in_group(users[order])
+        from_end = size - 1 - rank
+        p = np.zeros(len(order), dtype=np.int8)
+        p[(from_end == 0) & (size >= 2)] = 2
+        if valid:
+            p[(from_end == 1) & (size >= 3)] = 1
+        part = np.empty(len(d), dtype=np.int8)
+        part[order] = p
+        return part
+
     return _make(
         df,
-        part,
+        _by_pair(df, parts_of),
         "leave_one_out",
         {"valid": valid, "seed": seed, "by": "timestamp" if "timestamp" in df.columns else "random"},
     )
@@ -326,6 +356,18 @@ def split_official(data: Tables | pd.DataFrame) -> Split:
         raise DataError(
             f"{int(unknown.sum())} row(s) have a split label outside {PARTS}: {', '.join(labels[:10])} "
             f"(first at row index {df.index[unknown][0]!r})",
+            field="split",
+        )
+    pairs = df[["user_id", "item_id"]]
+    twice = (
+        pairs.duplicated(keep=False).to_numpy()
+        & (df.groupby(["user_id", "item_id"], sort=False)["split"].transform("nunique") > 1).to_numpy()
+    )
+    if twice.any():
+        first = df.loc[twice].iloc[0]
+        raise DataError(
+            f"{int(twice.sum())} row(s) put one (user, item) pair in two parts (first: user {first['user_id']!r}, "
+            f"item {first['item_id']!r}): a held-out pair that also trains would be a graph edge",
             field="split",
         )
     return _make(df, part.to_numpy(dtype=np.int8), "official", {})

@@ -9,7 +9,7 @@ import pandas as pd
 
 from kg_builders.builders.entities import entity_id
 from kg_builders.errors import SchemaError
-from kg_builders.fragment import EdgeBlock, GraphFragment, NodeBlock, check_name
+from kg_builders.fragment import Dropped, EdgeBlock, GraphFragment, NodeBlock, check_name
 from kg_builders.tables import Tables
 
 
@@ -46,6 +46,13 @@ class ItemAttributeBuilder:
         pairs = pd.DataFrame({"item_id": items["item_id"].astype(str), "value": values}).explode("value").dropna()
         pairs = pairs.loc[~pairs["value"].isin(self.ignore) & (pairs["value"].astype(str).str.strip() != "")]
         pairs["entity"] = [entity_id(str(v), self.entity_type) for v in pairs["value"]]
+        nameless = (pairs["entity"] == entity_id("", self.entity_type)).to_numpy()  # "--", "?": no name left
+        dropped = []
+        if nameless.any():
+            dropped.append(
+                Dropped("ItemAttributeBuilder", f"{self.column} values with no name (e.g. '--')", int(nameless.sum()))
+            )
+            pairs = pairs.loc[~nameless]
         pairs = pairs.drop_duplicates(["item_id", "entity"])
         names = pairs.drop_duplicates("entity")
         nodes = NodeBlock(
@@ -59,4 +66,4 @@ class ItemAttributeBuilder:
         edges = EdgeBlock(
             pairs["item_id"].to_numpy(object), pairs["entity"].to_numpy(object), np.ones(len(pairs), np.float32)
         )
-        return GraphFragment(nodes={"entity": nodes}, edges={("item", self.relation, "entity"): edges})
+        return GraphFragment(nodes={"entity": nodes}, edges={("item", self.relation, "entity"): edges}, dropped=dropped)

@@ -116,6 +116,10 @@ class KnowledgeBuilder:
         tl, t_item = side(tail)
         frame = pd.DataFrame({"h": h, "hi": h_item, "r": [names[r] for r in rel], "t": tl, "ti": t_item})
         frame = frame.explode("h").explode("t").reset_index(drop=True)  # a triple links every item of its entity
+        loops = (frame["h"] == frame["t"]).to_numpy()  # (e, r, e), or two entities of one item
+        if loops.any():
+            dropped.append(Dropped("KnowledgeBuilder", "self-loops", int(loops.sum())))
+            frame = frame.loc[~loops].reset_index(drop=True)
         before = len(frame)
         frame = frame.drop_duplicates(["h", "r", "t"])
         if len(frame) < before:

@@ -215,6 +215,9 @@ def read_delimited(
                 bad(line, None, f"expected {width} fields separated by {sep_label(sep)}, found {n}{hint}")
                 continue
             base = fields
+        if header and [f.strip() for f in fields] == head:
+            bad(line, None, "the header line is repeated here (two files concatenated?)")
+            continue
         good_lines.append(line)
         good.append(base)
     frame = pd.DataFrame(good, columns=names, dtype=object) if good else pd.DataFrame(columns=names, dtype=object)
@@ -249,6 +252,7 @@ def read_delimited(
                 elif num.dtype.kind == "f":  # rounded, so 2**63 itself counts as out of range
                     huge = ~failed & (np.abs(values) >= 2.0**63)
                 failed |= huge
+                failed |= ~raw.str.fullmatch(r"[+-]?[0-9]+").to_numpy(dtype=bool)  # not 5.0 or 9.6e8
             for i in np.flatnonzero(failed & keep):
                 what = "integer" if kind == "int" else "number"
                 bad(

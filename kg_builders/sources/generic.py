@@ -203,8 +203,8 @@ def _read_table(path: Path, name: str, on_error: str) -> tuple[pd.DataFrame, lis
         frame, more = reject_rows(frame, bad, field=col, reason=reason, on_error=on_error)
         issues += more
     key = {"items": ["item_id"], "users": ["user_id"]}.get(name)
-    if name == "interactions":
-        key = ["user_id", "item_id"] + (["split"] if "split" in frame.columns else [])
+    if name == "interactions":  # one pair in two parts (train and test) would leak: a duplicate too
+        key = ["user_id", "item_id"]
     if key is not None:
         frame, more = duplicate_rows(frame, key, what=f"{', '.join(key)}", on_error=on_error)
         issues += more

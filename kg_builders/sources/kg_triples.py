@@ -61,6 +61,22 @@ def load_kg_triples(
         DataError: a missing or empty file, a line without exactly 3 (triples) or 2 (map) fields,
             an empty field, or an item mapped to two entities.
     """
+    triples, item_entities, issues = _read_kg(kg_path, item_map_path, sep=sep, on_error=on_error)
+    if issues:
+        logger.warning(
+            "skipped %d bad line(s); first: %s line %s: %s",
+            len(issues),
+            issues[0].file,
+            issues[0].line,
+            issues[0].reason,
+        )
+    return triples, item_entities
+
+
+def _read_kg(
+    kg_path: str | Path, item_map_path: str | Path | None, *, sep: str | None, on_error: str
+) -> tuple[pd.DataFrame, pd.DataFrame | None, list[RowIssue]]:
+    """:func:`load_kg_triples`, with the lines it skipped."""
     check_on_error(on_error)
     if sep is not None and (not isinstance(sep, str) or not sep):
         raise ConfigError(f"sep must be a non-empty string or None (auto), got {sep!r}")
@@ -100,15 +116,7 @@ def load_kg_triples(
             item_entities["entity_id"].nunique(),
             absent,
         )
-    if issues:
-        logger.warning(
-            "skipped %d bad line(s); first: %s line %s: %s",
-            len(issues),
-            issues[0].file,
-            issues[0].line,
-            issues[0].reason,
-        )
-    return triples, item_entities
+    return triples, item_entities, issues
 
 
 def _read_item_map(path: Path, sep: str | None, on_error: str) -> tuple[pd.DataFrame, list[RowIssue]]:
@@ -133,8 +141,15 @@ def join_kg_folder(tables: Tables, path: str | Path, *, on_error: str = "raise")
     The folder holds ``kg.txt`` (triples) and ``item_index2entity_id.txt`` (the item map).
     """
     folder = Path(path)
-    triples, item_entities = load_kg_triples(folder / "kg.txt", folder / "item_index2entity_id.txt", on_error=on_error)
-    return tables.replace(triples=triples, item_entities=item_entities, source=f"{tables.source}+kg:{folder.name}")
+    triples, item_entities, issues = _read_kg(
+        folder / "kg.txt", folder / "item_index2entity_id.txt", sep=None, on_error=on_error
+    )
+    return tables.replace(
+        triples=triples,
+        item_entities=item_entities,
+        source=f"{tables.source}+kg:{folder.name}",
+        issues=tuple(tables.issues) + tuple(issues),  # the skipped lines reach the build report
+    )
 
 
 def one_entity_per_item(

@@ -122,18 +122,24 @@ def load_lightgcn(
             logger.info("%s: detected the %r layout", path, used)
         frame, file_users, more = _read_interactions(Path(path), used, on_error)
         issues += more
-        users += file_users
-        parts.append(frame.assign(split=split))
-    interactions = pd.concat(parts, ignore_index=True)
-    if len(parts) == 2:
-        train, test = parts
-        both = pd.MultiIndex.from_frame(test[["user_id", "item_id"]]).isin(
-            pd.MultiIndex.from_frame(train[["user_id", "item_id"]])
-        )
-        if both.any():
-            logger.warning(
-                "%s: %d test pair(s) are also training pairs (kept as published)", test_path, int(both.sum())
+        if split == "test" and parts:  # a test pair that also trains would be a graph edge: refused, as ml-100k's
+            train = parts[0]
+            both = pd.MultiIndex.from_frame(frame[["user_id", "item_id"]]).isin(
+                pd.MultiIndex.from_frame(train[["user_id", "item_id"]])
             )
+            frame, more = reject_rows(
+                frame,
+                both,
+                field="item_id",
+                reason=lambda i, f=frame: (
+                    f"(user {f['user_id'].iloc[i]!r}, item {f['item_id'].iloc[i]!r}) is also in {Path(train_path).name}"
+                ),
+                on_error=on_error,
+            )
+            issues += more
+        users += file_users
+        parts.append(plain(frame).assign(split=split))
+    interactions = pd.concat(parts, ignore_index=True)
     social = None
     if social_path is not None:
         friends, more = read_delimited(
@@ -213,7 +219,9 @@ def _read_interactions(path: Path, layout: str, on_error: str) -> tuple[pd.DataF
         issues += more
     frame, more = duplicate_rows(frame, ["user_id", "item_id"], what="(user, item) pair", on_error=on_error)
     issues += more
-    return plain(frame[["user_id", "item_id"]]), users, issues
+    out = frame[["user_id", "item_id"]]
+    out.attrs = dict(frame.attrs)  # the line numbers, for the train/test overlap check
+    return out, users, issues
 
 
 def _bad_id(s: pd.Series) -> np.ndarray:

@@ -83,6 +83,15 @@ _RATING_COLUMNS = ["user_id", "item_id", "rating", "timestamp"]
 _INT_TYPES = {"user_id": "str", "item_id": "str", "rating": "float", "timestamp": "int"}
 
 
+def _not_id(s: pd.Series) -> np.ndarray:
+    return (~s.astype(str).str.fullmatch(r"0|[1-9][0-9]*")).to_numpy()
+
+
+_ID = "MovieLens ids are written in digits without leading zeros (1, not 1.0 or 01)"
+#: ids of users and movies: 1, 1.0 and 01 would be three users
+_ID_CHECKS = [Check("user_id", _not_id, _ID), Check("item_id", _not_id, _ID)]
+
+
 def detect_movielens_flavour(path: str | Path) -> str:
     """The MovieLens flavour of a directory: ``"ml-latest"``, ``"ml-100k"`` or ``"ml-1m"``.
 
@@ -288,6 +297,7 @@ def _load_latest(d: Path, on_error: str) -> Tables:
         columns=["movieId", "title", "genres"],
         rename={"movieId": "item_id"},
         types={"item_id": "str", "title": "str"},
+        checks=_ID_CHECKS[1:],
         on_error=on_error,
     )
     movies, more = duplicate_rows(movies, ["item_id"], what="movieId", on_error=on_error)
@@ -324,6 +334,7 @@ def _load_latest(d: Path, on_error: str) -> Tables:
             columns=["userId", "movieId", "tag", "timestamp"],
             rename={"userId": "user_id", "movieId": "item_id"},
             types={"user_id": "str", "item_id": "str", "tag": "str", "timestamp": "int"},
+            checks=_ID_CHECKS,
             on_error=on_error,
         )
         issues += more
@@ -429,7 +440,7 @@ def _read_ratings(
             columns=["userId", "movieId", "rating", "timestamp"],
             rename={"userId": "user_id", "movieId": "item_id"},
             types=_INT_TYPES,
-            checks=[in_range],
+            checks=[in_range, *_ID_CHECKS],
             on_error=on_error,
         )
     else:
@@ -439,7 +450,7 @@ def _read_ratings(
             header=False,
             columns=_RATING_COLUMNS,
             types=_INT_TYPES,
-            checks=[in_range],
+            checks=[in_range, *_ID_CHECKS],
             quoting=False,
             on_error=on_error,
         )

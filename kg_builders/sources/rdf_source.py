@@ -105,6 +105,12 @@ def load_rdf(
         raise DataError(f"not valid {fmt}: {why}", file=p, line=line) from exc
 
     pred = _resolve(graph, item_predicate, rdflib) if item_predicate is not None else None
+    if any(isinstance(t, rdflib.BNode) for triple in graph for t in triple):
+        # rdflib labels blank nodes at random on each parse: canonical labels make two loads of one
+        # file give the same tables (and a rebuilt graph the same entity ids)
+        from rdflib.compare import to_canonical_graph
+
+        graph = to_canonical_graph(graph)
     resources: list[tuple[str, str, str]] = []
     literals: list[tuple[str, str, str, Any, Any]] = []
     mapped: list[tuple[str, str]] = []

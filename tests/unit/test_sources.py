@@ -668,3 +668,87 @@ def test_whitespace_separator_and_reject_rows(tmp_path: Path) -> None:
     assert err.value.line == 3 and err.value.reason == "row 1"
     with pytest.raises(DataError, match="whitespace"):
         read_delimited(write(tmp_path / "y.txt", "a b\n"), sep=None, header=False, columns=["x", "y", "z"])
+
+
+# ------------------------------------------------------------------ leaks and misreadings a review found
+def test_a_generic_pair_in_two_parts_is_a_duplicate(tmp_path):
+    (tmp_path / "interactions.csv").write_text("user_id,item_id,split\nu1,i1,train\nu1,i2,train\nu1,i1,test\n")
+    with pytest.raises(DataError, match=r"interactions.csv, line 4, field 'user_id': duplicate user_id, item_id"):
+        load_generic(tmp_path, interactions="interactions.csv")
+
+
+def test_a_lightgcn_test_pair_that_also_trains_is_refused_or_skipped(tmp_path):
+    (tmp_path / "train.txt").write_text("0\t1\n0\t2\n1\t1\n")
+    (tmp_path / "test.txt").write_text("0\t3\n0\t1\n")
+    with pytest.raises(DataError, match=r"test.txt, line 2, field 'item_id': \(user '0', item '1'\) is also in train"):
+        load_lightgcn(tmp_path / "train.txt", tmp_path / "test.txt", layout="pairs")
+    t = load_lightgcn(tmp_path / "train.txt", tmp_path / "test.txt", layout="pairs", on_error="skip")
+    test = t.interactions[t.interactions["split"] == "test"]
+    assert list(zip(test["user_id"], test["item_id"], strict=True)) == [("0", "3")]
+    assert [(i.line, i.field) for i in t.issues] == [(2, "item_id")]
+
+
+def test_a_repeated_header_line_is_not_data(tmp_path):
+    f = tmp_path / "movies.csv"
+    f.write_text("movieId,title,genres\n1,Toy Story (1995),Comedy\nmovieId,title,genres\n2,Jumanji (1995),Adventure\n")
+    with pytest.raises(DataError, match=r"movies.csv, line 3: the header line is repeated here"):
+        read_delimited(f, sep=",", columns=["movieId", "title", "genres"], on_error="raise")
+    frame, issues = read_delimited(f, sep=",", columns=["movieId", "title", "genres"], on_error="skip")
+    assert frame["movieId"].tolist() == ["1", "2"] and [i.line for i in issues] == [3]
+
+
+def test_movielens_ids_and_integers_are_written_in_digits(tmp_path):
+    d = tmp_path / "ml-latest-small"
+    d.mkdir()
+    (d / "movies.csv").write_text("movieId,title,genres\n1,Toy Story (1995),Comedy\n3,Heat (1995),Action\n")
+    for row, field in (
+        ("1.0,3,4.0,964982704", "user_id"),
+        ("01,3,4.0,964982704", "user_id"),
+        ("2,3,2.0,9.6e8", "timestamp"),
+    ):
+        (d / "ratings.csv").write_text(f"userId,movieId,rating,timestamp\n1,1,4.0,964982703\n{row}\n")
+        with pytest.raises(DataError, match=rf"ratings.csv, line 3, field '{field}'"):
+            load_movielens(d)
+
+
+def test_rdf_blank_nodes_load_the_same_every_time(tmp_path):
+    f = tmp_path / "movies.ttl"
+    f.write_text(
+        "@prefix ex: <http://example.org/> .\n"
+        'ex:m1 ex:itemId "1" ; ex:award [ ex:name "Oscar" ] ; ex:director _:d1 .\n'
+        '_:d1 ex:name "Someone" .\n'
+    )
+    a, la, _ = load_rdf(f, item_predicate="ex:itemId")
+    b, lb, _ = load_rdf(f, item_predicate="ex:itemId")
+    assert a.equals(b) and la.equals(lb)
+    assert any(str(t).startswith("_:") for t in a["tail"])
+
+
+def test_skipped_kg_lines_reach_the_tables_issues(tmp_path):
+    from kg_builders.sources.kg_triples import join_kg_folder
+
+    (tmp_path / "kg.txt").write_text("0\tfilm.film.director\t100\n1\tfilm.film.genre\n2\tfilm.film.star\t101\n")
+    (tmp_path / "item_index2entity_id.txt").write_text("1\t0\n2\t1\n")
+    t = Tables(interactions=pd.DataFrame({"user_id": ["u"], "item_id": ["1"]}))
+    joined = join_kg_folder(t, tmp_path, on_error="skip")
+    assert len(joined.triples) == 2
+    assert [(Path(i.file).name, i.line) for i in joined.issues] == [("kg.txt", 2)]
+
+
+def test_knowledge_self_loops_and_nameless_attributes_are_dropped_and_counted():
+    from kg_builders.builders import ItemAttributeBuilder, KnowledgeBuilder
+
+    t = Tables(
+        interactions=pd.DataFrame({"user_id": ["u", "u"], "item_id": ["1", "2"]}),
+        triples=pd.DataFrame({"head": ["e1", "e9"], "relation": ["similar", "same"], "tail": ["e1", "e9"]}),
+        item_entities=pd.DataFrame({"item_id": ["1", "2"], "entity_id": ["e1", "e1"]}),
+    )
+    frag = KnowledgeBuilder().build(t)
+    assert not [(s, d) for b in frag.edges.values() for s, d in zip(b.src, b.dst, strict=True) if s == d]
+    assert [(d.reason, d.count) for d in frag.dropped if d.reason == "self-loops"] == [("self-loops", 3)]
+    items = pd.DataFrame(
+        {"item_id": ["1", "2", "3"], "genres": pd.Series([("--",), ("?",), ("Comedy",)], dtype=object)}
+    )
+    frag = ItemAttributeBuilder().build(Tables(interactions=t.interactions, items=items))
+    assert frag.nodes["entity"].ids == ["genre:comedy"]
+    assert [d.count for d in frag.dropped] == [2]

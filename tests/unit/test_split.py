@@ -195,3 +195,53 @@ def test_builder_refuses_unsplit_interactions() -> None:
     df = pd.DataFrame({"user_id": ["a", "a"], "item_id": ["x", "y"], "split": ["train", "test"]})
     with pytest.raises(SchemaError, match="split first"):
         build_graph(Tables(interactions=df), [InteractionBuilder()])
+
+
+# ------------------------------------------------------------------ repeated pairs, official overlaps
+def _repeats() -> pd.DataFrame:
+    """Every pair of _many() twice (a user who played a track twice), the copies apart in time."""
+    df = _many(n_users=20, per_user=10)
+    later = df.assign(timestamp=df["timestamp"] + 10_000)
+    return pd.concat([df, later], ignore_index=True)
+
+
+@pytest.mark.parametrize(
+    "split",
+    [
+        lambda d: split_random(d, seed=3),
+        lambda d: split_temporal(d),
+        lambda d: split_temporal(d, per_user=False),
+        lambda d: split_leave_one_out(d),
+    ],
+)
+def test_repeats_of_a_pair_go_to_one_part(split):
+    """Split row by row, one copy of a pair trained while the other was held out: a leak."""
+    d = _repeats()
+    sp = split(d)
+    parts = [set(zip(p["user_id"], p["item_id"], strict=True)) for p in (sp.train, sp.valid, sp.test)]
+    assert not (parts[0] & parts[1]) and not (parts[0] & parts[2]) and not (parts[1] & parts[2])
+    assert sum(len(p) for p in (sp.train, sp.valid, sp.test)) == len(d) and len(sp.test) > 0
+    # and a table without repeats is split as before: the distinct pairs, alone, give the same parts
+    alone = split(d.drop_duplicates(["user_id", "item_id"], keep="first").reset_index(drop=True))
+    assert parts == [set(zip(p["user_id"], p["item_id"], strict=True)) for p in (alone.train, alone.valid, alone.test)]
+
+
+def test_an_official_split_with_one_pair_in_two_parts_is_refused():
+    d = pd.DataFrame({"user_id": ["u", "u", "u"], "item_id": ["a", "b", "a"], "split": ["train", "train", "test"]})
+    with pytest.raises(
+        DataError, match=r"2 row\(s\) put one \(user, item\) pair in two parts \(first: user 'u', item 'a'\)"
+    ):
+        split_official(d)
+
+
+@pytest.mark.parametrize(
+    ("n", "ratios", "counts"),
+    [(5, (0.5, 0.5, 0.0), (2, 3, 0)), (3, (0.5, 0.5, 0.0), (1, 2, 0)), (1, (0.5, 0.0, 0.5), (1, 0, 0))],
+)
+def test_the_global_temporal_cut_rounds_like_the_per_user_one(n, ratios, counts):
+    """Banker's rounding gave a test row with a test ratio of 0, a numpy error, or no training row."""
+    d = pd.DataFrame({"user_id": [f"u{k}" for k in range(n)], "item_id": ["i"] * n, "timestamp": range(n)})
+    sp = split_temporal(d, ratios=ratios, per_user=False)
+    assert (len(sp.train), len(sp.valid), len(sp.test)) == counts
+    held = pd.concat([sp.valid, sp.test])["timestamp"]
+    assert held.empty or sp.train["timestamp"].max() < held.min()
