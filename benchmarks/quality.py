@@ -210,6 +210,21 @@ def _when(meta: dict[str, Any]) -> str:
     return f"{meta['date'][:16].replace('T', ' ')} UTC, commit {meta['git_commit'][:8]}"
 
 
+def _rows_measured(entry: dict[str, Any]) -> str:
+    """Which graph-rec rows carry their own measurement date (rows rerun since 2026-12-07) and which are older."""
+    runs = entry["protocol"].get("runs", {})
+    dated = {m: r["measured"] for m, r in runs.items() if "measured" in r}
+    if not dated:
+        return "rows measured at earlier commits (git log of benchmarks/results/protocols.json)"
+    first = min(d["date"] for d in dated.values())
+    older = len(runs) - len(dated)
+    return f"{_names(sorted(dated))} rerun from {first[:16].replace('T', ' ')} UTC" + (
+        f", the other {older} rows measured earlier (2026-12-03 to 2026-12-07, git log of protocols.json)"
+        if older
+        else ""
+    )
+
+
 def _names(names: list[str]) -> str:
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
@@ -254,9 +269,10 @@ def to_markdown(payload: dict[str, Any]) -> str:
         lines += [
             f"**{name}**, protocol A (per-user random 80/10/10, seed 2026, full ranking over "
             f"{entry['protocol'].get('num_items', 'all')} items, training and validation positives masked; test "
-            f"metrics of the setting chosen on validation Recall@20). {_peer_runs(entry)}; graph-rec rows "
-            f"{'read from' if entry['protocols_reused'] else 'run in'} benchmarks/protocols.py "
-            f"({_when(entry['protocols_meta'])}).",
+            f"metrics of the setting chosen on validation Recall@20 from each model's grid; GraphRec and its "
+            f"ablations run the protocol's one setting, other settings are in the sweep). {_peer_runs(entry)}; "
+            f"graph-rec rows {'read from' if entry['protocols_reused'] else 'run in'} benchmarks/protocols.py "
+            f"(file written {_when(entry['protocols_meta'])}; {_rows_measured(entry)}).",
             "",
             "| kind | model | valid R@20 | Recall@20 | NDCG@20 | Recall@10 | NDCG@10 | coverage@20 | novelty@20 "
             "| vs best classical (R@20) | s to best |",

@@ -59,7 +59,15 @@ def _slug(label: str) -> str:
 
 def run_cached(dataset: str, seed: int, label: str, kg: Any, sp: Any, cache: Path) -> dict[str, Any]:
     """One model on one split: from the cache when it holds this label's settings, else trained now."""
-    spec = chosen_settings(dataset, label)
+    from graph_rec.data import DataConfig, RecData
+    from graph_rec.runs import data_digest
+
+    # the settings, the split and graph (their SHA-256) and the code: a cached result of another
+    # split, graph or evaluator is not reused
+    spec = chosen_settings(dataset, label) | {
+        "data_sha256": data_digest(RecData(kg, sp, config=DataConfig())),
+        "git_commit": run_metadata()["git_commit"],
+    }
     path = cache / "seeds" / dataset / str(seed) / f"{_slug(label)}.json"
     if path.is_file():
         rec = json.loads(path.read_text())
