@@ -98,3 +98,37 @@ def test_an_unknown_label_or_a_missing_protocol_row_stops_before_training(tmp_pa
     (tmp_path / "protocols.json").write_text('{"datasets": {"ml-latest-small": {"runs": {}}}}')
     with pytest.raises(SystemExit, match="has no row 'als' for ml-latest-small: run benchmarks/protocols.py first"):
         seeds.chosen_settings("ml-latest-small", "als")
+
+
+def test_a_cached_result_is_reused_only_for_the_same_split_and_code(tmp_path, monkeypatch):
+    from graph_rec.runs import build_pipeline
+    from kg_builders.sources.synthetic import make_synthetic_world
+
+    spec = {"model": "ease", "settings": {"l2": 10.0}, "train": {}, "view": {}}
+    monkeypatch.setattr(seeds, "chosen_settings", lambda dataset, label: dict(spec))
+    tables = make_synthetic_world(num_users=30, num_items=40, interactions_per_user=8, seed=1, with_images=False)
+
+    def world(seed):
+        return build_pipeline(
+            tables,
+            split="random",
+            split_settings={"ratios": (0.8, 0.1, 0.1), "seed": seed},
+            builder_options={},
+            entities="none",
+            progress=False,
+        )
+
+    calls = []
+    run_one = seeds.protocols.run_one
+    monkeypatch.setattr(seeds.protocols, "run_one", lambda *a, **k: calls.append(1) or run_one(*a, **k))
+    kg, sp = world(2026)
+    first = seeds.run_cached("d", 2026, "ease", kg, sp, tmp_path)
+    assert seeds.run_cached("d", 2026, "ease", kg, sp, tmp_path) == first and len(calls) == 1
+    # the same cache file, another split under it (the study's split changed): trained again
+    kg2, sp2 = world(7)
+    again = seeds.run_cached("d", 2026, "ease", kg2, sp2, tmp_path)
+    assert len(calls) == 2 and again["spec"]["data_sha256"] != first["spec"]["data_sha256"]
+    # and another commit's result is not reused either
+    monkeypatch.setattr(seeds, "run_metadata", lambda: {**first["meta"], "git_commit": "another"})
+    seeds.run_cached("d", 2026, "ease", kg2, sp2, tmp_path)
+    assert len(calls) == 3
