@@ -102,8 +102,8 @@ def _encoder_options(sp: argparse.ArgumentParser, *, default: str) -> None:
     sp.add_argument("--local-files-only", action="store_true", help="never download a model")
 
 
-#: what ``graph-rec demo`` writes into its ``--out`` (a rerun replaces them)
-DEMO_OUTPUTS = frozenset({"graph", "split", "graph.nt"})
+#: what ``graph-rec demo`` writes into its ``--out`` (a rerun replaces them; tests/unit/test_cli_errors.py checks the list)
+DEMO_OUTPUTS = frozenset({"graph", "split", "graph.nt", "history.png", "model"})
 
 
 def _save_build(out: Path, kg: Any, sp: Any, *, overwrite: bool) -> None:

@@ -99,6 +99,10 @@ def test_demo_falls_back_to_synthetic_offline(tmp_path, cache_root) -> None:
     assert Path(serving["model_dir"], "recommender.json").is_file() and len(serving["recommend"]) == 5
     assert serving["explain"] and all(p.startswith(f"user {serving['user']!r}") for p in serving["explain"])
     assert len(serving["new_item_similar"]) == 5 and res["neo4j"] is None
+    # everything it wrote is what a rerun may replace; anything else in --out is refused without --overwrite
+    from graph_rec.cli import DEMO_OUTPUTS
+
+    assert {q.name for q in (tmp_path / "demo").iterdir()} <= DEMO_OUTPUTS
 
 
 @pytest.mark.slow
