@@ -795,7 +795,7 @@ class Recommender:
                 (
                     r
                     for r in reversed(self.graph.recipe)
-                    if r.get("info", {}).get("slot") == slot and "encoder" in r.get("settings", {})
+                    if r.get("info", {}).get("slot") == slot and isinstance(r.get("settings", {}).get("encoder"), dict)
                 ),
                 None,
             )
@@ -822,10 +822,11 @@ class Recommender:
             if expected and encoder.fingerprint() != expected:
                 # the same model under other library versions; a graph built before the versions
                 # were part of the fingerprint recorded what is now the identity
-                if encoder.identity() in (info.get("encoder_identity"), expected):
+                if set(encoder.identities()) & {info.get("encoder_identity"), expected}:
                     logger.warning(
                         "the %r encoder is the model the graph was built with, but the transformers/tokenizers "
-                        "versions differ or were not recorded: new items' vectors may differ slightly from the graph's",
+                        "versions or the compute dtype (bfloat16 on a GPU, float32 on a CPU) differ or were not "
+                        "recorded: new items' vectors may differ slightly from the graph's",
                         slot,
                     )
                 else:
@@ -852,7 +853,12 @@ class Recommender:
                 feats[s], masks[s] = torch.zeros(1, dim), torch.zeros(1, dtype=torch.bool)
                 continue
             if not _is_vector(v):  # raw input (text, an image array, a path, bytes): encode it
-                v = self._encoder(s).encode([v]).vectors[0]
+                res = self._encoder(s).encode([v])
+                if not bool(res.mask[0]):  # skipped by the encoder (an image that does not decode, a blank text)
+                    failed = getattr(res, "failed", ())
+                    why = failed[0][1] if failed else "it has no content the encoder can use"
+                    raise DataError(f"feature {s!r} of the new {node_type} could not be encoded: {why}")
+                v = res.vectors[0]
             t = torch.as_tensor(np.asarray(v, dtype=np.float32)).reshape(1, -1)
             if t.shape[1] != dim or not torch.isfinite(t).all():
                 raise DataError(

@@ -507,6 +507,11 @@ class ImageEncoder:
         """:meth:`fingerprint` without the ``transformers`` version (see ``TextEncoder.identity``)."""
         return identity_of(self._payload())
 
+    def identities(self) -> tuple[str, ...]:
+        """:meth:`identity`, and the identity graphs built before 2026-12-07 recorded (the dtype kept)."""
+        payload = self._payload()
+        return identity_of(payload), identity_of(payload, machine=True)
+
     def _payload(self) -> dict[str, Any]:
         spec = self._spec()
         dtype = self._torch_dtype(self._torch_device())
@@ -538,7 +543,8 @@ class ImageEncoder:
         if isinstance(processor, _TorchPreprocessor):
             pixels = processor(arrays)
         else:
-            pixels = processor(images=arrays, return_tensors="pt")["pixel_values"]
+            # the arrays are [H, W, 3]: said, not guessed (a processor reads a 1- or 3-pixel-tall image as channels-first)
+            pixels = processor(images=arrays, return_tensors="pt", input_data_format="channels_last")["pixel_values"]
         pixels = pixels.to(state["device"], dtype=state["dtype"])
         with torch.inference_mode():
             pooling = state["pooling"]

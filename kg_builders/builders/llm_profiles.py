@@ -34,7 +34,7 @@ from typing import Any, Literal
 
 from kg_builders._files import atomic_file, sha256_file
 from kg_builders._optional import require
-from kg_builders.builders.text_encoder import hub_commit
+from kg_builders.builders.text_encoder import hub_commit, package_version
 from kg_builders.errors import ConfigError, DataError, MissingDependencyError
 
 logger = logging.getLogger(__name__)
@@ -281,6 +281,9 @@ class ProfileWriter:
             "decoding": "greedy",
             "max_new_tokens": self.max_new_tokens,
             "dtype": self._device_and_dtype()[1],
+            # they dequantise the weights, render the chat template and run generate()
+            "transformers": package_version("transformers"),
+            "gguf": package_version("gguf") if self.gguf_file else None,
         }
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 

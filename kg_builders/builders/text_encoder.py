@@ -26,6 +26,7 @@ import logging
 import os
 import re
 import time
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -102,11 +103,19 @@ def _packaged(model: str) -> PackagedModel | None:
 
 #: the fingerprint entries that name installed library versions (left out of an encoder's identity)
 LIBRARY_KEYS = ("transformers", "tokenizers")
+#: what the machine decides, not the model: a graph encoded in bfloat16 on a GPU and a new item
+#: encoded in float32 on a CPU use the same model (their vectors differ slightly, as across versions)
+MACHINE_KEYS = ("dtype",)
 
 
-def identity_of(payload: dict[str, Any]) -> str:
-    """sha256 of a fingerprint payload without its :data:`LIBRARY_KEYS`."""
-    rest = {k: v for k, v in payload.items() if k not in LIBRARY_KEYS}
+def identity_of(payload: dict[str, Any], *, machine: bool = False) -> str:
+    """sha256 of a fingerprint payload without its :data:`LIBRARY_KEYS` and :data:`MACHINE_KEYS`.
+
+    ``machine=True`` keeps the machine's keys: the identity as graphs built before 2026-12-07
+    recorded it.
+    """
+    drop = LIBRARY_KEYS if machine else LIBRARY_KEYS + MACHINE_KEYS
+    rest = {k: v for k, v in payload.items() if k not in drop}
     return hashlib.sha256(json.dumps(rest, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -180,6 +189,13 @@ def _usable_positions(model: Any) -> tuple[int | None, str]:
 
 
 # ------------------------------------------------------------------------------ texts
+def has_content(text: str) -> bool:
+    """Whether ``text`` holds a character a tokenizer keeps: not only spaces, control or format
+    characters (a zero-width space, a stray byte-order mark), which tokenize to nothing and would
+    give every such text the same vector."""
+    return any(not ch.isspace() and unicodedata.category(ch)[0] != "C" for ch in text)
+
+
 def check_texts(texts: Sequence[Any], *, on_bad_text: str) -> tuple[list[Any], np.ndarray]:
     """Find the texts that can be encoded: non-empty strings.
 
@@ -200,7 +216,7 @@ def check_texts(texts: Sequence[Any], *, on_bad_text: str) -> tuple[list[Any], n
     if isinstance(texts, (str, bytes)):
         raise ConfigError("texts must be a sequence of strings, not a single string")
     items = list(texts)
-    mask = np.fromiter((isinstance(t, str) and bool(t.strip()) for t in items), dtype=bool, count=len(items))
+    mask = np.fromiter((isinstance(t, str) and has_content(t) for t in items), dtype=bool, count=len(items))
     if on_bad_text == "raise" and not mask.all():
         i = int(np.flatnonzero(~mask)[0])
         value = items[i]
@@ -491,6 +507,7 @@ class TextEncoder:
         digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
         self._state["fingerprint"] = digest
         self._state["identity"] = identity_of(payload)
+        self._state["identities"] = (identity_of(payload), identity_of(payload, machine=True))
         return digest
 
     def identity(self) -> str:
@@ -502,6 +519,11 @@ class TextEncoder:
         """
         self.fingerprint()
         return self._state["identity"]
+
+    def identities(self) -> tuple[str, ...]:
+        """:meth:`identity`, and the identity graphs built before 2026-12-07 recorded (the dtype kept)."""
+        self.fingerprint()
+        return self._state["identities"]
 
     # --------------------------------------------------------------------- encoding
     def _tokenize(self, texts: list[str]) -> tuple[list[list[int]], list[list[int] | None], np.ndarray]:

