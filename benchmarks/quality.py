@@ -219,7 +219,8 @@ def _rows_measured(entry: dict[str, Any]) -> str:
     first = min(d["date"] for d in dated.values())
     older = len(runs) - len(dated)
     return f"{_names(sorted(dated))} rerun from {first[:16].replace('T', ' ')} UTC" + (
-        f", the other {older} rows measured earlier (2026-12-03 to 2026-12-07, git log of protocols.json)"
+        f", the other {older} row{'s' * (older != 1)} measured earlier (2026-12-03 to 2026-12-07, git log of "
+        "protocols.json)"
         if older
         else ""
     )

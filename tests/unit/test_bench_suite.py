@@ -105,7 +105,12 @@ def test_refreshing_graph_recs_rows_keeps_the_peers_and_says_they_were_read():
     assert out["protocol"]["runs"] == {"ease": _run(0.3, 0.31)}
     assert out["peers"][0]["model"] == "implicit_als"
     assert out["protocols_reused"] is True and out["protocols_meta"]["date"].startswith("2026-12-04")
-    assert "read from benchmarks/protocols.py (2026-12-04" in quality.to_markdown(payload)
+    md = quality.to_markdown(payload)
+    assert "read from benchmarks/protocols.py (file written 2026-12-04" in md
+    assert "rows measured at earlier commits" in md  # no row carries its own date here
+    out["protocol"]["runs"]["ease"]["measured"] = {"date": "2026-12-05T10:00:00+00:00", "git_commit": "abc"}
+    out["protocol"]["runs"]["mf"] = _run(0.2, 0.21)
+    assert "ease rerun from 2026-12-05 10:00 UTC, the other 1 row measured earlier" in quality.to_markdown(payload)
     with pytest.raises(SystemExit, match="protocols.json has no 'lastfm'"):
         quality.refresh_protocols({"datasets": {"lastfm": _entry(0.28)}}, newer, ["lastfm"])
 
