@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
 import resource
@@ -140,6 +141,12 @@ def without_item_columns(tables: Any, columns: Sequence[str]) -> Any:
     return dataclasses.replace(tables, items=tables.items.drop(columns=list(columns), errors="ignore"))
 
 
+@functools.cache
+def _code_meta() -> dict:
+    """The checkout's commit when this process first asked: the code it runs, whatever is committed later."""
+    return run_metadata()
+
+
 def run_one(
     kg: Any,
     sp: Any,
@@ -184,7 +191,8 @@ def run_one(
     extra = {"test_result": test} if keep_per_user else {}
     meta = run_metadata()
     return extra | {
-        "measured": {k: meta[k] for k in ("date", "git_commit", "git_dirty")},  # rows of one file differ
+        # rows of one file differ; the code is the checkout's at this process's start (what it loaded)
+        "measured": {"date": meta["date"], **{k: _code_meta()[k] for k in ("git_commit", "git_dirty")}},
         "model": model,
         "settings": settings,
         "train": cfg.to_dict() if m.trainable else {"seed": cfg.seed},  # the seed still sets iALS's start
@@ -204,6 +212,7 @@ def run_one(
 
 
 def main() -> int:  # noqa: C901 - one loop over data sets, models and ablations
+    _code_meta()  # the commit this process runs, before anything can be committed meanwhile
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--dataset", action="append", choices=list(DATASETS))
     p.add_argument("--models", default=",".join(GRIDS))
