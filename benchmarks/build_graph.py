@@ -68,6 +68,14 @@ def run_exports() -> dict:
     nt = rdf.serialize(format="nt", encoding="utf-8")
     out["to_rdf_nt_s"] = round(time.perf_counter() - t0, 3)
     out["triples"] = len(rdf)
+    from kg_builders.export import write_rdf
+
+    with tempfile.TemporaryDirectory() as tmp:  # the same triples streamed to a file, no rdflib store
+        t0 = time.perf_counter()
+        streamed = write_rdf(kg, Path(tmp) / "g.nt")
+        out["write_rdf_nt_s"] = round(time.perf_counter() - t0, 3)
+        same_lines = sorted((Path(tmp) / "g.nt").read_bytes().splitlines()) == sorted(nt.splitlines())
+    out["write_rdf_same_lines"] = same_lines and streamed == len(rdf)
     t0 = time.perf_counter()
     same_rdf = from_rdf(rdflib.Graph().parse(data=nt.decode("utf-8"), format="nt")).equals(kg, check_report=True)
     out["from_rdf_nt_s"] = round(time.perf_counter() - t0, 3)
@@ -196,12 +204,23 @@ def to_markdown(results: list[dict], meta: dict) -> str:
             f"Exports of the ml-latest-small + KG graph ({e['nodes']:,} nodes, {e['edges']:,} edges; "
             f"{e['triples']:,} RDF triples), round trips identical: {e['identical']}.",
             "",
-            "| to_hetero_data + validate s | to_networkx s | from_networkx s | to_rdf + N-Triples s | parse + from_rdf s | peak RSS MB |",
-            "|---:|---:|---:|---:|---:|---:|",
+            "| to_hetero_data + validate s | to_networkx s | from_networkx s | to_rdf + N-Triples s | write_rdf (streamed N-Triples) s | parse + from_rdf s | peak RSS MB |",
+            "|---:|---:|---:|---:|---:|---:|---:|",
             f"| {e['to_hetero_data_s']:.2f} | {e['to_networkx_s']:.2f} | {e['from_networkx_s']:.2f} | "
-            f"{e['to_rdf_nt_s']:.2f} | {e['from_rdf_nt_s']:.2f} | {e['peak_rss_mb']:,.0f} |",
+            f"{e['to_rdf_nt_s']:.2f} | {_streamed(e)} | {e['from_rdf_nt_s']:.2f} | {e['peak_rss_mb']:,.0f} |",
         ]
+        if "write_rdf_nt_s" in e:
+            lines += [
+                "",
+                f"write_rdf streams the same N-Triples lines ({'identical' if e['write_rdf_same_lines'] else 'DIFFERENT'} "
+                f"to rdflib's serializer's, as a set) {e['to_rdf_nt_s'] / e['write_rdf_nt_s']:.1f} times faster than "
+                "to_rdf + serialize, measured in the same process one after the other.",
+            ]
     return "\n".join(lines) + "\n"
+
+
+def _streamed(e: dict) -> str:
+    return f"{e['write_rdf_nt_s']:.2f}" if "write_rdf_nt_s" in e else "not measured"
 
 
 def reports_markdown(results: list[dict]) -> str:

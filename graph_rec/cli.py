@@ -226,13 +226,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     kg, _ = _load_graph(args.path)
     t0 = time.perf_counter()
     if args.to in ("turtle", "nt"):
-        from kg_builders._files import atomic_file
-        from kg_builders.export import to_rdf
+        from kg_builders.export import write_rdf
 
-        data = to_rdf(kg).serialize(format=args.to, encoding="utf-8")
-        with atomic_file(out) as fh:
-            fh.write(data)
-        detail = {"triples": data.count(b"\n")}
+        detail = {"triples": write_rdf(kg, out, rdf_format=args.to)}
     elif args.to == "networkx":
         from kg_builders._files import atomic_file
         from kg_builders.export import to_networkx
@@ -254,7 +250,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     """The whole chain: data -> split -> graph -> text features -> save/load -> exports -> training and test."""
     from kg_builders._files import atomic_file
-    from kg_builders.export import from_networkx, from_rdf, to_hetero_data, to_homogeneous, to_networkx, to_rdf
+    from kg_builders.export import from_networkx, from_rdf, to_hetero_data, to_homogeneous, to_networkx, write_rdf
     from kg_builders.graph import KnowledgeGraph
     from kg_builders.sources.movielens import load_movielens
 
@@ -358,19 +354,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     step("networkx round trip", t0, identical=nx_same)
 
     t0 = time.perf_counter()
-    g = to_rdf(kg)
-    nt = g.serialize(format="nt", encoding="utf-8")
-    with atomic_file(out / "graph.nt") as fh:
-        fh.write(nt)
+    triples = write_rdf(kg, out / "graph.nt")
     rdf_same: bool | None = None
-    if len(g) <= args.rdf_check_limit:
+    if triples <= args.rdf_check_limit:
         import rdflib
 
-        rdf_same = from_rdf(rdflib.Graph().parse(data=nt.decode("utf-8"), format="nt")).equals(kg, check_report=True)
+        rdf_same = from_rdf(rdflib.Graph().parse(out / "graph.nt", format="nt")).equals(kg, check_report=True)
     step(
         "RDF (N-Triples)",
         t0,
-        triples=len(g),
+        triples=triples,
         identical=rdf_same if rdf_same is not None else "not re-read at this size",
     )
 

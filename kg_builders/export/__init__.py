@@ -3,7 +3,7 @@
 - :func:`to_hetero_data`, :func:`to_homogeneous`: PyTorch Geometric tensors.
 - :func:`to_networkx` / :func:`from_networkx`: a networkx ``MultiDiGraph``, and back.
 - :func:`to_rdf` / :func:`from_rdf`: an rdflib ``Graph`` in the :data:`GR` vocabulary, and back;
-  write it with ``to_rdf(kg).serialize(destination=path, format=rdf_format_for(path), encoding="utf-8")``.
+  :func:`write_rdf` writes a file (N-Triples streamed without an rdflib store, Turtle through rdflib).
 - :func:`write_neo4j` / :func:`read_neo4j` (I/O): a Neo4j database over Bolt (:class:`Neo4jSettings`),
   with embeddings, recommendations and explanation paths, and back; :func:`count_neo4j`, :func:`clear_neo4j`.
 
@@ -22,7 +22,7 @@ from kg_builders.export.neo4j_db import (
     write_neo4j,
 )
 from kg_builders.export.networkx_graph import from_networkx, to_networkx
-from kg_builders.export.rdf_graph import from_rdf, rdf_format_for, to_rdf
+from kg_builders.export.rdf_graph import from_rdf, rdf_format_for, rdf_triples, to_rdf, write_rdf
 
 
 def __getattr__(name: str) -> Any:
@@ -44,10 +44,12 @@ __all__ = [
     "from_networkx",
     "from_rdf",
     "rdf_format_for",
+    "rdf_triples",
     "read_neo4j",
     "to_hetero_data",
     "to_homogeneous",
     "to_networkx",
     "to_rdf",
     "write_neo4j",
+    "write_rdf",
 ]

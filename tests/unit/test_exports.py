@@ -24,8 +24,9 @@ from kg_builders.export import (
     to_homogeneous,
     to_networkx,
     to_rdf,
+    write_rdf,
 )
-from kg_builders.export.rdf_graph import node_iri
+from kg_builders.export.rdf_graph import GR_IRI, node_iri
 from kg_builders.fragment import EdgeBlock, GraphFragment, NodeBlock
 from kg_builders.graph import BuildReport, EdgeStore, KnowledgeGraph, build_graph
 from kg_builders.tables import Tables
@@ -392,10 +393,36 @@ def test_rdf_round_trip_through_text(kg: KnowledgeGraph, fmt: str) -> None:
 @pytest.mark.parametrize("suffix", [".ttl", ".nt"])
 def test_rdf_round_trip_through_a_file(kg: KnowledgeGraph, tmp_path, suffix: str) -> None:
     path = tmp_path / f"graph{suffix}"
-    to_rdf(kg).serialize(destination=path, format=rdf_format_for(path), encoding="utf-8")
+    n = write_rdf(kg, path)
     g = rdflib.Graph()
     g.parse(path, format=rdf_format_for(path))
+    assert len(g) == n == len(to_rdf(kg))
     assert from_rdf(g).equals(kg, check_report=True)
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left
+
+
+def test_streamed_n_triples_are_rdflibs_lines_each_once(kg: KnowledgeGraph, tmp_path) -> None:
+    """write_rdf streams N-Triples without an rdflib store: the same lines rdflib's serializer writes."""
+    path = tmp_path / "g.nt"
+    n = write_rdf(kg, path, base="http://example.org/mine/", include_features=False)
+    lines = path.read_bytes().decode("utf-8").splitlines()
+    expected = to_rdf(kg, base="http://example.org/mine/", include_features=False).serialize(format="nt")
+    assert sorted(lines) == sorted(expected.splitlines()) and len(lines) == len(set(lines)) == n
+    # the parallel u1 -> i1 interactions write one direct triple and a statement each
+    u1, i1 = (f"<http://example.org/mine/node/{t}/{x}>" for t, x in (("user", "u1"), ("item", "i1")))
+    assert sum(line.startswith(f"{u1} <{GR_IRI}interacted> {i1}") for line in lines) == 1
+    written = rdflib.Graph().parse(path, format="nt")
+    assert sum(1 for _ in written.subjects(GR["target"], rdflib.URIRef(i1[1:-1]))) >= 3
+    # a named format for another suffix; a bad base or format leaves nothing behind
+    other = tmp_path / "g.rdf"
+    assert write_rdf(kg, other, rdf_format="nt") == len(to_rdf(kg))
+    with pytest.raises(ConfigError, match="base"):
+        write_rdf(kg, tmp_path / "bad.nt", base="http://example.org/no-slash")
+    with pytest.raises(ConfigError, match="unknown RDF format 'xml'"):
+        write_rdf(kg, tmp_path / "bad.nt", rdf_format="xml")
+    with pytest.raises(ConfigError, match="suffixes"):
+        write_rdf(kg, tmp_path / "bad.rdf")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g.nt", "g.rdf"]
 
 
 def test_rdf_vocabulary_and_direct_triples(kg: KnowledgeGraph) -> None:
