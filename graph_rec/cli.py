@@ -249,7 +249,6 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """The whole chain: data -> split -> graph -> text features -> save/load -> exports -> training and test."""
-    from kg_builders._files import atomic_file
     from kg_builders.export import from_networkx, from_rdf, to_hetero_data, to_homogeneous, to_networkx, write_rdf
     from kg_builders.graph import KnowledgeGraph
     from kg_builders.sources.movielens import load_movielens

@@ -32,9 +32,9 @@ import json
 import logging
 import math
 import reprlib
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
