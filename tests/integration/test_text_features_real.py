@@ -180,13 +180,33 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "graph_rec.cli", *args], capture_output=True, text=True, timeout=600)
 
 
+def _small_movielens(folder: Path) -> Path:
+    """A MovieLens-format folder of 4 users and 6 films, with genres and tags: every node type, in seconds."""
+    folder.mkdir()
+    (folder / "movies.csv").write_text(
+        "movieId,title,genres\n1,Toy Story (1995),Adventure|Animation|Children\n2,Heat (1995),Action|Crime|Thriller\n"
+        "3,Alien (1979),Horror|Sci-Fi\n4,Amélie (2001),Comedy|Romance\n5,Up (2009),Adventure|Animation\n"
+        '6,"Godfather, The (1972)",Crime|Drama\n'
+    )
+    rows = [(u, m, r) for u, films in {1: (1, 2, 4, 5), 2: (1, 3, 5, 6), 3: (2, 3, 6), 4: (1, 4, 5, 6)}.items()
+            for m, r in zip(films, (4.0, 3.5, 5.0, 2.0), strict=False)]  # fmt: skip
+    (folder / "ratings.csv").write_text(
+        "userId,movieId,rating,timestamp\n" + "".join(f"{u},{m},{r},{1000 + i}\n" for i, (u, m, r) in enumerate(rows))
+    )
+    (folder / "tags.csv").write_text(
+        "userId,movieId,tag,timestamp\n1,1,pixar,1\n2,3,space,2\n3,6,mafia,3\n4,5,pixar,4\n"
+    )
+    return folder
+
+
 def test_cli_build_with_encoder_saves_features_and_a_rebuild_is_served_from_the_cache(encoder, tmp_path) -> None:
     cache = tmp_path / "features"
+    data = _small_movielens(tmp_path / "ml-small")
     runs = []
     for name in ("first", "second"):
         p = _cli(
-            "build", "synthetic", "--out", str(tmp_path / name), "--encoder", "all-MiniLM-L6-v2",
-            "--feature-cache", str(cache), "--json",
+            "build", str(data), "--out", str(tmp_path / name), "--encoder", "all-MiniLM-L6-v2",
+            "--feature-cache", str(cache), "--split", "none", "--json",
         )  # fmt: skip
         assert p.returncode == 0, p.stderr
         runs.append(json.loads(p.stdout))
@@ -200,6 +220,6 @@ def test_cli_build_with_encoder_saves_features_and_a_rebuild_is_served_from_the_
         assert a.features[t]["text"].shape == (a.num_nodes(t), DIM) and a.feature_masks[t]["text"].all()
         np.testing.assert_array_equal(a.features[t]["text"], b.features[t]["text"])
     assert a.recipe[-1]["info"]["encoder_fingerprint"] == first["encoder"] == encoder.fingerprint()
-    human = _cli("build", "synthetic", "--out", str(tmp_path / "third"), "--encoder", "all-MiniLM-L6-v2",
-                 "--feature-cache", str(cache))  # fmt: skip
+    human = _cli("build", str(data), "--out", str(tmp_path / "third"), "--encoder", "all-MiniLM-L6-v2",
+                 "--feature-cache", str(cache), "--split", "none")  # fmt: skip
     assert human.returncode == 0 and "text features 'text' [384-d]" in human.stdout
