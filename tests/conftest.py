@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -18,6 +19,17 @@ def shared_data(name: str) -> Path:
     if not path.is_dir():
         pytest.skip(f"real data set {name!r} not available at {path} (only on development machines and CI)")
     return path
+
+
+def in_process(capsys: pytest.CaptureFixture, *args: str) -> SimpleNamespace:
+    """``graph-rec ARGS`` through ``graph_rec.cli.main`` in this process: what a subprocess would give
+    (exit status, stdout, stderr) without the seconds a new interpreter spends importing torch."""
+    from graph_rec.cli import main
+
+    capsys.readouterr()
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return SimpleNamespace(returncode=code, stdout=captured.out, stderr=captured.err)
 
 
 @pytest.fixture(scope="session")

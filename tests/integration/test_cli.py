@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from kg_builders.graph import KnowledgeGraph
-from tests.conftest import shared_data
+from tests.conftest import in_process, shared_data
 
 pytestmark = pytest.mark.integration
 
@@ -21,7 +21,7 @@ def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     )
 
 
-def test_build_info_export_synthetic(tmp_path) -> None:
+def test_build_info_export_synthetic(tmp_path, capsys) -> None:
     out = tmp_path / "run"
     p = run("build", "synthetic", "--out", str(out), "--entities", "synthetic-gazetteer", "--json")
     assert p.returncode == 0, p.stderr
@@ -32,9 +32,9 @@ def test_build_info_export_synthetic(tmp_path) -> None:
     assert {"user", "item", "tag", "entity"} <= set(kg.node_types)
     assert (out / "split" / "test.csv").is_file()
 
-    human = run("info", str(out))
+    human = in_process(capsys, "info", str(out))
     assert human.returncode == 0 and "interacted" in human.stdout and "recipe:" in human.stdout
-    info = json.loads(run("info", str(out), "--json").stdout)
+    info = json.loads(in_process(capsys, "info", str(out), "--json").stdout)
     assert info["schema"]["nodes"]["item"] == kg.num_nodes("item")
 
     ttl = tmp_path / "g.ttl"
@@ -46,11 +46,11 @@ def test_build_info_export_synthetic(tmp_path) -> None:
 
     assert from_rdf(rdflib.Graph().parse(ttl, format="turtle")).equals(kg)
     nxj = tmp_path / "g.json"
-    assert run("export", str(out), "--to", "networkx", "--out", str(nxj)).returncode == 0
+    assert in_process(capsys, "export", str(out), "--to", "networkx", "--out", str(nxj)).returncode == 0
     assert json.loads(nxj.read_text())["directed"] is True
 
 
-def test_build_refuses_to_overwrite_and_bad_input_names_the_line(tmp_path) -> None:
+def test_build_refuses_to_overwrite_and_bad_input_names_the_line(tmp_path, capsys) -> None:
     data = tmp_path / "mine"
     data.mkdir()
     (data / "interactions.csv").write_text("user_id,item_id,rating\nu1,i1,4\nu2,i2,abc\n")
@@ -63,7 +63,7 @@ def test_build_refuses_to_overwrite_and_bad_input_names_the_line(tmp_path) -> No
     assert ok.returncode == 0, ok.stderr
     rep = json.loads(ok.stdout)["report"]
     assert rep["edges"]["user__interacted__item"] == 1 and len(rep["skipped_rows"]) == 1
-    again = run("build", str(data), "--out", str(out), "--split", "none")
+    again = in_process(capsys, "build", str(data), "--out", str(out), "--split", "none")
     assert again.returncode == 2 and "already exists" in again.stderr
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import shared_data
+from tests.conftest import in_process, shared_data
 
 pytestmark = pytest.mark.integration
 
@@ -43,7 +43,7 @@ def run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "graph_rec.cli", *args], capture_output=True, text=True, timeout=900)
 
 
-def test_train_evaluate_resume_on_the_synthetic_world(tmp_path, cache_root) -> None:
+def test_train_evaluate_resume_on_the_synthetic_world(tmp_path, cache_root, capsys) -> None:
     cfg = tmp_path / "run.toml"
     cfg.write_text(SYNTHETIC)
     out = tmp_path / "run"
@@ -82,7 +82,7 @@ def test_train_evaluate_resume_on_the_synthetic_world(tmp_path, cache_root) -> N
     again = run("train", str(cfg), "--out", str(out), "--resume", "--json")
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["test"] == pytest.approx(summary["test"])
-    changed = run("train", str(cfg), "--out", str(out), "--resume", "--set", "train.lr=0.5")
+    changed = in_process(capsys, "train", str(cfg), "--out", str(out), "--resume", "--set", "train.lr=0.5")
     assert changed.returncode == 2 and "train.lr: 0.01 saved, 0.5 now" in changed.stderr, changed.stderr
     assert "only train.epochs, train.max_seconds, train.device may change" in changed.stderr
     longer = run("train", str(cfg), "--out", str(out), "--resume", "--set", "train.epochs=8", "--json")
@@ -92,14 +92,16 @@ def test_train_evaluate_resume_on_the_synthetic_world(tmp_path, cache_root) -> N
 
     # a run against itself: every difference 0, with an interval of width 0; the synthetic world has
     # no item features, so diversity is not measured, nor compared
-    same = run("evaluate", str(out), "--against", str(out), "--rounds", "100")
+    same = in_process(capsys, "evaluate", str(out), "--against", str(out), "--rounds", "100")
     assert same.returncode == 0, same.stderr
     assert "paired bootstrap over users, 100 resamples, 95%" in same.stdout
     # coverage is of the lists, not per user; diversity is left out
     per_user = [m for m in metrics["test"]["metrics"] if not m.startswith(("coverage", "diversity"))]
     assert same.stdout.count("+0.0% [+0.0%, +0.0%]  p = 1.000") == len(per_user) == 11
     assert "(diversity@20 not compared: no item features" in same.stdout
-    cmp = json.loads(run("evaluate", str(out), "--against", str(out), "--rounds", "100", "--json").stdout)
+    cmp = json.loads(
+        in_process(capsys, "evaluate", str(out), "--against", str(out), "--rounds", "100", "--json").stdout
+    )
     assert list(cmp["not_compared"]) == ["diversity@20"] and "diversity@20" not in cmp["comparisons"]
     assert len(cmp["comparisons"]) == 11
 
@@ -110,27 +112,27 @@ def test_train_evaluate_resume_on_the_synthetic_world(tmp_path, cache_root) -> N
         "--set", "data.seed=6", "--set", "train.epochs=1", "--set", "train.eval_every=1",
     )  # fmt: skip
     assert made.returncode == 0, made.stderr
-    refused = run("evaluate", str(out), "--against", str(other))
+    refused = in_process(capsys, "evaluate", str(out), "--against", str(other))
     assert refused.returncode == 2 and "were trained on different data or splits (" in refused.stderr
 
     # an existing run is never overwritten by accident
-    clash = run("train", str(cfg), "--out", str(out))
+    clash = in_process(capsys, "train", str(cfg), "--out", str(out))
     assert clash.returncode == 2 and "already exists" in clash.stderr
 
 
-def test_config_errors_name_the_file_and_the_valid_keys(tmp_path) -> None:
+def test_config_errors_name_the_file_and_the_valid_keys(tmp_path, capsys) -> None:
     cfg = tmp_path / "bad.toml"
     cfg.write_text(SYNTHETIC.replace("lr = 0.01", "learning_rate = 0.01"))
-    p = run("train", str(cfg), "--out", str(tmp_path / "x"))
+    p = run("train", str(cfg), "--out", str(tmp_path / "x"))  # once as a user runs it, then in process
     assert p.returncode == 2
     assert str(cfg) in p.stderr and "learning_rate" in p.stderr and "'lr'" in p.stderr
     cfg.write_text(SYNTHETIC.replace('name = "graphrec"', 'name = "kgat"'))
-    p = run("train", str(cfg), "--out", str(tmp_path / "x"))
+    p = in_process(capsys, "train", str(cfg), "--out", str(tmp_path / "x"))
     assert p.returncode == 2 and "registered models" in p.stderr and "lightgcn" in p.stderr
     cfg.write_text(SYNTHETIC + "\n[trian]\nepochs = 1\n")
-    p = run("train", str(cfg), "--out", str(tmp_path / "x"))
+    p = in_process(capsys, "train", str(cfg), "--out", str(tmp_path / "x"))
     assert p.returncode == 2 and "['trian']" in p.stderr and "valid sections" in p.stderr
-    p = run("evaluate", str(tmp_path / "nothing"))
+    p = in_process(capsys, "evaluate", str(tmp_path / "nothing"))
     assert p.returncode == 2 and "run.json is missing" in p.stderr
     assert not (tmp_path / "x").exists()
 
