@@ -21,6 +21,7 @@ import dataclasses
 import logging
 import types
 import typing
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -131,6 +132,16 @@ def check_float(name: str, value: Any, *, low: float = 0.0, high: float = float(
     if not ok:
         bracket = "(" if open_low else "["
         raise ConfigError(f"{name} must be a number in {bracket}{low}, {high}], got {value!r}")
+
+
+def csr_tensor(crow: Tensor, col: Tensor, values: Tensor, shape: tuple[int, int]) -> Tensor:
+    """A torch sparse CSR tensor, without torch's "support is in beta" warning on every call.
+
+    The invariants are not checked (the callers build ``crow`` and ``col`` themselves).
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return torch.sparse_csr_tensor(crow, col, values, shape, check_invariants=False)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -267,7 +278,7 @@ class UserItems:
 
     def to_sparse(self, dtype: torch.dtype = torch.float32) -> Tensor:
         """The whole matrix as a torch sparse CSR tensor ``[num_users, num_items]`` of ones."""
-        return torch.sparse_csr_tensor(
+        return csr_tensor(
             self.indptr, self.indices, torch.ones(self.nnz, dtype=dtype), (self.num_users, self.num_items)
         )
 

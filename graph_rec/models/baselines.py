@@ -34,7 +34,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from graph_rec.data import GraphTensors, UserItems, check_float, check_int
+from graph_rec.data import GraphTensors, UserItems, check_float, check_int, csr_tensor
 from graph_rec.errors import ConfigError, DataError
 from graph_rec.models.base import BatchOutput, RecModel, Scorer, l2_of, neg_scores, register
 from graph_rec.models.propagation import Propagation
@@ -71,7 +71,7 @@ def _item_major(train: UserItems) -> tuple[Tensor, Tensor, Tensor]:
 def _ones_csr(ptr: Tensor, idx: Tensor, shape: tuple[int, int], *, dtype: torch.dtype, device: torch.device) -> Tensor:
     """A CSR ``shape`` matrix of ones with row pointers ``ptr`` and column indices ``idx``."""
     ones = torch.ones(idx.numel(), dtype=dtype, device=device)
-    return torch.sparse_csr_tensor(ptr.to(device), idx.to(device), ones, shape, check_invariants=False)
+    return csr_tensor(ptr.to(device), idx.to(device), ones, shape)
 
 
 def _cooccurrence_blocks(
@@ -245,9 +245,7 @@ class ItemKNN(_ClosedForm):
         """``S^T`` as a sparse CSR tensor ``[num_items, num_items]``: row ``j`` holds ``S_ij`` for ``j``'s neighbours ``i``."""
         n = self.num_items
         crow = torch.arange(n + 1, device=self.knn_index.device) * self.k  # k entries per row
-        return torch.sparse_csr_tensor(
-            crow, self.knn_index.reshape(-1), self.knn_value.reshape(-1), (n, n), check_invariants=False
-        )
+        return csr_tensor(crow, self.knn_index.reshape(-1), self.knn_value.reshape(-1), (n, n))
 
     def dense_similarity(self) -> Tensor:
         """The pruned ``S`` ``[num_items, num_items]`` as a dense tensor (tests and tiny data only)."""

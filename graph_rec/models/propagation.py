@@ -25,14 +25,13 @@ so ``Â`` is a sparse CSR matrix with one entry per connected (i, j) pair.
 
 from __future__ import annotations
 
-import warnings
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from graph_rec.data import check_float, expand_ranges
+from graph_rec.data import check_float, csr_tensor, expand_ranges
 from graph_rec.errors import ConfigError
 
 RELATION_MODES = ("none", "weights", "attention")
@@ -230,11 +229,7 @@ class Propagation(nn.Module):
 
 def _csr(crow: Tensor, col: Tensor, values: Tensor, n: int, num_rows: int | None = None) -> Tensor:
     """A ``[num_rows (default n), n]`` sparse CSR tensor."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-        return torch.sparse_csr_tensor(
-            crow, col, values, (n if num_rows is None else num_rows, n), check_invariants=False
-        )
+    return csr_tensor(crow, col, values, (n if num_rows is None else num_rows, n))
 
 
 class _SpMM(torch.autograd.Function):

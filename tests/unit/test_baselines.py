@@ -342,3 +342,23 @@ def test_configs_reject_bad_values(cls: type, settings: dict) -> None:
     name = next(iter(settings))
     with pytest.raises(ConfigError, match=name):
         cls(**settings)
+
+
+def test_sparse_products_print_no_torch_beta_warning() -> None:
+    """torch warns once per process that CSR support is in beta; graph-rec's users should not see it.
+
+    A fresh interpreter (the warning fires once per process) with UserWarnings as errors.
+    """
+    import subprocess
+    import sys
+
+    code = (
+        "import torch\n"
+        "from graph_rec.data import csr_tensor\n"
+        "from graph_rec.models.baselines import _ones_csr\n"
+        "a = csr_tensor(torch.tensor([0, 1, 2]), torch.tensor([1, 0]), torch.ones(2), (2, 2))\n"
+        "b = _ones_csr(torch.tensor([0, 2, 2]), torch.tensor([0, 1]), (2, 2), dtype=torch.float32, device=torch.device('cpu'))\n"
+        "assert torch.equal((a @ b.to_dense()), torch.tensor([[0.0, 0.0], [1.0, 1.0]]))\n"
+    )
+    p = subprocess.run([sys.executable, "-W", "error::UserWarning", "-c", code], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
