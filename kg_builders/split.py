@@ -230,7 +230,7 @@ def _by_pair(df: pd.DataFrame, parts_of: Callable[[pd.DataFrame], np.ndarray]) -
     order = np.arange(len(df))
     if "timestamp" in df.columns:
         order = np.lexsort((order, df["timestamp"].to_numpy()))
-    order = order[np.lexsort((np.arange(len(order)), pair[order]))]  # pairs together, earliest first
+    order = order[np.argsort(pair[order], kind="stable")]  # pairs together, earliest first
     first = order[np.r_[True, np.diff(pair[order]) != 0]]
     first = np.sort(first)  # the pairs in the table's own order
     part_of_pair = np.empty(pair.max() + 1, dtype=np.int8)
@@ -358,11 +358,7 @@ def split_official(data: Tables | pd.DataFrame) -> Split:
             f"(first at row index {df.index[unknown][0]!r})",
             field="split",
         )
-    pairs = df[["user_id", "item_id"]]
-    twice = (
-        pairs.duplicated(keep=False).to_numpy()
-        & (df.groupby(["user_id", "item_id"], sort=False)["split"].transform("nunique") > 1).to_numpy()
-    )
+    twice = (df.groupby(["user_id", "item_id"], sort=False)["split"].transform("nunique") > 1).to_numpy()
     if twice.any():
         first = df.loc[twice].iloc[0]
         raise DataError(
