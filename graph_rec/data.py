@@ -50,7 +50,7 @@ def config_from_dict(cls: type, d: Mapping[str, Any], what: str) -> Any:
     unknown = sorted(str(k) for k in d if k not in valid)
     if unknown:
         raise ConfigError(f"unknown {what} setting(s) {unknown}; valid keys: {valid}")
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+    values = {k: plain(tuple(v) if isinstance(v, list) else v) for k, v in d.items()}
     hints = typing.get_type_hints(cls)
     for key, value in values.items():
         if not _fits(value, hints.get(key, Any)):
@@ -65,6 +65,23 @@ def config_from_dict(cls: type, d: Mapping[str, Any], what: str) -> Any:
             raise
         first = msg.split(" ", 1)[0]
         raise ConfigError(f"{what}.{msg}" if first in valid and what.isidentifier() else f"{what}: {msg}") from exc
+
+
+def plain(value: Any) -> Any:
+    """``value`` with NumPy scalars as Python ones (in tuples, lists and dicts too), so that it
+    checks, compares and serialises to JSON like the value a TOML file or a Python literal gives."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, tuple | list):
+        return type(value)(plain(v) for v in value)
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    return value
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """A config dataclass as a JSON-ready mapping (tuples as lists, NumPy scalars as Python ones)."""
+    return {k: plain(list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(config).items()}
 
 
 def _fits(value: Any, hint: Any) -> bool:
@@ -183,7 +200,7 @@ class DataConfig:
         return config_from_dict(cls, d, "view")
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        return config_to_dict(self)
 
 
 def expand_ranges(starts: Tensor, counts: Tensor) -> tuple[Tensor, Tensor]:

@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import Tensor
 
-from graph_rec.data import DataConfig, RecData, UserItems, positive_int
+from graph_rec.data import DataConfig, RecData, UserItems, plain, positive_int
 from graph_rec.errors import CheckpointError, ConfigError, DataError, NotFittedError, SchemaError, UnknownIdError
 from graph_rec.eval.evaluator import EvalConfig
 from graph_rec.explore.attribution import PropagationView
@@ -218,10 +218,15 @@ def _check_on_unknown(on_unknown: str) -> None:
 
 
 def _indices(
-    index: Mapping[str, int], n: int, ids: Sequence[str], kind: str, on_unknown: str, remedy: str
+    index: Mapping[str, int], n: int, ids: Sequence[str], kind: str, on_unknown: str | None, remedy: str
 ) -> tuple[list[int], list[str]]:
-    """``(indices of the known ids, unknown ids)`` among the first ``n``; unknown ids raise unless ``on_unknown="skip"``."""
-    _check_on_unknown(on_unknown)
+    """``(indices of the known ids, unknown ids)`` among the first ``n``; unknown ids raise unless ``on_unknown="skip"``.
+
+    ``on_unknown=None``: the caller's method has no ``on_unknown`` option, so unknown ids raise and
+    the error does not suggest one.
+    """
+    if on_unknown is not None:
+        _check_on_unknown(on_unknown)
     idx, unknown = [], []
     for x in ids:
         k = index.get(str(x))
@@ -229,8 +234,10 @@ def _indices(
             unknown.append(str(x))
         else:
             idx.append(k)
-    if unknown and on_unknown == "raise":
-        raise UnknownIdError(kind, unknown, hint=f"{remedy}, or pass on_unknown='skip'")
+    if unknown and on_unknown != "skip":
+        raise UnknownIdError(
+            kind, unknown, hint=remedy if on_unknown is None else f"{remedy}, or pass on_unknown='skip'"
+        )
     return idx, unknown
 
 
@@ -238,7 +245,42 @@ def _is_vector(v: Any) -> bool:
     """A precomputed feature vector (1-d numbers), as opposed to a raw input for an encoder."""
     if isinstance(v, np.ndarray | Tensor):
         return v.ndim == 1 and (v.dtype.is_floating_point if isinstance(v, Tensor) else v.dtype.kind == "f")
-    return isinstance(v, list | tuple) and all(isinstance(x, int | float) and not isinstance(x, bool) for x in v)
+    return isinstance(v, list | tuple) and all(_is_number(x) for x in v)
+
+
+def _is_number(x: Any) -> bool:
+    """A real number, Python's or NumPy's (``np.float32`` is not a ``float``), and not a bool."""
+    return isinstance(x, int | float | np.integer | np.floating) and not isinstance(x, bool)
+
+
+def _added_block(added: Any, path: Path) -> dict[str, Any]:
+    """recommender.json's ``added`` block (cold-start ids and their records), its types checked.
+
+    Raises:
+        CheckpointError: naming ``path`` and the field, for a block of the wrong shape.
+    """
+
+    def bad(field: str, what: str, value: Any) -> CheckpointError:
+        return CheckpointError(f"{path}: {field!r} must be {what}, got {type(value).__name__}")
+
+    if not isinstance(added, dict):
+        raise bad("added", "a mapping", added)
+    out: dict[str, Any] = {}
+    for field in ("items", "users"):
+        ids = added.get(field, [])
+        if not isinstance(ids, list) or not all(isinstance(x, str) for x in ids):
+            raise bad(f"added.{field}", "a list of id strings", ids)
+        out[field] = ids
+    meta = added.get("meta", {})
+    if not isinstance(meta, dict):
+        raise bad("added.meta", "a mapping", meta)
+    out["meta"] = {}
+    for field in ("items", "users"):
+        records = meta.get(field, {})
+        if not isinstance(records, dict) or not all(isinstance(r, dict) for r in records.values()):
+            raise bad(f"added.meta.{field}", "a mapping of ids to records", records)
+        out["meta"][field] = records
+    return out
 
 
 def _all_files(root: Path) -> list[Path]:
@@ -323,7 +365,7 @@ class Recommender:
                 "Recommender.fit needs the split the graph was built from: its validation part picks the epoch"
             )
         data = RecData(kg, split, config=view_cfg)
-        settings = dict(settings or {})
+        settings = plain(dict(settings or {}))  # NumPy scalars as Python ones: saved as JSON
         net = init_model(model, settings, data, seed=train_cfg.seed)
         fit_model(net, data, train_cfg, eval_config=eval_config, progress=progress)
         return cls(net, data, kg, model_name=model, model_settings=settings, train_config=train_cfg, device=device)
@@ -401,13 +443,15 @@ class Recommender:
         snap = self._snap
         return tuple(snap.user_ids[self.data.num_users : snap.num_users])
 
-    def _user_idx(self, snap: _Snapshot, user_ids: Sequence[str], on_unknown: str) -> tuple[list[int], list[str]]:
+    def _user_idx(
+        self, snap: _Snapshot, user_ids: Sequence[str], on_unknown: str | None = None
+    ) -> tuple[list[int], list[str]]:
         return _indices(
             snap.user_index, snap.num_users, user_ids, "user", on_unknown, "fold new users in with add_user"
         )
 
     def _item_idx(
-        self, snap: _Snapshot, item_ids: Sequence[str], on_unknown: str = "raise"
+        self, snap: _Snapshot, item_ids: Sequence[str], on_unknown: str | None = None
     ) -> tuple[list[int], list[str]]:
         return _indices(snap.item_index, snap.num_items, item_ids, "item", on_unknown, "add new items with add_item")
 
@@ -560,7 +604,7 @@ class Recommender:
         k = _check_k(k, snap.num_items)
         self._check_unit("query_weight", query_weight)
         self._check_unit("diversity", diversity)
-        users, _ = self._user_idx(snap, [user_id], "raise")
+        users, _ = self._user_idx(snap, [user_id])
         q = self._query_vector(query) if query is not None else None
         with torch.inference_mode():
             s, i = self._rank(
@@ -631,7 +675,7 @@ class Recommender:
         k = _check_k(k, snap.num_items)
         if isinstance(user_ids, str):
             raise ConfigError("user_ids must be a list of ids, not one string")
-        users, _ = self._user_idx(snap, list(user_ids), "raise")
+        users, _ = self._user_idx(snap, list(user_ids))
         with torch.inference_mode():
             s, i = self._rank(snap, torch.tensor(users, dtype=torch.long), k=k, exclude_seen=exclude_seen, allowed=None)
         return s.cpu(), i.cpu()
@@ -639,7 +683,7 @@ class Recommender:
     def score(self, user_id: str, item_ids: Sequence[str]) -> Scores:
         """The model's scores of ``item_ids`` for ``user_id`` (seen items included), in the order given."""
         snap = self._snap
-        users, _ = self._user_idx(snap, [user_id], "raise")
+        users, _ = self._user_idx(snap, [user_id])
         if isinstance(item_ids, str):
             item_ids = [item_ids]
         items, _ = self._item_idx(snap, list(item_ids))
@@ -682,7 +726,7 @@ class Recommender:
 
     @staticmethod
     def _check_unit(name: str, value: Any) -> None:
-        if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= float(value) <= 1.0:
+        if not _is_number(value) or not 0.0 <= float(value) <= 1.0:
             raise ConfigError(f"{name} must be a number in [0, 1], got {value!r}")
 
     # ------------------------------------------------------------------ explanations
@@ -758,7 +802,7 @@ class Recommender:
         """
         max_paths, candidates = positive_int("max_paths", max_paths), positive_int("candidates", candidates)
         snap = self._snap
-        users, _ = self._user_idx(snap, [user_id], "raise")
+        users, _ = self._user_idx(snap, [user_id])
         items, _ = self._item_idx(snap, [item_id])
         if users[0] >= self.data.num_users or items[0] >= self.data.num_items:
             cold = [
@@ -786,19 +830,23 @@ class Recommender:
         return Explanation(user_id=snap.user_ids[users[0]], item_id=snap.item_ids[items[0]], score=score, paths=paths)
 
     # ------------------------------------------------------------------ cold start
+    def _recipe_entry(self, slot: str) -> dict[str, Any] | None:
+        """The graph's recipe entry that encoded feature ``slot`` (None: its vectors were given)."""
+        return next(
+            (
+                r
+                for r in reversed(self.graph.recipe)
+                if r.get("info", {}).get("slot") == slot and isinstance(r.get("settings", {}).get("encoder"), dict)
+            ),
+            None,
+        )
+
     def _encoder(self, slot: str) -> Any:
         """The encoder that made feature ``slot``, rebuilt from the graph's recipe (cached)."""
         with self._lock:
             if slot in self._encoders:
                 return self._encoders[slot]
-            entry = next(
-                (
-                    r
-                    for r in reversed(self.graph.recipe)
-                    if r.get("info", {}).get("slot") == slot and isinstance(r.get("settings", {}).get("encoder"), dict)
-                ),
-                None,
-            )
+            entry = self._recipe_entry(slot)
             if entry is None:
                 raise ConfigError(
                     f"the graph's recipe does not say how feature {slot!r} was made; pass features={{{slot!r}: vector}}"
@@ -1079,6 +1127,11 @@ class Recommender:
             raise ConfigError(f"query must be a non-empty string, got {query!r}")
         if "text" not in getattr(self.model, "slots", []):
             raise ConfigError("query needs a model with a 'text' feature slot")
+        if self._recipe_entry("text") is None:
+            raise ConfigError(
+                "query needs the encoder of the graph's 'text' features, and the graph's recipe names none "
+                "(its text vectors were given, not encoded by graph-rec)"
+            )
         return self._layer0("item", {"text": query}).to(self.device)
 
     # ------------------------------------------------------------------ export
@@ -1105,11 +1158,9 @@ class Recommender:
             h = view._norm(view.h)
             for t, off in self.data.graph.node_offsets.items():
                 embeddings[t] = h[off : off + self.data.graph.node_counts[t]].cpu().numpy().astype(np.float32)
-        elif hasattr(self.model, "embed"):  # MF, LightGCN: users and items only
-            with torch.inference_mode():
-                hu, hi = self.model.embed()
-            embeddings["user"] = hu.float().cpu().numpy()
-            embeddings["item"] = hi.float().cpu().numpy()
+        elif snap.user_repr is not None:  # MF, LightGCN, ALS: users and items only (EASE & co. have none)
+            embeddings["user"] = snap.user_repr[: self.data.num_users].cpu().numpy().astype(np.float32)
+            embeddings["item"] = snap.item_repr[: self.data.num_items].cpu().numpy().astype(np.float32)
         rows = []
         if explain_top > 0:
             top = recs[recs["rank"] <= explain_top]
@@ -1240,12 +1291,12 @@ class Recommender:
             train_config=train_cfg,
             device=device,
         )
-        rec._restore_added(meta.get("added", {}), load_file(str(root / "added.safetensors")))
+        added = _added_block(meta.get("added", {}), root / "recommender.json")
+        rec._restore_added(added, load_file(str(root / "added.safetensors")))
         return rec
 
     def _restore_added(self, added: Mapping[str, Any], tensors: Mapping[str, Tensor]) -> None:
-        items = [str(x) for x in added.get("items", [])]
-        users = [str(x) for x in added.get("users", [])]
+        items, users = added["items"], added["users"]
         need = (["item_repr"] if items else []) + (["user_repr", "user_seen_ptr", "user_seen_idx"] if users else [])
         lacking = [k for k in need if k not in tensors]
         if lacking:
@@ -1254,10 +1305,7 @@ class Recommender:
                 f"{len(items)} added item(s) and {len(users)} added user(s) recommender.json lists"
             )
         self._check_added(items, users, tensors)
-        self._added_meta = {
-            "items": dict(added.get("meta", {}).get("items", {})),
-            "users": dict(added.get("meta", {}).get("users", {})),
-        }
+        self._added_meta = {"items": dict(added["meta"]["items"]), "users": dict(added["meta"]["users"])}
         with self._lock:
             if items:
                 self._append_items(items, tensors["item_repr"])

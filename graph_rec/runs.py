@@ -26,7 +26,6 @@ run directory:
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import math
@@ -39,7 +38,7 @@ from typing import Any
 
 import torch
 
-from graph_rec.data import DataConfig, RecData, check_float, check_int, config_from_dict
+from graph_rec.data import DataConfig, RecData, check_float, check_int, config_from_dict, config_to_dict, plain
 from graph_rec.distributed import SINGLE, DistContext
 from graph_rec.errors import CheckpointError, ConfigError
 from graph_rec.eval.evaluator import EvalConfig, EvalResult, evaluate
@@ -212,15 +211,12 @@ class RunConfig:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        def plain(obj: Any) -> dict[str, Any]:
-            return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(obj).items()}
-
         return {
-            "data": plain(self.data),
-            "graph": plain(self.graph),
-            "features": plain(self.features),
+            "data": config_to_dict(self.data),
+            "graph": config_to_dict(self.graph),
+            "features": config_to_dict(self.features),
             "view": self.view.to_dict(),
-            "model": {"name": self.model, **self.model_settings},
+            "model": {"name": self.model, **plain(self.model_settings)},
             "train": self.train.to_dict(),
             "eval": self.eval.to_dict(),
         }

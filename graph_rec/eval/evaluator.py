@@ -36,7 +36,6 @@ test; AUC and F1 are computed over all these labelled pairs together.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import time
@@ -47,7 +46,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from graph_rec.data import RecData, UserItems, check_int, config_from_dict
+from graph_rec.data import RecData, UserItems, check_int, config_from_dict, config_to_dict
 from graph_rec.distributed import SINGLE, DistContext
 from graph_rec.errors import ConfigError, DataError
 from graph_rec.eval.metrics import (
@@ -119,7 +118,7 @@ class EvalConfig:
         return config_from_dict(cls, d, "eval")
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        return config_to_dict(self)
 
 
 @dataclass

@@ -19,14 +19,14 @@ contributes one row per split seed, since those rows are not independent.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from graph_rec.data import check_float, check_int
+from graph_rec.data import check_float, check_int, config_to_dict
 from graph_rec.errors import ConfigError, DataError
 
 __all__ = ["PairedComparison", "compare_results", "paired_bootstrap"]
@@ -68,7 +68,7 @@ class PairedComparison:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able (tuples become lists; NaN stays a float, which ``json`` writes as ``NaN``)."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        return config_to_dict(self)
 
 
 def _vector(name: str, x: Tensor | np.ndarray | list[float]) -> Tensor:

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from graph_rec.data import check_float, check_int, config_from_dict
+from graph_rec.data import check_float, check_int, config_from_dict, config_to_dict
 from graph_rec.errors import ConfigError
 
 LOSSES = ("bpr", "softmax")
@@ -132,7 +132,7 @@ class TrainConfig:
         return config_from_dict(cls, d, "train")
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        return config_to_dict(self)
 
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)

@@ -182,17 +182,30 @@ def test_explanations_score_the_heaviest_walks_exactly_whatever_the_fan_out(rec)
     assert widened >= 3  # the narrow join really had neighbours to leave out
 
 
-def test_closed_form_models_serve_too(world, tmp_path):
+@pytest.mark.parametrize(
+    "model, settings", [("ease", {"l2": 50.0}), ("popularity", {}), ("itemknn", {}), ("als", {"factors": 8})]
+)
+def test_closed_form_models_serve_and_export_too(world, tmp_path, model, settings):
     kg, sp = world
-    ease = Recommender.fit(kg, model="ease", settings={"l2": 50.0}, split=sp, train=TRAIN)
-    r = ease.recommend(ease.user_ids[0], k=5)
-    assert not set(r.item_ids) & _seen(ease, ease.user_ids[0])
-    ease.save(tmp_path / "ease")
-    assert Recommender.load(tmp_path / "ease").recommend(ease.user_ids[0], k=5) == r
+    cf = Recommender.fit(kg, model=model, settings=settings, split=sp, train=TRAIN)
+    r = cf.recommend(cf.user_ids[0], k=5)
+    assert not set(r.item_ids) & _seen(cf, cf.user_ids[0])
+    cf.save(tmp_path / model)
+    assert Recommender.load(tmp_path / model).recommend(cf.user_ids[0], k=5) == r
     with pytest.raises(ConfigError, match="propagation model"):
-        ease.explain(ease.user_ids[0], r.item_ids[0])
+        cf.explain(cf.user_ids[0], r.item_ids[0])
     with pytest.raises(ConfigError, match="propagation model"):
-        ease.add_item("new", tags=[])
+        cf.add_item("new", tags=[])
+    # the knowledge stores get their recommendations, and the factors of the models that have them
+    emb, recs, paths = cf.export_tables(k=3, explain_top=0)
+    assert len(recs) == 3 * cf.data.num_users and len(paths) == 0
+    if model == "als":
+        assert set(emb) == {"user", "item"}
+        np.testing.assert_array_equal(emb["item"], cf.model.item_factors.numpy())
+    else:
+        assert emb == {}
+    stored = cf.store(k=3).recommendations(cf.user_ids[0])
+    assert tuple(x.item_id for x in stored) == cf.recommend(cf.user_ids[0], k=3).item_ids
 
 
 # ------------------------------------------------------------------ explanations
@@ -602,6 +615,50 @@ def test_numpy_integers_are_accepted_where_ints_are(rec):
             rec.recommend(u, k=k)
 
 
+def test_numpy_scalars_in_settings_are_saved_as_json_numbers(world, tmp_path):
+    kg, sp = world
+    settings = {"embedding_dim": np.int64(8), "num_layers": np.int32(2), "relation_mode": "none", "score": "cosine"}
+    train = {**TRAIN, "epochs": np.int64(2), "lr": np.float32(0.02)}
+    r = Recommender.fit(kg, split=sp, settings=settings, train=train)
+    r.save(tmp_path / "m")
+    meta = json.loads((tmp_path / "m" / "recommender.json").read_text())
+    assert meta["model"]["settings"]["embedding_dim"] == 8 and type(meta["model"]["settings"]["embedding_dim"]) is int
+    assert meta["train"]["epochs"] == 2
+    u = r.user_ids[0]
+    assert Recommender.load(tmp_path / "m").recommend(u, k=5) == r.recommend(u, k=5)
+    # NumPy floats where a number in [0, 1] is meant, and a feature vector of NumPy floats
+    assert r.recommend(u, k=5, diversity=np.float32(0.25)) == r.recommend(u, k=5, diversity=0.25)
+    dim = r.data.graph.features["text"].shape[1]
+    vec = np.linspace(-1, 1, dim, dtype=np.float32)
+    r.add_item("np-floats", features={"text": list(vec)})
+    r.add_item("py-floats", features={"text": [float(x) for x in vec]})
+    reps = r._snap.item_repr[[r.item_ids.index("np-floats"), r.item_ids.index("py-floats")]]
+    torch.testing.assert_close(reps[0], reps[1])
+
+
+def test_unknown_id_errors_offer_on_unknown_only_where_it_exists(rec):
+    u = rec.user_ids[0]
+    for call in (
+        lambda: rec.recommend("ghost"),
+        lambda: rec.recommend(u, candidates=[rec.item_ids[0], "ghost"]),
+        lambda: rec.recommend_batch([u], candidates=["ghost"], on_unknown="skip"),
+        lambda: rec.score(u, ["ghost"]),
+        lambda: rec.similar_items("ghost"),
+        lambda: rec.explain(u, "ghost"),
+    ):
+        with pytest.raises(UnknownIdError, match="'ghost'") as err:
+            call()
+        assert "on_unknown" not in str(err.value)
+    with pytest.raises(UnknownIdError, match="add_user, or pass on_unknown='skip'"):
+        rec.recommend_batch(["ghost"])
+
+
+def test_query_on_given_text_vectors_says_no_encoder_is_recorded(rec):
+    assert not rec._recipe_entry("text")  # the synthetic world's text vectors are given
+    with pytest.raises(ConfigError, match="recipe names none .its text vectors were given"):
+        rec.recommend(rec.user_ids[0], query="war films")
+
+
 def test_lightgcn_serves_and_refuses_explanations_and_cold_start_by_name(world):
     kg, sp = world
     lg = Recommender.fit(kg, model="lightgcn", split=sp, settings={"embedding_dim": 8, "num_layers": 2}, train=TRAIN)
@@ -670,11 +727,15 @@ def test_load_refuses_a_cold_start_state_that_does_not_fit(world, tmp_path):
         resum(d)
         return d
 
-    def tamper_meta(name, items):
+    def tamper_meta(name, items=None, **added):
         d = tmp_path / name
         rec.save(d)
         meta = json.loads((d / "recommender.json").read_text())
-        meta["added"]["items"] = items
+        if items is not None:
+            meta["added"]["items"] = items
+        meta["added"].update(added)
+        if "whole" in added:
+            meta["added"] = added["whole"]
         (d / "recommender.json").write_text(json.dumps(meta))
         resum(d)
         return d
@@ -692,6 +753,10 @@ def test_load_refuses_a_cold_start_state_that_does_not_fit(world, tmp_path):
             tamper_meta("clash", [rec.item_ids[0]]),
             f"added item ids \\['{rec.item_ids[0]}'\\] are listed twice or are items",
         ),
+        (tamper_meta("whole", whole=[]), r"recommender.json: 'added' must be a mapping, got list"),
+        (tamper_meta("ids", users=[1]), r"recommender.json: 'added.users' must be a list of id strings"),
+        (tamper_meta("meta", meta=[]), r"'added.meta' must be a mapping, got list"),
+        (tamper_meta("records", meta={"items": [], "users": {}}), r"'added.meta.items' must be a mapping of ids"),
     ]
     for d, message in cases:
         with pytest.raises(CheckpointError, match=message):
