@@ -41,6 +41,8 @@ def atomic_dir(path: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
             os.replace(final, old)
         os.replace(tmp, final)
     except OSError:
+        if old is not None and old.exists() and not final.exists():
+            os.replace(old, final)  # the new directory could not take its place: put the old one back
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     if old is not None:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -203,6 +204,29 @@ def test_failed_save_leaves_nothing(tiny_graph, tmp_path, monkeypatch) -> None:
     with pytest.raises(OSError, match="disk full"):
         tiny_graph.save(tmp_path / "g")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_overwrite_that_fails_at_the_last_rename_keeps_the_old_directory(tiny_graph, tmp_path, monkeypatch) -> None:
+    import os
+
+    from kg_builders import _files
+
+    path = tiny_graph.save(tmp_path / "g")
+    before = sorted(p.name for p in path.iterdir())
+    real = os.replace
+
+    def replace(src, dst):
+        if Path(src).name.startswith(".g.tmp-"):  # the new directory's rename into place fails
+            raise OSError("rename failed")
+        real(src, dst)
+
+    monkeypatch.setattr(_files.os, "replace", replace)
+    with pytest.raises(OSError, match="rename failed"):
+        tiny_graph.save(tmp_path / "g", overwrite=True)
+    monkeypatch.setattr(_files.os, "replace", real)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g"]  # the old one back, no leftovers
+    assert sorted(p.name for p in path.iterdir()) == before
+    assert KnowledgeGraph.load(path).equals(tiny_graph)
 
 
 def test_load_errors(tiny_graph, tmp_path) -> None:
