@@ -170,11 +170,22 @@ def _write_part(table: Any, path: Path, compression: str) -> str:
     return sha256_file(path)
 
 
+def _legacy_manifest(out_dir: Path) -> Path | None:
+    """``out_dir/manifest.json`` when score_all wrote it (an older output), else None: a file of
+    that name that is not ours (another tool's manifest) is never read, replaced or deleted."""
+    path = out_dir / LEGACY_MANIFEST
+    try:
+        ours = json.loads(path.read_text()).get("kind") == "graph_rec.score_all"
+    except (OSError, ValueError, AttributeError):
+        return None
+    return path if ours else None
+
+
 def _read_manifest(out_dir: Path) -> dict[str, Any] | None:
     path = out_dir / MANIFEST
     if not path.is_file():
-        path = out_dir / LEGACY_MANIFEST
-    if not path.is_file():
+        path = _legacy_manifest(out_dir)
+    if path is None or not path.is_file():
         return None
     try:
         manifest = json.loads(path.read_text())
@@ -216,8 +227,9 @@ def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 def _remove_ours(out_dir: Path) -> int:
     """Delete the parts, temporary files and the manifest of a previous run (nothing else)."""
     n = 0
+    legacy = _legacy_manifest(out_dir)
     for p in out_dir.iterdir():
-        if p.is_file() and (_PART.match(p.name) or _TEMP.match(p.name) or p.name in (MANIFEST, LEGACY_MANIFEST)):
+        if p.is_file() and (_PART.match(p.name) or _TEMP.match(p.name) or p.name == MANIFEST or p == legacy):
             p.unlink()
             n += 1
     return n
@@ -340,7 +352,9 @@ def score_all(
         "complete": False,
     }
     _write_json(out / MANIFEST, manifest)
-    (out / LEGACY_MANIFEST).unlink(missing_ok=True)  # a resumed older output: its manifest is now _manifest.json
+    legacy = _legacy_manifest(out)
+    if legacy is not None:  # a resumed older output: its manifest is now _manifest.json
+        legacy.unlink()
 
     import pyarrow as pa
 

@@ -273,3 +273,16 @@ def test_the_folder_reads_as_one_parquet_data_set_and_older_outputs_still_work(r
     again = score_all(rec, out, k=3, chunk_users=7, resume=True)
     assert again.parts == -(-len(rec.user_ids) // 7)
     assert (out / "_manifest.json").is_file() and not (out / "manifest.json").exists()
+
+
+def test_another_tools_manifest_json_in_the_folder_is_left_alone(rec, tmp_path):
+    out = tmp_path / "o"
+    out.mkdir()
+    theirs = json.dumps({"format_version": 3, "owner": "a data catalogue"})
+    (out / "manifest.json").write_text(theirs)
+    score_all(rec, out, k=3, chunk_users=7)
+    assert (out / "manifest.json").read_text() == theirs
+    score_all(rec, out, k=3, chunk_users=7, resume=True)
+    score_all(rec, out, k=4, chunk_users=7, overwrite=True)
+    assert (out / "manifest.json").read_text() == theirs
+    assert len(read_scores(out)) == 4 * len(rec.user_ids)
