@@ -152,11 +152,17 @@ def read_explanations(frame: Any, check_ids: Callable[[str, list[str]], None]) -
     for line, (u, i, rank, contribution, text) in enumerate(rows, start=1):
         try:
             path = json.loads(text)
+            # as strict as Path.from_dict, which the Neo4j store reads the stored text with
+            if any(not isinstance(n, list) or len(n) != 2 for n in path["nodes"]):
+                raise ValueError("each node must be [type, id]")
+            c = path.get("contribution")
+            if c is not None and (isinstance(c, bool) or not isinstance(c, int | float)):
+                raise ValueError(f"its 'contribution' must be a number, got {c!r}")
             node_types = [str(n[0]) for n in path["nodes"]]
             node_ids = [str(n[1]) for n in path["nodes"]]
             relations = [str(r) for r in path["relations"]]
             forward = [bool(f) for f in path["forward"]]
-        except (ValueError, KeyError, TypeError, IndexError) as exc:
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
             raise DataError(
                 f"explanation of ({u!r}, {i!r}): path is not the JSON text of Path.to_dict() ({exc})",
                 line=line,

@@ -103,7 +103,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -332,7 +332,11 @@ def driver_errors(settings: Neo4jSettings, action: str) -> Iterator[None]:
     try:
         yield
     except (exceptions.Neo4jError, exceptions.DriverError, OSError) as exc:
-        raise driver_error(exc, settings, action) from exc
+        err = driver_error(exc, settings, action)
+        if settings.password and settings.password in str(exc):
+            # a traceback or logger.exception would print the cause, password and all
+            raise err from None
+        raise err from exc
 
 
 def open_driver(settings: Neo4jSettings, action: str = "connecting") -> Any:
@@ -409,6 +413,19 @@ def _native(v: Any) -> bool:
 def _encoding(values: list[Any]) -> str:
     """``"native"`` when every value can be a property as is, else ``"json"`` (for the whole column)."""
     return "native" if all(_native(v) for v in values) else "json"
+
+
+def _check_json(values: list[Any], what: str, ids: Sequence[Any]) -> None:
+    """A SchemaError naming ``what`` and the id when a value of a JSON-encoded column cannot be
+    encoded (a date, a set, an object): found before anything is sent, not half-way through a write."""
+    for v, i in zip(values, ids, strict=True):
+        try:
+            json.dumps(v, allow_nan=True, ensure_ascii=False)
+        except (TypeError, ValueError) as exc:
+            raise SchemaError(
+                f"{what} {i!r} is a {type(v).__name__}, which neither Neo4j nor JSON can store ({exc}); "
+                "convert it (a date to an ISO string, a set to a list) before writing"
+            ) from exc
 
 
 def _encode(values: list[Any], encoding: str) -> list[Any]:
@@ -509,6 +526,15 @@ class Neo4jWriteReport:
         return d
 
 
+def _checked_encoding(values: Iterable[Any], what: str, ids: Sequence[Any]) -> str:
+    """:func:`_encoding` of a column, its values checked to be encodable when it is JSON."""
+    values = [plain(v) for v in values]
+    encoding = _encoding(values)
+    if encoding == "json":
+        _check_json(values, what, ids)
+    return encoding
+
+
 def _graph_schema(kg: KnowledgeGraph, *, features: bool) -> dict[str, Any]:
     """The metadata :func:`read_neo4j` needs to rebuild ``kg`` exactly (names, counts, encodings, dtypes)."""
     nodes = []
@@ -523,7 +549,10 @@ def _graph_schema(kg: KnowledgeGraph, *, features: bool) -> dict[str, Any]:
                 "label": node_label(t),
                 "count": kg.num_nodes(t),
                 "has_attrs": t in kg.node_attrs,
-                "attrs": {name: _encoding([plain(v) for v in values]) for name, values in attrs.items()},
+                "attrs": {
+                    name: _checked_encoding(values, f"node attribute {name!r} of {t}", kg.node_ids[t])
+                    for name, values in attrs.items()
+                },
                 "features": {
                     n: {"dtype": dtype_name(a.dtype), "dim": int(a.shape[1]), "property": FEATURE_PREFIX + n}
                     for n, a in feats.items()
@@ -542,7 +571,7 @@ def _graph_schema(kg: KnowledgeGraph, *, features: bool) -> dict[str, Any]:
             if arr.dtype.kind not in "biufUO":
                 raise SchemaError(f"edge attribute {name!r} of {et} has dtype {arr.dtype}, which Neo4j cannot store")
             if arr.dtype.kind == "O" or (arr.dtype.kind == "u" and arr.dtype.itemsize == 8):
-                encodings[name] = _encoding([plain(v) for v in arr.tolist()])
+                encodings[name] = _checked_encoding(arr.tolist(), f"attribute {name!r} of {et} edge", range(len(arr)))
             else:
                 encodings[name] = "native"
         edges.append(
@@ -877,7 +906,7 @@ def write_neo4j(
         UnknownIdError: recommendations or explanations name nodes that are not in ``kg``.
         DataError: a malformed explanation path, a duplicate recommendation or explanation rank.
         ExportError: the server is not reachable, refuses the credentials, or fails mid-write
-            (names the URI, never the password; the driver's error is the ``__cause__``).
+            (names the URI, never the password; the driver's error is the ``__cause__`` unless its message holds the password).
     """
     t0 = time.perf_counter()
     # everything is checked before the first byte is sent
@@ -918,8 +947,9 @@ def write_neo4j(
                     "report": json.dumps(kg.report.to_dict(), ensure_ascii=False, default=_json_default),
                     "recipe": json.dumps(kg.recipe, ensure_ascii=False, default=_json_default),
                     # what a later write or clear must remove, should this one not complete
-                    "labels_written": sorted(set(labels) if clear else set(_labels_of(old)) | set(labels)),
-                    "types_written": json.dumps(sorted(old_types | new_types)),
+                    # (with clear too: a clear that dies half-way must be finished by a rerun)
+                    "labels_written": sorted(set(_labels_of(old)) | set(labels)),
+                    "types_written": json.dumps(sorted(_types_of(old) | new_types)),
                 }
             )
             # cleared only once the metadata says "writing": a write that fails from here on is

@@ -420,6 +420,28 @@ def test_a_write_stopped_before_removing_stale_types_removes_them_when_run_again
     assert_identical(read_neo4j(db), smaller)
 
 
+def test_a_clear_stopped_half_way_is_finished_by_any_rerun(db: Neo4jSettings, monkeypatch: pytest.MonkeyPatch) -> None:
+    big, _ = synthetic_graph(seed=3)  # labels and types the small graph does not have (its KG)
+    write_neo4j(big, db)
+    small = awkward_graph()
+    real, calls = neo4j_db._delete_label, {"n": 0}
+
+    def stopped(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:  # the process is stopped as the clear begins: all of the old graph is left
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(neo4j_db, "_delete_label", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        write_neo4j(small, db, clear=True)
+    monkeypatch.undo()
+    assert count_neo4j(db) != expected_counts(small)
+    write_neo4j(small, db)  # without clear: the metadata still names the old graph's labels and types
+    assert count_neo4j(db) == expected_counts(small)
+    assert_identical(read_neo4j(db), small)
+
+
 def test_an_interrupted_write_completes_when_run_again(db: Neo4jSettings, monkeypatch: pytest.MonkeyPatch) -> None:
     kg, _ = synthetic_graph()
     emb, recs, expl = synthetic_tables(kg)

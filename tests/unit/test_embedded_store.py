@@ -156,6 +156,24 @@ def test_explanation_paths_through_unknown_nodes_are_refused() -> None:
         EmbeddedStore(contract_graph(), explanations=expl)
 
 
+def test_paths_the_neo4j_store_could_not_read_back_are_refused_here_too() -> None:
+    """Both stores check paths with the same rules, so both answer or both refuse (Neo4jStore.why
+    reads the stored text with Path.from_dict)."""
+    good = json.loads(contract_explanations().loc[0, "path"])
+    for bad, why in (
+        ({**good, "nodes": [[*good["nodes"][0], "extra"], *good["nodes"][1:]]}, r"each node must be \[type, id\]"),
+        ({**good, "contribution": "n/a"}, "'contribution' must be a number, got 'n/a'"),
+        ({**good, "contribution": True}, "'contribution' must be a number"),
+        ([good], "path is not the JSON text"),
+    ):
+        expl = contract_explanations()
+        expl.loc[0, "path"] = json.dumps(bad)
+        with pytest.raises(DataError, match=why) as err:
+            EmbeddedStore(contract_graph(), explanations=expl)
+        assert err.value.line == 1 and err.value.field == "path"
+        Path.from_dict(good)  # (what the check accepts, from_dict reads)
+
+
 def test_missing_contributions_are_none_and_rank_last() -> None:
     expl = contract_explanations().astype({"contribution": object})
     expl.loc[1, "contribution"] = None  # EXPLAINED_A, otherwise the first

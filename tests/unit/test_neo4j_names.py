@@ -166,6 +166,48 @@ def test_driver_errors_name_the_uri_and_hide_the_password() -> None:
     assert isinstance(other, ExportError) and "CypherSyntaxError" in str(other) and "'neo4j'" in str(other)
 
 
+def test_a_driver_error_holding_the_password_is_not_chained_into_tracebacks() -> None:
+    import traceback
+
+    from kg_builders.export.neo4j_db import driver_errors
+
+    s = Neo4jSettings(uri="bolt://127.0.0.1:9", user="root", password="s3cr3t-value")
+    for exc in (
+        neo4j.exceptions.ServiceUnavailable("lost s3cr3t-value"),
+        neo4j.exceptions.ClientError("'s3cr3t-value'"),
+    ):
+        with pytest.raises(ExportError, match="withheld") as err, driver_errors(s, "writing"):
+            raise exc
+        assert err.value.__cause__ is None and err.value.__suppress_context__
+        assert "s3cr3t-value" not in "".join(traceback.format_exception(err.value))
+    # a message without the password keeps the driver's error as the cause, for debugging
+    with pytest.raises(ExportError) as err, driver_errors(s, "writing"):
+        raise neo4j.exceptions.ServiceUnavailable("connection refused")
+    assert isinstance(err.value.__cause__, neo4j.exceptions.ServiceUnavailable)
+
+
+def test_attributes_json_cannot_encode_are_refused_before_connecting() -> None:
+    import datetime
+
+    nowhere = Neo4jSettings(uri="bolt://127.0.0.1:9", user="root", password="x", connection_timeout=1)
+    one = EdgeStore(np.array([[0], [0]], dtype=np.int64), np.ones(1, dtype=np.float32))
+    kg = KnowledgeGraph(
+        {"user": ["u1"], "item": ["i1", "i2"]},
+        {("user", "interacted", "item"): one},
+        node_attrs={"item": {"released": [{"on": "1995"}, datetime.date(1995, 1, 1)]}},
+    )
+    with pytest.raises(SchemaError, match=r"node attribute 'released' of item 'i2' is a date, which neither"):
+        write_neo4j(kg, nowhere)  # (not an ExportError: nothing was sent, no server was asked)
+    edges = EdgeStore(
+        np.array([[0, 0], [0, 1]], dtype=np.int64),
+        np.ones(2, dtype=np.float32),
+        attrs={"note": np.array([{"a": 1}, {1, 2}], dtype=object)},
+    )
+    kg = KnowledgeGraph({"user": ["u1"], "item": ["i1", "i2"]}, {("user", "interacted", "item"): edges})
+    with pytest.raises(SchemaError, match=r"attribute 'note' of \('user', 'interacted', 'item'\) edge 1 is a set"):
+        write_neo4j(kg, nowhere)
+
+
 # --------------------------------------------------------------------- encodings and batches
 def test_columns_neo4j_cannot_hold_are_json_encoded() -> None:
     enc = neo4j_db._encoding
