@@ -59,8 +59,7 @@ def _slug(label: str) -> str:
 
 def run_cached(dataset: str, seed: int, label: str, kg: Any, sp: Any, cache: Path) -> dict[str, Any]:
     """One model on one split: from the cache when it holds this label's settings, else trained now."""
-    from graph_rec.data import DataConfig, RecData
-    from graph_rec.runs import data_digest
+    from graph_rec.data import DataConfig, RecData, data_digest
 
     # the settings, the split and graph (their SHA-256) and the code: a cached result of another
     # split, graph or evaluator is not reused

@@ -554,3 +554,23 @@ class RecData:
             "graph": {**self.graph.schema(), "edges": self.graph.num_edges},
             "split": self.split_info,
         }
+
+
+def data_digest(data: RecData) -> str:
+    """SHA-256 over the graph's edges and the training, validation and test pairs.
+
+    Two splits with the same counts (another split seed) differ here, so a checkpoint trained on
+    one cannot be resumed on the other, whose held-out pairs it may have trained on, and a run's
+    files edited after the run (``run.json`` records it) are found.
+    """
+    import hashlib
+
+    digest = hashlib.sha256()
+    g = data.graph
+    for part in ("train", "valid", "test"):
+        pairs = getattr(data, part)
+        for t in (pairs.indptr, pairs.indices):
+            digest.update(t.to(torch.int64).contiguous().numpy().tobytes())
+    for t in (g.edge_index, g.edge_type, g.edge_weight):
+        digest.update(t.contiguous().numpy().tobytes())
+    return digest.hexdigest()

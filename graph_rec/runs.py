@@ -38,14 +38,23 @@ from typing import Any
 
 import torch
 
-from graph_rec.data import DataConfig, RecData, check_float, check_int, config_from_dict, config_to_dict, plain
+from graph_rec.data import (
+    DataConfig,
+    RecData,
+    check_float,
+    check_int,
+    config_from_dict,
+    config_to_dict,
+    data_digest,
+    plain,
+)
 from graph_rec.distributed import SINGLE, DistContext
 from graph_rec.errors import CheckpointError, ConfigError
 from graph_rec.eval.evaluator import EvalConfig, EvalResult, evaluate
 from graph_rec.models.base import model_class
 from graph_rec.training.checkpoint import differences, listed, load_state_dict
 from graph_rec.training.config import RESUMABLE_CHANGES, TrainConfig
-from graph_rec.training.trainer import TrainResult, check_selection_metric, fit, init_model, scorer_for
+from graph_rec.training.trainer import TrainResult, check_sampling, check_selection_metric, fit, init_model, scorer_for
 from kg_builders import __version__
 from kg_builders._files import atomic_file, check_output_dir
 
@@ -193,6 +202,8 @@ class RunConfig:
             raise ConfigError(f"[model] must be a table (name = '...' and its settings), got {d['model']!r}")
         model = dict(d.get("model", {}))
         name = model.pop("name", "graphrec")
+        if not isinstance(name, str):
+            raise ConfigError(f"model.name must be a string, one of the registered models; got {name!r}")
         cls_ = model_class(name)  # ConfigError listing the registered models
         config_from_dict(cls_.config_class, model, f"model {name!r}")  # validate the settings now
         train = TrainConfig.from_dict(d.get("train", {}))
@@ -391,26 +402,6 @@ def _fingerprint(config: RunConfig, data: RecData, digest: str) -> dict[str, Any
     }
 
 
-def data_digest(data: RecData) -> str:
-    """SHA-256 over the graph's edges and the training, validation and test pairs.
-
-    Two splits with the same counts (another split seed) differ here, so a checkpoint trained on
-    one cannot be resumed on the other, whose held-out pairs it may have trained on, and a run's
-    files edited after the run (``run.json`` records it) are found.
-    """
-    import hashlib
-
-    digest = hashlib.sha256()
-    g = data.graph
-    for part in ("train", "valid", "test"):
-        pairs = getattr(data, part)
-        for t in (pairs.indptr, pairs.indices):
-            digest.update(t.to(torch.int64).contiguous().numpy().tobytes())
-    for t in (g.edge_index, g.edge_type, g.edge_weight):
-        digest.update(t.contiguous().numpy().tobytes())
-    return digest.hexdigest()
-
-
 def _split_differences(a: RecData, b: RecData) -> list[str]:
     """What differs between two runs' splits: the user or item ids (in order), or a part's pairs."""
     differ = [name for name in ("user_ids", "item_ids") if getattr(a, name) != getattr(b, name)]
@@ -570,18 +561,15 @@ def _preflight(config: RunConfig, data: RecData) -> None:
     """Raise now what training would raise at its start, before an old run's files go (``--overwrite``).
 
     The device is resolved, the model is built on the data (its settings against the graph's
-    features and relations) and neighbour sampling's fan-outs are checked against its layers.
+    features and relations) and neighbour sampling is checked against it (a model that trains on
+    sampled neighbourhoods, fan-outs that fit its layers).
     """
     try:
         SINGLE.device(config.train.device)
     except ConfigError as exc:
         raise ConfigError(f"train.{exc}") from exc
     model = init_model(config.model, config.model_settings, data, seed=config.train.seed)
-    if config.train.sampling == "neighbour" and hasattr(model, "propagation"):
-        try:
-            config.train.fanouts(model.config.num_layers)
-        except ConfigError as exc:
-            raise ConfigError(f"train.{exc}") from exc
+    check_sampling(model, config.train)
     del model
 
 

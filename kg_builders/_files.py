@@ -36,13 +36,15 @@ def atomic_dir(path: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
         raise
     old = None
     try:
-        if final.exists():
-            old = final.parent / f".{final.name}.old-{os.getpid()}"
+        if final.exists():  # (an empty directory of a unique name, which the rename replaces)
+            old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
             os.replace(final, old)
         os.replace(tmp, final)
     except OSError:
-        if old is not None and old.exists() and not final.exists():
+        if old is not None and not final.exists():
             os.replace(old, final)  # the new directory could not take its place: put the old one back
+        elif old is not None:
+            os.rmdir(old)  # the old directory never moved: only the empty placeholder is there
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     if old is not None:

@@ -31,9 +31,9 @@ from kg_builders._files import atomic_dir, save_safetensors
 FORMAT_VERSION = 1
 
 
-def save_state_dict(module: nn.Module, path: Path) -> None:
-    """``module.state_dict()`` to a safetensors file (contiguous CPU copies)."""
-    _save_tensors(module.state_dict(), path)
+def save_state_dict(module: nn.Module | dict[str, torch.Tensor], path: Path) -> None:
+    """``module.state_dict()`` (or a state dict) to a safetensors file (contiguous CPU copies)."""
+    _save_tensors(module if isinstance(module, dict) else module.state_dict(), path)
 
 
 def _save_tensors(state: dict[str, torch.Tensor], path: Path) -> None:

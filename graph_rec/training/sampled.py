@@ -240,7 +240,7 @@ class NeighbourSampler(BaseSampler):
 
 
 # ---------------------------------------------------------------------------------------------- training
-def _check_model(model: Any, *, training: bool) -> None:
+def check_model(model: Any, *, training: bool) -> None:
     missing = [h for h in _HOOKS if not hasattr(model, h)]
     if missing or not hasattr(model, "propagation"):
         raise ConfigError(f"{type(model).__name__} does not support sampled training (missing {missing})")
@@ -361,7 +361,7 @@ def sampled_batch_scores(model: Any, sampler: NeighbourSampler, users: Tensor, p
         ConfigError: ``relation_mode="attention"``, ``align_weight > 0``, a model without the hooks, or
             a sampler with fewer hops than layers, over another graph or on another device.
     """
-    _check_model(model, training=True)
+    check_model(model, training=True)
     prop = model.propagation
     num_layers = int(model.config.num_layers)
     if len(sampler.num_neighbours) < num_layers:
@@ -404,7 +404,7 @@ def layerwise_embed(model: Any, *, batch_size: int = 65536, progress: bool = Fal
         ConfigError: ``relation_mode="attention"``, a model without the hooks, or ``batch_size < 1``
             (the alignment loss, a training term, does not matter here).
     """
-    _check_model(model, training=False)
+    check_model(model, training=False)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
     prop = model.propagation

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from graph_rec.data import RecData
+from graph_rec.data import RecData, config_to_dict, data_digest
 from graph_rec.distributed import SINGLE, DistContext
 from graph_rec.errors import CheckpointError, ConfigError, DataError
 from graph_rec.eval.evaluator import EvalConfig, evaluate
@@ -136,13 +136,25 @@ def fit(
         check_selection_metric(config, eval_config)
     if data.valid.nnz == 0:
         raise DataError("the data has no validation pairs: early stopping needs a split with a validation part")
+    check_sampling(model, config)
     dist = dist or SINGLE
     device = dist.device(config.device)
     model.to(device)
     run = Path(run_dir) if run_dir is not None else None
     fingerprint = dict(fingerprint or {})
-    # a resume must match the training settings, whoever calls (the run layer adds model, view, data)
+    # a resume must match the training settings, the model and the data, whoever calls (the run
+    # layer gives its own model, view and data entries, as written in run.json)
     fingerprint.setdefault("train", {k: v for k, v in config.to_dict().items() if k not in RESUMABLE_CHANGES})
+    if run_dir is not None and "model" not in fingerprint:
+        fingerprint["model"] = {"name": model.name, **config_to_dict(model.config)}
+    if run_dir is not None and "data" not in fingerprint:
+        fingerprint["data"] = {
+            "users": data.num_users,
+            "items": data.num_items,
+            "train": data.train.nnz,
+            "edges": data.graph.num_edges,
+            "sha256": data_digest(data),
+        }
     t_start = time.perf_counter()
 
     if not model.trainable:
@@ -222,6 +234,13 @@ def _loop(
                 f"cannot resume {run}: its checkpoint has trained {start_epoch - 1} epochs and train.epochs is "
                 f"{config.epochs}; give train.epochs >= {start_epoch - 1} (more to train on)"
             )
+        last = state["history"][-1] if state["history"] else {}
+        if start_epoch - 1 == config.epochs and not state.get("finished") and "valid" not in last:
+            # a run of train.epochs epochs evaluates its last one; this checkpoint's last was not
+            raise CheckpointError(
+                f"cannot resume {run}: its checkpoint stopped after epoch {start_epoch - 1}, which was never "
+                f"evaluated, and train.epochs is {config.epochs}; give train.epochs > {start_epoch - 1}"
+            )
         bad_evals = int(state["bad_evals"])
         best_score = float(state["best_score"]) if state["best_score"] is not None else float("-inf")
         elapsed_before = float(state["seconds"])
@@ -243,7 +262,15 @@ def _loop(
                     f"{run / 'checkpoint'} was written by {state.get('world_size', 1)} rank(s) and has no "
                     f"neighbour-sampling state for rank {dist.rank}: resume with the same number of ranks"
                 )
-            sampler.generator.set_state(state["extra_rng"][key])
+            try:
+                sampler.generator.set_state(state["extra_rng"][key])
+            except RuntimeError:  # written on another kind of device (a CUDA and a CPU state differ)
+                sampler.generator.manual_seed(config.seed + 1_000_003 * (dist.rank + 1) + start_epoch)
+                logger.warning(
+                    "the checkpoint's neighbour-sampling state is of another kind of device than "
+                    "train.device %r: sampling restarts from a seed, so the run goes on but not bit for bit",
+                    config.device,
+                )
         logger.info("resumed from %s at epoch %d", run / "checkpoint", start_epoch)
         stopped_before = state.get("stopped", "epochs")
         # a run stopped by its time limit goes on when resumed with more time (or none)
@@ -251,6 +278,7 @@ def _loop(
         if state.get("finished") and (start_epoch > config.epochs or not (stopped_before == "epochs" or more_time)):
             if best_state is not None:
                 model.load_state_dict({k: v.to(device) for k, v in best_state.items()})
+                _write_best(run, best_state, dist)
             model.eval()
             result.seconds = elapsed_before
             result.stopped = stopped_before
@@ -348,7 +376,7 @@ def _loop(
             bar.set_postfix(loss=f"{entry['loss']:.4f}", **({config.metric: f"{best_score:.4f}"} if best_state else {}))
         if bad_evals >= config.patience:
             stopped = "early_stopping"
-        elif time_up or (config.max_seconds and entry["seconds"] >= config.max_seconds):
+        elif time_up:  # (decided before the evaluation above, so the last epoch is always evaluated)
             stopped = "max_seconds"
         finished = stopped != "epochs" or epoch == config.epochs
         write = run is not None and (
@@ -395,6 +423,8 @@ def _loop(
         raise CheckpointError("training ended before any validation: lower eval_every or raise epochs")
     model.load_state_dict(best_state)
     model.eval()
+    if run is not None:  # (a run killed between best/ and the checkpoint could have left a later best/)
+        _write_best(run, best_state, dist)
     result.seconds = dist.broadcast_object(now()) if dist.enabled else now()
     result.stopped = stopped
     logger.info(
@@ -408,6 +438,33 @@ def _loop(
         result.seconds,
     )
     return result
+
+
+def _write_best(run: Path, best_state: dict[str, Tensor], dist: DistContext) -> None:
+    """``run/best/model.safetensors`` from the result's weights (rank 0 writes; atomic)."""
+    if dist.is_main:
+        (run / "best").mkdir(parents=True, exist_ok=True)
+        save_state_dict(best_state, run / "best" / "model.safetensors")
+    dist.barrier()
+
+
+def check_sampling(model: RecModel, config: TrainConfig) -> None:
+    """With ``train.sampling = "neighbour"``: a ConfigError unless ``model`` trains on sampled
+    neighbourhoods (a propagation model with the hooks, fan-outs that fit its layers)."""
+    if config.sampling != "neighbour":
+        return
+    from graph_rec.training.sampled import check_model
+
+    try:
+        if not model.trainable:
+            raise ConfigError(f"{model.name!r} is fitted in closed form, on every interaction at once")
+        check_model(model, training=True)
+    except ConfigError as exc:
+        raise ConfigError(f"train.sampling = 'neighbour' cannot train model {model.name!r}: {exc}") from exc
+    try:
+        config.fanouts(model.config.num_layers)
+    except ConfigError as exc:
+        raise ConfigError(f"train.{exc}") from exc
 
 
 def check_selection_metric(config: TrainConfig, eval_config: EvalConfig) -> None:

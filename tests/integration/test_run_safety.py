@@ -30,8 +30,8 @@ def _settings(**changes):
         "train": {"epochs": 2, "batch_size": 512, "eval_every": 1, "patience": 5},
         "eval": {"ks": [10, 20]},
     }
-    for section, values in changes.items():
-        d[section] = {**d.get(section, {}), **values}
+    for section, values in changes.items():  # (a value of None takes the key out)
+        d[section] = {k: v for k, v in {**d.get(section, {}), **values}.items() if v is not None}
     return d
 
 
@@ -73,6 +73,10 @@ def test_a_failed_overwrite_leaves_the_old_run_whole(tmp_path, cache_root):
     [
         ({"train": {"device": "cuda:7"}}, r"train.device 'cuda:7' was asked for but CUDA is not available"),
         ({"train": {"sampling": "neighbour", "num_neighbours": [5, 5]}}, r"train.num_neighbours has 2 fan-outs"),
+        (
+            {"model": {"name": "mf", "num_layers": None}, "train": {"sampling": "neighbour"}},
+            r"train.sampling = 'neighbour' cannot train model 'mf': MF does not support sampled training",
+        ),
     ],
 )
 def test_an_overwrite_whose_training_would_fail_at_its_start_keeps_the_old_run(tmp_path, cache_root, changes, message):

@@ -227,6 +227,12 @@ def test_an_overwrite_that_fails_at_the_last_rename_keeps_the_old_directory(tiny
     assert sorted(p.name for p in tmp_path.iterdir()) == ["g"]  # the old one back, no leftovers
     assert sorted(p.name for p in path.iterdir()) == before
     assert KnowledgeGraph.load(path).equals(tiny_graph)
+    # a directory an earlier killed overwrite left aside, under any name, is no obstacle
+    import os
+
+    (tmp_path / f".g.old-{os.getpid()}" / "x").mkdir(parents=True)
+    tiny_graph.save(tmp_path / "g", overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f".g.old-{os.getpid()}", "g"]
 
 
 def test_load_errors(tiny_graph, tmp_path) -> None:

@@ -37,6 +37,8 @@ BASE = {"data": {"dataset": "synthetic"}}
         ),
         ({"data": {"dataset": "d", "format": "bogus"}}, r"data.format must be one of \['movielens'.*got 'bogus'"),
         ({"model": {"name": "ease", "l2": -1.0}}, r"model 'ease': l2 must be a number in \(0.0, inf\]"),
+        ({"model": {"name": ["mf"]}}, r"model.name must be a string, one of the registered models; got \['mf'\]"),
+        ({"model": {"name": {"a": 1}}}, r"model.name must be a string"),
         ({"train": {"device": "gpu"}}, r"^train.device must be 'cpu'"),
         ({"eval": {"metrics": ["auc"]}}, r"^eval.metrics has unknown metric\(s\) \['auc'\]"),
         ({"view": {"nodes": []}}, r"unknown view setting\(s\) \['nodes'\]; valid keys: \['node_types'"),

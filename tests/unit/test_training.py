@@ -157,7 +157,10 @@ def test_resume_after_a_crash_gives_the_same_result(world_data, tmp_path, monkey
 
 def test_resume_from_an_incompatible_run_is_refused(world_data, tmp_path):
     _train(world_data, settings={"embedding_dim": 8, "num_layers": 2}, run_dir=tmp_path / "r", epochs=2)
-    with pytest.raises(CheckpointError, match=r"the run differs \(embedding_dim: 8 saved, 16 now\)"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"the run differs \(embedding_dim: 8 saved, 16 now; model.embedding_dim: 8 saved, 16 now\)",
+    ):
         _train(world_data, settings={"embedding_dim": 16, "num_layers": 2}, run_dir=tmp_path / "r", resume=True)
     with pytest.raises(CheckpointError, match="no checkpoint"):
         _train(world_data, run_dir=tmp_path / "empty", resume=True)
@@ -228,7 +231,7 @@ def test_a_damaged_checkpoint_is_a_checkpoint_error_and_restores_nothing(world_d
     before = {k: v.clone() for k, v in model.state_dict().items()}
     opt = torch.optim.Adam(model.parameters())
     gen = torch.Generator().manual_seed(3)
-    fp = {"name": "graphrec", "train": json.loads((ckpt / "state.json").read_text())["fingerprint"]["train"]}
+    fp = json.loads((ckpt / "state.json").read_text())["fingerprint"]
 
     def load():
         return load_checkpoint(ckpt, model=model, optimizer=opt, generator=gen, fingerprint=fp)
@@ -426,3 +429,115 @@ def test_resume_takes_the_best_weights_written_with_the_checkpoint_not_a_later_b
     save_file(later, str(tmp_path / "best" / "model.safetensors"))
     _, resumed = _train(world_data, run_dir=tmp_path, resume=True, epochs=4)
     assert torch.equal(resumed, fresh)
+
+
+def test_a_time_limit_is_decided_once_so_the_stopping_epoch_is_the_evaluated_one(world_data, monkeypatch):
+    import types
+
+    # the clock reads 0.9996 s from epoch 3 on: under a 1 s limit, though it rounds to 1.000
+    calls = {"n": 0}
+
+    def clock():
+        calls["n"] += 1
+        return 0.0 if calls["n"] == 1 else (0.5 if calls["n"] < 6 else 0.9996)
+
+    monkeypatch.setattr(trainer_mod, "time", types.SimpleNamespace(perf_counter=clock))
+    result, _ = _train(world_data, epochs=6, eval_every=2, max_seconds=1.0)
+    assert result.stopped == "epochs"
+    assert [h["epoch"] for h in result.history if "valid" in h] == [2, 4, 6]
+
+
+def test_a_resume_cannot_end_on_an_epoch_that_was_never_evaluated(world_data, tmp_path, monkeypatch):
+    real = _crash_in_epoch(monkeypatch, 4)
+    with pytest.raises(KeyboardInterrupt):
+        _train(world_data, run_dir=tmp_path, checkpoint_every=1, epochs=8, eval_every=2)
+    monkeypatch.setattr(trainer_mod, "epoch_batches", real)
+    with pytest.raises(
+        CheckpointError, match="stopped after epoch 3, which was never evaluated.*give train.epochs > 3"
+    ):
+        _train(world_data, run_dir=tmp_path, resume=True, checkpoint_every=1, epochs=3, eval_every=2)
+    # one epoch more evaluates where an uninterrupted run of 4 epochs would
+    resumed, scores = _train(world_data, run_dir=tmp_path, resume=True, checkpoint_every=1, epochs=4, eval_every=2)
+    full, full_scores = _train(world_data, epochs=4, eval_every=2)
+    assert resumed.best_epoch == full.best_epoch and torch.equal(scores, full_scores)
+
+
+def test_fit_alone_refuses_a_checkpoint_of_another_model_or_data(world_data, tmp_path):
+    cfg = TrainConfig(epochs=2, batch_size=128, lr=0.01, eval_every=1)
+    fit(
+        init_model("lightgcn", {"embedding_dim": 8, "num_layers": 1}, world_data, seed=0),
+        world_data,
+        cfg,
+        run_dir=tmp_path,
+    )
+    for name, settings, message in (
+        ("lightgcn", {"embedding_dim": 8, "num_layers": 3}, "model.num_layers: 1 saved, 3 now"),
+        ("mf", {"embedding_dim": 8}, "model.name: 'lightgcn' saved, 'mf' now"),
+    ):  # parameters of the same names and shapes: only the fingerprint tells them apart
+        with pytest.raises(CheckpointError, match=message):
+            fit(init_model(name, settings, world_data, seed=0), world_data, cfg, run_dir=tmp_path, resume=True)
+    kg, sp = synthetic_graph(seed=4)  # another world: 60 users and 80 items too, other interactions
+    other = RecData(kg, sp)
+    assert (other.num_users, other.num_items) == (world_data.num_users, world_data.num_items)
+    model = init_model("lightgcn", {"embedding_dim": 8, "num_layers": 1}, other, seed=0)
+    with pytest.raises(CheckpointError, match=r"data.sha256: '[0-9a-f]+' saved, '[0-9a-f]+' now"):
+        fit(model, other, cfg, run_dir=tmp_path, resume=True)
+
+
+@pytest.mark.parametrize(
+    ("name", "settings", "message"),
+    [
+        ("mf", {"embedding_dim": 8}, "MF does not support sampled training"),
+        ("ease", {}, "'ease' is fitted in closed form"),
+    ],
+)
+def test_neighbour_sampling_refuses_models_it_cannot_train_by_name(world_data, name, settings, message):
+    model = init_model(name, settings, world_data, seed=0)
+    with pytest.raises(ConfigError, match=f"train.sampling = 'neighbour' cannot train model '{name}': {message}"):
+        fit(model, world_data, TrainConfig(epochs=1, sampling="neighbour", num_neighbours=[4]), eval_config=EVAL)
+
+
+def test_best_dir_holds_the_result_after_a_crash_between_its_write_and_the_checkpoint(
+    world_data, tmp_path, monkeypatch
+):
+    from safetensors.torch import load_file
+
+    real = trainer_mod.save_checkpoint
+
+    def killed(*args, **kwargs):
+        if kwargs["state"]["epoch"] == 6:  # best/ was just written for epoch 6; its checkpoint never lands
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_mod, "save_checkpoint", killed)
+    settings = dict(epochs=8, eval_every=2, lr=0.003, seed=2)
+    with pytest.raises(KeyboardInterrupt):
+        _train(world_data, run_dir=tmp_path, **settings)
+    monkeypatch.setattr(trainer_mod, "save_checkpoint", real)
+    resumed, _ = _train(world_data, run_dir=tmp_path, resume=True, **{**settings, "epochs": 5})
+    model = init_model("graphrec", {"embedding_dim": 8, "num_layers": 2}, world_data, seed=0)
+    model.load_state_dict(load_file(str(tmp_path / "best" / "model.safetensors")))
+    full, full_scores = _train(world_data, **{**settings, "epochs": 5})
+    assert resumed.best_epoch == full.best_epoch
+    with torch.inference_mode():
+        assert torch.equal(model.scorer()(torch.arange(world_data.num_users)), full_scores)
+
+
+def test_a_sampling_state_of_another_device_kind_restarts_sampling_from_a_seed(world_data, tmp_path, caplog):
+    from safetensors.torch import load_file, save_file
+
+    from graph_rec.training.checkpoint import file_sha256
+
+    _train(world_data, run_dir=tmp_path, epochs=2, eval_every=1, **SAMPLED)
+    ck = tmp_path / "checkpoint"
+    rng = load_file(str(ck / "rng.safetensors"))
+    assert rng["extra.sampler.rank0"].numel() > 16
+    rng["extra.sampler.rank0"] = torch.zeros(16, dtype=torch.uint8)  # a CUDA generator's state is 16 bytes
+    save_file(rng, str(ck / "rng.safetensors"))
+    state = json.loads((ck / "state.json").read_text())
+    state["files"]["rng.safetensors"] = file_sha256(ck / "rng.safetensors")
+    (ck / "state.json").write_text(json.dumps(state))
+    with caplog.at_level("WARNING"):
+        resumed, _ = _train(world_data, run_dir=tmp_path, resume=True, epochs=3, eval_every=1, **SAMPLED)
+    assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
+    assert "sampling restarts from a seed" in caplog.text
