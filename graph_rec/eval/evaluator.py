@@ -245,8 +245,9 @@ def _check_reranked(top_i: Tensor, s: Tensor, batch: Tensor, list_len: int) -> T
     dup = (srt[:, 1:] == srt[:, :-1]).any(1)
     if bool(dup.any()):
         raise DataError(f"rerank listed an item twice for user index {int(batch[dup.nonzero()[0].cpu()])}")
-    shown = (s.gather(1, top_i) > float("-inf")).sum(1)
-    short = shown < (s > float("-inf")).sum(1).clamp(max=list_len)
+    ok = s.gather(1, top_i) > float("-inf")
+    # as many unmasked items as there are (up to the list's length), and every one before any masked one
+    short = (ok.sum(1) < (s > float("-inf")).sum(1).clamp(max=list_len)) | (~ok[:, :-1] & ok[:, 1:]).any(1)
     if bool(short.any()):
         raise DataError(
             f"rerank listed a masked (known) item for user index {int(batch[short.nonzero()[0].cpu()])} "
@@ -393,7 +394,8 @@ def evaluate(
                 # topk ranks NaN above every number, so a NaN among the unmasked items shows in every list
                 _check_nan(torch.isnan(top_s).any(1), batch)
             else:
-                top_i = _check_reranked(rerank(s, list_len), s, batch, list_len)
+                # (a copy: a reranker that marks its picks in the scores must not change what is checked)
+                top_i = _check_reranked(rerank(s.clone(), list_len), s, batch, list_len)
                 top_s = s.gather(1, top_i)
             top_i = top_i.cpu()
             shown = (top_s > float("-inf")).cpu()

@@ -351,6 +351,37 @@ def test_a_reranked_list_is_scored_and_bad_lists_are_errors(data: RecData) -> No
         evaluate(table_scorer(SCORES), data, config=cfg, rerank=lambda s, k: good[:, :1].clone())
 
 
+def test_a_reranked_list_may_end_but_not_start_with_masked_items() -> None:
+    # 1 user, 5 items, training i0 i1, test i2: 3 unmasked items, lists of 4 end with a masked one
+    data = make_data(1, 5, [(0, 0), (0, 1)], [], [(0, 2)])
+    scores = torch.tensor([[9.0, 8, 7, 6, 5]])
+    cfg = EvalConfig(ks=(1, 4), beyond_accuracy=False)
+    plain = evaluate(table_scorer(scores), data, part="test", config=cfg).metrics
+    last = evaluate(
+        table_scorer(scores), data, part="test", config=cfg, rerank=_rerank_with(torch.tensor([[2, 3, 4, 0]]))
+    )
+    assert last.metrics == plain and plain["recall@1"] == 1.0
+    with pytest.raises(DataError, match="listed a masked \\(known\\) item for user index 0"):
+        evaluate(table_scorer(scores), data, part="test", config=cfg, rerank=_rerank_with(torch.tensor([[0, 2, 3, 4]])))
+
+
+def test_a_reranker_that_marks_its_picks_in_the_scores_is_scored_on_the_real_ones() -> None:
+    data = make_data(1, 5, [(0, 0), (0, 1)], [], [(0, 2)])
+    scores = torch.tensor([[9.0, 8, 7, 6, 5]])
+
+    def greedy(s, k):  # knocks each pick out of the matrix it is given
+        picks = []
+        for _ in range(k):
+            j = s.argmax(1)
+            picks.append(j)
+            s[torch.arange(s.shape[0]), j] = float("-inf")
+        return torch.stack(picks, 1)
+
+    cfg = EvalConfig(ks=(3,), metrics=("recall", "hit"), beyond_accuracy=False)
+    res = evaluate(table_scorer(scores), data, part="test", config=cfg, rerank=greedy)
+    assert res.metrics == {"recall@3": 1.0, "hit@3": 1.0}
+
+
 def test_config_refuses_no_metric_and_a_seed_beyond_64_bits() -> None:
     with pytest.raises(ConfigError, match="eval.metrics must name at least one metric"):
         EvalConfig(metrics=())
