@@ -147,6 +147,8 @@ def plain_value(v: Any) -> Any:
     """A JSON-friendly copy of a setting value (paths as strings, other objects by repr)."""
     if isinstance(v, (str, int, float, bool)) or v is None:
         return v
+    if isinstance(v, np.generic):  # a NumPy scalar: its Python value, not its repr
+        return v.item()
     if isinstance(v, (list, tuple)):
         return [plain_value(x) for x in v]
     if isinstance(v, dict):

@@ -15,6 +15,7 @@ Protocols:
 
 from __future__ import annotations
 
+import csv
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ import pandas as pd
 
 from kg_builders._files import atomic_dir
 from kg_builders.errors import ConfigError, DataError, SchemaError
+from kg_builders.fragment import plain_value
 from kg_builders.tables import Tables
 
 PARTS = ("train", "valid", "test")
@@ -56,11 +58,11 @@ class Split:
     def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
         """Write ``train/valid/test.csv`` and ``split.json`` (method, settings, cold items) atomically."""
         with atomic_dir(path, overwrite=overwrite) as tmp:
-            for part in PARTS:
-                getattr(self, part).to_csv(tmp / f"{part}.csv", index=False)
+            for part in PARTS:  # every field quoted: an id holding a bare "\r" reads back as itself
+                getattr(self, part).to_csv(tmp / f"{part}.csv", index=False, quoting=csv.QUOTE_ALL)
             meta = {
                 "method": self.method,
-                "settings": self.settings,
+                "settings": plain_value(self.settings),
                 "cold_items": list(self.cold_items),
                 "dtypes": {part: {c: str(t) for c, t in getattr(self, part).dtypes.items()} for part in PARTS},
             }
@@ -333,6 +335,8 @@ def split_cold_item(data: Tables | pd.DataFrame, *, ratios: Sequence[float] = (0
     n = len(items)
     n_test = int(round(n * r[2]))
     n_valid = int(round(n * r[1]))
+    if n_test + n_valid >= n:  # train > 0 asks for training items: keep one at least
+        n_test, n_valid = min(n_test, n - 1), max(0, min(n_valid, n - 1 - min(n_test, n - 1)))
     item_part = dict.fromkeys(perm[:n_test].tolist(), 2)
     item_part.update(dict.fromkeys(perm[n_test : n_test + n_valid].tolist(), 1))
     part = df["item_id"].map(item_part).fillna(0).to_numpy(dtype=np.int8)

@@ -225,6 +225,11 @@ def read_delimited(
         frame["_rest"] = pd.Series(rest, dtype=object)
     lines = np.asarray(good_lines, dtype=np.int64)
     if rename:
+        target = [dict(rename).get(c, c) for c in frame.columns]
+        twice = next((c for i, c in enumerate(target) if c in target[:i]), None)
+        if twice is not None:  # e.g. an item_id column next to the movieId that becomes item_id
+            both = [c for c, t in zip(frame.columns, target, strict=True) if t == twice]
+            raise DataError(f"columns {both} would both be {twice!r}", file=p, line=head_line if header else None)
         frame = frame.rename(columns=dict(rename))
     keep = np.ones(len(frame), dtype=bool)
     for col, kind in (types or {}).items():
@@ -253,6 +258,8 @@ def read_delimited(
                     huge = ~failed & (np.abs(values) >= 2.0**63)
                 failed |= huge
                 failed |= ~raw.str.fullmatch(r"[+-]?[0-9]+").to_numpy(dtype=bool)  # not 5.0 or 9.6e8
+                # exact: a column with a bad value comes back as floats, which round values above 2**53
+                num = pd.to_numeric(raw.where(~failed, "0"))
             for i in np.flatnonzero(failed & keep):
                 what = "integer" if kind == "int" else "number"
                 bad(

@@ -191,8 +191,12 @@ def load_catalog(path: str | Path | None = None) -> Catalog:
                 "installed package); pass the path of a catalog.json, e.g. load_catalog(path=...)"
             )
         raise ConfigError(f"catalog file {p} does not exist")
+    data = p.read_bytes()
     try:
-        raw = json.loads(p.read_text(encoding="utf-8"))
+        raw = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(f"{p}: not UTF-8 at line {line}: bytes {data[exc.start : exc.end]!r}") from exc
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{p}: not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from exc
     return parse_catalog(raw, path=p)

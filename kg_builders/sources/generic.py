@@ -54,6 +54,7 @@ from __future__ import annotations
 import logging
 import math
 import numbers
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -224,7 +225,8 @@ def _read_parquet(path: Path, required: list[str]) -> pd.DataFrame:
     pq = require("pyarrow.parquet")
     pa = require("pyarrow")
     try:
-        frame = pq.read_table(path).to_pandas()
+        # (an integer column with a null stays Python ints, not floats: ids stay "7", big values exact)
+        frame = pq.read_table(path).to_pandas(integer_object_nulls=True)
     except (pa.ArrowException, OSError) as exc:
         raise DataError(f"not a readable Parquet file: {exc}", file=path) from exc
     missing = [c for c in required if c not in frame.columns]
@@ -267,7 +269,7 @@ def _convert(
         nullable = (table, col) in NULLABLE_INTS
         out = []
         for i, v in enumerate(values):
-            x = _as_number(v)
+            x = _as_number(v, integer=kind == "int")
             if x is None:
                 if nullable and _is_empty(v):
                     out.append(None)
@@ -315,8 +317,13 @@ def _as_text(v: object) -> str | None:
     return None
 
 
-def _as_number(v: object) -> float | int | None:
-    """A finite number, or None."""
+_INT_TEXT = re.compile(r"[+-]?[0-9]+", re.ASCII)
+_FLOAT_TEXT = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?", re.ASCII)
+
+
+def _as_number(v: object, *, integer: bool = False) -> float | int | None:
+    """A finite number, or None. Text must be a plain ASCII literal (an integer one for ``integer``):
+    Python's own syntax (``4_5`` for 45, full-width digits, ``1.7e9`` for a timestamp) is refused."""
     if isinstance(v, bool):
         return None
     if isinstance(v, numbers.Integral):
@@ -325,10 +332,11 @@ def _as_number(v: object) -> float | int | None:
         x = float(v)
     elif isinstance(v, str):
         text = v.strip()
-        try:
-            x = int(text) if text.lstrip("+-").isdigit() else float(text)
-        except ValueError:
+        if _INT_TEXT.fullmatch(text):
+            return int(text)
+        if integer or not _FLOAT_TEXT.fullmatch(text):
             return None
+        x = float(text)
     else:
         return None
     return x if math.isfinite(x) else None

@@ -32,7 +32,7 @@ import pandas as pd
 
 from kg_builders._optional import require
 from kg_builders.errors import ConfigError, DataError
-from kg_builders.sources._reader import check_on_error
+from kg_builders.sources._reader import check_on_error, decode_file
 from kg_builders.tables import validate
 
 logger = logging.getLogger(__name__)
@@ -94,6 +94,8 @@ def load_rdf(
         )
     if not p.is_file():
         raise DataError("file not found", file=p)
+    if fmt in ("turtle", "nt", "n3", "trig", "nquads"):  # UTF-8 text by their specs
+        decode_file(p, "utf-8")  # an empty file, or bytes that are not UTF-8, named with their line
     rdflib = require("rdflib")
     graph = rdflib.Graph()
     try:

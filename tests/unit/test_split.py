@@ -129,6 +129,21 @@ def test_saved_split_round_trips_ids_and_dtypes_exactly(tmp_path) -> None:
     pd.testing.assert_frame_equal(Split.load(path).train, s.train)
 
 
+def test_ids_with_line_breaks_and_numpy_settings_save_and_read_back(tmp_path) -> None:
+    df = pd.DataFrame({"user_id": ["a\rb", "a\rb", "c\r\nd", "c\r\nd"], "item_id": ["i1", "i\r2", "i1", "i\r2"]})
+    s = split_random(df, ratios=(0.5, 0.5), seed=np.int64(3))
+    back = Split.load(s.save(tmp_path / "s"))
+    for part in ("train", "valid", "test"):
+        pd.testing.assert_frame_equal(getattr(back, part), getattr(s, part))
+    assert back.settings["seed"] == 3 and type(back.settings["seed"]) is int
+
+
+def test_a_cold_item_split_keeps_a_training_item_whatever_the_rounding() -> None:
+    df = pd.DataFrame({"user_id": ["u", "u", "v"], "item_id": ["i1", "i2", "i1"]})
+    s = split_cold_item(df, ratios=(0.1, 0.45, 0.45), seed=0)  # 2 items: rounding would hold out both
+    assert len(s.train) and len(s.cold_items) == 1 and s.cold_items[0] not in set(s.train["item_id"])
+
+
 @pytest.mark.parametrize(
     ("name", "text", "words"),
     [
