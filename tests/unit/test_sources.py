@@ -152,8 +152,10 @@ def test_timestamp_out_of_int64_range_is_a_bad_row(tmp_path: Path, ts: str) -> N
         (lambda **kw: load_movielens(d, **kw), d / "ratings.csv", 6, 4),
         (lambda **kw: load_generic(tmp_path, interactions="inter.csv", **kw), tmp_path / "inter.csv", 3, 2),
     ]
+    # (the generic reader refuses "-1e30" as an integer timestamp before its range: not an integer literal)
+    message = "out of range|'-1e30' is not a finite integer" if ts == "-1e30" else "out of range"
     for load, file, line, kept in cases:
-        with pytest.raises(DataError, match="out of range") as err:
+        with pytest.raises(DataError, match=message) as err:
             load()
         assert (err.value.file, err.value.line, err.value.field) == (str(file), line, "timestamp")
         t = load(on_error="skip")
