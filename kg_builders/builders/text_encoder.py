@@ -108,14 +108,19 @@ LIBRARY_KEYS = ("transformers", "tokenizers")
 MACHINE_KEYS = ("dtype",)
 
 
-def identity_of(payload: dict[str, Any], *, machine: bool = False) -> str:
+def identity_of(payload: dict[str, Any], *, machine: bool = False, config: bool = False) -> str:
     """sha256 of a fingerprint payload without its :data:`LIBRARY_KEYS` and :data:`MACHINE_KEYS`.
 
-    ``machine=True`` keeps the machine's keys: the identity as graphs built before 2026-12-07
-    recorded it.
+    A hub model pinned to a commit is that commit's files: the hash of its loaded config (which
+    holds the installed ``transformers`` version, and defaults that change between releases) is
+    left out too. ``machine=True`` keeps the machine's keys and ``config=True`` the config's hash:
+    the identity as graphs built before 2026-12-07 (both) and on 2026-12-07 (the config's) recorded it.
     """
     drop = LIBRARY_KEYS if machine else LIBRARY_KEYS + MACHINE_KEYS
     rest = {k: v for k, v in payload.items() if k not in drop}
+    model = rest.get("model")
+    if not config and isinstance(model, dict) and model.get("commit"):
+        rest["model"] = {k: v for k, v in model.items() if k != "config_sha256"}
     return hashlib.sha256(json.dumps(rest, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -191,9 +196,23 @@ def _usable_positions(model: Any) -> tuple[int | None, str]:
 # ------------------------------------------------------------------------------ texts
 def has_content(text: str) -> bool:
     """Whether ``text`` holds a character a tokenizer keeps: not only spaces, control or format
-    characters (a zero-width space, a stray byte-order mark), which tokenize to nothing and would
-    give every such text the same vector."""
-    return any(not ch.isspace() and unicodedata.category(ch)[0] != "C" for ch in text)
+    characters (a zero-width space, a stray byte-order mark), replacement characters (what a
+    decoder puts for bytes it could not read; BERT's normaliser deletes them) or lone combining
+    marks, which tokenize to nothing and would give every such text the same vector."""
+    return any(not ch.isspace() and ch != "\ufffd" and unicodedata.category(ch)[0] not in "CM" for ch in text)
+
+
+def _bad_text(value: Any) -> str | None:
+    """Why ``value`` cannot be encoded, or None."""
+    if not isinstance(value, str):
+        return f"is not a string (got {type(value).__name__})"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a tokenizer refuses it with a bare TypeError
+        return f"holds an unpaired surrogate at position {exc.start}"
+    if not has_content(value):
+        return "is empty (nothing in it a tokenizer keeps)"
+    return None
 
 
 def check_texts(texts: Sequence[Any], *, on_bad_text: str) -> tuple[list[Any], np.ndarray]:
@@ -216,12 +235,12 @@ def check_texts(texts: Sequence[Any], *, on_bad_text: str) -> tuple[list[Any], n
     if isinstance(texts, (str, bytes)):
         raise ConfigError("texts must be a sequence of strings, not a single string")
     items = list(texts)
-    mask = np.fromiter((isinstance(t, str) and has_content(t) for t in items), dtype=bool, count=len(items))
+    mask = np.fromiter((_bad_text(t) is None for t in items), dtype=bool, count=len(items))
     if on_bad_text == "raise" and not mask.all():
         i = int(np.flatnonzero(~mask)[0])
-        value = items[i]
-        what = "is empty" if isinstance(value, str) else f"is not a string (got {type(value).__name__})"
-        raise DataError(f"text at index {i} {what}; pass on_bad_text='skip' to mask it", field="text")
+        err = DataError(f"text at index {i} {_bad_text(items[i])}; pass on_bad_text='skip' to mask it", field="text")
+        err.index = i  # (a builder names the node instead)
+        raise err
     return items, mask
 
 
@@ -507,7 +526,15 @@ class TextEncoder:
         digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
         self._state["fingerprint"] = digest
         self._state["identity"] = identity_of(payload)
-        self._state["identities"] = (identity_of(payload), identity_of(payload, machine=True))
+        self._state["identities"] = tuple(
+            dict.fromkeys(
+                (
+                    identity_of(payload),
+                    identity_of(payload, config=True),
+                    identity_of(payload, machine=True, config=True),
+                )
+            )
+        )
         return digest
 
     def identity(self) -> str:

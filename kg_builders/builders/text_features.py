@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from kg_builders.builders.node_text import NODE_TYPES, NodeTextTemplates, node_texts
-from kg_builders.errors import ConfigError, SchemaError
+from kg_builders.errors import ConfigError, DataError, SchemaError
 from kg_builders.fragment import check_name, plain_value, settings_of
 
 if TYPE_CHECKING:
@@ -197,7 +197,17 @@ class TextFeatureBuilder:
             from kg_builders.builders.feature_cache import FeatureCache
 
             cache = FeatureCache(self.cache_dir)
-        done = {t: self._encode_type(texts[t], cache, template_id, progress=progress) for t in present}
+        done = {}
+        for t in present:
+            try:
+                done[t] = self._encode_type(texts[t], cache, template_id, progress=progress)
+            except DataError as exc:  # the encoder's index is among the non-empty texts: name the node
+                index = getattr(exc, "index", None)
+                if index is None:
+                    raise
+                node = [i for i, x in enumerate(texts[t]) if x][index]
+                why = exc.reason.removeprefix(f"text at index {index} ")
+                raise DataError(f"the text of {t} {graph.node_ids[t][node]!r} {why}", field="text") from exc
         dims = {v.shape[1] for _, v, _, _ in done.values() if v is not None}
         if len(dims) > 1:
             raise SchemaError(f"the encoder returned vectors of different dimensions {sorted(dims)}")

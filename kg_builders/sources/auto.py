@@ -41,7 +41,7 @@ def load_dataset(path: str | Path, *, format: str | None = None, on_error: str =
     """Load the data set in folder ``path`` with the reader for its ``format`` (detected if None)."""
     from kg_builders.sources.generic import load_generic
     from kg_builders.sources.lastfm import load_hetrec_lastfm
-    from kg_builders.sources.lightgcn import detect_lightgcn_layout, load_lightgcn
+    from kg_builders.sources.lightgcn import load_lightgcn
     from kg_builders.sources.mind import load_mind_news
     from kg_builders.sources.movielens import load_movielens
 
@@ -60,7 +60,7 @@ def load_dataset(path: str | Path, *, format: str | None = None, on_error: str =
         return load_lightgcn(
             train,
             test if test.exists() else None,
-            layout=detect_lightgcn_layout(train),
+            layout=None,  # detected once for both files, which must agree
             social_path=social,
             on_error=on_error,
         )

@@ -4,8 +4,10 @@
 into ``cache_dir/<name>/``, unpacks archives, and returns the folder that holds the data. Each
 download streams into a temporary file next to its destination while it is hashed; the SHA-256 is
 checked *before* the file is renamed into place, so a wrong or truncated download leaves nothing
-behind. Archives are unpacked into a temporary folder whose entries are then renamed into place;
-an entry with an absolute path or ``..`` (zip-slip) makes the whole archive refused.
+behind. Archives are unpacked, entry by entry, into a temporary folder whose entries are then
+renamed into place; an entry with an absolute path or ``..`` (zip-slip), a symbolic link, or a path
+into the marker folder ``.graph-rec/`` makes the whole archive refused. Backslashes in entry names
+(zips made by Windows tools) are folder separators.
 
 Cache layout::
 
@@ -35,6 +37,7 @@ import tempfile
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
@@ -233,16 +236,51 @@ def _check_sha256(value: object, *, what: str) -> str:
     return text
 
 
+#: what zipfile raises for a damaged entry: a bad CRC or header, a truncated or corrupt stream
+#: (zlib.error; lzma's LZMAError), an encrypted entry (RuntimeError), an unknown method (NotImplementedError)
+_UNPACK_ERRORS: tuple[type[BaseException], ...] = (
+    zipfile.BadZipFile,
+    OSError,
+    EOFError,
+    zlib.error,
+    RuntimeError,
+    NotImplementedError,
+)
+with contextlib.suppress(ImportError):  # Python may be built without lzma; zipfile then refuses the method
+    import lzma
+
+    _UNPACK_ERRORS += (lzma.LZMAError,)
+
+
+def _member_path(info: zipfile.ZipInfo) -> PurePosixPath:
+    """The entry's path with ``\\`` read as a folder separator (zips made by Windows tools)."""
+    return PurePosixPath(info.filename.replace("\\", "/"))
+
+
+def _is_folder(info: zipfile.ZipInfo) -> bool:
+    return info.filename.endswith(("/", "\\"))
+
+
+def _is_marker_dir(name: str) -> bool:
+    """Whether a path component names the marker folder (also as case-insensitive file systems see it)."""
+    return name.rstrip(". ").casefold() == MARKER_DIR.casefold()
+
+
 def _unsafe_member(info: zipfile.ZipInfo) -> str | None:
     """Why a zip entry must not be extracted, or ``None`` when it is safe."""
     name = info.filename
     parts = name.replace("\\", "/").split("/")
     if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
-        return "absolute path"
+        return "an absolute path (zip-slip)"
     if ".." in parts:
-        return "'..' in its path"
+        return "'..' in its path (zip-slip)"
     if stat.S_ISLNK(info.external_attr >> 16):
         return "a symbolic link"
+    rel = _member_path(info)
+    if not rel.parts and not _is_folder(info):  # a folder entry './' is the top folder itself
+        return "an empty path"
+    if rel.parts and _is_marker_dir(rel.parts[0]):
+        return f"a path into the cache's marker folder {MARKER_DIR!r}, which only graph-rec writes"
     return None
 
 
@@ -258,21 +296,30 @@ def _extract_zip(archive: Path, dest_dir: Path, *, shown_url: str) -> list[PureP
             why = _unsafe_member(info)
             if why is not None:
                 raise DownloadError(
-                    f"refusing to unpack {shown_url}: entry {info.filename!r} has {why} (zip-slip); "
-                    "nothing was extracted"
+                    f"refusing to unpack {shown_url}: entry {info.filename!r} has {why}; nothing was extracted"
                 )
-        files = [PurePosixPath(i.filename.replace("\\", "/")) for i in members if not i.is_dir()]
         dest_dir.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".extract-", dir=dest_dir))
+        files: dict[PurePosixPath, None] = {}  # ordered, without repeats
         try:
-            try:
-                zf.extractall(tmp)
-            except (zipfile.BadZipFile, OSError, EOFError) as exc:
-                raise DownloadError(f"unpacking {shown_url} failed: {exc}") from exc
             root = tmp.resolve()
-            for rel in files:
-                if not (tmp / rel).resolve().is_relative_to(root):
-                    raise DownloadError(f"refusing to unpack {shown_url}: entry {str(rel)!r} escapes the target")
+            for info in members:
+                rel = _member_path(info)
+                out = tmp.joinpath(*rel.parts)
+                if not out.resolve().is_relative_to(root):
+                    raise DownloadError(f"refusing to unpack {shown_url}: entry {info.filename!r} escapes the target")
+                try:
+                    if _is_folder(info):
+                        out.mkdir(parents=True, exist_ok=True)
+                        continue
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                    with zf.open(info) as src, open(out, "wb") as dst:
+                        shutil.copyfileobj(src, dst, CHUNK_SIZE)
+                except _UNPACK_ERRORS as exc:
+                    raise DownloadError(
+                        f"unpacking {shown_url} failed at entry {info.filename!r}: {exc}; nothing was kept"
+                    ) from exc
+                files[rel] = None
             for entry in sorted(tmp.iterdir()):
                 target = dest_dir / entry.name
                 if target.is_dir() and not target.is_symlink():
@@ -282,7 +329,7 @@ def _extract_zip(archive: Path, dest_dir: Path, *, shown_url: str) -> list[PureP
                 os.replace(entry, target)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-    return files
+    return list(files)
 
 
 def _marker_path(base: Path, f: FileEntry) -> Path:
@@ -389,6 +436,13 @@ def _check_inside(base: Path, rel: str, *, what: str) -> None:
         raise ConfigError(f"{what}: path {rel!r} leaves the data set's folder {base}")
 
 
+def _check_not_markers(base: Path, rel: str, *, what: str) -> None:
+    """Refuse a catalog path (already inside ``base``) that would put downloaded files among the markers."""
+    parts = (base / rel).resolve().relative_to(base.resolve()).parts
+    if parts and _is_marker_dir(parts[0]):
+        raise ConfigError(f"{what}: path {rel!r} is inside the cache's marker folder {MARKER_DIR!r}")
+
+
 def fetch_dataset(
     name_or_entry: str | DatasetEntry,
     *,
@@ -420,9 +474,11 @@ def fetch_dataset(
         ``cache_dir/<name>/<root>``: the folder holding the data set's files.
 
     Raises:
-        ConfigError: an unknown data set name (the valid ones are listed) or a bad override.
+        ConfigError: an unknown data set name (the valid ones are listed), a bad override, or a
+            catalog path outside the data set's folder or inside its marker folder.
         DownloadError: a file has no sha256 and ``allow_unverified`` is false (the entry's note
-            says why), or a download failed or did not match its checksum.
+            says why), a download failed or did not match its checksum, or an archive was refused
+            or an entry of it could not be unpacked (damaged, encrypted, an unsupported method).
     """
     if isinstance(name_or_entry, DatasetEntry):
         entry = name_or_entry
@@ -445,6 +501,10 @@ def fetch_dataset(
     base = Path(cache_dir) / entry.name
     for rel in [entry.root, *(f.extract_to for f in entry.files), *(f.filename for f in entry.files)]:
         _check_inside(base, rel, what=entry.name)
+    for f in entry.files:  # what lands in the marker folder could vouch for another file
+        written = f.extract_to if f.archive is not None else PurePosixPath(f.extract_to, f.filename).as_posix()
+        _check_inside(base, written, what=entry.name)
+        _check_not_markers(base, written, what=entry.name)
     for f in entry.files:
         sha = expected[f.filename]
         if _cached_paths(base, f, sha):

@@ -332,3 +332,90 @@ def test_hand_made_entries_cannot_escape_the_cache(server: Server, tmp_path: Pat
     with pytest.raises(ConfigError, match="leaves the data set's folder"):
         fetch_dataset(bad, cache_dir=tmp_path / "cache")
     assert sum(server.hits.values()) == 0
+
+
+# ------------------------------------------------------------------ archives a review found unpacked wrongly
+@pytest.mark.parametrize(
+    "planted",
+    [
+        ".graph-rec/real.csv.json",
+        "./.graph-rec/real.csv.json",
+        ".graph-rec\\real.csv.json",
+        ".Graph-Rec/x",
+        ".graph-rec/",
+    ],
+)
+def test_an_archive_cannot_write_the_cache_markers(server: Server, tmp_path: Path, planted: str) -> None:
+    real = b"the real, verified file\n"
+    forged = {"format_version": 1, "filename": "real.csv", "archive": None, "extract_to": ".", "sha256": sha(real)}
+    forged_bytes = b"" if planted.endswith("/") else json.dumps({**forged, "paths": ["real.csv"]}).encode()
+    archive = make_zip({"a.csv": b"a\n", "real.csv": b"NOT THE VERIFIED FILE\n", planted: forged_bytes})
+    server.routes["/a.zip"] = (archive, "ok")
+    server.routes["/real.csv"] = (real, "ok")
+    e = entry(
+        "planted",
+        [
+            FileEntry(url=server.url("/a.zip"), sha256=sha(archive), filename="a.zip", archive="zip"),
+            FileEntry(url=server.url("/real.csv"), sha256=sha(real), filename="real.csv"),
+        ],
+    )
+    cache = tmp_path / "cache"
+    with pytest.raises(DownloadError, match="marker folder") as info:
+        fetch_dataset(e, cache_dir=cache)
+    assert server.url("/a.zip") in str(info.value) and repr(planted) in str(info.value)
+    assert files_under(cache) == []
+
+
+def test_catalog_paths_into_the_marker_folder_are_refused(server: Server, tmp_path: Path) -> None:
+    for f in (
+        FileEntry(url=server.url("/x.zip"), sha256="0" * 64, filename="x.zip", archive="zip", extract_to=MARKER_DIR),
+        FileEntry(url=server.url("/x.json"), sha256="0" * 64, filename="x.json", extract_to=f"sub/../{MARKER_DIR}"),
+    ):
+        with pytest.raises(ConfigError, match="marker folder"):
+            fetch_dataset(entry("m", [f]), cache_dir=tmp_path)
+    assert sum(server.hits.values()) == 0
+
+
+def damaged_zip(kind: str) -> bytes:
+    """A zip whose one entry ``ml/a.csv`` cannot be unpacked: a broken deflate stream, encrypted, or PPMd."""
+    buf = io.BytesIO()
+    method = zipfile.ZIP_DEFLATED if kind == "deflate" else zipfile.ZIP_STORED
+    with zipfile.ZipFile(buf, "w", method) as zf:
+        zf.writestr("ml/a.csv", "user_id,item_id\n" + "1,1\n" * 2000)
+    data = bytearray(buf.getvalue())
+    central = data.find(b"PK\x01\x02")
+    if kind == "deflate":  # the headers and CRC stay intact; the compressed bytes are flipped
+        start = 30 + len("ml/a.csv")
+        data[start : start + 40] = bytes(b ^ 0xFF for b in data[start : start + 40])
+    elif kind == "encrypted":  # general purpose flag bit 0, in the local and the central header
+        data[6:8] = data[central + 8 : central + 10] = (1).to_bytes(2, "little")
+    else:  # compression method 98 (PPMd, made by 7-Zip), which zipfile does not support
+        data[8:10] = data[central + 10 : central + 12] = (98).to_bytes(2, "little")
+    return bytes(data)
+
+
+@pytest.mark.parametrize("kind", ["deflate", "encrypted", "ppmd"])
+def test_an_entry_that_cannot_be_unpacked_is_a_download_error(server: Server, tmp_path: Path, kind: str) -> None:
+    archive = damaged_zip(kind)
+    server.routes["/bad.zip"] = (archive, "ok")
+    e = entry("bad", [FileEntry(url=server.url("/bad.zip"), sha256=sha(archive), filename="bad.zip", archive="zip")])
+    cache = tmp_path / "cache"
+    with pytest.raises(DownloadError, match=r"failed at entry 'ml/a.csv'") as info:
+        fetch_dataset(e, cache_dir=cache)
+    assert server.url("/bad.zip") in str(info.value) and info.value.__cause__ is not None
+    assert files_under(cache) == []
+
+
+def test_backslashes_in_zip_entries_are_folders(server: Server, tmp_path: Path) -> None:
+    archive = make_zip({"data\\ratings.csv": b"1,2\n", "data\\empty\\": b""})  # as Windows tools write them
+    server.routes["/bs.zip"] = (archive, "ok")
+    e = entry(
+        "bs", [FileEntry(url=server.url("/bs.zip"), sha256=sha(archive), filename="bs.zip", archive="zip")], root="data"
+    )
+    cache = tmp_path / "cache"
+    root = fetch_dataset(e, cache_dir=cache)
+    assert root == cache / "bs" / "data" and (root / "ratings.csv").read_bytes() == b"1,2\n"
+    assert (root / "empty").is_dir()
+    assert json.loads((cache / "bs" / MARKER_DIR / "bs.zip.json").read_text())["paths"] == ["data/ratings.csv"]
+    assert fetch_dataset(e, cache_dir=cache) == root
+    assert server.hits["/bs.zip"] == 1  # the marker's paths are the files on disk: cached

@@ -754,3 +754,65 @@ def test_knowledge_self_loops_and_nameless_attributes_are_dropped_and_counted():
     frag = ItemAttributeBuilder().build(Tables(interactions=t.interactions, items=items))
     assert frag.nodes["entity"].ids == ["genre:comedy"]
     assert [d.count for d in frag.dropped] == [2]
+
+
+# ------------------------------------------------------------------ LightGCN layouts and ids a review found
+def test_lightgcn_train_and_test_are_read_in_one_layout(tmp_path: Path) -> None:
+    train = write(tmp_path / "train.txt", "1 10 5\n1 11 3\n2 10 4\n2 14 1\n")  # pairs with a third column
+    test = write(tmp_path / "test.txt", "1 12 7\n2 13 2\n")  # alone, this reads as one user per line
+    with pytest.raises(DataError, match=r"pass layout='adjacency' or layout='pairs'") as err:
+        load_lightgcn(train, test)
+    assert err.value.file == str(test) and f"{train} looks like 'pairs'" in str(err.value)
+    t = load_lightgcn(train, test, layout="pairs")
+    test_rows = t.interactions[t.interactions["split"] == "test"]
+    assert test_rows[["user_id", "item_id"]].values.tolist() == [["1", "12"], ["2", "13"]]  # no weight as an item
+    # two fields on every line fit either layout, so the other file decides, whichever it is
+    adjacency = write(tmp_path / "adjacency.txt", "1 10 11\n2 10\n")
+    one_each = write(tmp_path / "one_each.txt", "1 12\n2 13\n")
+    t = load_lightgcn(adjacency, one_each)
+    assert t.interactions[["user_id", "item_id", "split"]].values.tolist() == [
+        ["1", "10", "train"], ["1", "11", "train"], ["2", "10", "train"], ["1", "12", "test"], ["2", "13", "test"]
+    ]  # fmt: skip
+    t = load_lightgcn(one_each, adjacency)
+    assert t.interactions["item_id"].tolist() == ["12", "13", "10", "11", "10"]
+
+
+def test_lightgcn_repeated_user_in_an_adjacency_file_is_not_read_as_pairs(tmp_path: Path) -> None:
+    train = write(tmp_path / "train.txt", "0 10 11 12\n1 10 13\n0 14 15\n")  # user 0 written twice
+    for read in (lambda: detect_lightgcn_layout(train), lambda: load_lightgcn(train)):
+        with pytest.raises(
+            DataError, match=r"train.txt, line 3, field 'user_id': user '0' is on an earlier line"
+        ) as err:
+            read()
+        assert "layout='adjacency' or layout='pairs'" in str(err.value)
+    t = load_lightgcn(train, layout="adjacency")
+    assert t.interactions["item_id"].tolist() == ["10", "11", "12", "10", "13", "14", "15"]  # all 7 kept
+    assert detect_lightgcn_layout(write(tmp_path / "once.txt", "0 10 11 12\n1 10 13\n")) == "adjacency"
+    # read as pairs, a line of more than three fields is a bad row, not cut to its first two
+    with pytest.raises(DataError, match=r"train.txt, line 1: expected 2 or 3 fields .*found 4"):
+        load_lightgcn(train, layout="pairs")
+    t = load_lightgcn(train, layout="pairs", on_error="skip")
+    assert t.interactions[["user_id", "item_id"]].values.tolist() == [["1", "10"], ["0", "14"]]
+    assert [(i.line, i.field) for i in t.issues] == [(1, None)]
+
+
+@pytest.mark.parametrize(
+    ("layout", "test", "social", "field"),
+    [
+        ("adjacency", "2 6\n01 7\n", "1 2\n", "user_id"),
+        ("adjacency", "2 6\n1 05\n", "1 2\n", "item_id"),
+        ("pairs", "2\t6\n1\t05\n", "1 2\n", "item_id"),
+        ("adjacency", "2 6\n\u0661 7\n", "1 2\n", "user_id"),  # an Arabic-Indic digit one
+        ("adjacency", "2 6\n", "1 2\n1 02\n", "friend_id"),
+    ],
+)
+def test_lightgcn_ids_with_leading_zeros_are_refused(
+    tmp_path: Path, layout: str, test: str, social: str, field: str
+) -> None:
+    train = write(tmp_path / "train.txt", "0 5 6\n1 5\n")
+    paths = (write(tmp_path / "test.txt", test), write(tmp_path / "social.txt", social))
+    with pytest.raises(DataError, match=rf"line 2, field '{field}': .*without leading zeros") as err:
+        load_lightgcn(train, paths[0], layout=layout, social_path=paths[1])
+    assert err.value.file == str(paths[0] if field != "friend_id" else paths[1])
+    t = load_lightgcn(train, paths[0], layout=layout, social_path=paths[1], on_error="skip")
+    assert set(t.users["user_id"]) <= {"0", "1", "2"} and [(i.line, i.field) for i in t.issues] == [(2, field)]

@@ -297,6 +297,35 @@ def test_texts_with_nothing_a_tokenizer_keeps_are_empty() -> None:
     assert mask.tolist() == [False, False, False, False, True, True]
 
 
+def test_replacement_characters_marks_and_surrogates_are_bad_texts() -> None:
+    """U+FFFD (what a decoder puts for unreadable bytes) and lone combining marks tokenize to
+    nothing; a lone surrogate made the tokenizer raise a bare TypeError."""
+    texts = ["\ufffd", "\ufffd\ufffd \ufffd", "\u0301\u0308", "Beta \ud83d", "caf\u00e9 \ufffd", "e\u0301"]
+    with pytest.raises(DataError, match="text at index 0 is empty") as err:
+        text_encoder.check_texts(texts, on_bad_text="raise")
+    assert err.value.index == 0
+    with pytest.raises(DataError, match="text at index 0 holds an unpaired surrogate at position 5"):
+        text_encoder.check_texts(texts[3:], on_bad_text="raise")
+    _, mask = text_encoder.check_texts(texts, on_bad_text="skip")
+    assert mask.tolist() == [False, False, False, False, True, True]
+    result = TextEncoder(on_bad_text="skip", local_files_only=True, device="cpu").encode(texts)
+    assert result.mask.tolist() == mask.tolist() and result.skipped == 4 and not result.vectors[:4].any()
+
+
+def test_a_hub_models_identity_survives_a_transformers_upgrade(hub_cache: Path, monkeypatch) -> None:
+    """The loaded config carries the installed transformers version; a commit pins the files already."""
+    import transformers.configuration_utils as cu
+
+    _push(hub_cache, "a" * 40)
+    hub = {"model": "fake/tiny", "local_files_only": True, "device": "cpu", "max_length": 32}
+    before = TextEncoder(**hub)
+    fingerprint, identity = before.fingerprint(), before.identity()
+    monkeypatch.setattr(cu, "__version__", "99.0.0")
+    after = TextEncoder(**hub)
+    assert after.fingerprint() != fingerprint  # a cache does not assume equal vectors
+    assert after.identity() == identity  # but a saved graph's encoder is the same model
+
+
 def test_max_length_beyond_positions_after_the_padding_offset(tmp_path: Path) -> None:
     folder = _tiny_model(tmp_path / "roberta", roberta=True)
     for too_long in (514, 515):

@@ -138,3 +138,24 @@ def test_bad_settings_and_a_misbehaving_encoder(graph) -> None:
         TextFeatureBuilder(encoder=HashEncoder(rows=1), node_types=("item",)).build(graph)
     with pytest.raises(SchemaError, match="KnowledgeGraph"):
         TextFeatureBuilder(encoder=HashEncoder()).build({"user": []})
+
+
+def test_a_text_the_encoder_refuses_is_named_by_its_node(tiny_tables) -> None:
+    """The encoder sees only the non-empty texts: its index pointed at another node."""
+    from kg_builders.builders.text_encoder import TextEncoder
+    from kg_builders.errors import DataError
+
+    items = tiny_tables.items.copy()
+    k = items.index[items["item_id"] == "i5"][0]
+    items.loc[k, "title"], items.loc[k, "year"] = "\ufeff", pd.NA
+    items.at[k, "genres"] = ()
+    extra = pd.DataFrame({"user_id": ["u2"], "item_id": ["i9"], "rating": [4.0], "timestamp": [40]})
+    tables = tiny_tables.replace(
+        items=items, interactions=pd.concat([tiny_tables.interactions, extra], ignore_index=True)
+    )
+    g = build_graph(tables, standard_builders(tables))  # i9: no text at all; i5: a byte-order mark only
+    assert node_texts(g, node_types=["item"])["item"][g.index("item", "i5")] == "\ufeff"
+    encoder = TextEncoder(local_files_only=True, device="cpu")
+    with pytest.raises(DataError, match=r"field 'text': the text of item 'i5' is empty \(nothing in it") as err:
+        TextFeatureBuilder(encoder=encoder, node_types=("item",)).build(g)
+    assert err.value.field == "text"
