@@ -153,6 +153,12 @@ _SPACY_EXCLUDE = (
 DEFAULT_SPACY_LABELS = ("PERSON", "ORG", "GPE", "LOC", "NORP", "FAC", "EVENT", "WORK_OF_ART", "PRODUCT")
 
 
+def _model_path(model: Any) -> str:
+    """``model`` as given, or with ``~`` expanded when that names an existing folder (as the encoders do)."""
+    path = Path(str(model)).expanduser()
+    return str(path) if str(model).startswith("~") and path.exists() else str(model)
+
+
 class SpacyExtractor:
     """spaCy's named-entity recogniser.
 
@@ -183,7 +189,7 @@ class SpacyExtractor:
             raise ConfigError(f"labels must be a non-empty sequence of label strings, got {labels!r}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
-        self.model = str(model)
+        self.model = _model_path(model)
         self.labels = tuple(labels)
         self.batch_size = batch_size
         self.name = f"spacy:{Path(self.model).name}"
@@ -544,7 +550,7 @@ class TransformersExtractor:
             raise ConfigError(f"aggregation_strategy must be one of {_AGGREGATIONS}, got {aggregation_strategy!r}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
-        self.model = str(model)
+        self.model = _model_path(model)
         self.aggregation_strategy = aggregation_strategy
         self.local_files_only = bool(local_files_only)
         self.batch_size = batch_size

@@ -170,6 +170,8 @@ def _decode_bytes(data: bytes) -> np.ndarray:
             return _as_rgb_uint8(np.asarray(img.convert("RGB")))
     except pil.UnidentifiedImageError as exc:  # the same message with or without Pillow
         raise ValueError("not a recognised image format (expected .npy data or an image Pillow reads)") from exc
+    except pil.DecompressionBombError as exc:  # (an Exception of its own: it aborted the whole encode)
+        raise ValueError(f"image too large to decode safely ({exc})") from exc
     except (OSError, ValueError, SyntaxError) as exc:
         raise ValueError(f"image does not decode ({type(exc).__name__}: {exc})") from exc
 
@@ -804,6 +806,8 @@ def load_image_vectors(
     if len(dup):
         raise DataError(f"item id(s) listed more than once: {sorted(set(dup))[:5]}", file=p, field="item_id")
     dim = int(arr.shape[1])
+    if dim == 0 and any(present):
+        raise DataError("the vectors have dimension 0", file=p, field="vector")
     if expected_dim is not None and any(present) and dim != expected_dim:
         first = present.index(True)
         raise DataError(

@@ -463,3 +463,17 @@ def test_transformers_extractor_rejects_bad_settings(tmp_path: Path):
         TransformersExtractor("x", batch_size=0)
     with pytest.raises(ConfigError, match="cannot load"):
         TransformersExtractor(tmp_path / "no-model-here", local_files_only=True).extract(["some text"])
+
+
+def test_model_folders_under_home_are_found_with_a_tilde(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The encoders expand ``~``; the extractors looked ``~/ner`` up as a hub id."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    _tiny_model(tmp_path / "ner", favour="B-PER")
+    by_tilde = TransformersExtractor("~/ner", local_files_only=True)
+    assert by_tilde.model == str(tmp_path / "ner")
+    assert by_tilde.extract(["Alice met Bob"]) == TransformersExtractor(
+        tmp_path / "ner", local_files_only=True
+    ).extract(["Alice met Bob"])
+    (tmp_path / "nlp").mkdir()
+    assert SpacyExtractor("~/nlp").model == str(tmp_path / "nlp")
+    assert SpacyExtractor("~/not-there").model == "~/not-there"  # (then a package name, as given)

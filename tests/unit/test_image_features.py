@@ -446,3 +446,37 @@ def test_parquet_vectors(tmp_path) -> None:
     (tmp_path / "junk.parquet").write_bytes(b"not parquet")
     with pytest.raises(DataError, match="unreadable Parquet"):
         load_image_vectors(tmp_path / "junk.parquet", item_ids=["a"])
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG whose header claims ``width`` x ``height`` pixels (68 bytes: Pillow's bomb guard trips on it)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 10)) + chunk(b"IEND", b"")
+    )
+
+
+def test_an_image_too_large_to_decode_safely_is_a_counted_skip_or_an_error_naming_it(models, tmp_path) -> None:
+    pytest.importorskip("PIL")
+    bomb = tmp_path / "poster.png"
+    bomb.write_bytes(_png_header(20000, 20000))
+    inputs, ids = [_images(1)[0], str(bomb)], ["i1", "i2"]
+    skip = ImageEncoder(model=str(models["vit"]), local_files_only=True, on_bad_image="skip").encode(inputs, ids=ids)
+    assert skip.mask.tolist() == [True, False] and "image too large to decode safely" in skip.failed[0][1]
+    strict = ImageEncoder(model=str(models["vit"]), local_files_only=True, on_bad_image="raise")
+    with pytest.raises(DataError, match="'i2'.*image too large to decode safely") as err:
+        strict.encode(inputs, ids=ids)
+    assert err.value.file == str(bomb)
+
+
+def test_precomputed_vectors_of_dimension_zero_are_refused(tmp_path) -> None:
+    np.save(tmp_path / "v.npy", np.zeros((2, 0), np.float32))
+    (tmp_path / "v.ids.json").write_text('["i1", "i2"]')
+    with pytest.raises(DataError, match="v.npy, field 'vector': the vectors have dimension 0"):
+        load_image_vectors(tmp_path / "v.npy", item_ids=["i1", "i2"])
