@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 from kg_builders._optional import require
-from kg_builders.builders.text_encoder import hub_commit, identity_of, package_version
+from kg_builders.builders.text_encoder import check_finite, hub_commit, identity_of, package_version
 from kg_builders.errors import ConfigError, DataError, MissingDependencyError, SchemaError
 from kg_builders.tables import Tables
 
@@ -639,6 +639,7 @@ class ImageEncoder:
                 bar.update(len(batch))
         if bar is not None:
             bar.close()
+        check_finite(vectors, "image")
         seconds = time.perf_counter() - t0
         logger.info(
             "encoded %d image(s) in %.2f s (%d without image, %d skipped)", len(arrays), seconds, missing, len(failed)

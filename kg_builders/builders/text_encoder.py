@@ -202,6 +202,19 @@ def has_content(text: str) -> bool:
     return any(not ch.isspace() and ch != "\ufffd" and unicodedata.category(ch)[0] not in "CM" for ch in text)
 
 
+def check_finite(vectors: np.ndarray, what: str) -> None:
+    """A DataError naming the first row of ``vectors`` with a NaN or infinite value: a model's
+    overflow (float16 on a GPU) must not reach the graph, or a cache, as a vector with mask True."""
+    bad = ~np.isfinite(vectors).all(axis=1)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise DataError(
+            f"the model gave NaN or infinite values for {what} {i} ({int(bad.sum())} in all); in float16 an "
+            "overflow does this: pass dtype='float32' (or bfloat16)",
+            field="vector",
+        )
+
+
 def _bad_text(value: Any) -> str | None:
     """Why ``value`` cannot be encoded, or None."""
     if not isinstance(value, str):
@@ -637,6 +650,7 @@ class TextEncoder:
                     pooled = self._forward([ids[j] for j in batch], [types[j] for j in batch])
                     vectors[rows[batch]] = pooled.numpy()
                     bar.update(len(batch))
+        check_finite(vectors, "text at index")
         skipped = n - len(rows)
         truncated = int(truncated_mask.sum())
         if skipped:

@@ -333,3 +333,21 @@ def test_max_length_beyond_positions_after_the_padding_offset(tmp_path: Path) ->
             TextEncoder(model=str(folder), device="cpu", max_length=too_long).encode(["text"])
     result = TextEncoder(model=str(folder), device="cpu", max_length=513).encode(["word " * 600, "short"])
     assert result.truncated_mask.tolist() == [True, False] and np.isfinite(result.vectors).all()
+
+
+def test_non_finite_vectors_from_the_model_are_an_error_not_a_masked_in_row(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    enc = TextEncoder(local_files_only=True, device="cpu")
+    real = TextEncoder._forward
+
+    def overflowing(self, ids, types):  # what float16 activations that overflow give
+        out = real(self, ids, types)
+        out[-1, 0] = float("nan")
+        return out
+
+    monkeypatch.setattr(TextEncoder, "_forward", overflowing)
+    with pytest.raises(DataError, match="NaN or infinite values for text at index 1 .*dtype='float32'"):
+        enc.encode(["a longer first text", "b"])  # (sorted by length: "b" is the batch's last row)
+    monkeypatch.undo()
+    assert torch.isfinite(torch.from_numpy(enc.encode(["a longer first text", "b"]).vectors)).all()
