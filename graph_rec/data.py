@@ -167,7 +167,10 @@ class DataConfig:
 
     Args:
         node_types: node types kept besides ``user`` and ``item`` (``None``: all). ``()`` keeps
-            the user-item graph only ("no knowledge graph").
+            the user and item nodes only, with every edge among them: knowledge-graph relations
+            between two items (``film_sequel``) and ``friend_of`` between users stay unless
+            ``relations`` leaves them out; "no knowledge graph" is ``node_types=()`` with
+            ``relations=("interacted",)``.
         relations: relations (forward names, e.g. ``"interacted"``) kept for propagation (``None``:
             all); ``("interacted",)`` is the user-item graph only ("no knowledge graph").
         drop_relations: relations (forward names, e.g. ``"friend_of"``) removed from propagation.
