@@ -270,7 +270,9 @@ class GraphRec(RecModel):
                 + getattr(self, f"{kind}a_{name}")[nodes, None] * lin.bias
             )
             mask = getattr(self, f"m_{name}")[nodes, None]
-            fx = fx + torch.where(mask, getattr(self, f"x_{name}")[nodes] @ lin.weight.t() + lin.bias, 0.0)
+            # the row zeroed before the product too: a NaN in a missing row would make the weight's gradient NaN
+            x = torch.where(mask, getattr(self, f"x_{name}")[nodes], 0.0)
+            fx = fx + torch.where(mask, x @ lin.weight.t() + lin.bias, 0.0)
         return h, e0 + fx, fx
 
     def _id_walks(self, rows: Tensor | None = None) -> tuple[Tensor | None, Tensor | None]:

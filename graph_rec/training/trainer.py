@@ -329,14 +329,18 @@ def _loop(
                 loss = loss + v
             _check_finite(loss, epoch, config, dist)
             opt.zero_grad(set_to_none=True)
-            (loss * weight).backward()  # DDP averages over ranks: sum of share-weighted means = the batch mean
+            # DDP averages over ranks: the sum of the share-weighted means is the batch's mean
+            w_main = _main_weight(config.loss, mask, weight, dist)
+            ((loss * weight) if w_main == weight else (main * w_main + (loss - main) * weight)).backward()
             if config.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             opt.step()
             steps += 1
-            parts = {"loss": loss, config.loss: main, "reg": out.reg, **out.extra}
+            m, total = float(main.detach()), float(loss.detach())
+            parts = {"loss": total * weight + m * (w_main - weight), config.loss: m * w_main}
+            parts |= {k: float(v.detach()) * weight for k, v in {"reg": out.reg, **out.extra}.items()}
             for key, v in parts.items():
-                sums[key] = sums.get(key, 0.0) + float(v.detach()) * weight
+                sums[key] = sums.get(key, 0.0) + v
         if dist.enabled:  # the epoch's losses as one process would log them
             keys = sorted(sums)
             total = dist.all_reduce_sum(torch.tensor([sums[k] for k in keys], dtype=torch.float64))
@@ -528,6 +532,20 @@ def _share(
     if n == 0:
         sel, weight = slice(0, 1), 0.0
     return users[sel], pos[sel], (neg if shared else neg[sel]), weight
+
+
+def _main_weight(loss: str, mask: Tensor | None, weight: float, dist: DistContext) -> float:
+    """The weight of this rank's ranking loss in a step that equals one process's on the whole batch.
+
+    BPR with masked shared negatives is a mean over the kept (pair, negative) cells, and ranks keep
+    different shares of them: its weight is ``R k_r / K`` (``k_r`` this rank's kept cells, ``K``
+    the batch's), not the share of pairs ``weight``. Other losses are means over pairs.
+    """
+    if not dist.enabled or loss != "bpr" or mask is None:
+        return weight
+    kept = float((~mask).sum()) if weight > 0 else 0.0  # (a rank with an empty share runs one pair, weight 0)
+    total = float(dist.all_reduce_sum(torch.tensor([kept], dtype=torch.float64))[0])
+    return dist.world_size * kept / max(total, 1.0)
 
 
 def _check_finite(loss: Tensor, epoch: int, config: TrainConfig, dist: DistContext) -> None:

@@ -23,8 +23,8 @@ from graph_rec.distributed import DistContext, from_env, shard_bounds
 from graph_rec.errors import ConfigError
 from graph_rec.training import init_model
 from graph_rec.training.losses import bpr_loss
-from graph_rec.training.sampling import epoch_batches
-from graph_rec.training.trainer import _BatchForward, _share
+from graph_rec.training.sampling import epoch_batches, shared_negative_mask
+from graph_rec.training.trainer import _BatchForward, _main_weight, _share
 from tests.worlds import synthetic_graph
 
 pytestmark = pytest.mark.integration
@@ -159,7 +159,7 @@ def test_neighbour_sampled_training_on_two_ranks_resumes_each_ranks_stream(tmp_p
 
 
 # --------------------------------------------------------------------------- gradients are synchronised
-def _grad_worker(rank: int, world: int, port: int, out: str) -> None:
+def _grad_worker(rank: int, world: int, port: int, out: str, shared: bool = False) -> None:
     os.environ.update(
         WORLD_SIZE=str(world), RANK=str(rank), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
     )
@@ -172,14 +172,17 @@ def _grad_worker(rank: int, world: int, port: int, out: str) -> None:
         data = RecData(kg, sp)
         model = init_model("graphrec", {"embedding_dim": 8, "num_layers": 2}, data, seed=7)
         gen = torch.Generator().manual_seed(3)
-        users, pos, neg = next(epoch_batches(data.train, 301, 2, gen))  # an odd batch: shares of 151 and 150
-        u, p, n, weight = _share(users, pos, neg, dist, shared=False)
+        # an odd batch: shares of 151 and 150; shared: 40 negatives for all, known positives masked
+        users, pos, neg = next(epoch_batches(data.train, 301, 40 if shared else 2, gen, shared=shared))
+        u, p, n, weight = _share(users, pos, neg, dist, shared=shared)
+        mask = shared_negative_mask(data.train, u, n) if shared else None
+        weight = _main_weight("bpr", mask, weight, dist)  # (the share of kept cells, with a mask)
         # this rank's own gradient, without synchronisation
         out_local = model.batch_scores(u, p, n)
-        local = torch.autograd.grad(bpr_loss(out_local.pos, out_local.neg) * weight, list(model.parameters()))
+        local = torch.autograd.grad(bpr_loss(out_local.pos, out_local.neg, mask) * weight, list(model.parameters()))
         ddp = DistributedDataParallel(_BatchForward(model), init_sync=False, forward_sync_buffers=False)
         o = ddp(u, p, n)
-        (bpr_loss(o.pos, o.neg) * weight).backward()
+        (bpr_loss(o.pos, o.neg, mask) * weight).backward()
         torch.save(
             {"synced": [q.grad.clone() for q in model.parameters()], "local": list(local), "n": u.numel()},
             Path(out) / f"rank{rank}.pt",
@@ -188,10 +191,11 @@ def _grad_worker(rank: int, world: int, port: int, out: str) -> None:
         dist.close()
 
 
-def test_gradients_are_averaged_across_ranks_into_the_whole_batch_gradient(tmp_path) -> None:
+@pytest.mark.parametrize("shared", [False, True], ids=["per-pair negatives", "shared negatives, masked"])
+def test_gradients_are_averaged_across_ranks_into_the_whole_batch_gradient(tmp_path, shared) -> None:
     import torch.multiprocessing as mp
 
-    mp.spawn(_grad_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_grad_worker, args=(2, _free_port(), str(tmp_path), shared), nprocs=2, join=True)
     r0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
     r1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
     assert (r0["n"], r1["n"]) == (151, 150)
@@ -199,9 +203,12 @@ def test_gradients_are_averaged_across_ranks_into_the_whole_batch_gradient(tmp_p
     kg, sp = synthetic_graph()
     data = RecData(kg, sp)
     model = init_model("graphrec", {"embedding_dim": 8, "num_layers": 2}, data, seed=7)
-    users, pos, neg = next(epoch_batches(data.train, 301, 2, torch.Generator().manual_seed(3)))
+    users, pos, neg = next(
+        epoch_batches(data.train, 301, 40 if shared else 2, torch.Generator().manual_seed(3), shared=shared)
+    )
+    mask = shared_negative_mask(data.train, users, neg) if shared else None
     out = model.batch_scores(users, pos, neg)
-    whole = torch.autograd.grad(bpr_loss(out.pos, out.neg), list(model.parameters()))
+    whole = torch.autograd.grad(bpr_loss(out.pos, out.neg, mask), list(model.parameters()))
     for g0, g1, gw in zip(r0["synced"], r1["synced"], whole, strict=True):
         torch.testing.assert_close(g0, g1, rtol=0, atol=0)  # every rank holds the same gradient
         torch.testing.assert_close(g0, gw, rtol=1e-5, atol=1e-6)  # ... the whole batch's gradient

@@ -403,6 +403,15 @@ def test_a_missing_feature_row_holding_nan_does_not_reach_the_precomputed_path(t
             torch.testing.assert_close(a, b)  # NaN * 0 would be NaN: the row is replaced, not multiplied
         users, pos, neg = torch.tensor([0, 1]), torch.tensor([0, 1]), torch.tensor([[2], [3]])
         torch.testing.assert_close(dirty.batch_scores(users, pos, neg).pos, clean.batch_scores(users, pos, neg).pos)
+    # a scored item whose missing row holds NaN: the backward pass stays finite too (0 * NaN is NaN)
+    item = data.graph.node_offsets["item"] + 2
+    data.graph.feature_masks["text"][item] = False
+    data.graph.features["text"][item] = float("nan")
+    torch.manual_seed(0)
+    model = make_model("graphrec", settings, data.graph, data.train)
+    out = model.batch_scores(torch.tensor([0, 1]), torch.tensor([2, 0]), torch.tensor([[1], [3]]))
+    (out.pos.sum() - out.neg.sum() + out.reg).backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
 
 
 @pytest.mark.parametrize("relation_mode", ["weights", "attention"])
