@@ -14,6 +14,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import math
 import os
 import sys
 import time
@@ -41,11 +42,28 @@ def default_cache_dir() -> Path:
 
 
 # ----------------------------------------------------------------------------- helpers
-def _emit(args: argparse.Namespace, payload: dict[str, Any], text: str) -> None:
+def emit(args: argparse.Namespace, payload: Any, text: str) -> None:
+    """``text`` on stdout, or with ``--json`` the payload as one JSON object."""
     if args.json:
-        sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+        sys.stdout.write(json_text(payload) + "\n")
     else:
         sys.stdout.write(text.rstrip() + "\n")
+
+
+def json_text(payload: Any) -> str:
+    """Strict JSON (RFC 8259): a NaN or infinite number, which ``json`` would write as ``NaN`` or
+    ``Infinity`` (rejected by JavaScript, Go and Rust parsers), becomes ``null``."""
+
+    def finite(v: Any) -> Any:
+        if isinstance(v, float):
+            return v if math.isfinite(v) else None
+        if isinstance(v, dict):
+            return {k: finite(x) for k, x in v.items()}
+        if isinstance(v, list | tuple):
+            return [finite(x) for x in v]
+        return v
+
+    return json.dumps(finite(payload), indent=2, default=str, allow_nan=False)
 
 
 def _number_list(kind: type) -> Any:
@@ -115,6 +133,20 @@ def _save_build(out: Path, kg: Any, sp: Any, *, overwrite: bool) -> None:
             sp.save(tmp / "split")
 
 
+def _check_replaceable_build(out: Path, *sources: str | None) -> None:
+    """``--overwrite`` replaces an earlier build (``graph/`` and ``split/``) only: never a folder
+    holding anything else, nor one that holds the data being read."""
+    extra = sorted(p.name for p in out.iterdir() if p.name not in ("graph", "split")) if out.is_dir() else []
+    if extra:
+        raise ConfigError(
+            f"{out} holds {extra[:5]}, which a build did not write: --overwrite replaces builds only "
+            "(graph/ and split/); choose another --out"
+        )
+    for source in sources:
+        if source and Path(source).exists() and Path(source).resolve().is_relative_to(out.resolve()):
+            raise ConfigError(f"--out {out} holds the data being read ({source}); choose another --out")
+
+
 def _load_tables(args: argparse.Namespace, cache: Path) -> Any:
     """The tables ``build`` reads: the same reader, checks and KG join as a run's ``[data]``."""
     from graph_rec.runs import DataSource, load_tables
@@ -144,7 +176,7 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     text = "\n".join(
         f"{r['name']:<24} {r['format']:<16} {'cached' if r['cached'] else '':<7} {r['licence'][:70]}" for r in rows
     )
-    _emit(args, {"datasets": rows, "cache_dir": str(cache)}, text)
+    emit(args, {"datasets": rows, "cache_dir": str(cache)}, text)
     return 0
 
 
@@ -155,7 +187,7 @@ def cmd_download(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     path = fetch_dataset(args.name, cache_dir=cache, progress=not args.json and sys.stderr.isatty())
     payload = {"name": args.name, "path": str(path), "seconds": round(time.perf_counter() - t0, 3)}
-    _emit(args, payload, f"{args.name}: {path}")
+    emit(args, payload, f"{args.name}: {path}")
     return 0
 
 
@@ -165,6 +197,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     check_output_dir(out)  # fail before the expensive part
     if out.exists() and not args.overwrite:
         raise ConfigError(f"{out} already exists; pass --overwrite to replace it")
+    if out.exists():
+        _check_replaceable_build(out, args.source, args.kg)
     t0 = time.perf_counter()
     tables = _load_tables(args, cache)
     from graph_rec.runs import build_pipeline
@@ -198,7 +232,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         "" if sp is None else f"\nsplit {sp.method}: " + ", ".join(f"{k} {v:,}" for k, v in sp.counts().items())
     )
     feature_text = "" if features is None else f"\n{features.to_text()}"
-    _emit(args, payload, f"{kg.report.to_text()}{split_text}{feature_text}\nwritten to {out} in {seconds:.2f} s")
+    emit(args, payload, f"{kg.report.to_text()}{split_text}{feature_text}\nwritten to {out} in {seconds:.2f} s")
     return 0
 
 
@@ -215,7 +249,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     kg, graph_dir = _load_graph(args.path)
     payload = {"path": str(graph_dir), "schema": kg.schema(), "report": kg.report.to_dict(), "recipe": kg.recipe}
     recipe = "\n".join(f"  {r['builder']}: {r['settings']}" for r in kg.recipe)
-    _emit(args, payload, f"{kg!r}\n{kg.report.to_text()}\nrecipe:\n{recipe}")
+    emit(args, payload, f"{kg!r}\n{kg.report.to_text()}\nrecipe:\n{recipe}")
     return 0
 
 
@@ -223,6 +257,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.is_dir():
         raise ConfigError(f"--out {out} is a directory; name the file to write")
+    check_output_dir(out.parent)  # fail before the graph is read
     kg, _ = _load_graph(args.path)
     t0 = time.perf_counter()
     if args.to in ("turtle", "nt"):
@@ -243,7 +278,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     else:
         raise ConfigError(f"unknown --to {args.to!r}; valid: turtle, nt, networkx")
     payload = {"out": str(out), "format": args.to, "seconds": round(time.perf_counter() - t0, 3), **detail}
-    _emit(args, payload, f"exported {kg!r} as {args.to} to {out} ({payload['seconds']:.2f} s)")
+    emit(args, payload, f"exported {kg!r} as {args.to} to {out} ({payload['seconds']:.2f} s)")
     return 0
 
 
@@ -415,7 +450,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"{kg.report.to_text()}{feature_text}{train_text}\n\nwritten to {out}: graph/, split/, graph.nt, "
         f"history.png\nround trips identical: {ok}"
     )
-    _emit(args, payload, text)
+    emit(args, payload, text)
     return 0 if ok else 1
 
 
@@ -598,7 +633,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"written to {summary['out']}: run.json, metrics.json, history.json, history.png, best/"
         + ("" if summary["stopped"] == "closed_form" else ", checkpoint/"),
     ]
-    _emit(args, summary, "\n".join(lines))
+    emit(args, summary, "\n".join(lines))
     return 0
 
 
@@ -631,7 +666,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     progress = not args.json and sys.stderr.isatty()
     if not args.against:
         res = evaluate_run(args.run, part=args.part, eval_config=ev, progress=progress)
-        _emit(args, res.to_dict(), _metrics_text(args.part, res))
+        emit(args, res.to_dict(), _metrics_text(args.part, res))
         return 0
     cmp = compare_runs(args.run, args.against, part=args.part, eval_config=ev, rounds=args.rounds, progress=progress)
     payload = {
@@ -647,7 +682,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         for m, c in cmp.comparisons.items()
     )
     text += "".join(f"\n  ({m} not compared: {why})" for m, why in cmp.not_compared.items())
-    _emit(args, payload, text)
+    emit(args, payload, text)
     return 0
 
 
@@ -682,7 +717,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         for x in r:
             title = titles.get(x.item_id, "")
             lines.append(f"  {x.rank:>3}. {x.item_id:<12} {x.score:+.4f}  {title}")
-    _emit(args, {"model": rec.model_name, "recommendations": payload}, "\n".join(lines))
+    emit(args, {"model": rec.model_name, "recommendations": payload}, "\n".join(lines))
     return 0
 
 
@@ -699,7 +734,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         "score": ex.score,
         "paths": [p.to_dict() for p in ex.paths],
     }
-    _emit(args, payload, "\n".join(lines))
+    emit(args, payload, "\n".join(lines))
     return 0
 
 
@@ -718,6 +753,7 @@ def cmd_score_all(args: argparse.Namespace) -> int:
             raise ConfigError(f"--users file {path} is not UTF-8 text ({exc})") from exc
     if args.progress and args.quiet:
         raise ConfigError("pass --progress or --quiet, not both")
+    check_output_dir(args.out)  # fail before the model is loaded
     progress = args.progress or (not args.quiet and not args.json and sys.stderr.isatty())
     rec = load_recommender(args.model, device=args.device)
     res = score_all(
@@ -736,7 +772,7 @@ def cmd_score_all(args: argparse.Namespace) -> int:
         f"{res.users:,} users, {res.rows:,} rows in {res.parts} parts ({res.resumed} resumed) written to "
         f"{res.out_dir} in {res.seconds:.2f} s ({res.users_per_second:,.0f} users/s)"
     )
-    _emit(args, payload, text)
+    emit(args, payload, text)
     return 0
 
 
@@ -917,6 +953,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except GraphRecError as exc:
+        if getattr(args, "json", False):
+            sys.stdout.write(json.dumps({"error": type(exc).__name__, "message": str(exc)}) + "\n")
+        sys.stderr.write(f"graph-rec: error: {exc}\n")
+        return 2
+    except OSError as exc:  # a file that cannot be read or written (permissions, a full disk, a read-only place)
         if getattr(args, "json", False):
             sys.stdout.write(json.dumps({"error": type(exc).__name__, "message": str(exc)}) + "\n")
         sys.stderr.write(f"graph-rec: error: {exc}\n")

@@ -22,13 +22,13 @@ input with ``--password-stdin``. It never appears in output, logs or errors.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from graph_rec.cli import emit
 from kg_builders.errors import ConfigError
 
 DEFAULT_URI = "bolt://localhost:7687"
@@ -73,13 +73,6 @@ def _connection(sp: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--retry-seconds", type=float, help="how long transient failures are retried (default 30)")
     sp.add_argument("--json", action="store_true", help="print one machine-readable JSON object")
-
-
-def _emit(args: argparse.Namespace, payload: Any, text: str) -> None:
-    if args.json:
-        sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
-    else:
-        sys.stdout.write(text.rstrip() + "\n")
 
 
 def _progress(args: argparse.Namespace) -> bool:
@@ -163,7 +156,7 @@ def cmd_neo4j_export(args: argparse.Namespace) -> int:
             f"\n  removed what the earlier graph had and this one has not: {report.removed_nodes:,} nodes, "
             f"{report.removed_relationships:,} relationships of types it no longer has"
         )
-    _emit(args, payload, text)
+    emit(args, payload, text)
     return 0
 
 
@@ -179,7 +172,7 @@ def cmd_neo4j_read(args: argparse.Namespace) -> int:
     kg = read_neo4j(settings, progress=_progress(args))
     kg.save(out, overwrite=args.overwrite)
     seconds = round(time.perf_counter() - t0, 3)
-    _emit(
+    emit(
         args,
         {"out": str(out), "schema": kg.schema(), "seconds": seconds},
         f"read {kg!r}\nsaved to {out} in {seconds:.2f} s",
@@ -202,7 +195,7 @@ def cmd_neo4j_explore(args: argparse.Namespace) -> int:
         q = args.question
         if q == "node":
             attrs = store.node(parse_ref(args.node))
-            _emit(args, attrs, "\n".join(f"{k}: {v}" for k, v in attrs.items()))
+            emit(args, attrs, "\n".join(f"{k}: {v}" for k, v in attrs.items()))
         elif q == "neighbours":
             found = store.neighbours(
                 parse_ref(args.node), relation=args.relation, direction=args.direction, limit=args.limit
@@ -211,24 +204,24 @@ def cmd_neo4j_explore(args: argparse.Namespace) -> int:
                 f"{'->' if n.direction == 'out' else '<-'} {n.relation:<24} {n.node}  (weight {n.weight:g})"
                 for n in found
             ]
-            _emit(args, [asdict(n) for n in found], "\n".join(lines) or "no neighbours")
+            emit(args, [asdict(n) for n in found], "\n".join(lines) or "no neighbours")
         elif q == "paths":
             found = store.paths(
                 parse_ref(args.source), parse_ref(args.target), max_hops=args.max_hops, limit=args.limit
             )
-            _emit(args, _paths_payload(found), "\n".join(str(p) for p in found) or "no paths")
+            emit(args, _paths_payload(found), "\n".join(str(p) for p in found) or "no paths")
         elif q == "subgraph":
             sub = store.subgraph([parse_ref(r) for r in args.nodes], hops=args.hops, limit=args.limit)
             lines = [f"{len(sub.nodes)} nodes, {len(sub.edges)} edges"]
             lines += [f"  {e.source} -{e.relation}-> {e.target}  ({e.weight:g})" for e in sub.edges]
-            _emit(args, asdict(sub), "\n".join(lines))
+            emit(args, asdict(sub), "\n".join(lines))
         elif q == "recommendations":
             found = store.recommendations(args.user_id, k=args.k)
             lines = [f"{r.rank:>3}. {r.item_id:<20} {r.score:.4f}  {r.model}" for r in found]
-            _emit(args, [asdict(r) for r in found], "\n".join(lines) or f"no recommendations stored for {args.user_id}")
+            emit(args, [asdict(r) for r in found], "\n".join(lines) or f"no recommendations stored for {args.user_id}")
         elif q == "why":
             found = store.why(args.user_id, args.item_id, limit=args.limit)
-            _emit(args, _paths_payload(found), "\n".join(str(p) for p in found) or "no paths")
+            emit(args, _paths_payload(found), "\n".join(str(p) for p in found) or "no paths")
         else:  # argparse restricts the choices
             raise ConfigError(f"unknown question {q!r}; valid: {', '.join(EXPLORE)}")
     return 0

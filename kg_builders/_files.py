@@ -24,6 +24,8 @@ def atomic_dir(path: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
         overwrite: replace an existing ``path``; otherwise an existing non-empty one is an error.
     """
     final = Path(path)
+    if final.is_symlink() and final.is_dir():  # a link to a folder (a scratch disk): replace what it names
+        final = final.resolve()
     if final.exists() and not overwrite and (not final.is_dir() or any(final.iterdir())):
         raise ConfigError(f"{final} already exists; pass overwrite=True (CLI: --overwrite) to replace it")
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -36,15 +38,14 @@ def atomic_dir(path: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
         raise
     old = None
     try:
-        if final.exists():  # (an empty directory of a unique name, which the rename replaces)
+        if final.exists() or final.is_symlink():  # moved aside under a unique name (never a leftover's)
             old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
+            old.rmdir()
             os.replace(final, old)
         os.replace(tmp, final)
     except OSError:
-        if old is not None and not final.exists():
+        if old is not None and (old.exists() or old.is_symlink()) and not (final.exists() or final.is_symlink()):
             os.replace(old, final)  # the new directory could not take its place: put the old one back
-        elif old is not None:
-            os.rmdir(old)  # the old directory never moved: only the empty placeholder is there
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     if old is not None:

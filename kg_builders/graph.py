@@ -11,8 +11,10 @@ import contextlib
 import dataclasses
 import json
 import logging
+import math
+import reprlib
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,14 +70,143 @@ class EdgeStore:
         }
 
 
-def array_from_spec(values: list[Any], dtype: str, shape: list[int]) -> np.ndarray:
-    """Rebuild an array ``[len(values), *shape]`` of ``dtype`` from per-row values (inverse of ``dtype_spec``)."""
+def array_from_spec(
+    values: Sequence[Any],
+    dtype: str,
+    shape: Sequence[int],
+    *,
+    where: Callable[[int], str] | None = None,
+) -> np.ndarray:
+    """Rebuild an array ``[len(values), *shape]`` of ``dtype`` from per-row values (inverse of ``dtype_spec``).
+
+    Each value is checked against ``dtype``, never cast to fit it: a bool dtype takes bools only;
+    an integer dtype takes integers (not bools) within its range; a float dtype takes integers and
+    floats (not bools), and a finite value must stay finite in it (``1e300`` does not fit
+    ``float32``). Numpy scalars count as the Python values they hold. An object dtype takes any
+    values (one per row). :func:`~kg_builders.export.from_rdf` and
+    :func:`~kg_builders.export.from_networkx` read weights, edge attributes and features through it.
+
+    Args:
+        values: one value per row; for a ``shape`` ``[d, ...]`` each row a nested list of that shape.
+        dtype: a numpy dtype name, as :func:`dtype_name` writes it.
+        shape: the trailing shape of each row.
+        where: row number -> what that row is, for the error message (``"gr:weight of <iri>"``);
+            ``"row <i>"`` by default.
+
+    Raises:
+        SchemaError: the first row that holds a value not fitting ``dtype``, or that is not a nested
+            list of ``shape``, named by ``where``; a dtype other than bool, integer, float or object.
+    """
     dt = np.dtype(dtype)
-    if dt == np.dtype(object) and not shape:
-        out = np.empty(len(values), dtype=object)
+    name = where if where is not None else (lambda i: f"row {i}")
+    n, shape = len(values), [int(d) for d in shape]
+    if dt.kind == "O" and not shape:
+        out = np.empty(n, dtype=object)
         out[:] = values
         return out
-    return np.asarray(values, dtype=dt).reshape((len(values), *shape))
+    if dt.kind not in "biuf":
+        raise SchemaError(
+            f"dtype {dtype} with rows of shape {shape} is not one a graph holds "
+            "(bool, integer or float arrays, or one Python value per row)"
+        )
+    per_row = math.prod(shape)
+    if shape:
+        flat: list[Any] = []
+        width = shape[0] if len(shape) == 1 else -1
+        for i, row in enumerate(values):
+            if type(row) is list and len(row) == width:  # the common case: a row of a feature or 2-D attribute
+                flat.extend(row)
+                continue
+            leaves = _leaves(row, shape)
+            if leaves is None:
+                raise SchemaError(f"{name(i)} is {reprlib.repr(row)}, not a nested list of shape {shape}")
+            flat.extend(leaves)
+    else:
+        flat = list(values)
+    found = _misfit_in(flat, dt)
+    if found is not None:
+        _raise_at(found[0], flat, found[1], dt, values, per_row, name)
+    try:
+        with np.errstate(over="ignore", invalid="ignore"):
+            arr = np.asarray(flat, dtype=dt)
+    except (OverflowError, TypeError, ValueError) as e:  # not expected after _misfit_in
+        raise SchemaError(f"{name(0)} .. {name(n - 1)} cannot be read as {dtype_name(dt)}: {e}") from e
+    if dt.kind == "f" and dt.itemsize < 8 and arr.size:  # a finite value must stay finite
+        with np.errstate(over="ignore", invalid="ignore"):
+            grew = np.isfinite(np.asarray(flat, dtype=np.float64)) & ~np.isfinite(arr)
+        if grew.any():
+            j = int(np.argmax(grew))
+            _raise_at(j, flat, f"a finite number {dtype_name(dt)} holds only as {arr[j]}", dt, values, per_row, name)
+    return arr.reshape((n, *shape))
+
+
+#: the Python types whose values fit a dtype of each kind without a closer look (ints: their range)
+_PLAIN_TYPES = {"b": {bool}, "i": {int}, "u": {int}, "f": {int, float}}
+
+
+def _leaves(row: Any, shape: list[int]) -> list[Any] | None:
+    """The values of a nested list of ``shape``, flattened; ``None`` when ``row`` is not one."""
+    if not shape:
+        return [row]
+    if isinstance(row, np.ndarray):
+        row = row.tolist()
+    if not isinstance(row, (list, tuple)) or len(row) != shape[0]:
+        return None
+    out: list[Any] = []
+    for x in row:
+        sub = _leaves(x, shape[1:])
+        if sub is None:
+            return None
+        out.extend(sub)
+    return out
+
+
+def _misfit_in(flat: list[Any], dt: np.dtype) -> tuple[int, str] | None:
+    """The position of the first value of ``flat`` that does not fit ``dt`` and why, or ``None``."""
+    types = set(map(type, flat))
+    quick = types <= _PLAIN_TYPES[dt.kind]
+    if quick and dt.kind in "iu" and flat:
+        info = np.iinfo(dt)
+        quick = info.min <= min(flat) and max(flat) <= info.max
+    if quick and dt.kind == "f" and int in types:  # an int beyond float64's range needs a closer look
+        quick = all(abs(x) < 2**1000 for x in flat if type(x) is int)
+    if quick:
+        return None
+    for j, x in enumerate(flat):
+        reason = _misfit(x, dt)
+        if reason is not None:
+            return j, reason
+    return None
+
+
+def _misfit(x: Any, dt: np.dtype) -> str | None:
+    """Why ``x`` does not fit ``dt`` (a bool, integer or float dtype), or ``None`` when it does."""
+    if dt.kind == "b":
+        return None if isinstance(x, (bool, np.bool_)) else "not a boolean"
+    if isinstance(x, (bool, np.bool_)):
+        return "a boolean, not a number"
+    if dt.kind in "iu":
+        if not isinstance(x, (int, np.integer)):
+            return "not an integer"
+        info = np.iinfo(dt)
+        return None if info.min <= int(x) <= info.max else f"out of its range {info.min} .. {info.max}"
+    if not isinstance(x, (int, float, np.integer, np.floating)):
+        return "not a number"
+    try:
+        float(x)
+    except OverflowError:
+        return "an integer too large for a float"
+    return None
+
+
+def _raise_at(
+    j: int, flat: list[Any], reason: str, dt: np.dtype, values: Sequence[Any], per_row: int, name: Callable[[int], str]
+) -> None:
+    """Raise the SchemaError for value ``flat[j]`` (of row ``j // per_row``)."""
+    i, x = j // per_row, flat[j]
+    verb = "is" if values[i] is x else "holds"
+    shown = reprlib.repr(x.item() if isinstance(x, np.generic) else x)
+    raise SchemaError(f"{name(i)} {verb} {shown}, which does not fit {dtype_name(dt)}: {reason}")
 
 
 def dtype_name(dt: np.dtype) -> str:
@@ -201,6 +332,8 @@ class KnowledgeGraph:
                 raise SchemaError(
                     f"{(s, r, d)}: edge_weight must be float [E], got {e.edge_weight.dtype} {e.edge_weight.shape}"
                 )
+            if not _storable(e.edge_weight.dtype):
+                raise SchemaError(f"{(s, r, d)}: edge_weight has dtype {e.edge_weight.dtype}, {_NOT_STORABLE}")
             for a, v in e.attrs.items():
                 if np.shape(v)[:1] != (ei.shape[1],):
                     raise SchemaError(f"{(s, r, d)}: edge attribute {a!r} must have E rows, got shape {np.shape(v)}")
@@ -209,6 +342,10 @@ class KnowledgeGraph:
                     raise SchemaError(
                         f"{(s, r, d)}: edge attribute {a!r} has dtype {np.asarray(v).dtype} and shape {np.shape(v)}; "
                         "a graph holds bool, integer or float arrays, or one Python value per edge (object dtype, [E])"
+                    )
+                if kind != "O" and not _storable(np.asarray(v).dtype):
+                    raise SchemaError(
+                        f"{(s, r, d)}: edge attribute {a!r} has dtype {np.asarray(v).dtype}, {_NOT_STORABLE}"
                     )
             if ei.shape[1] and (ei.min() < 0 or ei[0].max() >= self.num_nodes(s) or ei[1].max() >= self.num_nodes(d)):
                 raise SchemaError(f"{(s, r, d)}: edge_index out of range")
@@ -233,6 +370,8 @@ class KnowledgeGraph:
             )
         if mask is not None and mask.shape != (arr.shape[0],):
             raise SchemaError(f"feature mask {node_type}.{name} must be [{arr.shape[0]}]")
+        if not _storable(arr.dtype):
+            raise SchemaError(f"features {node_type}.{name} have dtype {arr.dtype}, {_NOT_STORABLE}")
 
     @property
     def node_types(self) -> list[str]:
@@ -295,7 +434,7 @@ class KnowledgeGraph:
         out: list[str] = []
         if self.node_ids != other.node_ids:
             out.append("node ids differ")
-        if _attrs_json(self.node_attrs) != _attrs_json(other.node_attrs):
+        if _attrs_key(self.node_attrs) != _attrs_key(other.node_attrs):
             out.append("node attributes differ")
         if set(self.edges) != set(other.edges):
             out.append(f"edge types differ: {sorted(set(self.edges) ^ set(other.edges))}")
@@ -321,7 +460,18 @@ class KnowledgeGraph:
 
     # ----------------------------------------------------------------- saving
     def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
-        """Write the graph to a directory (JSON + safetensors; no pickle), atomically."""
+        """Write the graph to a directory (JSON + safetensors; no pickle), atomically.
+
+        Arrays keep their dtype, a non-native byte order (``>i8``) included: safetensors stores
+        little-endian, so ``graph.json`` records such dtypes under ``array_dtypes`` and :meth:`load`
+        restores them.
+
+        Raises:
+            SchemaError: a node attribute or object edge attribute value JSON cannot hold, naming
+                the node type, attribute and node id (or the attribute, index and type of the
+                edge); nothing is written.
+            ConfigError: ``path`` exists and ``overwrite`` is false.
+        """
         from kg_builders import __version__
         from kg_builders._files import save_safetensors
 
@@ -334,7 +484,9 @@ class KnowledgeGraph:
             arrays[f"edges/{key}/edge_weight"] = np.ascontiguousarray(e.edge_weight)
             for a, v in e.attrs.items():
                 if np.asarray(v).dtype.kind == "O":  # one Python value per edge: JSON, like node attributes
-                    values[f"{key}/{a}"] = _json_values(v, f"edge attribute {a!r} of {k}")
+                    values[f"{key}/{a}"] = _json_values(
+                        v, lambda i, a=a, k=k: f"edge attribute {a!r} of edge {i} of {k}"
+                    )
                 else:
                     arrays[f"edges/{key}/attr/{a}"] = np.ascontiguousarray(v)
             edge_meta[key] = sorted(e.attrs)
@@ -344,6 +496,8 @@ class KnowledgeGraph:
         for t, slots in self.feature_masks.items():
             for n, arr in slots.items():
                 arrays[f"masks/{t}/{n}"] = np.ascontiguousarray(arr)
+        # safetensors stores little-endian: an array of another byte order ('>i8') gets its dtype back on load
+        byte_orders = {name: dtype_name(arr.dtype) for name, arr in arrays.items() if not arr.dtype.isnative}
         meta = {
             "format": "graph-rec.knowledge-graph",
             "format_version": 2 if values else 1,
@@ -353,15 +507,19 @@ class KnowledgeGraph:
             "edge_attrs": edge_meta,
             "recipe": self.recipe,
             "report": self.report.to_dict(),
-        }
+        } | ({"array_dtypes": byte_orders} if byte_orders else {})
+        nodes = {"ids": self.node_ids, "attrs": self.node_attrs} | ({"edge_values": values} if values else {})
+        try:
+            nodes_text = json.dumps(nodes, default=_json_default)
+        except (TypeError, ValueError):
+            for t, attrs in self.node_attrs.items():  # name the node type, attribute and node
+                ids = self.node_ids[t]
+                for a, v in attrs.items():
+                    _json_values(v, lambda i, t=t, a=a, ids=ids: f"node attribute {t}.{a} of node {ids[i]!r}")
+            raise
         with atomic_dir(path, overwrite=overwrite) as tmp:
             (tmp / GRAPH_FILE).write_text(json.dumps(meta, indent=2, default=_json_default))
-            (tmp / NODES_FILE).write_text(
-                json.dumps(
-                    {"ids": self.node_ids, "attrs": self.node_attrs} | ({"edge_values": values} if values else {}),
-                    default=_json_default,
-                )
-            )
+            (tmp / NODES_FILE).write_text(nodes_text)
             save_safetensors(arrays, tmp / ARRAYS_FILE)
         logger.info("saved %r to %s", self, path)
         return Path(path)
@@ -418,6 +576,20 @@ class KnowledgeGraph:
             arrays = load_file(str(p / ARRAYS_FILE))
         except (SafetensorError, OSError) as exc:
             raise CheckpointError(f"{p / ARRAYS_FILE}: unreadable ({exc})") from exc
+        byte_orders = _key(meta, "array_dtypes", dict, graph_file) if "array_dtypes" in meta else {}
+        for name, recorded in byte_orders.items():
+            if name not in arrays:
+                raise CheckpointError(f"{graph_file}: key 'array_dtypes' names {name!r}, not an array of {ARRAYS_FILE}")
+            try:
+                dt = dtype_from_name(recorded, f"{graph_file}: the dtype in 'array_dtypes' of {name!r}")
+            except SchemaError as exc:
+                raise CheckpointError(str(exc)) from exc
+            if dt.newbyteorder("=") != arrays[name].dtype.newbyteorder("="):
+                raise CheckpointError(
+                    f"{graph_file}: key 'array_dtypes' gives {name!r} dtype {recorded}, "
+                    f"but {ARRAYS_FILE} holds it as {arrays[name].dtype}"
+                )
+            arrays[name] = arrays[name].astype(dt)
         edges = {}
         try:
             for et in edge_types:
@@ -492,14 +664,29 @@ def _text_as_objects(e: EdgeStore) -> EdgeStore:
     return EdgeStore(e.edge_index, e.edge_weight, attrs)
 
 
-def _json_values(v: np.ndarray, what: str) -> list[Any]:
-    """The values of an object array as a JSON list; a SchemaError naming ``what`` when one is not JSON."""
-    out = list(v)
+def _json_values(values: Sequence[Any], what: Callable[[int], str]) -> list[Any]:
+    """``values`` as a list JSON can hold; a SchemaError ``"{what(i)} cannot be saved: ..."`` naming
+    the first value it cannot."""
+    out = list(values)
     try:
         json.dumps(out, default=_json_default)
-    except (TypeError, ValueError) as exc:
-        raise SchemaError(f"{what} cannot be saved: {exc}") from exc
+    except (TypeError, ValueError):
+        for i, x in enumerate(out):
+            try:
+                json.dumps(x, default=_json_default)
+            except (TypeError, ValueError) as exc:
+                raise SchemaError(f"{what(i)} cannot be saved: {exc}") from exc
+        raise
     return out
+
+
+#: what a saved graph (safetensors) holds in arrays
+_NOT_STORABLE = "which a saved graph cannot hold (bool, integers, float16, float32 or float64)"
+
+
+def _storable(dt: np.dtype) -> bool:
+    """Whether safetensors stores arrays of ``dt``: bool, integers, float16/32/64 (not float128)."""
+    return dt.kind in "biu" or (dt.kind == "f" and dt.itemsize in (2, 4, 8))
 
 
 def _object_array(values: Any, file: Path, key: str) -> np.ndarray:
@@ -522,8 +709,13 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON-serialisable: {type(o).__name__}")
 
 
-def _attrs_json(a: dict) -> str:
-    return json.dumps(a, sort_keys=True, default=_json_default)
+def _attrs_key(attrs: dict[str, dict[str, list[Any]]]) -> str | dict[str, dict[str, list[str]]]:
+    """Node attributes in a form ``==`` compares: their JSON text; where JSON cannot hold a value
+    (a set, an object), each value's :func:`_value_key`."""
+    try:
+        return json.dumps(attrs, sort_keys=True, default=_json_default)
+    except (TypeError, ValueError):
+        return {t: {n: [_value_key(x) for x in v] for n, v in a.items()} for t, a in attrs.items()}
 
 
 def _same_array(a: np.ndarray, b: np.ndarray) -> bool:
@@ -535,18 +727,20 @@ def _same_array(a: np.ndarray, b: np.ndarray) -> bool:
     return bool(np.array_equal(a, b, equal_nan=a.dtype.kind in "fc"))
 
 
+def _value_key(x: Any) -> str:
+    """A Python value as text that compares like the value: its JSON, or its repr where JSON cannot
+    hold it (a set, an object: a graph may hold them)."""
+    try:
+        return json.dumps(x, sort_keys=True, default=_json_default)
+    except (TypeError, ValueError):
+        return repr(x)
+
+
 def _sortable(v: np.ndarray) -> np.ndarray:
     """A 1-D column np.lexsort can order: object values (None, mixed types) by their JSON text."""
     if v.dtype.kind != "O":
         return v
-
-    def key(x: Any) -> str:
-        try:
-            return json.dumps(x, sort_keys=True, default=_json_default)
-        except (TypeError, ValueError):  # a set, an object: compared by repr (a graph may hold them)
-            return repr(x)
-
-    return np.asarray([key(x) for x in v.tolist()])
+    return np.asarray([_value_key(x) for x in v.tolist()])
 
 
 def _canonical(e: EdgeStore) -> dict[str, np.ndarray]:

@@ -6,7 +6,7 @@ against its schema and raises :class:`~kg_builders.errors.SchemaError` naming wh
 
 Tables
 ------
-``interactions``   user_id, item_id [, rating float, timestamp int, split in {train, valid, test}]
+``interactions``   user_id, item_id [, rating float, timestamp int (none missing), split in {train, valid, test}]
 ``items``          item_id (unique) [, title, year, genres (tuple of str), text, url]
 ``users``          user_id (unique) [, any attribute columns]
 ``tag_assignments`` item_id, tag [, user_id, timestamp]
@@ -25,7 +25,7 @@ from typing import Any
 
 import pandas as pd
 
-from kg_builders.errors import SchemaError
+from kg_builders.errors import DataError, SchemaError
 
 
 @dataclass(frozen=True)
@@ -101,6 +101,8 @@ def validate(name: str, df: pd.DataFrame) -> pd.DataFrame:
     Raises:
         SchemaError: an unknown table name, a missing required column, a wrong dtype, or a
             duplicated unique key.
+        DataError: an interaction without a timestamp (``<NA>`` in a nullable integer column),
+            naming its row, user and item.
     """
     if name not in SCHEMAS:
         raise SchemaError(f"unknown table {name!r}; valid: {sorted(SCHEMAS)}")
@@ -122,6 +124,14 @@ def validate(name: str, df: pd.DataFrame) -> pd.DataFrame:
             raise SchemaError(f"table {name!r} column {col!r} must hold strings, got {s.dtype}")
         if spec.kind == "str" and spec.required and s.isna().any():
             raise SchemaError(f"table {name!r} column {col!r} has missing values")
+    if name == "interactions" and "timestamp" in df.columns and len(df) and df["timestamp"].isna().any():
+        pos = int(df["timestamp"].isna().to_numpy().argmax())
+        row = df.iloc[pos]
+        raise DataError(
+            f"interaction at row {pos} (user {row['user_id']!r}, item {row['item_id']!r}) has no timestamp; "
+            "give every interaction one, or drop the column",
+            field="timestamp",
+        )
     if name == "interactions" and "split" in df.columns:
         bad = set(df["split"].unique()) - set(SPLIT_VALUES)
         if bad:

@@ -23,6 +23,7 @@ import copy
 import logging
 import reprlib
 from collections import Counter
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -54,7 +55,9 @@ EDGE_KEYS = ("relation", "weight", "index")
 def to_networkx(kg: KnowledgeGraph) -> nx.MultiDiGraph:
     """The graph as a ``networkx.MultiDiGraph`` (layout in the module docstring).
 
-    Values are copies: changing the networkx graph never changes ``kg``.
+    Values are copies: changing the networkx graph never changes ``kg``. Attributes are handed
+    to networkx as dicts, so an attribute may have any name that is not reserved (``key``,
+    ``node_for_adding`` too).
 
     Raises:
         SchemaError: a node attribute is named like a reserved key (``node_type``, ``node_id``,
@@ -75,6 +78,8 @@ def to_networkx(kg: KnowledgeGraph) -> nx.MultiDiGraph:
         feature_dims={t: {n: int(a.shape[1]) for n, a in s.items()} for t, s in kg.features.items()},
         feature_mask_slots={t: list(s) for t, s in kg.feature_masks.items()},
     )
+    nodes: list[tuple[tuple[str, str], dict[str, Any]]] = []  # data as dicts, never keyword arguments:
+    edges: list[tuple[tuple[str, str], tuple[str, str], str, dict[str, Any]]] = []  # ('key' is any name)
     for t in kg.node_types:
         attrs = kg.node_attrs.get(t, {})
         for name in attrs:
@@ -91,7 +96,7 @@ def to_networkx(kg: KnowledgeGraph) -> nx.MultiDiGraph:
                 data[FEATURE_PREFIX + slot] = arr[i].tolist()
             for slot, arr in masks.items():
                 data[MASK_PREFIX + slot] = bool(arr[i])
-            g.add_node((t, node_id), **data)
+            nodes.append(((t, node_id), data))
     for et, e in kg.edges.items():
         s, r, d = et
         for name in e.attrs:
@@ -107,7 +112,9 @@ def to_networkx(kg: KnowledgeGraph) -> nx.MultiDiGraph:
             data = {"relation": r, "weight": weights[i], "index": i}
             for name, values in attrs.items():
                 data[name] = values[i]
-            g.add_edge((s, src_ids[a]), (d, dst_ids[b]), key=r if n == 0 else f"{r}#{n}", **data)
+            edges.append(((s, src_ids[a]), (d, dst_ids[b]), r if n == 0 else f"{r}#{n}", data))
+    g.add_nodes_from(nodes)
+    g.add_edges_from(edges)
     logger.debug("to_networkx: %d nodes, %d edges", g.number_of_nodes(), g.number_of_edges())
     return g
 
@@ -128,9 +135,10 @@ def from_networkx(g: nx.MultiDiGraph) -> KnowledgeGraph:
             names, an unknown dtype, a ``report`` that is not a :class:`BuildReport`), a node
             lacks ``node_type``, ``node_id`` or ``index``, an index (of a node or an edge) is not
             an integer, indices of a type are not ``0 .. n-1``, a feature row has the wrong
-            length, a weight is not a number, an edge attribute does not fit its dtype, or an
-            edge has a type not listed in ``edge_types``. The message names the node, edge or
-            graph attribute.
+            length, a weight is not a number, a weight, edge attribute, feature or mask value does
+            not fit its dtype (checked by :func:`~kg_builders.graph.array_from_spec`, never cast),
+            or an edge has a type not listed in ``edge_types``. The message names the node, edge
+            or graph attribute.
     """
     missing = [k for k in ("node_types", "edge_types") if k not in g.graph]
     if missing:
@@ -190,20 +198,24 @@ def from_networkx(g: nx.MultiDiGraph) -> KnowledgeGraph:
                     raise SchemaError(
                         f"node ({t!r}, {node_id!r}) has {key!r} {reprlib.repr(row)}, not a list of {length}numbers"
                     )
-            dtype = (
-                dtype_from_name(slots[slot], f"graph attribute feature_dtypes[{t!r}][{slot!r}]")
-                if dtypes is not None
-                else None
-            )
-            try:
-                arr = np.asarray(values, dtype=dtype)
-                if dim is not None or not values:
-                    arr = arr.reshape(len(values), dim or 0)
-            except (TypeError, ValueError) as e:
-                raise SchemaError(f"{key!r} of {t!r} nodes cannot be read as a [{len(values)}, dim] array: {e}") from e
+            if dtypes is not None:
+                dtype = dtype_from_name(slots[slot], f"graph attribute feature_dtypes[{t!r}][{slot!r}]")
+                width = dim if dim is not None else (len(values[0]) if values else 0)
+                arr = array_from_spec(values, dtype_name(dtype), [width], where=_node_key(rows[t], t, key))
+            else:  # a graph built by hand: numpy infers the dtype
+                try:
+                    arr = np.asarray(values)
+                    if dim is not None or not values:
+                        arr = arr.reshape(len(values), dim or 0)
+                except (TypeError, ValueError) as e:
+                    raise SchemaError(
+                        f"{key!r} of {t!r} nodes cannot be read as a [{len(values)}, dim] array: {e}"
+                    ) from e
             features.setdefault(t, {})[slot] = arr
         for slot in mask_slots.get(t, []) if mask_slots is not None else _prefixed(rows[t], MASK_PREFIX):
-            masks.setdefault(t, {})[slot] = np.asarray(_column(rows[t], MASK_PREFIX + slot, t), dtype=bool)
+            key = MASK_PREFIX + slot
+            flags = _column(rows[t], key, t)
+            masks.setdefault(t, {})[slot] = array_from_spec(flags, "bool", [], where=_node_key(rows[t], t, key))
 
     edges = _read_edges(g, edge_types, meta.get("edge_dtypes"))
     report = None
@@ -229,7 +241,9 @@ def from_networkx(g: nx.MultiDiGraph) -> KnowledgeGraph:
 def _read_edges(
     g: nx.MultiDiGraph, edge_types: list[EdgeType], dtypes: dict[str, Any] | None
 ) -> dict[EdgeType, EdgeStore]:
-    cols: dict[EdgeType, list[tuple[int, int, float, dict[str, Any], int | None]]] = {et: [] for et in edge_types}
+    cols: dict[EdgeType, list[tuple[int, int, float, dict[str, Any], int | None, tuple]]] = {
+        et: [] for et in edge_types
+    }
     nodes = g.nodes
     for u, v, key, data in g.edges(keys=True, data=True):
         what = f"edge {u!r} -> {v!r} (key {key!r})"
@@ -243,7 +257,7 @@ def _read_edges(
             raise SchemaError(f"{what} has weight {reprlib.repr(weight)}, not a number")
         pos = data.get("index")
         pos = None if pos is None else _index(pos, what)
-        cols[et].append((int(nodes[u]["index"]), int(nodes[v]["index"]), weight, data, pos))
+        cols[et].append((int(nodes[u]["index"]), int(nodes[v]["index"]), weight, data, pos, (u, v, key)))
     edges = {}
     for et, items in cols.items():
         if items and all(it[4] is not None for it in items):
@@ -259,7 +273,14 @@ def _read_edges(
         wdtype = (
             dtype_from_name(spec["weight"], f"graph attribute edge_dtypes[{key!r}]['weight']") if spec else np.float32
         )
-        weight = np.asarray([it[2] for it in items], dtype=wdtype)
+
+        def edge(i: int, items: list = items) -> str:
+            u, v, k = items[i][5]
+            return f"edge {u!r} -> {v!r} (key {k!r})"
+
+        weight = array_from_spec(
+            [it[2] for it in items], dtype_name(np.dtype(wdtype)), [], where=lambda i: f"weight of {edge(i)}"
+        )
         if spec is not None:
             attr_specs = spec["attrs"]
         else:
@@ -272,13 +293,22 @@ def _read_edges(
             values = [it[3].get(name) for it in items]
             if a is None or dtype_from_name(a["dtype"], f"graph attribute {where}['dtype']") == np.dtype(object):
                 values = copy.deepcopy(values)  # objects are not shared with the networkx graph
-            try:
-                attrs[name] = array_from_spec(values, a["dtype"], a["shape"]) if a is not None else np.asarray(values)
+            if a is not None:
+                attrs[name] = array_from_spec(
+                    values, a["dtype"], a["shape"], where=lambda i, name=name: f"attribute {name!r} of {edge(i)}"
+                )
+                continue
+            try:  # a graph built by hand: numpy infers the dtype
+                attrs[name] = np.asarray(values)
             except (TypeError, ValueError) as e:
-                as_what = f"{a['dtype']} {a['shape']}" if a is not None else "an array"
-                raise SchemaError(f"edge attribute {name!r} of {et} cannot be read as {as_what}: {e}") from e
+                raise SchemaError(f"edge attribute {name!r} of {et} cannot be read as an array: {e}") from e
         edges[et] = EdgeStore(edge_index, weight, attrs)
     return edges
+
+
+def _node_key(rows: list[tuple[int, str, dict[str, Any]]], node_type: str, key: str) -> Callable[[int], str]:
+    """Row number -> ``"'<key>' of node ('<node_type>', '<id>')"``, for :func:`array_from_spec`."""
+    return lambda i: f"{key!r} of node ({node_type!r}, {rows[i][1]!r})"
 
 
 def _index(value: Any, what: str) -> int:

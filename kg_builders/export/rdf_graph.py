@@ -32,7 +32,7 @@ import json
 import logging
 import math
 import reprlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -111,7 +111,8 @@ def to_rdf(kg: KnowledgeGraph, *, base: str = DEFAULT_BASE, include_features: bo
     Raises:
         ConfigError: ``base`` does not end with ``/`` or ``#``.
         SchemaError: a node or edge attribute value that is not JSON-like (str, int, float, bool,
-            list, tuple, dict, numpy scalar or array) or ``None``.
+            list, tuple, dict with str keys, numpy scalar or array) or ``None``; the message names
+            the node type, attribute and node id, or the attribute, index and type of the edge.
         MissingDependencyError: rdflib is not installed.
     """
     rdflib = require("rdflib")
@@ -195,7 +196,7 @@ def _triples(rdflib: Any, kg: KnowledgeGraph, base: str, include_features: bool)
     p_type, p_id, p_index = gr["nodeType"], gr["nodeId"], gr["index"]
     for t in kg.node_types:
         cls = gr[class_name(t)]
-        attrs = [(gr[_attr_local(n)], v) for n, v in kg.node_attrs.get(t, {}).items()]
+        attrs = [(name, gr[_attr_local(name)], v) for name, v in kg.node_attrs.get(t, {}).items()]
         feats = [(gr[_feature_local(n)], a) for n, a in kg.features.get(t, {}).items()] if include_features else []
         masks = [(gr[_mask_local(n)], a) for n, a in kg.feature_masks.get(t, {}).items()] if include_features else []
         lit_type = Literal(t)
@@ -205,9 +206,13 @@ def _triples(rdflib: Any, kg: KnowledgeGraph, base: str, include_features: bool)
             yield n, p_type, lit_type
             yield n, p_id, Literal(node_id)
             yield n, p_index, Literal(i)
-            for p, values in attrs:
+            for name, p, values in attrs:
                 if values[i] is not None:
-                    yield n, p, _literal(values[i])
+                    try:
+                        lit = _literal(values[i])
+                    except SchemaError as e:
+                        raise SchemaError(f"node attribute {t}.{name} of node {node_id!r}: {e}") from e
+                    yield n, p, lit
             for p, arr in feats:
                 yield n, p, _json_literal(arr[i].tolist())
             for p, arr in masks:
@@ -219,8 +224,14 @@ def _triples(rdflib: Any, kg: KnowledgeGraph, base: str, include_features: bool)
         pred, lit_rel = gr[r], Literal(r)
         src_iris = [URIRef(node_iri(s, x, base=base)) for x in kg.node_ids[s]]
         dst_iris = src_iris if d == s else [URIRef(node_iri(d, x, base=base)) for x in kg.node_ids[d]]
-        weights = _array_literals(np.asarray(e.edge_weight))
-        attrs = [(gr[_attr_local(n)], _array_literals(np.asarray(v))) for n, v in e.attrs.items()]
+        weights = _array_literals(np.asarray(e.edge_weight), lambda i, et=et: f"edge weight of edge {i} of {et}")
+        attrs = [
+            (
+                gr[_attr_local(n)],
+                _array_literals(np.asarray(v), lambda i, n=n, et=et: f"edge attribute {n!r} of edge {i} of {et}"),
+            )
+            for n, v in e.attrs.items()
+        ]
         seen: set[tuple[int, int]] = set()  # the direct triple of parallel edges, once
         for i, (a, b) in enumerate(np.asarray(e.edge_index).T.tolist()):
             src, dst = src_iris[a], dst_iris[b]
@@ -260,7 +271,9 @@ def from_rdf(g: rdflib.Graph) -> KnowledgeGraph:
             graph metadata (``gr:nodeTypes``, ``gr:edgeTypes``, ``gr:schema``, ``gr:report``,
             ``gr:recipe``) that does not have the layout :func:`to_rdf` writes, a node or edge
             with a missing, repeated or unreadable property (the message names the resource and
-            the property), node indices that are not ``0 .. n-1``, edge indices of a type that
+            the property), a weight, edge attribute or feature value that does not fit the dtype
+            ``gr:schema`` records (checked by :func:`~kg_builders.graph.array_from_spec`: never
+            cast, so ``1.5`` is no int64 and ``1e300`` no float32), node indices that are not ``0 .. n-1``, edge indices of a type that
             are not ``0 .. E-1`` or a number of edges of a type that differs from the one
             ``gr:schema`` records, or an edge whose type is not listed in ``gr:edgeTypes``.
         MissingDependencyError: rdflib is not installed.
@@ -338,11 +351,14 @@ def from_rdf(g: rdflib.Graph) -> KnowledgeGraph:
                 if not isinstance(row, list) or len(row) != dim:
                     raise SchemaError(f"{_qname(pred)} of {s} is {reprlib.repr(row)}, not a list of {dim} numbers")
                 rows.append(row)
-            try:
-                arr = np.asarray(rows, dtype=np.dtype(spec["dtype"]))
-            except (TypeError, ValueError) as e:
-                raise SchemaError(f"feature {slot!r} of {t!r} nodes cannot be read as {spec['dtype']}: {e}") from e
-            features.setdefault(t, {})[slot] = arr.reshape(len(subjects), dim)
+            features.setdefault(t, {})[slot] = array_from_spec(
+                rows,
+                spec["dtype"],
+                [dim],
+                where=lambda i, slot=slot, t=t, pred=pred, subjects=subjects: (
+                    f"feature {slot!r} of {t!r} nodes: {_qname(pred)} of {subjects[i]}"
+                ),
+            )
     for t, slots in schema["feature_masks"].items():
         subjects = [subj for _, subj in members[t]]
         for slot in slots:
@@ -395,7 +411,12 @@ def from_rdf(g: rdflib.Graph) -> KnowledgeGraph:
         edge_index = np.asarray(
             [[where[sources[s]][1] for s in stmts], [where[targets[s]][1] for s in stmts]], dtype=np.int64
         ).reshape(2, n)
-        weight = np.asarray([_number(weights[s], s, gr["weight"]) for s in stmts], dtype=np.dtype(spec["weight"]))
+        weight = array_from_spec(
+            [_number(weights[s], s, gr["weight"]) for s in stmts],
+            spec["weight"],
+            [],
+            where=lambda i, stmts=stmts: f"gr:weight of {stmts[i]}",
+        )
         attrs = {}
         for name, a in spec["attrs"].items():
             pred = gr[_attr_local(name)]
@@ -405,12 +426,14 @@ def from_rdf(g: rdflib.Graph) -> KnowledgeGraph:
             else:
                 lits = _required(g, pred, stmts, f"edge attribute {name!r} of {et}")
                 values = [_value(x, s, pred) for s, x in zip(stmts, lits, strict=True)]
-            try:
-                attrs[name] = array_from_spec(values, a["dtype"], a["shape"])
-            except (TypeError, ValueError) as e:
-                raise SchemaError(
-                    f"edge attribute {name!r} of {et} cannot be read as {a['dtype']} {a['shape']}: {e}"
-                ) from e
+            attrs[name] = array_from_spec(
+                values,
+                a["dtype"],
+                a["shape"],
+                where=lambda i, name=name, et=et, pred=pred, stmts=stmts: (
+                    f"edge attribute {name!r} of {et}: {_qname(pred)} of {stmts[i]}"
+                ),
+            )
         edges[et] = EdgeStore(edge_index, weight, attrs)
     report = _value(_one(g, meta, gr["report"]), meta, gr["report"])
     try:
@@ -622,7 +645,11 @@ def _json_default(o: Any) -> Any:
 def _json_literal(value: Any) -> Any:
     from rdflib import RDF, Literal
 
-    return Literal(json.dumps(value, ensure_ascii=False, default=_json_default), datatype=RDF.JSON)
+    try:
+        text = json.dumps(value, ensure_ascii=False, default=_json_default)
+    except (TypeError, ValueError) as e:  # a dict key JSON cannot hold, a circular reference
+        raise SchemaError(f"value {reprlib.repr(value)} cannot be written to RDF: {e}") from e
+    return Literal(text, datatype=RDF.JSON)
 
 
 def _literal(v: Any) -> Any:
@@ -667,13 +694,22 @@ def _float32_literal(x: float) -> Any:
     return Literal(repr(float(np.float32(x))), datatype=XSD.float)
 
 
-def _array_literals(arr: np.ndarray) -> list[Any]:
+def _array_literals(arr: np.ndarray, what: Callable[[int], str]) -> list[Any]:
     """One literal per row of ``arr`` (rows of arrays with more than one dimension as ``rdf:JSON``).
 
     ``None`` (in an object array) gives ``None``: no statement is written for it.
+
+    Raises:
+        SchemaError: a value RDF cannot hold, ``"{what(i)}: ..."`` naming its row.
     """
     if arr.ndim > 1:
         return [_json_literal(row) for row in arr.tolist()]
     if arr.dtype.kind == "f" and arr.dtype.itemsize <= 4:
         return [_float32_literal(x) for x in arr.tolist()]
-    return [None if x is None else _literal(x) for x in arr.tolist()]
+    out = []
+    for i, x in enumerate(arr.tolist()):
+        try:
+            out.append(None if x is None else _literal(x))
+        except SchemaError as e:
+            raise SchemaError(f"{what(i)}: {e}") from e
+    return out

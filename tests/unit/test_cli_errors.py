@@ -148,3 +148,55 @@ def test_neo4j_export_of_a_run_writes_its_recommendations(tmp_path, monkeypatch,
     # a bare graph has no model: recommendation settings are refused, not dropped
     assert cli.main(["neo4j", "export", str(tmp_path / "run" / "graph"), "--k", "5"]) == 2
     assert "is a graph without a model: --k apply to a recommender or a run" in capsys.readouterr().err
+
+
+def test_build_overwrite_replaces_builds_only_and_keeps_a_linked_out(tmp_path, capsys):
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "thesis.txt").write_text("years of work")
+    argv = ["build", "synthetic", "--split", "none", "--overwrite", "--out"]
+    assert cli.main([*argv, str(notes)]) == 2
+    assert "holds ['thesis.txt'], which a build did not write" in capsys.readouterr().err
+    assert (notes / "thesis.txt").read_text() == "years of work"
+    # a link to a scratch folder: the build replaces what it names, and the link stays a link
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    link = tmp_path / "link"
+    link.symlink_to(scratch)
+    assert cli.main([*argv, str(link)]) == 0 and cli.main([*argv, str(link)]) == 0
+    assert link.is_symlink() and (scratch / "graph" / "graph.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "notes", "scratch"]  # nothing left aside
+
+
+def test_outputs_that_cannot_be_written_are_one_line(tmp_path, capsys, monkeypatch):
+    blocker = tmp_path / "b.out"
+    blocker.write_text("a file")
+    built = tmp_path / "built"
+    assert cli.main(["build", "synthetic", "--split", "none", "--out", str(built)]) == 0
+    capsys.readouterr()
+    assert cli.main(["export", str(built), "--to", "nt", "--out", str(blocker / "x.nt")]) == 2
+    assert f"{blocker} is a file, not a directory" in capsys.readouterr().err
+    assert cli.main(["score-all", str(built), "--out", str(blocker / "x")]) == 2
+    assert f"{blocker} is a file, not a directory" in capsys.readouterr().err
+
+    import kg_builders.export
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device", str(tmp_path / "g.nt"))
+
+    monkeypatch.setattr(kg_builders.export, "write_rdf", full_disk)
+    assert cli.main(["export", str(built), "--to", "nt", "--out", str(tmp_path / "g.nt"), "--json"]) == 2
+    out, err = capsys.readouterr()
+    assert err.count("\n") == 1 and "No space left on device" in err and "g.nt" in err
+    assert cli.json.loads(out)["error"] == "OSError"
+
+
+def test_json_output_is_strict_json():
+    import json
+
+    text = cli.json_text({"relative": float("nan"), "ci": [float("-inf"), 1.5], "n": 3})
+    assert json.loads(text, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}")) == {
+        "relative": None,
+        "ci": [None, 1.5],
+        "n": 3,
+    }

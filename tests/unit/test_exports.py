@@ -607,6 +607,161 @@ def test_from_rdf_names_what_is_malformed(kg: KnowledgeGraph, change, match: str
         from_rdf(g)
 
 
+# --------------------------------------------------------------------- values checked against their dtype
+def _typed_kg() -> KnowledgeGraph:
+    """Edge attributes of several dtypes (int64, uint8, bool, float16 [E, 2]), a float32 feature and a mask."""
+    attrs = {
+        "i": np.asarray([7], np.int64),
+        "u8": np.asarray([7], np.uint8),
+        "b": np.asarray([True]),
+        "v": np.asarray([[1.5, -2.0]], np.float16),
+    }
+    return KnowledgeGraph(
+        {"n": ["a", "b"]},
+        {("n", "r", "n"): _store([(0, 1)], [1.0], **attrs)},
+        features={"n": {"f": np.zeros((2, 2), np.float32)}},
+        feature_masks={"n": {"f": np.asarray([True, False])}},
+    )
+
+
+_NR0, _NA = str(_stmt(0, "n__r__n")), node_iri("n", "a")
+_DECIMAL, _JSON = rdflib.XSD.decimal, rdflib.RDF.JSON
+
+
+@pytest.mark.parametrize(
+    ("subject", "name", "literal", "match"),
+    [
+        (
+            _NR0,
+            "attr_i",
+            rdflib.Literal("1.5", datatype=_DECIMAL),
+            "gr:attr_i of .*/0 is 1.5, which does not fit int64",
+        ),
+        (_NR0, "attr_i", rdflib.Literal(2**70), "gr:attr_i of .* does not fit int64: out of its range"),
+        (_NR0, "attr_i", rdflib.Literal(True), "gr:attr_i of .* is True, .* int64: a boolean, not a number"),
+        (_NR0, "attr_u8", rdflib.Literal(300), r"gr:attr_u8 of .* is 300, .* uint8: out of its range 0 \.\. 255"),
+        (_NR0, "attr_u8", rdflib.Literal(-1), "gr:attr_u8 of .* is -1, which does not fit uint8"),
+        (_NR0, "attr_b", rdflib.Literal("yes"), "gr:attr_b of .* is 'yes', which does not fit bool: not a boolean"),
+        (_NR0, "attr_b", rdflib.Literal(1), "gr:attr_b of .* is 1, which does not fit bool"),
+        (_NR0, "weight", rdflib.Literal("1" + "0" * 300 + ".0", datatype=_DECIMAL), "gr:weight of .* float32"),
+        (_NR0, "attr_v", rdflib.Literal("[70000.0, 1.0]", datatype=_JSON), "gr:attr_v of .* holds 70000.0, .* float16"),
+        (_NR0, "attr_v", rdflib.Literal("[1.0]", datatype=_JSON), r"gr:attr_v of .* not a nested list of shape \[2\]"),
+        (_NA, "feature_f", rdflib.Literal("[1e300, 0.0]", datatype=_JSON), "feature 'f' of 'n' nodes: gr:feature_f of"),
+        (_NA, "feature_f", rdflib.Literal("[true, 0.0]", datatype=_JSON), "gr:feature_f of .* holds True, .* float32"),
+    ],
+    ids=[
+        "int64-from-a-decimal",
+        "int64-out-of-range",
+        "int64-from-a-boolean",
+        "uint8-out-of-range",
+        "uint8-negative",
+        "bool-from-a-string",
+        "bool-from-an-integer",
+        "float32-weight-overflows",
+        "float16-row-overflows",
+        "row-of-the-wrong-shape",
+        "float32-feature-overflows",
+        "feature-from-a-boolean",
+    ],
+)
+def test_from_rdf_refuses_a_value_that_does_not_fit_its_dtype(subject, name, literal, match: str) -> None:
+    """A literal valid for its own datatype, but not for the dtype gr:schema records: never cast."""
+    g = to_rdf(_typed_kg())
+    _same_extras(_typed_kg(), from_rdf(g))  # unedited, it reads back
+    g.set((rdflib.URIRef(subject), GR[name], literal))
+    with pytest.raises(SchemaError, match=match):
+        from_rdf(g)
+
+
+def _set_typed_edge(name: str, value: object):
+    def change(g: nx.MultiDiGraph) -> None:
+        g.edges[("n", "a"), ("n", "b"), "r"][name] = value
+
+    return change
+
+
+_EDGE_AB = r"edge \('n', 'a'\) -> \('n', 'b'\) \(key 'r'\)"
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        (_set_typed_edge("i", 1.5), f"attribute 'i' of {_EDGE_AB} is 1.5, which does not fit int64"),
+        (_set_typed_edge("i", "7"), f"attribute 'i' of {_EDGE_AB} is '7', .* int64: not an integer"),
+        (_set_typed_edge("i", np.float64(7.0)), "attribute 'i' .* is 7.0, .* int64"),
+        (_set_typed_edge("u8", 300), r"attribute 'u8' .* is 300, .* uint8: out of its range 0 \.\. 255"),
+        (_set_typed_edge("u8", np.int64(-1)), "attribute 'u8' .* is -1, which does not fit uint8"),
+        (_set_typed_edge("b", 1), "attribute 'b' .* is 1, which does not fit bool"),
+        (_set_typed_edge("weight", 1e300), f"weight of {_EDGE_AB} is 1e\\+300, .* float32"),
+        (_set_typed_edge("v", [70000.0, 1.0]), "attribute 'v' .* holds 70000.0, .* float16"),
+        (_set_node(("n", "a"), "feature:f", [1e300, 0.0]), r"'feature:f' of node \('n', 'a'\) holds 1e\+300"),
+        (_set_node(("n", "b"), "feature:f", [True, 0.0]), r"'feature:f' of node \('n', 'b'\) holds True"),
+        (_set_node(("n", "a"), "feature_mask:f", 1), r"'feature_mask:f' of node \('n', 'a'\) is 1, .* bool"),
+    ],
+    ids=[
+        "int64-from-a-float",
+        "int64-from-a-string",
+        "int64-from-a-numpy-float",
+        "uint8-out-of-range",
+        "uint8-from-a-negative-numpy-int",
+        "bool-from-an-integer",
+        "float32-weight-overflows",
+        "float16-row-overflows",
+        "float32-feature-overflows",
+        "feature-from-a-boolean",
+        "mask-from-an-integer",
+    ],
+)
+def test_from_networkx_refuses_a_value_that_does_not_fit_its_dtype(change, match: str) -> None:
+    g = to_networkx(_typed_kg())
+    _same_extras(_typed_kg(), from_networkx(g))  # unedited, it reads back
+    change(g)
+    with pytest.raises(SchemaError, match=match):
+        from_networkx(g)
+
+
+def test_networkx_attribute_names_that_are_networkx_parameters_round_trip() -> None:
+    """Attributes go to networkx as dicts: an edge attribute ``key`` or a node attribute
+    ``node_for_adding`` is an attribute like another (as keyword arguments they collided)."""
+    names = ("key", "u_for_edge", "v_for_edge", "ebunch_to_add", "attr")
+    edge_attrs = {name: np.asarray([k, k + 10], np.int64) for k, name in enumerate(names)}
+    kg = KnowledgeGraph(
+        {"n": ["a", "b"]},
+        {("n", "r", "n"): _store([(0, 1), (0, 1)], [1.0, 2.0], **edge_attrs)},
+        node_attrs={"n": {"node_for_adding": [1, 2], "nodes_for_adding": ["x", None], "attr": [True, False]}},
+    )
+    g = to_networkx(kg)
+    assert g.edges[("n", "a"), ("n", "b"), "r"]["key"] == 0 and g.edges[("n", "a"), ("n", "b"), "r#1"]["key"] == 10
+    assert g.nodes[("n", "a")]["node_for_adding"] == 1 and g.nodes[("n", "a")]["nodes_for_adding"] == "x"
+    back = from_networkx(g)
+    assert back.equals(kg, check_report=True), back.diff(kg)
+    _same_extras(kg, back)
+
+
+def test_rdf_names_the_node_or_edge_whose_value_it_cannot_write(tmp_path) -> None:
+    import datetime
+
+    when = datetime.date(2020, 1, 1)
+    node = KnowledgeGraph({"item": ["i1", "i2"]}, {}, node_attrs={"item": {"released": [None, when]}})
+    keyed = KnowledgeGraph({"item": ["i1", "i2"]}, {}, node_attrs={"item": {"meta": [{(1, 2): "x"}, None]}})
+    edge = KnowledgeGraph(
+        {"item": ["i1", "i2"]},
+        {("item", "r", "item"): _store([(0, 1), (1, 0)], [1.0, 1.0], when=np.asarray([None, when], dtype=object))},
+    )
+    cases = [
+        (node, r"node attribute item\.released of node 'i2': value of type date cannot be written to RDF"),
+        (keyed, r"node attribute item\.meta of node 'i1': value .* cannot be written to RDF: keys must be"),
+        (edge, r"edge attribute 'when' of edge 1 of \('item', 'r', 'item'\): value of type date cannot be written"),
+    ]
+    for kg, match in cases:
+        with pytest.raises(SchemaError, match=match):
+            to_rdf(kg)
+        for suffix in (".nt", ".ttl"):
+            with pytest.raises(SchemaError, match=match):
+                write_rdf(kg, tmp_path / f"g{suffix}")
+    assert list(tmp_path.iterdir()) == []  # nothing half-written
+
+
 def test_names_that_clash_with_the_vocabulary_and_unusual_dtypes_survive() -> None:
     """Relations named like vocabulary terms, a node type ``edge``, odd attribute names and dtypes."""
     attrs = {

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import datetime
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +15,8 @@ from kg_builders.builders.knowledge import KnowledgeBuilder
 from kg_builders.builders.social import SocialBuilder
 from kg_builders.builders.tags import TagBuilder
 from kg_builders.errors import CheckpointError, ConfigError, DataError, SchemaError, UnknownIdError
-from kg_builders.graph import EdgeStore, KnowledgeGraph, build_graph
+from kg_builders.graph import EdgeStore, KnowledgeGraph, array_from_spec, build_graph
+from kg_builders.tables import Tables
 
 
 def _edges(kg: KnowledgeGraph, et: tuple[str, str, str]) -> dict[tuple[str, str], float]:
@@ -395,3 +398,111 @@ def test_load_refuses_a_damaged_feature_mask(tiny_graph, tmp_path, mask, words) 
     save_file(arrays, str(path / "arrays.safetensors"))
     with pytest.raises(CheckpointError, match=f"feature mask item.seen {words}"):
         KnowledgeGraph.load(path)
+
+
+def test_array_from_spec_checks_each_value_against_the_dtype() -> None:
+    """One check for every reader: a value is never cast to fit (no truncation, wrap-around or inf)."""
+    got = array_from_spec([np.int64(3), 255], "uint8", [])
+    assert got.dtype == np.uint8 and got.tolist() == [3, 255]
+    got = array_from_spec([[1, 2.5], [float("nan"), float("-inf")]], "float16", [2])
+    assert got.dtype == np.float16 and got.shape == (2, 2) and np.isneginf(got[1, 1])  # non-finite stays non-finite
+    assert array_from_spec([np.bool_(True), False], "bool", []).tolist() == [True, False]
+    assert array_from_spec([2**64 - 1], "uint64", []).tolist() == [2**64 - 1]
+    assert array_from_spec([], "int8", [3]).shape == (0, 3)
+    edge = {"where": lambda i: f"edge {i}"}
+    for values, dtype, shape, match in [
+        ([1, 1.5], "int64", [], "edge 1 is 1.5, which does not fit int64: not an integer"),
+        ([True], "int64", [], "edge 0 is True, which does not fit int64: a boolean, not a number"),
+        ([2**63], "int64", [], "edge 0 is 9223372036854775808, which does not fit int64: out of its range"),
+        ([np.int64(-1)], "uint8", [], r"edge 0 is -1, which does not fit uint8: out of its range 0 \.\. 255"),
+        ([1], "bool", [], "edge 0 is 1, which does not fit bool: not a boolean"),
+        (["1.5"], "float64", [], "edge 0 is '1.5', which does not fit float64: not a number"),
+        ([np.True_], "float32", [], "edge 0 is True, which does not fit float32: a boolean"),
+        ([1e300], "float32", [], "edge 0 is 1e\\+300, which does not fit float32: a finite number float32 holds"),
+        ([[0.0, 70000.0]], "float16", [2], "edge 0 holds 70000.0, which does not fit float16"),
+        ([2**2000], "float64", [], "does not fit float64: an integer too large"),
+        ([[1.0]], "float32", [2], r"edge 0 is \[1.0\], not a nested list of shape \[2\]"),
+        (["x"], "complex64", [], "dtype complex64 .* is not one a graph holds"),
+    ]:
+        with pytest.raises(SchemaError, match=match):
+            array_from_spec(values, dtype, shape, **edge)
+    with pytest.raises(SchemaError, match="row 0 is 1.5"):  # the default name of a row
+        array_from_spec([1.5], "int8", [])
+
+
+def test_values_a_saved_graph_cannot_hold_are_named(tmp_path) -> None:
+    """A node attribute JSON cannot hold names its node type, attribute and node; an object edge
+    attribute its edge; a float dtype safetensors cannot store is refused when set."""
+    when = datetime.date(2020, 1, 1)
+    kg = KnowledgeGraph({"item": ["i1", "i2"]}, {}, node_attrs={"item": {"released": [None, when]}})
+    with pytest.raises(SchemaError, match=r"node attribute item\.released of node 'i2' cannot be saved: .*date"):
+        kg.save(tmp_path / "g")
+    ids, edges = _pair_graph(when=np.asarray([1, when], dtype=object))
+    with pytest.raises(
+        SchemaError, match=r"edge attribute 'when' of edge 1 of \('user', 'r', 'item'\) cannot be saved"
+    ):
+        KnowledgeGraph(ids, edges).save(tmp_path / "e")
+    assert list(tmp_path.iterdir()) == []
+    if np.dtype(np.longdouble).itemsize <= 8:
+        pytest.skip("long double is float64 on this platform")
+    ids, edges = _pair_graph(w=np.ones(2, np.longdouble))
+    with pytest.raises(SchemaError, match=r"\('user', 'r', 'item'\): edge attribute 'w' has dtype float128, which a"):
+        KnowledgeGraph(ids, edges)
+    store = edges[("user", "r", "item")]
+    weighted = {("user", "r", "item"): EdgeStore(store.edge_index, np.ones(2, np.longdouble))}
+    with pytest.raises(SchemaError, match=r"\('user', 'r', 'item'\): edge_weight has dtype float128"):
+        KnowledgeGraph(ids, weighted)
+    kg = KnowledgeGraph(ids, {})
+    with pytest.raises(SchemaError, match=r"features user\.x have dtype float128"):
+        kg.set_features("user", "x", np.zeros((2, 3), np.longdouble))
+    assert kg.features == {}
+
+
+def test_equals_compares_node_attribute_values_json_cannot_hold() -> None:
+    def graph(value: object) -> KnowledgeGraph:
+        return KnowledgeGraph({"item": ["i1"]}, {}, node_attrs={"item": {"s": [value]}})
+
+    assert graph({1, 2}).equals(graph({2, 1}))  # used to raise TypeError: not JSON-serialisable: set
+    assert graph({1}).diff(graph({2})) == ["node attributes differ"]
+    assert not graph({1}).equals(graph("{1}"))  # a set is not its repr as text
+
+
+def test_save_load_keeps_a_non_native_byte_order(tmp_path) -> None:
+    swapped = ">" if sys.byteorder == "little" else "<"
+    ids, edges = _pair_graph(t=np.asarray([5, -7], f"{swapped}i8"), n=np.asarray([1, 2], np.int64))
+    store = edges[("user", "r", "item")]
+    edges = {("user", "r", "item"): EdgeStore(store.edge_index, np.asarray([0.5, 2], f"{swapped}f4"), store.attrs)}
+    kg = KnowledgeGraph(ids, edges)
+    kg.set_features("user", "x", np.asarray([[1.5], [-2.5]], f"{swapped}f8"))
+    path = kg.save(tmp_path / "g")
+    back = KnowledgeGraph.load(path)
+    assert back.diff(kg) == []  # diff compares dtypes: '>i8' came back as int64
+    e = back.edges[("user", "r", "item")]
+    assert e.attrs["t"].dtype == np.dtype(f"{swapped}i8") and e.attrs["t"].tolist() == [5, -7]
+    assert e.attrs["n"].dtype == np.int64 and e.edge_weight.dtype == np.dtype(f"{swapped}f4")
+    assert back.features["user"]["x"].dtype == np.dtype(f"{swapped}f8")
+    meta = json.loads((path / "graph.json").read_text())
+    assert "array_dtypes" not in json.loads(
+        (KnowledgeGraph(*_pair_graph()).save(tmp_path / "p") / "graph.json").read_text()
+    )
+    meta["array_dtypes"]["edges/user__r__item/attr/t"] = "float64"
+    (path / "graph.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="'array_dtypes' gives 'edges/user__r__item/attr/t' dtype float64"):
+        KnowledgeGraph.load(path)
+
+
+def test_an_interaction_without_a_timestamp_is_a_data_error_naming_it() -> None:
+    inter = pd.DataFrame(
+        {
+            "user_id": ["u1", "u2", "u3"],
+            "item_id": ["i1", "i2", "i3"],
+            "rating": [5.0, 3.0, 4.0],
+            "timestamp": pd.array([20, None, 30], dtype="Int64"),
+        }
+    )
+    with pytest.raises(DataError, match=r"row 1 \(user 'u2', item 'i2'\) has no timestamp") as err:
+        Tables(interactions=inter)
+    assert err.value.field == "timestamp"
+    whole = Tables(interactions=inter.assign(timestamp=pd.array([20, 10, 30], dtype="Int64")))
+    ts = build_graph(whole, [InteractionBuilder()]).edges[("user", "interacted", "item")].attrs["timestamp"]
+    assert ts.dtype == np.int64 and ts.tolist() == [20, 10, 30]
