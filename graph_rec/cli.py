@@ -165,14 +165,13 @@ def _load_tables(args: argparse.Namespace, cache: Path) -> Any:
 # ----------------------------------------------------------------------------- commands
 def cmd_datasets(args: argparse.Namespace) -> int:
     from kg_builders.sources.catalog import load_catalog
+    from kg_builders.sources.download import is_cached
 
     catalog = load_catalog()
     cache = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
     rows = []
     for e in catalog.datasets:
-        rows.append(
-            {"name": e.name, "format": e.format, "licence": e.licence.text, "cached": (cache / e.name).is_dir()}
-        )
+        rows.append({"name": e.name, "format": e.format, "licence": e.licence.text, "cached": is_cached(e, cache)})
     text = "\n".join(
         f"{r['name']:<24} {r['format']:<16} {'cached' if r['cached'] else '':<7} {r['licence'][:70]}" for r in rows
     )
@@ -322,6 +321,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 f"MovieLens latest-small is not cached and could not be downloaded ({exc}); using the synthetic world"
             )
             sys.stderr.write(f"[demo] {data_note}\n")
+    if ml_path is None and args.kg:
+        raise ConfigError(
+            f"--kg {args.kg} joins a knowledge graph to MovieLens items, and no MovieLens data was given "
+            f"{'(--offline)' if args.offline else 'or could be downloaded'}: pass --ml-latest-small DIR"
+        )
     if ml_path is not None:
         tables = load_movielens(ml_path)
         entities = "none"
@@ -447,8 +451,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 + "; ".join(n4["neighbours"])
             )
     text = (
-        f"{kg.report.to_text()}{feature_text}{train_text}\n\nwritten to {out}: graph/, split/, graph.nt, "
-        f"history.png\nround trips identical: {ok}"
+        f"{kg.report.to_text()}{feature_text}{train_text}\n\nwritten to {out}: graph/, split/, graph.nt"
+        f"{'' if training is None else ', history.png, model/'}\nround trips identical: {ok}"
     )
     emit(args, payload, text)
     return 0 if ok else 1
@@ -955,7 +959,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except GraphRecError as exc:
         if getattr(args, "json", False):
             sys.stdout.write(json.dumps({"error": type(exc).__name__, "message": str(exc)}) + "\n")
-        sys.stderr.write(f"graph-rec: error: {exc}\n")
+        sys.stderr.write(f"graph-rec: error: {' '.join(str(exc).splitlines())}\n")  # one line, whatever it wraps
         return 2
     except OSError as exc:  # a file that cannot be read or written (permissions, a full disk, a read-only place)
         if getattr(args, "json", False):

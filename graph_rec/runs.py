@@ -277,15 +277,20 @@ def resolve_dataset(spec: str, cache_dir: Path, *, download: bool, progress: boo
     if p.exists():
         return p
     from kg_builders.sources.catalog import load_catalog
-    from kg_builders.sources.download import fetch_dataset
+    from kg_builders.sources.download import fetch_dataset, is_cached
 
     try:
         entry = load_catalog().get(spec)  # ConfigError listing valid names when unknown
     except ConfigError as exc:
         raise ConfigError(f"data.dataset {spec!r} is not a folder, and {exc}") from exc
-    if (Path(cache_dir) / entry.name).is_dir() or download:
+    if download or is_cached(
+        entry, cache_dir
+    ):  # (never a request without download: a half-fetched folder is not cached)
         return fetch_dataset(entry, cache_dir=cache_dir, progress=progress)
-    raise ConfigError(f"{spec!r} is not a path or a cached data set; download it (from {entry.files[0].url}) first")
+    partial = " (its folder in the cache is incomplete)" if (Path(cache_dir) / entry.name).exists() else ""
+    raise ConfigError(
+        f"{spec!r} is not a path or a cached data set{partial}; download it (from {entry.files[0].url}) first"
+    )
 
 
 def entity_builder(kind: str) -> Any:

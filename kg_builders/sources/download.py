@@ -429,6 +429,14 @@ def _expected_hashes(entry: DatasetEntry, sha256_override: str | Mapping[str, st
     return expected
 
 
+def is_cached(entry: DatasetEntry, cache_dir: str | Path) -> bool:
+    """Whether every file of ``entry`` is in ``cache_dir``, verified (its marker names the catalog's
+    sha256 and the paths it unpacked exist): :func:`fetch_dataset` then reads it with no request.
+    An empty or half-fetched folder of that name is not cached."""
+    base = Path(cache_dir) / entry.name
+    return all(_cached_paths(base, f, f.sha256) for f in entry.files)
+
+
 def _check_inside(base: Path, rel: str, *, what: str) -> None:
     """Refuse a catalog path that would leave the data set's folder (hand-made entries are not validated)."""
     resolved = base.resolve()

@@ -200,3 +200,17 @@ def test_json_output_is_strict_json():
         "ci": [None, 1.5],
         "n": 3,
     }
+
+
+def test_demo_refuses_a_kg_it_would_ignore_and_errors_stay_on_one_line(tmp_path, capsys, monkeypatch):
+    argv = ["demo", "--offline", "--kg", str(tmp_path / "kg"), "--out", str(tmp_path / "d")]
+    assert cli.main(argv) == 2
+    assert "--kg" in capsys.readouterr().err and not (tmp_path / "d").exists()
+
+    def wrapped(args):  # a driver's or a hub's message with a line break inside
+        raise ConfigError("cannot load text model 'x': we couldn't connect\nCheck your internet connection")
+
+    monkeypatch.setattr(cli, "cmd_datasets", wrapped)  # (the parser is built at each call of main)
+    assert cli.main(["datasets"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "connect Check your internet" in err

@@ -20,7 +20,7 @@ import pytest
 
 from kg_builders.errors import ConfigError, DownloadError
 from kg_builders.sources.catalog import DatasetEntry, FileEntry, Licence, parse_catalog
-from kg_builders.sources.download import MARKER_DIR, download_file, fetch_dataset, redact_url
+from kg_builders.sources.download import MARKER_DIR, download_file, fetch_dataset, is_cached, redact_url
 
 LICENCE = Licence(text="test data", url="https://example.org/licence")
 
@@ -114,8 +114,10 @@ def test_good_file_is_verified_and_cached(server: Server, tmp_path: Path) -> Non
     server.routes["/data.txt"] = (body, "ok")
     e = entry("plain", [FileEntry(url=server.url("/data.txt"), sha256=sha(body), filename="data.txt", size=len(body))])
     cache = tmp_path / "cache"
+    (cache / "plain").mkdir(parents=True)  # an empty folder of that name is not a cached data set
+    assert not is_cached(e, cache)
     root = fetch_dataset(e, cache_dir=cache)
-    assert root == cache / "plain"
+    assert root == cache / "plain" and is_cached(e, cache)
     assert (root / "data.txt").read_bytes() == body
     marker = json.loads((root / MARKER_DIR / "data.txt.json").read_text())
     assert marker["sha256"] == sha(body) and marker["verified"] is True
@@ -419,3 +421,15 @@ def test_backslashes_in_zip_entries_are_folders(server: Server, tmp_path: Path) 
     assert json.loads((cache / "bs" / MARKER_DIR / "bs.zip.json").read_text())["paths"] == ["data/ratings.csv"]
     assert fetch_dataset(e, cache_dir=cache) == root
     assert server.hits["/bs.zip"] == 1  # the marker's paths are the files on disk: cached
+
+
+def test_a_half_fetched_folder_is_never_a_reason_to_go_online(tmp_path: Path) -> None:
+    """Without download=True a catalog name is read from a verified cache only: no request is made."""
+    from graph_rec.runs import resolve_dataset
+
+    (tmp_path / "ml-latest-small").mkdir()  # what an interrupted fetch or a hand-made folder leaves
+    with pytest.raises(
+        ConfigError,
+        match=r"'ml-latest-small' is not a path or a cached data set \(its folder in the cache is incomplete\)",
+    ):
+        resolve_dataset("ml-latest-small", tmp_path, download=False)
