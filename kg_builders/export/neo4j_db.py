@@ -1277,12 +1277,23 @@ def _read_graph(session: Any, settings: Neo4jSettings, meta: dict[str, Any], *, 
             elif spec["has_attrs"]:
                 node_attrs[t] = {}
             offset = len(attr_names)
+            ids = node_ids[t]
             for k, (slot, f) in enumerate(feat.items()):
                 col = [v[offset + k] for v in values]
-                features.setdefault(t, {})[slot] = np.asarray(col, dtype=np.dtype(f["dtype"])).reshape(n, f["dim"])
+                features.setdefault(t, {})[slot] = array_from_spec(
+                    col,
+                    f["dtype"],
+                    [f["dim"]],
+                    where=lambda i, s=slot, t=t, ids=ids: f"feature {s!r} of {t} {ids[i]!r}",
+                )
             offset += len(feat)
             for k, slot in enumerate(spec["masks"]):
-                masks.setdefault(t, {})[slot] = np.asarray([v[offset + k] for v in values], dtype=bool).reshape(n)
+                masks.setdefault(t, {})[slot] = array_from_spec(
+                    [v[offset + k] for v in values],
+                    "bool",
+                    [],
+                    where=lambda i, s=slot, t=t, ids=ids: f"mask {s!r} of {t} {ids[i]!r}",
+                )
             if bar is not None:
                 bar.update(n)
         edges: dict[EdgeType, EdgeStore] = {}
@@ -1305,12 +1316,17 @@ def _read_graph(session: Any, settings: Neo4jSettings, meta: dict[str, Any], *, 
                 raise SchemaError(f"{settings.uri}: idx of {spec['type']} relationships is not 0 .. {n - 1}; {stale}")
             dt = spec["dtypes"]
             edge_index = np.asarray([[r["s"] for r in rows], [r["d"] for r in rows]], dtype=np.int64).reshape(2, n)
-            weight = np.asarray([r["w"] for r in rows], dtype=np.dtype(dt["weight"]))
+            rel = spec["type"]
+            weight = array_from_spec(
+                [r["w"] for r in rows], dt["weight"], [], where=lambda i, rel=rel: f"weight of {rel} relationship {i}"
+            )
             attrs = {}
             for k, name in enumerate(attr_names):
                 a = dt["attrs"][name]
                 vals = [_decode(r["v"][k], spec["attrs"][name]) for r in rows]
-                attrs[name] = array_from_spec(vals, a["dtype"], a["shape"])
+                attrs[name] = array_from_spec(
+                    vals, a["dtype"], a["shape"], where=lambda i, m=name, rel=rel: f"{m!r} of {rel} relationship {i}"
+                )
             edges[et] = EdgeStore(edge_index, weight, attrs)
             if bar is not None:
                 bar.update(n)

@@ -288,6 +288,19 @@ def test_round_trip_is_identical(db: Neo4jSettings) -> None:
     assert rows[0]["title"] == HOSTILE[9]
 
 
+def test_a_hand_edited_value_that_does_not_fit_its_dtype_is_named_on_reading(db: Neo4jSettings) -> None:
+    kg = awkward_graph()
+    write_neo4j(kg, db)
+    _cypher(db, "MATCH ()-[r:INTERACTED {idx: 0}]->() SET r.timestamp = 1.5")
+    with pytest.raises(SchemaError, match=r"'timestamp' of INTERACTED relationship 0 is 1.5, which does not fit int64"):
+        read_neo4j(db)
+    _cypher(db, "MATCH ()-[r:INTERACTED {idx: 0}]->() SET r.timestamp = 10, r.weight = 'heavy'")
+    with pytest.raises(
+        SchemaError, match=r"weight of INTERACTED relationship 0 is 'heavy', which does not fit float32"
+    ):
+        read_neo4j(db)
+
+
 def test_writing_twice_leaves_identical_counts(db: Neo4jSettings) -> None:
     kg, _ = synthetic_graph()
     emb, recs, expl = synthetic_tables(kg)
