@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from kg_builders._files import check_output_dir
-from kg_builders.errors import ConfigError, DownloadError, GraphRecError
+from kg_builders.errors import ConfigError, DataError, DownloadError, GraphRecError
 from kg_builders.sources.auto import FORMATS
 from kg_builders.split import SPLITS
 
@@ -198,6 +198,8 @@ def cmd_build(args: argparse.Namespace) -> int:
         raise ConfigError(f"{out} already exists; pass --overwrite to replace it")
     if out.exists():
         _check_replaceable_build(out, args.source, args.kg)
+    if args.min_tag_count < 1:  # (the tag builder would name its own field, not the flag)
+        raise ConfigError(f"--min-tag-count must be an integer >= 1, got {args.min_tag_count}")
     t0 = time.perf_counter()
     tables = _load_tables(args, cache)
     from graph_rec.runs import build_pipeline
@@ -746,20 +748,40 @@ def cmd_score_all(args: argparse.Namespace) -> int:
     """The top-k of every user (or of --users) written to Parquet parts, resumable."""
     from graph_rec.inference import score_all
 
-    users = None
+    users = lines = None
     if args.users:
         path = Path(args.users)
         if not path.is_file():
             raise ConfigError(f"--users file {path} " + ("is a directory" if path.is_dir() else "does not exist"))
         try:
-            users = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+            text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError as exc:
             raise ConfigError(f"--users file {path} is not UTF-8 text ({exc})") from exc
+        lines = [(n, line.strip()) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
+        if not lines:
+            raise ConfigError(f"--users file {path} lists no user id (one per line)")
+        first: dict[str, int] = {}
+        for n, u in lines:
+            if u in first:
+                raise DataError(f"user {u!r} is listed again (first on line {first[u]})", file=path, line=n)
+            first[u] = n
+        users = [u for _, u in lines]
     if args.progress and args.quiet:
         raise ConfigError("pass --progress or --quiet, not both")
     check_output_dir(args.out)  # fail before the model is loaded
     progress = args.progress or (not args.quiet and not args.json and sys.stderr.isatty())
     rec = load_recommender(args.model, device=args.device)
+    if lines is not None:
+        known = set(rec.user_ids)
+        unknown = [(n, u) for n, u in lines if u not in known]
+        if unknown:
+            n, u = unknown[0]
+            raise DataError(
+                f"unknown user id {u!r} ({len(unknown)} unknown in all); the model's users are those of its "
+                "graph and those added with add_user",
+                file=args.users,
+                line=n,
+            )
     res = score_all(
         rec,
         args.out,

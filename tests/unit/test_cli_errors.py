@@ -214,3 +214,21 @@ def test_demo_refuses_a_kg_it_would_ignore_and_errors_stay_on_one_line(tmp_path,
     assert cli.main(["datasets"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "connect Check your internet" in err
+
+
+def test_score_all_users_file_errors_name_the_file_and_line(tmp_path, capsys):
+    run = tmp_path / "g"
+    assert cli.main(["build", "synthetic", "--split", "none", "--out", str(run)]) == 0
+    assert (
+        cli.main(["build", "synthetic", "--split", "none", "--min-tag-count", "0", "--out", str(tmp_path / "h")]) == 2
+    )
+    assert "--min-tag-count must be an integer >= 1, got 0" in capsys.readouterr().err
+    users = tmp_path / "users.txt"
+    for text, message in (
+        ("\n  \n", f"--users file {users} lists no user id"),
+        ("u0\nu1\n\nu0\n", f"{users}, line 4: user 'u0' is listed again (first on line 1)"),
+    ):
+        users.write_text(text)
+        assert cli.main(["score-all", str(run), "--users", str(users), "--out", str(tmp_path / "o")]) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

@@ -258,6 +258,10 @@ def test_cli_score_all_end_to_end(rec, tmp_path, capsys):
     assert summary["rows"] == 50 and summary["exclude_seen"] is False
     assert main([*changed, "--include-seen", "--no-resume"]) == 2
     assert "already holds scores" in capsys.readouterr().err
+    # an id the model does not know is named by its line in the file
+    (tmp_path / "users.txt").write_text("\n".join([*users[:2], "ghost", "spectre"]) + "\n")
+    assert main([*args[:-1], "--overwrite"]) == 2
+    assert "users.txt, line 3: unknown user id 'ghost' (2 unknown in all)" in capsys.readouterr().err
 
 
 def test_the_folder_reads_as_one_parquet_data_set_and_older_outputs_still_work(rec, tmp_path):
