@@ -4,8 +4,9 @@ PY := .venv/bin/python
 SHARED ?= ../shared/data
 # A local copy of the real data is used when present (development machines, CI); otherwise
 # the demo downloads MovieLens latest-small or falls back to the synthetic world.
-DEMO_ARGS ?= $(if $(wildcard $(SHARED)/ml-latest-small/ratings.csv),--ml-latest-small $(SHARED)/ml-latest-small) \
-             $(if $(wildcard $(SHARED)/kg-samples/movie/kg.txt),--kg $(SHARED)/kg-samples/movie)
+# (the KG joins MovieLens items, so it goes with a local MovieLens only)
+DEMO_ARGS ?= $(if $(wildcard $(SHARED)/ml-latest-small/ratings.csv),--ml-latest-small $(SHARED)/ml-latest-small \
+             $(if $(wildcard $(SHARED)/kg-samples/movie/kg.txt),--kg $(SHARED)/kg-samples/movie))
 PYTEST_ARGS ?=
 
 .PHONY: setup demo test lint bench bench-protocols bench-suite
