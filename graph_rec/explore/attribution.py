@@ -150,14 +150,14 @@ class PropagationView:
         i_dst, _, _ = self.neighbours(item)
         for e in u_eid[u_dst == item].tolist():  # 1 hop
             found.append((float(ev[e]), [e]))
-        keep = u_dst != item
+        keep = (u_dst != item) & (u_dst != user)  # (a self-loop at the user would repeat it)
         a_nodes, a_eids = u_dst[keep], u_eid[keep]
         if max_hops >= 2 and a_nodes.numel():  # u -> a -> i
             pair, e2 = self.edges_between(a_nodes, torch.full_like(a_nodes, item))
             for p, e in zip(pair.tolist(), e2.tolist(), strict=True):
                 e1 = int(a_eids[p])
                 found.append((float(ev[e1] * ev[e]), [e1, e]))
-        b_nodes = torch.unique(i_dst[i_dst != user])
+        b_nodes = torch.unique(i_dst[(i_dst != user) & (i_dst != item)])  # simple paths only
         if max_hops >= 3 and a_nodes.numel() and b_nodes.numel():  # u -> a -> b -> i
             b_pair, b_eid = self.edges_between(b_nodes, torch.full_like(b_nodes, item))  # edges b -> i
             b_best = torch.zeros(b_nodes.numel()).scatter_reduce(

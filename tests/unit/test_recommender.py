@@ -763,3 +763,20 @@ def test_load_refuses_a_cold_start_state_that_does_not_fit(world, tmp_path):
             Recommender.load(d)
     rec.save(tmp_path / "ok")
     assert Recommender.load(tmp_path / "ok").recommend("nu", k=5) == rec.recommend("nu", k=5)
+
+
+def test_explanation_paths_stay_simple_on_a_graph_with_self_loops(world):
+    """The builders drop self-loops, but a KnowledgeGraph takes them (and training propagates over them)."""
+    from kg_builders.graph import EdgeStore
+
+    kg, sp = world
+    n = len(kg.node_ids["item"])
+    loops = EdgeStore(np.stack([np.arange(n), np.arange(n)]).astype(np.int64), np.ones(n, dtype=np.float32))
+    looped = KnowledgeGraph(
+        kg.node_ids, {**kg.edges, ("item", "similar_to", "item"): loops}, node_attrs=kg.node_attrs, features=kg.features
+    )
+    rec = _fit((looped, sp))
+    for u in rec.user_ids[:10]:
+        for i in rec.recommend(u, k=3).item_ids:
+            paths = rec.explain(u, i, max_paths=50, candidates=50).paths
+            assert paths and all(len(set(p.nodes)) == len(p.nodes) for p in paths)
