@@ -238,7 +238,9 @@ def read_targets(part: str, results: Path = RESULTS) -> tuple[list[Target], str 
 
 def _measured_at(payload: dict[str, Any]) -> str | None:
     metas = [payload.get("meta")] + [v.get("meta") for v in payload.values() if isinstance(v, dict)]
-    metas += [v.get("meta") for v in payload.get("datasets", {}).values() if isinstance(v, dict)]
+    for entry in payload.get("datasets", {}).values():  # (the protocol rows are refreshed on their own)
+        if isinstance(entry, dict):
+            metas += [entry.get("meta"), entry.get("protocols_meta")]
     dates = sorted(m["date"] for m in metas if isinstance(m, dict) and "date" in m)
     return dates[-1][:16].replace("T", " ") + " UTC" if dates else None
 

@@ -294,3 +294,15 @@ def test_a_run_is_dirty_only_when_code_differs_from_its_commit():
     assert code_changed(" M benchmarks/results/quality.json\n M benchmarks/peers.py\n")
     assert code_changed("?? notes.txt\n")
     assert code_changed("R  benchmarks/results/a.md -> docs/a.md\n")
+
+
+def test_a_part_is_dated_by_its_newest_rows_protocol_rows_included():
+    payload = {
+        "datasets": {
+            "d": {
+                "meta": {"date": "2026-12-03T18:53:36+00:00"},
+                "protocols_meta": {"date": "2026-12-07T13:55:17+00:00"},
+            }
+        }
+    }
+    assert suite._measured_at(payload) == "2026-12-07 13:55 UTC"
