@@ -416,7 +416,10 @@ class ImageEncoder:
         transformers = require("transformers")
         from transformers.image_processing_base import ImageProcessingMixin
 
-        kwargs = {"revision": None if local else self.revision, "local_files_only": self.local_files_only}
+        # a hub model's revision resolved once: the config, the processor and the weights loaded are
+        # that commit's, the one the fingerprint names (a push between two reads cannot mix them)
+        commit = None if local else hub_commit(source, revision=self.revision, local_files_only=self.local_files_only)
+        kwargs = {"revision": None if local else (commit or self.revision), "local_files_only": self.local_files_only}
         try:
             config = transformers.AutoConfig.from_pretrained(source, **kwargs)
             proc_settings, _ = ImageProcessingMixin.get_image_processor_dict(source, **kwargs)
@@ -440,9 +443,10 @@ class ImageEncoder:
             "model_class": cls_name or "AutoModel",
             "processor_settings": proc_settings,
             "backend": backend,
+            "revision": kwargs["revision"],
             "weights": f"sha256:{_local_digest(path)}"
             if local
-            else f"{self.model}@{hub_commit(source, revision=self.revision, local_files_only=self.local_files_only) or self.revision or 'default'}",
+            else f"{self.model}@{commit or self.revision or 'default'}",
         }
         state["spec"] = spec
         return spec
@@ -459,7 +463,7 @@ class ImageEncoder:
         device = self._torch_device()
         dtype = self._torch_dtype(device)
         cls = getattr(transformers, spec["model_class"])
-        kwargs = {"revision": None if spec["local"] else self.revision, "local_files_only": self.local_files_only}
+        kwargs = {"revision": spec["revision"], "local_files_only": self.local_files_only}
         try:
             model = cls.from_pretrained(spec["source"], dtype=dtype, **kwargs)
             if spec["backend"] == "processor":
