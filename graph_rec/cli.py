@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from kg_builders._files import check_output_dir
-from kg_builders.errors import ConfigError, DataError, DownloadError, GraphRecError
+from kg_builders.errors import ConfigError, DataError, DownloadError, GraphRecError, UnknownIdError
 from kg_builders.sources.auto import FORMATS
 from kg_builders.split import SPLITS
 
@@ -771,28 +771,28 @@ def cmd_score_all(args: argparse.Namespace) -> int:
     check_output_dir(args.out)  # fail before the model is loaded
     progress = args.progress or (not args.quiet and not args.json and sys.stderr.isatty())
     rec = load_recommender(args.model, device=args.device)
-    if lines is not None:
-        known = set(rec.user_ids)
-        unknown = [(n, u) for n, u in lines if u not in known]
-        if unknown:
-            n, u = unknown[0]
-            raise DataError(
-                f"unknown user id {u!r} ({len(unknown)} unknown in all); the model's users are those of its "
-                "graph and those added with add_user",
-                file=args.users,
-                line=n,
-            )
-    res = score_all(
-        rec,
-        args.out,
-        k=args.k,
-        users=users,
-        chunk_users=args.chunk_users,
-        exclude_seen=not args.include_seen,
-        overwrite=args.overwrite,
-        resume=not args.no_resume,
-        progress=progress,
-    )
+    try:
+        res = score_all(
+            rec,
+            args.out,
+            k=args.k,
+            users=users,
+            chunk_users=args.chunk_users,
+            exclude_seen=not args.include_seen,
+            overwrite=args.overwrite,
+            resume=not args.no_resume,
+            progress=progress,
+        )
+    except UnknownIdError as exc:  # score_all's own check, named by the file's line
+        if lines is None:
+            raise
+        line = next(n for n, u in lines if u == exc.ids[0])
+        raise DataError(
+            f"unknown user id {exc.ids[0]!r} ({len(exc.ids)} unknown in all); the model's users are those of its "
+            "graph and those added with add_user",
+            file=args.users,
+            line=line,
+        ) from exc
     payload = {"model": rec.model_name, "k": args.k, "exclude_seen": not args.include_seen, **res.to_dict()}
     text = (
         f"{res.users:,} users, {res.rows:,} rows in {res.parts} parts ({res.resumed} resumed) written to "
@@ -978,15 +978,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
         return int(args.func(args))
-    except GraphRecError as exc:
+    # a user error, or a file that cannot be read or written (permissions, a full disk, a read-only place)
+    except (GraphRecError, OSError) as exc:
         if getattr(args, "json", False):
             sys.stdout.write(json.dumps({"error": type(exc).__name__, "message": str(exc)}) + "\n")
         sys.stderr.write(f"graph-rec: error: {' '.join(str(exc).splitlines())}\n")  # one line, whatever it wraps
-        return 2
-    except OSError as exc:  # a file that cannot be read or written (permissions, a full disk, a read-only place)
-        if getattr(args, "json", False):
-            sys.stdout.write(json.dumps({"error": type(exc).__name__, "message": str(exc)}) + "\n")
-        sys.stderr.write(f"graph-rec: error: {exc}\n")
         return 2
     except KeyboardInterrupt:  # outputs are written atomically: nothing half-written is left behind
         sys.stderr.write("graph-rec: interrupted\n")

@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 from graph_rec.errors import ConfigError, DataError, SchemaError
+from kg_builders.fragment import plain
 from kg_builders.graph import edge_key
 
 logger = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ def config_from_dict(cls: type, d: Mapping[str, Any], what: str) -> Any:
     unknown = sorted(str(k) for k in d if k not in valid)
     if unknown:
         raise ConfigError(f"unknown {what} setting(s) {unknown}; valid keys: {valid}")
-    values = {k: plain(tuple(v) if isinstance(v, list) else v) for k, v in d.items()}
+    values = {k: tuple(p) if isinstance(p := plain(v), list) else p for k, v in d.items()}
     hints = typing.get_type_hints(cls)
     for key, value in values.items():
         if not _fits(value, hints.get(key, Any)):
@@ -67,21 +68,9 @@ def config_from_dict(cls: type, d: Mapping[str, Any], what: str) -> Any:
         raise ConfigError(f"{what}.{msg}" if first in valid and what.isidentifier() else f"{what}: {msg}") from exc
 
 
-def plain(value: Any) -> Any:
-    """``value`` with NumPy scalars as Python ones (in tuples, lists and dicts too), so that it
-    checks, compares and serialises to JSON like the value a TOML file or a Python literal gives."""
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, tuple | list):
-        return type(value)(plain(v) for v in value)
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
-    return value
-
-
 def config_to_dict(config: Any) -> dict[str, Any]:
     """A config dataclass as a JSON-ready mapping (tuples as lists, NumPy scalars as Python ones)."""
-    return {k: plain(list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(config).items()}
+    return {k: plain(v) for k, v in dataclasses.asdict(config).items()}
 
 
 def _fits(value: Any, hint: Any) -> bool:
@@ -100,7 +89,7 @@ def _fits(value: Any, hint: Any) -> bool:
     if hint is int:
         return isinstance(value, int | np.integer) and not isinstance(value, bool)
     if hint is float:
-        return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
+        return is_number(value)
     if hint is str:
         return isinstance(value, str)
     if origin is tuple:
@@ -143,8 +132,13 @@ def positive_int(name: str, value: Any) -> int:
     return int(value)
 
 
+def is_number(value: Any) -> bool:
+    """A real number, Python's or NumPy's (``np.float32`` is not a ``float``), and not a bool."""
+    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool | np.bool_)
+
+
 def check_float(name: str, value: Any, *, low: float = 0.0, high: float = float("inf"), open_low: bool = False) -> None:
-    ok = not isinstance(value, bool) and isinstance(value, int | float) and np.isfinite(value)
+    ok = is_number(value) and np.isfinite(value)
     ok = ok and (value > low if open_low else value >= low) and value <= high
     if not ok:
         bracket = "(" if open_low else "["
@@ -577,3 +571,15 @@ def data_digest(data: RecData) -> str:
     for t in (g.edge_index, g.edge_type, g.edge_weight):
         digest.update(t.contiguous().numpy().tobytes())
     return digest.hexdigest()
+
+
+def data_fingerprint(data: RecData, digest: str | None = None) -> dict[str, Any]:
+    """What a resumed run's data must match: counts and :func:`data_digest` (``digest`` when the
+    caller has it already)."""
+    return {
+        "users": data.num_users,
+        "items": data.num_items,
+        "train": data.train.nnz,
+        "edges": data.graph.num_edges,
+        "sha256": data_digest(data) if digest is None else digest,
+    }

@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import Tensor
 
-from graph_rec.data import DataConfig, RecData, UserItems, plain, positive_int
+from graph_rec.data import DataConfig, RecData, UserItems, is_number, positive_int
 from graph_rec.errors import CheckpointError, ConfigError, DataError, NotFittedError, SchemaError, UnknownIdError
 from graph_rec.eval.evaluator import EvalConfig
 from graph_rec.explore.attribution import PropagationView
@@ -58,6 +58,7 @@ from graph_rec.training.trainer import fit as fit_model
 from graph_rec.training.trainer import init_model, resolve_device
 from kg_builders import __version__
 from kg_builders._files import atomic_dir, save_safetensors, sha256_file
+from kg_builders.fragment import plain
 
 logger = logging.getLogger(__name__)
 
@@ -245,12 +246,7 @@ def _is_vector(v: Any) -> bool:
     """A precomputed feature vector (1-d numbers), as opposed to a raw input for an encoder."""
     if isinstance(v, np.ndarray | Tensor):
         return v.ndim == 1 and (v.dtype.is_floating_point if isinstance(v, Tensor) else v.dtype.kind == "f")
-    return isinstance(v, list | tuple) and all(_is_number(x) for x in v)
-
-
-def _is_number(x: Any) -> bool:
-    """A real number, Python's or NumPy's (``np.float32`` is not a ``float``), and not a bool."""
-    return isinstance(x, int | float | np.integer | np.floating) and not isinstance(x, bool)
+    return isinstance(v, list | tuple) and all(is_number(x) for x in v)
 
 
 def _added_block(added: Any, path: Path) -> dict[str, Any]:
@@ -726,7 +722,7 @@ class Recommender:
 
     @staticmethod
     def _check_unit(name: str, value: Any) -> None:
-        if not _is_number(value) or not 0.0 <= float(value) <= 1.0:
+        if not is_number(value) or not 0.0 <= float(value) <= 1.0:
             raise ConfigError(f"{name} must be a number in [0, 1], got {value!r}")
 
     # ------------------------------------------------------------------ explanations

@@ -46,7 +46,7 @@ from graph_rec.data import (
     config_from_dict,
     config_to_dict,
     data_digest,
-    plain,
+    data_fingerprint,
 )
 from graph_rec.distributed import SINGLE, DistContext
 from graph_rec.errors import CheckpointError, ConfigError
@@ -57,6 +57,7 @@ from graph_rec.training.config import RESUMABLE_CHANGES, TrainConfig
 from graph_rec.training.trainer import TrainResult, check_sampling, check_selection_metric, fit, init_model, scorer_for
 from kg_builders import __version__
 from kg_builders._files import atomic_file, check_output_dir
+from kg_builders.fragment import plain
 
 logger = logging.getLogger(__name__)
 
@@ -397,13 +398,7 @@ def _fingerprint(config: RunConfig, data: RecData, digest: str) -> dict[str, Any
     return {
         "model": {"name": config.model, **config.model_settings},
         "view": config.view.to_dict(),
-        "data": {
-            "users": data.num_users,
-            "items": data.num_items,
-            "train": data.train.nnz,
-            "edges": data.graph.num_edges,
-            "sha256": digest,
-        },
+        "data": data_fingerprint(data, digest),
     }
 
 

@@ -156,3 +156,16 @@ def plain_value(v: Any) -> Any:
     if isinstance(v, Path):
         return str(v)
     return repr(v)
+
+
+def plain(v: Any) -> Any:
+    """A copy of ``v`` made of Python values: numpy scalars unwrapped, tuples and arrays as lists."""
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, (list, tuple)):
+        return [plain(x) for x in v]
+    if isinstance(v, dict):
+        return {k: plain(x) for k, x in v.items()}
+    return v

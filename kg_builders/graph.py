@@ -664,19 +664,31 @@ def _text_as_objects(e: EdgeStore) -> EdgeStore:
     return EdgeStore(e.edge_index, e.edge_weight, attrs)
 
 
+def first_unjsonable(
+    values: Sequence[Any], default: Callable[[Any], Any] | None = None
+) -> tuple[int, Exception] | None:
+    """``(position, json's error)`` of the first of ``values`` JSON cannot hold, or None (one
+    ``json.dumps`` of the whole list when all can, the common case)."""
+    try:
+        json.dumps(list(values), default=default)
+        return None
+    except (TypeError, ValueError):
+        pass
+    for i, x in enumerate(values):
+        try:
+            json.dumps(x, default=default)
+        except (TypeError, ValueError) as exc:
+            return i, exc
+    return None
+
+
 def _json_values(values: Sequence[Any], what: Callable[[int], str]) -> list[Any]:
     """``values`` as a list JSON can hold; a SchemaError ``"{what(i)} cannot be saved: ..."`` naming
     the first value it cannot."""
     out = list(values)
-    try:
-        json.dumps(out, default=_json_default)
-    except (TypeError, ValueError):
-        for i, x in enumerate(out):
-            try:
-                json.dumps(x, default=_json_default)
-            except (TypeError, ValueError) as exc:
-                raise SchemaError(f"{what(i)} cannot be saved: {exc}") from exc
-        raise
+    bad = first_unjsonable(out, _json_default)
+    if bad is not None:
+        raise SchemaError(f"{what(bad[0])} cannot be saved: {bad[1]}") from bad[1]
     return out
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from graph_rec.data import RecData, config_to_dict, data_digest
+from graph_rec.data import RecData, config_to_dict, data_fingerprint
 from graph_rec.distributed import SINGLE, DistContext
 from graph_rec.errors import CheckpointError, ConfigError, DataError
 from graph_rec.eval.evaluator import EvalConfig, evaluate
@@ -148,13 +148,7 @@ def fit(
     if run_dir is not None and "model" not in fingerprint:
         fingerprint["model"] = {"name": model.name, **config_to_dict(model.config)}
     if run_dir is not None and "data" not in fingerprint:
-        fingerprint["data"] = {
-            "users": data.num_users,
-            "items": data.num_items,
-            "train": data.train.nnz,
-            "edges": data.graph.num_edges,
-            "sha256": data_digest(data),
-        }
+        fingerprint["data"] = data_fingerprint(data)
     t_start = time.perf_counter()
 
     if not model.trainable:

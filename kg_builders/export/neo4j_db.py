@@ -116,9 +116,16 @@ from kg_builders.export.frames import (
     read_explanations,
     read_recommendations,
 )
-from kg_builders.export.networkx_graph import plain
-from kg_builders.fragment import EdgeType
-from kg_builders.graph import BuildReport, EdgeStore, KnowledgeGraph, array_from_spec, dtype_name, edge_key
+from kg_builders.fragment import EdgeType, plain
+from kg_builders.graph import (
+    BuildReport,
+    EdgeStore,
+    KnowledgeGraph,
+    array_from_spec,
+    dtype_name,
+    edge_key,
+    first_unjsonable,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -418,14 +425,13 @@ def _encoding(values: list[Any]) -> str:
 def _check_json(values: list[Any], what: str, ids: Sequence[Any]) -> None:
     """A SchemaError naming ``what`` and the id when a value of a JSON-encoded column cannot be
     encoded (a date, a set, an object): found before anything is sent, not half-way through a write."""
-    for v, i in zip(values, ids, strict=True):
-        try:
-            json.dumps(v, allow_nan=True, ensure_ascii=False)
-        except (TypeError, ValueError) as exc:
-            raise SchemaError(
-                f"{what} {i!r} is a {type(v).__name__}, which neither Neo4j nor JSON can store ({exc}); "
-                "convert it (a date to an ISO string, a set to a list) before writing"
-            ) from exc
+    bad = first_unjsonable(values)
+    if bad is not None:
+        k, exc = bad
+        raise SchemaError(
+            f"{what} {ids[k]!r} is a {type(values[k]).__name__}, which neither Neo4j nor JSON can store ({exc}); "
+            "convert it (a date to an ISO string, a set to a list) before writing"
+        ) from exc
 
 
 def _encode(values: list[Any], encoding: str) -> list[Any]:

@@ -30,7 +30,7 @@ import numpy as np
 
 from kg_builders._optional import require
 from kg_builders.errors import SchemaError
-from kg_builders.fragment import EdgeType
+from kg_builders.fragment import EdgeType, plain
 from kg_builders.graph import (
     BuildReport,
     EdgeStore,
@@ -344,16 +344,3 @@ def _undeclared(datas: Any, reserved: tuple[str, ...] = NODE_KEYS) -> list[str]:
             if k not in reserved and not k.startswith((FEATURE_PREFIX, MASK_PREFIX)):
                 names[k] = None
     return list(names)
-
-
-def plain(v: Any) -> Any:
-    """A copy of ``v`` made of Python values: numpy scalars unwrapped, tuples and arrays as lists."""
-    if isinstance(v, np.ndarray):
-        return v.tolist()
-    if isinstance(v, np.generic):
-        return v.item()
-    if isinstance(v, (list, tuple)):
-        return [plain(x) for x in v]
-    if isinstance(v, dict):
-        return {k: plain(x) for k, x in v.items()}
-    return v

@@ -258,8 +258,8 @@ def read_delimited(
                     huge = ~failed & (np.abs(values) >= 2.0**63)
                 failed |= huge
                 failed |= ~raw.str.fullmatch(r"[+-]?[0-9]+").to_numpy(dtype=bool)  # not 5.0 or 9.6e8
-                # exact: a column with a bad value comes back as floats, which round values above 2**53
-                num = pd.to_numeric(raw.where(~failed, "0"))
+                if num.dtype.kind == "f":  # a bad value made the column floats, which round values above 2**53
+                    num = pd.to_numeric(raw.where(~failed, "0"))
             for i in np.flatnonzero(failed & keep):
                 what = "integer" if kind == "int" else "number"
                 bad(
