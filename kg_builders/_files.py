@@ -33,6 +33,7 @@ def atomic_dir(path: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's 0700 would make the result private to this user
     try:
         yield tmp
+        _fsync_tree(tmp)  # the files' bytes on disk before the rename makes them the directory's
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -48,8 +49,38 @@ def atomic_dir(path: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
             os.replace(old, final)  # the new directory could not take its place: put the old one back
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    _fsync_dir(final.parent)  # the rename itself survives a power cut
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _fsync_dir(path: Path) -> None:
+    """Flush a directory's entries (a rename into it) to disk; a no-op where directories cannot be opened."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:  # Windows: a directory cannot be opened, and its renames are durable already
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems (network mounts) refuse fsync on a directory
+        pass
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(root: Path) -> None:
+    """fsync every file under ``root``, then every directory (deepest first), so a rename of ``root`` publishes whole files."""
+    dirs = []
+    for folder, _, files in os.walk(root):
+        dirs.append(Path(folder))
+        for name in files:
+            path = Path(folder) / name
+            if path.is_symlink():
+                continue
+            with open(path, "rb") as fh:
+                os.fsync(fh.fileno())
+    for folder in reversed(dirs):
+        _fsync_dir(folder)
 
 
 def check_output_dir(path: str | Path) -> None:
@@ -79,6 +110,7 @@ def atomic_file(path: str | Path, mode: str = "wb") -> Iterator:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, final)
+        _fsync_dir(final.parent)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -104,7 +136,10 @@ def save_safetensors(tensors: dict, path: str | Path) -> None:
     try:
         save_file(tensors, str(tmp))
         os.chmod(tmp, 0o666 & ~_umask())
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
         os.replace(tmp, final)
+        _fsync_dir(final.parent)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

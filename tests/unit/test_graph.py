@@ -238,6 +238,37 @@ def test_an_overwrite_that_fails_at_the_last_rename_keeps_the_old_directory(tiny
     assert sorted(p.name for p in tmp_path.iterdir()) == [f".g.old-{os.getpid()}", "g"]
 
 
+def test_a_saved_directory_is_on_disk_before_it_is_renamed_into_place(tiny_graph, tmp_path, monkeypatch) -> None:
+    """Every file of the new directory, the directory, and then the rename, are fsynced (power-cut safe)."""
+    import os
+    import stat
+
+    from kg_builders import _files
+
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        st = os.fstat(fd)
+        path = Path(os.readlink(f"/proc/self/fd/{fd}"))
+        events.append(("fsync", "dir" if stat.S_ISDIR(st.st_mode) else "file", path))
+        real_fsync(fd)
+
+    def replace(src, dst):
+        events.append(("replace", Path(src), Path(dst)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(_files.os, "fsync", fsync)
+    monkeypatch.setattr(_files.os, "replace", replace)
+    path = tiny_graph.save(tmp_path / "g")
+    moves = [i for i, e in enumerate(events) if e[0] == "replace" and e[2] == path]
+    assert len(moves) == 1
+    before, after = events[: moves[0]], events[moves[0] + 1 :]
+    synced = {e[2].name for e in before if e[0] == "fsync" and e[1] == "file"}
+    assert synced >= {p.name for p in path.iterdir()}  # every file of the result, before the rename
+    assert ("fsync", "dir", tmp_path) in after  # and the rename itself
+
+
 def test_load_errors(tiny_graph, tmp_path) -> None:
     path = tiny_graph.save(tmp_path / "g")
     meta = json.loads((path / "graph.json").read_text())
