@@ -104,7 +104,8 @@ def paired_bootstrap(
 
     Raises:
         DataError: ``a`` and ``b`` differ in length, are empty or hold NaN / infinite values;
-            ``clusters`` has the wrong length.
+            ``clusters`` has the wrong length or is not integers; fewer than 2 rows (or clusters)
+            to resample.
         ConfigError: ``rounds``, ``level`` or ``seed`` out of range.
     """
     check_int("rounds", rounds, minimum=1)
@@ -118,7 +119,10 @@ def paired_bootstrap(
     if clusters is None:
         sum_a, sum_b, count = va, vb, torch.ones_like(va)
     else:
-        c = torch.as_tensor(np.asarray(clusters) if not isinstance(clusters, Tensor) else clusters).flatten()
+        arr = np.asarray(clusters) if not isinstance(clusters, Tensor) else None
+        if arr is not None and arr.dtype.kind not in "biuf":  # strings (raw user ids), objects: not for torch
+            raise DataError(f"clusters must be integer ids, got {arr.dtype} values: map them to integers first")
+        c = torch.as_tensor(arr if arr is not None else clusters).flatten()
         if c.numel() != va.numel():
             raise DataError(f"clusters has {c.numel()} ids for {va.numel()} rows")
         if c.is_floating_point():
@@ -129,6 +133,11 @@ def paired_bootstrap(
         sum_b = torch.zeros(k, dtype=torch.float64).index_add_(0, inverse, vb)
         count = torch.zeros(k, dtype=torch.float64).index_add_(0, inverse, torch.ones_like(va))
     k = sum_a.numel()
+    if k < 2:  # every resample would be that one unit: a zero-width interval and p = 1 / rounds
+        unit = "cluster" if clusters is not None else "row"
+        raise DataError(
+            f"a bootstrap needs at least 2 {unit}s to resample, got 1: it cannot tell noise from a difference"
+        )
     gen = torch.Generator().manual_seed(seed)
     means_a, means_b = [], []
     chunk = max(1, _CHUNK_VALUES // k)

@@ -66,6 +66,11 @@ def _parse_entities(raw: str) -> list[dict[str, Any]]:
         if not isinstance(offsets, list) or not isinstance(surfaces, list) or len(offsets) != len(surfaces):
             raise ValueError(f"entity {k}: OccurrenceOffsets and SurfaceForms must be lists of equal length")
         label = str(ent.get("Label") or "")
+        confidence = ent.get("Confidence")  # absent or null: not given
+        if confidence is None:
+            confidence = np.nan
+        elif isinstance(confidence, bool) or not isinstance(confidence, int | float | str):
+            raise ValueError(f"entity {k}: Confidence {confidence!r} is not a number")
         if not offsets:
             # linked to the text as a whole but not located in it: one row, surface = label, no offset
             if not label:
@@ -83,7 +88,7 @@ def _parse_entities(raw: str) -> list[dict[str, Any]]:
                     "wikidata_id": str(ent.get("WikidataId") or ""),
                     "offset": off,
                     "label": label,
-                    "confidence": float(ent.get("Confidence", np.nan)),
+                    "confidence": float(confidence),
                 }
             )
     return out

@@ -64,11 +64,13 @@ def load_rdf(
         format: an rdflib format name (``turtle``, ``nt``, ``xml``, ``json-ld``, ...); ``None``
             guesses it from the suffix (:data:`FORMATS`).
         item_predicate: the predicate that gives a resource's item id: a full IRI or a prefixed
-            name (``ex:itemId``) using a prefix the file declares.
+            name (``ex:itemId``) using a prefix the file declares (JSON-LD alone: where the
+            ``@context`` reuses one of rdflib's prefix names, such as ``schema:``, rdflib's IRI wins;
+            pass the full IRI there).
         item_map: a table with item_id and entity_id (the entity as its IRI string).
         on_error: ``"raise"`` or ``"skip"``, for an item mapped to two entities (skipping keeps
-            the first by entity IRI order and logs a warning). A file that does not parse always
-            raises.
+            the first, by entity IRI order for ``item_predicate`` and by row for ``item_map``, and
+            logs a warning). A file that does not parse always raises.
 
     Returns:
         ``(triples, literals, item_entities)``: ``triples`` with head, relation, tail;
@@ -97,7 +99,9 @@ def load_rdf(
     if fmt in ("turtle", "nt", "n3", "trig", "nquads"):  # UTF-8 text by their specs
         decode_file(p, "utf-8")  # an empty file, or bytes that are not UTF-8, named with their line
     rdflib = require("rdflib")
-    graph = rdflib.Graph()
+    # no prefixes of rdflib's own: a file's ``schema:`` (http) or ``dc:`` (terms) would otherwise lose
+    # to rdflib's (https, elements) and ``item_predicate`` name a predicate the file never uses
+    graph = rdflib.Graph(bind_namespaces="none")
     try:
         graph.parse(p, format=fmt)
     except (SyntaxError, ValueError, xml.sax.SAXException, rdflib.exceptions.Error) as exc:

@@ -422,8 +422,10 @@ def make_synthetic_world(
     Args:
         num_users: users, ids ``"u0"``, ``"u1"``, ...
         num_items: items, ids ``"i0"``, ``"i1"``, ...
-        interactions_per_user: the mean number of distinct items per user (the spread is
-            log-normal; each user gets at least ``min(5, interactions_per_user)``).
+        interactions_per_user: the mean number of distinct items per user before clipping (the
+            spread is log-normal; each user gets at least ``min(5, interactions_per_user)`` and at
+            most ``num_items``, so the realised mean is above it for small values, about 6.8 for 5,
+            and below it near ``num_items``, about 29 for 40 of 50 items).
         num_tags: distinct tags (tied to topics; 0 for no ``tag_assignments``).
         image_size: the side of the item images ``[image_size, image_size, 3]``.
         seed: seeds ``np.random.default_rng``.

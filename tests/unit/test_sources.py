@@ -816,3 +816,43 @@ def test_lightgcn_ids_with_leading_zeros_are_refused(
     assert err.value.file == str(paths[0] if field != "friend_id" else paths[1])
     t = load_lightgcn(train, paths[0], layout=layout, social_path=paths[1], on_error="skip")
     assert set(t.users["user_id"]) <= {"0", "1", "2"} and [(i.line, i.field) for i in t.issues] == [(2, field)]
+
+
+# ------------------------------------------------------------------ RDF prefixes and MIND entities a review found
+@pytest.mark.parametrize(
+    ("prefix", "iri"),
+    [("schema", "http://schema.org/"), ("dc", "http://purl.org/dc/terms/"), ("foaf", "http://example.org/foaf#")],
+)
+def test_rdf_item_predicate_uses_the_prefix_the_file_declares(tmp_path: Path, prefix: str, iri: str) -> None:
+    # rdflib binds schema: to https://schema.org/, dc: to DC elements and foaf: to FOAF by itself;
+    # the file's own declaration is the one that must name the item predicate
+    f = write(
+        tmp_path / "kg.ttl",
+        f'@prefix {prefix}: <{iri}> .\n<http://e/m1> {prefix}:identifier "1" ; {prefix}:creator <http://e/p1> .\n',
+    )
+    triples, literals, ie = load_rdf(f, item_predicate=f"{prefix}:identifier")
+    assert ie.values.tolist() == [["1", "http://e/m1"]]
+    assert literals.empty and triples["relation"].tolist() == [f"{iri}creator"]
+    with pytest.raises(ConfigError, match=rf"declared: \['{prefix}'\]"):
+        load_rdf(f, item_predicate="owl:identifier")  # known to rdflib, not declared in the file
+
+
+def test_mind_null_confidence_is_missing_and_a_bad_one_a_row_error(tmp_path: Path) -> None:
+    import json
+
+    from kg_builders.sources.mind import load_mind_news
+
+    def row(news_id: str, confidence: object) -> str:
+        ent = {"Label": "Barack Obama", "Type": "P", "WikidataId": "Q76", "Confidence": confidence}
+        ents = json.dumps([{**ent, "OccurrenceOffsets": [0], "SurfaceForms": ["Obama"]}])
+        return "\t".join([news_id, "news", "politics", "Obama speaks", "", "u", ents, "[]"])
+
+    path = write(tmp_path / "news.tsv", f"{row('N1', None)}\n{row('N2', 0.9)}\n{row('N3', [1])}\n")
+    with pytest.raises(DataError) as err:
+        load_mind_news(path)
+    assert err.value.line == 3 and err.value.field == "title_entities" and "Confidence [1]" in str(err.value)
+    t = load_mind_news(path, on_error="skip")
+    assert t.items["item_id"].tolist() == ["N1", "N2"]
+    gold = t.gold_entities
+    assert np.isnan(gold["confidence"].iloc[0]) and gold["confidence"].iloc[1] == 0.9
+    assert [(i.line, i.field) for i in t.issues] == [(3, "title_entities")]

@@ -182,3 +182,19 @@ def test_compare_results_leaves_out_users_whose_value_is_nan_in_either_result():
     b = EvalResult("test", {}, 4, 0.0, {"diversity@2": torch.tensor([0.7, 0.1, 0.2, float("nan")]), "user_idx": users})
     c = compare_results(a, b, "diversity@2", rounds=50)
     assert c.rows == 2 and c.mean_a == pytest.approx(0.35) and c.mean_b == pytest.approx(0.45)
+
+
+def test_one_user_or_one_cluster_is_refused_not_called_significant():
+    # one resampled unit: every resample is that unit, so the interval has no width and the
+    # p-value would be 1 / rounds for any difference at all
+    with pytest.raises(DataError, match="at least 2 rows to resample, got 1"):
+        paired_bootstrap([0.2], [0.3], rounds=200)
+    with pytest.raises(DataError, match="at least 2 clusters to resample, got 1"):
+        paired_bootstrap([0.2, 0.1, 0.4], [0.3, 0.2, 0.4], clusters=[7, 7, 7], rounds=200)
+    two = paired_bootstrap([0.2, 0.1], [0.3, 0.1], rounds=200)
+    assert two.rows == 2 and two.p_value > 0.05
+
+
+def test_clusters_given_as_raw_string_ids_are_a_clear_error():
+    with pytest.raises(DataError, match="clusters must be integer ids, got <U2 values"):
+        paired_bootstrap([0.1, 0.2, 0.3], [0.2, 0.2, 0.1], clusters=["u1", "u2", "u1"])
