@@ -153,6 +153,8 @@ def from_env(device: str = "cpu", *, backend: str | None = None, timeout_s: floa
         raise ConfigError(f"WORLD_SIZE={world} must be at least 1 (set by torchrun)")
     if world == 1:
         return SINGLE
+    if not os.environ.get("RANK"):
+        raise ConfigError(f"WORLD_SIZE={world} but RANK is not set; start the job with torchrun")
     rank = _env_int("RANK", -1)
     local = _env_int("LOCAL_RANK", 0)
     if not 0 <= rank < world:
@@ -174,8 +176,13 @@ def from_env(device: str = "cpu", *, backend: str | None = None, timeout_s: floa
     if not 0 < _env_int("MASTER_PORT", 0) < 65536:
         raise ConfigError(f"MASTER_PORT={os.environ['MASTER_PORT']!r} is not a port (1-65535)")
     if not torch_dist.is_initialized():
+        # NCCL reduces CUDA tensors only; the trainer's own sums (losses, flags) are CPU tensors, so
+        # CPU tensors go through gloo in the same group
         torch_dist.init_process_group(
-            backend=backend, rank=rank, world_size=world, timeout=datetime.timedelta(seconds=timeout_s)
+            backend="cpu:gloo,cuda:nccl" if backend == "nccl" else backend,
+            rank=rank,
+            world_size=world,
+            timeout=datetime.timedelta(seconds=timeout_s),
         )
     logger.info("rank %d of %d (local rank %d, %s)", rank, world, local, backend)
     return DistContext(rank=rank, world_size=world, local_rank=local, backend=backend)

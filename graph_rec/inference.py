@@ -51,7 +51,7 @@ from graph_rec.data import positive_int
 from graph_rec.errors import ConfigError, DataError, UnknownIdError
 from graph_rec.recommender import Recommender
 from kg_builders import __version__
-from kg_builders._files import atomic_file, sha256_file
+from kg_builders._files import atomic_file, check_output_dir, sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -327,8 +327,7 @@ def score_all(
         raise ConfigError(f"compression must be zstd, snappy, gzip, brotli, lz4 or none, got {compression!r}")
     user_list = _check_users(recommender, users)
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"{out} exists and is not a directory")
+    check_output_dir(out)  # it, or a folder above it, is a file
 
     num_parts = -(-len(user_list) // chunk_users)
     config = {

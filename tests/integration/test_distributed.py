@@ -252,6 +252,39 @@ def test_from_env_rejects_inconsistent_launches(monkeypatch, env, message) -> No
         from_env("cpu")
 
 
+def test_from_env_without_rank_names_the_missing_variable(monkeypatch) -> None:
+    monkeypatch.delenv("RANK", raising=False)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ConfigError, match="WORLD_SIZE=2 but RANK is not set") as info:
+        from_env("cpu")
+    assert "RANK=-1" not in str(info.value)  # (a value nobody set)
+
+
+def test_an_nccl_group_reduces_cpu_tensors_through_gloo(monkeypatch) -> None:
+    # NCCL reduces CUDA tensors only, and the trainer all-reduces CPU tensors (the epoch's losses, the
+    # non-finite flag of every step): the group must give CPU tensors a backend as well
+    import torch.distributed as torch_dist
+    from torch.distributed.distributed_c10d import BackendConfig
+
+    calls = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda i: None)
+    monkeypatch.setattr(torch_dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(torch_dist, "init_process_group", lambda **kw: calls.append(kw))
+    monkeypatch.delenv("GRAPH_REC_DIST_BACKEND", raising=False)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", "29500")
+    ctx = from_env("cuda")
+    assert ctx == DistContext(rank=1, world_size=2, local_rank=1, backend="nccl")
+    (kw,) = calls
+    devices = BackendConfig(kw["backend"]).get_device_backend_map()
+    assert devices == {"cpu": "gloo", "cuda": "nccl"}
+    assert (kw["rank"], kw["world_size"]) == (1, 2)
+
+
 def test_ranks_given_different_configs_all_stop_naming_the_difference(tmp_path, cache_root) -> None:
     cfg = tmp_path / "run.toml"
     cfg.write_text(CONFIG.format(epochs=2))

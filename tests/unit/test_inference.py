@@ -222,6 +222,12 @@ def test_unknown_users_and_bad_arguments_write_nothing(rec, tmp_path):
         with pytest.raises(ConfigError, match=match):
             score_all(rec, out, **{"k": 3, **kwargs})
         assert not out.exists()
+    # out_dir, or a folder above it, is a file: a ConfigError naming it, not an OSError
+    (tmp_path / "afile").write_text("x")
+    for path in (tmp_path / "afile" / "sub", tmp_path / "afile"):
+        with pytest.raises(ConfigError, match=f"cannot write to {path}: {tmp_path / 'afile'} is a file"):
+            score_all(rec, path, k=3)
+    assert (tmp_path / "afile").read_text() == "x"
     out.mkdir()
     (out / "part-00000.parquet").write_bytes(b"someone else's")
     with pytest.raises(ConfigError, match="not a score_all output"):
