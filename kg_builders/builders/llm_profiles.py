@@ -13,9 +13,10 @@ to ``max_text_chars`` characters (counted). A tokenizer's chat template is used 
 With ``cache_dir``, each profile is stored as one JSON file named by
 ``sha256(fingerprint \\0 kind \\0 prompt)``, where the :meth:`ProfileWriter.fingerprint` covers the
 model files and the decoding settings and the prompt is the filled template, so a changed model,
-setting, template or text is a different key. Files are written atomically and carry a sha256 of
-their content: a file that is not valid JSON, has the wrong fields, the wrong key or a checksum
-that does not match is counted as corrupt and regenerated, never trusted.
+setting, template or text is a different key. Files are written atomically, batch by batch as
+generation goes (an interrupted run keeps what it wrote), and carry a sha256 of their content: a
+file that is not valid JSON, has the wrong fields, the wrong key or a checksum that does not match
+is counted as corrupt and regenerated, never trusted.
 """
 
 from __future__ import annotations
@@ -27,12 +28,12 @@ import json
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
 
-from kg_builders._files import atomic_file, sha256_file
+from kg_builders._files import atomic_file, check_output_dir, sha256_file
 from kg_builders._optional import require
 from kg_builders.builders.text_encoder import hub_commit, package_version
 from kg_builders.errors import ConfigError, DataError, MissingDependencyError
@@ -90,9 +91,19 @@ def _sha256_of(path: Path) -> str:
 
 @functools.lru_cache(maxsize=2)
 def _load_model(
-    source: str, gguf_file: str | None, revision: str | None, local_files_only: bool, device: str, dtype: str
+    source: str,
+    gguf_file: str | None,
+    revision: str | None,
+    local_files_only: bool,
+    device: str,
+    dtype: str,
+    files: str | None,
 ) -> tuple[Any, Any]:
-    """Load (tokenizer, model) once per process for each set of arguments (the GGUF dequantisation is slow)."""
+    """Load (tokenizer, model) once per process for each set of arguments (the GGUF dequantisation is slow).
+
+    ``files`` (the hashes of a local model's files) is not read: it keys the cache, so that a model
+    folder whose files changed is loaded again rather than served from memory.
+    """
     transformers = require("transformers")
     import torch
 
@@ -175,15 +186,20 @@ class ProfileWriter:
             if not isinstance(template, str) or "{text}" not in template:
                 raise ConfigError(f"{name} must be a string with a {{text}} placeholder, got {template!r}")
             try:
-                template.format(text="x")
+                filled = template.format(text="\0")
             except (KeyError, IndexError, ValueError) as exc:
                 raise ConfigError(
                     f"{name} may only use the {{text}} placeholder (write braces as {{{{ }}}}): {exc}"
                 ) from exc
+            if "\0" not in filled:  # "{{text}}" is the literal "{text}": every prompt would be the same
+                raise ConfigError(
+                    f"{name} must have a {{text}} placeholder, got {template!r} ({{{{text}}}} is a literal '{{text}}')"
+                )
         if self.dtype not in DTYPES:
             raise ConfigError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
         if not isinstance(self.local_files_only, bool):
             raise ConfigError(f"local_files_only must be True or False, got {self.local_files_only!r}")
+        object.__setattr__(self, "_state", {})
 
     @classmethod
     def smollm2(cls, **settings: Any) -> ProfileWriter:
@@ -219,6 +235,25 @@ class ProfileWriter:
             raise ConfigError(f"model path {self.model!r} is not a model folder (it does not exist or is a file)")
         return self.model, False
 
+    def _commit(self, source: str) -> str | None:
+        """:func:`hub_commit` of this writer's hub model, resolved once: :meth:`load` then loads that
+        commit, so the model that writes the profiles is the one :meth:`fingerprint` names."""
+        state = self._state  # type: ignore[attr-defined]
+        if "commit" not in state:
+            state["commit"] = hub_commit(source, revision=self.revision, local_files_only=self.local_files_only)
+        return state["commit"]
+
+    def _local_model_id(self, folder: Path) -> dict[str, Any]:
+        """The sha256 of a local model's GGUF file, or of its folder's weight, config and tokenizer files."""
+        if self.gguf_file is not None:
+            return {"gguf": self.gguf_file, "sha256": _sha256_of(folder / self.gguf_file)}
+        files = sorted(
+            p
+            for p in folder.iterdir()
+            if p.is_file() and p.suffix in (".safetensors", ".bin", ".json", ".txt", ".model", ".jinja")
+        )
+        return {"files": {p.name: _sha256_of(p) for p in files}}
+
     def _device_and_dtype(self) -> tuple[str, str]:
         import torch
 
@@ -245,24 +280,17 @@ class ProfileWriter:
         """sha256 of what decides the profiles besides the prompt.
 
         Covers the model (a local GGUF file or folder: the sha256 of its weights, config and
-        tokenizer files, so a moved folder keeps its fingerprint; a hub model: id, revision and
-        resolved commit), the decoding (greedy, ``max_new_tokens``) and the compute dtype.
+        tokenizer files, so a moved folder keeps its fingerprint; a hub model: id, revision and the
+        commit the revision resolves to, once per writer, which is the commit then loaded), the
+        decoding (greedy, ``max_new_tokens``) and the compute dtype.
         """
         source, local = self._source()
         if local:
-            folder = Path(source)
-            if self.gguf_file is not None:
-                model_id: dict[str, Any] = {"gguf": self.gguf_file, "sha256": _sha256_of(folder / self.gguf_file)}
-            else:
-                files = sorted(
-                    p
-                    for p in folder.iterdir()
-                    if p.is_file() and p.suffix in (".safetensors", ".bin", ".json", ".txt", ".model", ".jinja")
-                )
-                model_id = {"files": {p.name: _sha256_of(p) for p in files}}
+            model_id: dict[str, Any] = self._local_model_id(Path(source))
         else:
             transformers = require("transformers")
-            kwargs: dict[str, Any] = {"revision": self.revision, "local_files_only": self.local_files_only}
+            commit = self._commit(source)
+            kwargs: dict[str, Any] = {"revision": commit or self.revision, "local_files_only": self.local_files_only}
             if self.gguf_file is not None:
                 kwargs["gguf_file"] = self.gguf_file
             try:
@@ -273,7 +301,7 @@ class ProfileWriter:
                 "hub": source,
                 "gguf": self.gguf_file,
                 "revision": self.revision,
-                "commit": hub_commit(source, revision=self.revision, local_files_only=self.local_files_only),
+                "commit": commit,
             }
         payload = {
             "format": FORMAT,
@@ -351,6 +379,8 @@ class ProfileWriter:
         found: dict[str, str] = {}
         corrupt = 0
         folder = Path(cache_dir) if cache_dir is not None else None
+        if folder is not None:
+            check_output_dir(folder)  # it, or a folder above it, is a file: a ConfigError, not an OSError
         fingerprint = self.fingerprint() if folder is not None else ""
         keys = {p: _key(fingerprint, kind, p) for p in unique} if folder is not None else {}
         if folder is not None:
@@ -367,11 +397,13 @@ class ProfileWriter:
                     found[p] = hit
         todo = [p for p in unique if p not in found]
         if todo:
-            generated = self._generate(todo, progress=progress)
-            for p, text in zip(todo, generated, strict=True):
-                found[p] = text
-                if folder is not None:
+            save = None
+            if folder is not None:  # each batch is cached as it finishes: an interrupted run keeps its work
+
+                def save(p: str, text: str) -> None:
                     _write_entry(folder, keys[p], kind, p, text)
+
+            found.update(zip(todo, self._generate(todo, progress=progress, done=save), strict=True))
         stats = ProfileStats(
             hits=len(unique) - len(todo),
             generated=len(todo),
@@ -400,12 +432,21 @@ class ProfileWriter:
             ConfigError: the model cannot be loaded.
             MissingDependencyError: ``transformers``, ``gguf`` or ``accelerate`` is missing.
         """
-        source, _ = self._source()
+        source, local = self._source()
         device, dtype = self._device_and_dtype()
-        return _load_model(source, self.gguf_file, self.revision, self.local_files_only, device, dtype)
+        if local:  # the files' hashes key the loaded model: a folder saved anew is loaded anew
+            revision, files = None, json.dumps(self._local_model_id(Path(source)), sort_keys=True)
+        else:
+            revision, files = self._commit(source) or self.revision, None
+        return _load_model(source, self.gguf_file, revision, self.local_files_only, device, dtype, files)
 
-    def _generate(self, prompts: list[str], *, progress: bool) -> list[str]:
-        """Greedy decoding of ``prompts`` in batches sorted by length; outputs stripped, in order."""
+    def _generate(
+        self, prompts: list[str], *, progress: bool, done: Callable[[str, str], None] | None = None
+    ) -> list[str]:
+        """Greedy decoding of ``prompts`` in batches sorted by length; outputs stripped, in order.
+
+        ``done(prompt, output)`` is called for each prompt as soon as its batch is decoded.
+        """
         import torch
 
         tokenizer, model = self.load()
@@ -448,6 +489,8 @@ class ProfileWriter:
             width = enc["input_ids"].shape[1]
             for row, i in enumerate(batch):
                 out[i] = tokenizer.decode(gen[row, width:], skip_special_tokens=True).strip()
+                if done is not None:
+                    done(prompts[i], out[i])
             if bar is not None:
                 bar.update(len(batch))
         if bar is not None:

