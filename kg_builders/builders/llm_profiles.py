@@ -240,7 +240,12 @@ class ProfileWriter:
         commit, so the model that writes the profiles is the one :meth:`fingerprint` names."""
         state = self._state  # type: ignore[attr-defined]
         if "commit" not in state:
-            state["commit"] = hub_commit(source, revision=self.revision, local_files_only=self.local_files_only)
+            state["commit"] = hub_commit(  # a GGUF-only repository has no config.json: found by its file
+                source,
+                revision=self.revision,
+                local_files_only=self.local_files_only,
+                filename=self.gguf_file or "config.json",
+            )
         return state["commit"]
 
     def _local_model_id(self, folder: Path) -> dict[str, Any]:

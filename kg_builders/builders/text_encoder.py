@@ -124,11 +124,14 @@ def identity_of(payload: dict[str, Any], *, machine: bool = False, config: bool 
     return hashlib.sha256(json.dumps(rest, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def hub_files(source: str, *, revision: str | None, local_files_only: bool) -> tuple[str | None, Path | None]:
+def hub_files(
+    source: str, *, revision: str | None, local_files_only: bool, filename: str = "config.json"
+) -> tuple[str | None, Path | None]:
     """The commit a hub model's ``revision`` resolves to, and the folder of its files: ``(commit, folder)``.
 
-    Read from the Hugging Face cache path of its ``config.json``
-    (``.../snapshots/<commit>/config.json``); the commit is None when that path names none.
+    Read from the Hugging Face cache path of one of its files, ``filename``
+    (``.../snapshots/<commit>/config.json``; a GGUF-only repository has no config.json, so its
+    ``.gguf`` file is named instead); the commit is None when that path names none.
     transformers 5 no longer sets ``config._commit_hash``, so this is how a fingerprint learns it.
 
     Raises:
@@ -137,17 +140,19 @@ def hub_files(source: str, *, revision: str | None, local_files_only: bool) -> t
     require("transformers")
     from transformers.utils import cached_file
 
-    path = cached_file(source, "config.json", revision=revision, local_files_only=local_files_only)
+    path = cached_file(source, filename, revision=revision, local_files_only=local_files_only)
     if path is None:
         return None, None
     found = _SNAPSHOT.search(Path(path).as_posix())
     return (found.group(1) if found else None), Path(path).parent
 
 
-def hub_commit(source: str, *, revision: str | None, local_files_only: bool) -> str | None:
+def hub_commit(
+    source: str, *, revision: str | None, local_files_only: bool, filename: str = "config.json"
+) -> str | None:
     """The commit of :func:`hub_files`, or None where it names none or the model cannot be found."""
     try:
-        return hub_files(source, revision=revision, local_files_only=local_files_only)[0]
+        return hub_files(source, revision=revision, local_files_only=local_files_only, filename=filename)[0]
     except (OSError, ValueError):
         return None
 

@@ -270,6 +270,18 @@ def test_a_hub_model_is_loaded_at_the_commit_its_fingerprint_names(hub_cache, tm
     assert record["output"] == by_first[0]
 
 
+def test_a_gguf_only_hub_repository_has_a_commit_too(hub_cache) -> None:
+    """Such repositories hold no config.json; the commit is read from the GGUF file's snapshot path."""
+    commit = "3" * 40
+    repo = hub_cache / "models--fake--gguf-only"
+    (repo / "snapshots" / commit).mkdir(parents=True)
+    (repo / "snapshots" / commit / "model-q8.gguf").write_bytes(b"GGUF")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    writer = ProfileWriter(model="fake/gguf-only", gguf_file="model-q8.gguf", local_files_only=True, device="cpu")
+    assert writer._commit("fake/gguf-only") == commit  # so a push to main is a new fingerprint, not a stale cache
+
+
 def test_a_local_model_saved_anew_is_loaded_anew(tmp_path) -> None:
     """The loaded model is kept per process; a folder retrained in place must not be served from memory."""
     llm_profiles._load_model.cache_clear()
