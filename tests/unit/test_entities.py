@@ -21,7 +21,7 @@ from kg_builders.builders.entities import (
     entity_id,
     normalise_entity_name,
 )
-from kg_builders.errors import ConfigError, DataError, SchemaError
+from kg_builders.errors import ConfigError, DataError, MissingDependencyError, SchemaError
 from kg_builders.fragment import GraphFragment, NodeBlock
 from kg_builders.graph import build_graph
 from kg_builders.sources.mind import load_mind_news
@@ -280,6 +280,37 @@ def test_entity_builder_in_build_graph_records_the_extractor():
     assert entry["settings"]["min_confidence"] == 0.95
     assert entry["info"]["extractor_settings"]["num_names"] == 3
     assert any("confidence below" in d["reason"] and d["count"] == 3 for d in kg.report.dropped)
+
+
+def test_entity_builder_refuses_a_field_that_is_not_text():
+    """Numbers and lists were counted as "missing or blank" texts and silently skipped."""
+    items = pd.DataFrame(
+        {
+            "item_id": ["i1", "i2"],
+            "title": ["Paris", None],
+            "year": pd.array([1990, None], dtype="Int64"),
+            "genres": [("Paris",), None],
+        }
+    )
+    tables = Tables(interactions=_empty_interactions(), items=items)
+    for field, shown in (("year", "1990"), ("genres", "('Paris',)")):
+        with pytest.raises(DataError, match=r"item 'i1'.*is not text") as err:
+            EntityBuilder(_names(), fields=("title", field)).build(tables)
+        assert err.value.field == field and shown in str(err.value)
+    frag = EntityBuilder(_names(), fields=("title",)).build(tables)  # a missing title is still counted
+    assert [(d.reason.split(" (")[0], d.count) for d in frag.dropped] == [("item texts missing or blank", 1)]
+
+
+def test_spacy_extractor_bad_model_is_a_clear_error(tmp_path: Path):
+    """A relative or dotted model name raised a raw ImportError from find_spec; a folder that holds
+    no pipeline, spaCy's raw OSError."""
+    pytest.importorskip("spacy", reason="spaCy (extra 'spacy') is not installed")
+    for name in ("./no-such-model", "no_such.model", str(tmp_path / "absent")):
+        with pytest.raises(MissingDependencyError, match="neither an installed package.*nor a model directory"):
+            SpacyExtractor(name).extract(["Tom Hanks in Paris"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match="cannot load spaCy model"):
+        SpacyExtractor(tmp_path / "empty").extract(["Tom Hanks in Paris"])
 
 
 def test_spacy_extractor_checks_settings():
