@@ -44,7 +44,7 @@ from kg_builders.errors import ConfigError, SchemaError
 logger = logging.getLogger(__name__)
 
 #: bump when the rendering code changes what a template produces (it is part of the template id)
-RENDER_VERSION = 1
+RENDER_VERSION = 2
 
 #: the fields each node type's template may use
 FIELDS: dict[str, tuple[str, ...]] = {
@@ -60,6 +60,8 @@ INCOMING_PHRASES: dict[str, str] = {"mentions": "mentioned in", "has_genre": "ge
 
 #: node types whose nodes have a readable label (users have none)
 _LABELLED = ("item", "entity", "tag")
+#: node types whose label may be a bare id (an entity's name falls back to its id; a tag's too)
+_ID_LIKE = ("entity", "tag")
 
 _LEADING = " \t\n.,;:|-"  # separators left at the start when the fields before them are empty
 _TRAILING = " \t\n,;:|-"  # ... and at the end (a final "." stays)
@@ -172,9 +174,9 @@ class NodeTextTemplates:
         profile_min_weight: interactions with a lower edge weight are left out of profiles
             (``None`` keeps all; e.g. 3.5 keeps only liked movies on a 5-star scale).
         ignore_genres: genre values that mean "none".
-        readable_names_only: a neighbour, entity or tag name without a single letter (a bare
+        readable_names_only: an entity or tag name without a single letter (a bare
             knowledge-graph id such as ``"2353"``) is treated as missing: never listed, and an
-            entity's ``name`` field is empty.
+            entity's ``name`` field is empty. Item titles are always kept (``"300"``, ``"1917"``).
         interaction_relation, genre_relation, tag_relation, user_tag_relation: the relation names
             of ``(user, *, item)``, ``(item, *, entity)`` genres, ``(item, *, tag)`` and ``(user, *, tag)``.
         separator: joins the values of a list field.
@@ -377,7 +379,8 @@ class _GraphView:
     def labels(self, node_type: str) -> list[str]:
         """A name per node: item title, tag text, entity name (else its id after the prefix); users: ``""``.
 
-        With ``readable_names_only``, a name without a letter (a bare KG id like ``"2353"``) is ``""``.
+        With ``readable_names_only``, an entity or tag name without a letter (a bare KG id like
+        ``"2353"``) is ``""``; item titles are kept as they are (``"300"``, ``"1917"`` are titles).
         """
         if node_type not in self._labels:
             if node_type == "item":
@@ -390,7 +393,7 @@ class _GraphView:
                 out = [t or i.partition(":")[2] or i for t, i in zip(out, self.node_ids["entity"], strict=True)]
             else:
                 out = [""] * self.n(node_type)
-            if self.readable_only:
+            if self.readable_only and node_type in _ID_LIKE:
                 out = [t if _readable(t) else "" for t in out]
             self._labels[node_type] = out
         return self._labels[node_type]
@@ -623,6 +626,8 @@ def _user_tags(
         return
     scores = pd.concat(frames, ignore_index=True).groupby(["u", "t"], sort=False)[["own", "via"]].sum().reset_index()
     scores = scores.loc[view.named("tag")[scores["t"].to_numpy(np.int64)]]
+    if scores.empty:  # no edges, or no listable tag: nothing to rank
+        return
     g = scores["u"].to_numpy(np.int64)
     k = scores["t"].to_numpy(np.int64)
     own = scores["own"].to_numpy(np.float64)

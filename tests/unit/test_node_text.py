@@ -200,3 +200,44 @@ def test_fields_table_matches_templates() -> None:
     t = NodeTextTemplates()
     for node_type, names in FIELDS.items():
         assert t.fields_used(node_type) <= set(names)
+
+
+def test_numeric_item_titles_are_listed_but_bare_entity_ids_are_not() -> None:
+    """``readable_names_only`` dropped "300" and "1917" (real titles) from profiles and relations."""
+    kg = KnowledgeGraph(
+        {"user": ["u1"], "item": ["i1", "i2"], "entity": ["person:snyder", "kg:2353"]},
+        {
+            ("user", "interacted", "item"): _store([(0, 0), (0, 1)], [5.0, 4.0]),
+            ("item", "film_film_director", "entity"): _store([(0, 0), (1, 1)]),
+        },
+        node_attrs={
+            "item": {"title": ["300", "Alpha"]},
+            "entity": {"name": ["Zack Snyder", "2353"], "entity_type": ["person", "kg"]},
+        },
+    )
+    texts = node_texts(kg)
+    assert texts["user"] == ["Also likes: Zack Snyder. Watched: 300, Alpha."]
+    assert texts["entity"] == ["Zack Snyder (person). film director of: 300", "(kg). film director of: Alpha"]
+    assert texts["item"] == ["300. film director: Zack Snyder", "Alpha"]  # the bare id is still no name
+
+
+def test_user_profiles_when_no_tag_can_be_listed() -> None:
+    """Tag edge types without edges (every tag under min_count), or only unreadable tags, raised
+    a raw IndexError from the user-tag ranking."""
+    tables = make_synthetic_world(num_users=10, num_items=20, seed=1)
+    kg = build_graph(tables, standard_builders(tables, min_tag_count=10**6))
+    assert kg.num_nodes("tag") == 0 and kg.num_edges(("user", "uses_tag", "tag")) == 0
+    users = node_texts(kg, NodeTextTemplates(user="[Tags: {tags}. ]Watched: {titles}."))["user"]
+    assert len(users) == 10 and all(u.startswith("Watched: ") for u in users)
+
+    kg = KnowledgeGraph(
+        {"user": ["u1"], "item": ["i1"], "tag": ["2001"]},
+        {
+            ("user", "interacted", "item"): _store([(0, 0)]),
+            ("item", "tagged_with", "tag"): _store([(0, 0)]),
+            ("user", "uses_tag", "tag"): _store([(0, 0)]),
+        },
+        node_attrs={"item": {"title": ["Alpha"]}, "tag": {"text": ["2001"]}},
+    )
+    assert node_texts(kg)["user"] == ["Watched: Alpha."]
+    assert node_texts(kg, NodeTextTemplates(readable_names_only=False))["user"] == ["Tags: 2001. Watched: Alpha."]
