@@ -61,9 +61,8 @@ def _fsync_dir(path: Path) -> None:
     except OSError:  # Windows: a directory cannot be opened, and its renames are durable already
         return
     try:
-        os.fsync(fd)
-    except OSError:  # some file systems (network mounts) refuse fsync on a directory
-        pass
+        with contextlib.suppress(OSError):  # some file systems (network mounts) refuse fsync on a directory
+            os.fsync(fd)
     finally:
         os.close(fd)
 

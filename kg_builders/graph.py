@@ -669,17 +669,17 @@ def first_unjsonable(
 ) -> tuple[int, Exception] | None:
     """``(position, json's error)`` of the first of ``values`` JSON cannot hold, or None (one
     ``json.dumps`` of the whole list when all can, the common case)."""
-    try:
-        json.dumps(list(values), default=default)
-        return None
-    except (TypeError, ValueError):
-        pass
-    for i, x in enumerate(values):
+
+    def error(x: Any) -> Exception | None:
         try:
             json.dumps(x, default=default)
         except (TypeError, ValueError) as exc:
-            return i, exc
-    return None
+            return exc
+        return None
+
+    if error(list(values)) is None:
+        return None
+    return next(((i, exc) for i, x in enumerate(values) if (exc := error(x)) is not None), None)
 
 
 def _json_values(values: Sequence[Any], what: Callable[[int], str]) -> list[Any]:
