@@ -320,6 +320,36 @@ def duplicate_rows(
     return out, issues
 
 
+def repeated_rows(frame: pd.DataFrame, key: Sequence[str], *, earliest: str | None = None) -> tuple[pd.DataFrame, int]:
+    """Keep one row per ``key``: for facts that hold once however often a file writes them.
+
+    A tag a user put on an item is such a fact: written twice (a file concatenated with itself, an
+    export that repeats rows), it is still one assignment, so the copies are removed rather than
+    rejected as bad rows, and the caller logs how many. The row kept is the first in the file; it
+    gets the smallest ``earliest`` value (a timestamp) of its copies. Rows with a missing key value
+    are all kept (two tags by unknown users may be two people's). Like :func:`duplicate_rows`, the
+    line numbers in ``frame.attrs`` stay aligned.
+
+    Returns:
+        ``(frame, number of rows removed)``.
+    """
+    cols = list(key)
+    known = frame[cols].notna().all(axis=1).to_numpy()
+    dup = frame.duplicated(subset=cols, keep="first").to_numpy() & known
+    if not dup.any():
+        return frame, 0
+    out = frame.copy()
+    if earliest is not None and earliest in frame.columns:
+        first = frame.loc[known].groupby(cols, sort=False)[earliest].transform("min")
+        out.loc[known, earliest] = first.astype(frame[earliest].dtype)
+    out = out.loc[~dup].reset_index(drop=True)
+    out.attrs = dict(frame.attrs)
+    lines = frame.attrs.get("lines")
+    if lines is not None:
+        out.attrs["lines"] = lines[~dup]
+    return out, int(dup.sum())
+
+
 def reject_rows(
     frame: pd.DataFrame,
     bad: np.ndarray | pd.Series,

@@ -43,7 +43,9 @@ item_entities; every interaction's item is in items (when items are given). With
 ``on_error="raise"`` a bad row raises :class:`~kg_builders.errors.DataError` naming the file, the
 line (CSV/TSV: the line in the file; Parquet: the row index + 1) and the column; with
 ``on_error="skip"`` it is dropped and listed in ``Tables.issues``. Repeated triples are removed and
-counted in the log.
+counted in the log, and so are repeated tag assignments: a (user_id, item_id, tag) written twice is one
+assignment, kept with the earliest timestamp (rows without a user_id are all kept, since two of them may
+be two people's).
 
 Citation: when you publish results on your own data, cite the data's own source; this reader adds
 nothing to cite.
@@ -72,6 +74,7 @@ from kg_builders.sources._reader import (
     plain,
     read_delimited,
     reject_rows,
+    repeated_rows,
 )
 from kg_builders.sources.kg_triples import one_entity_per_item
 from kg_builders.tables import SCHEMAS, SPLIT_VALUES, RowIssue, Tables
@@ -209,6 +212,10 @@ def _read_table(path: Path, name: str, on_error: str) -> tuple[pd.DataFrame, lis
     if key is not None:
         frame, more = duplicate_rows(frame, key, what=f"{', '.join(key)}", on_error=on_error)
         issues += more
+    if name == "tag_assignments" and "user_id" in frame.columns:
+        frame, repeats = repeated_rows(frame, ["user_id", "item_id", "tag"], earliest="timestamp")
+        if repeats:
+            logger.info("%s: %d repeated (user_id, item_id, tag) row(s) counted once", path, repeats)
     if name == "triples":
         dup = frame.duplicated(subset=["head", "relation", "tail"]).to_numpy()
         if dup.any():

@@ -11,7 +11,9 @@ Files (tab separated, one header line, no quoting):
 ``user_taggedartists.dat`` ``userID artistID tagID day month year`` (latin-1, CRLF) ->
     ``tag_assignments``: item_id, tag (the tag's text), user_id, timestamp (the date at 00:00 UTC as
     Unix seconds). A tagID missing from ``tags.dat`` is an error; an artist missing from
-    ``artists.dat`` is kept (the graph builder drops such rows and counts them).
+    ``artists.dat`` is kept (the graph builder drops such rows and counts them). A (user, artist,
+    tag) written more than once (a file concatenated with itself) is one assignment: the copies
+    are removed, the earliest date kept, and their number logged (the published file has none).
 ``user_friends.dat``  ``userID friendID`` -> ``social`` (user_id, friend_id).
 
 Citation: Iván Cantador, Peter Brusilovsky and Tsvi Kuflik. 2011. 2nd Workshop on Information
@@ -37,6 +39,7 @@ from kg_builders.sources._reader import (
     plain,
     read_delimited,
     reject_rows,
+    repeated_rows,
 )
 from kg_builders.tables import Tables
 
@@ -165,6 +168,13 @@ def load_hetrec_lastfm(path: str | Path, *, on_error: str = "raise") -> Tables:
             "timestamp": seconds,
         }
     )
+    tag_assignments, repeats = repeated_rows(tag_assignments, ["user_id", "item_id", "tag"], earliest="timestamp")
+    if repeats:
+        logger.info(
+            "%s: %d repeated (user, artist, tag) row(s) counted once, at the earliest date",
+            d / "user_taggedartists.dat",
+            repeats,
+        )
     absent = int((~tag_assignments["item_id"].isin(items["item_id"])).sum())
     if absent:
         logger.info("%s: %d tag assignment(s) on artists absent from artists.dat (kept)", SOURCE, absent)

@@ -32,7 +32,8 @@ Checks (``on_error="raise"`` raises :class:`~kg_builders.errors.DataError` namin
 ``"skip"`` drops the row and lists it in ``Tables.issues``): ratings finite and within the flavour's
 range, no duplicate (user, movie) rating, no duplicate movie or user id (the first row is kept when
 skipping), and every rating, tag and link refers to a known movie (and, where a users file exists,
-a known user).
+a known user). A (user, movie, tag) written more than once in ``tags.csv`` is one tag assignment:
+the copies are removed (not an error), the earliest timestamp kept, and their number logged.
 
 Citation: F. Maxwell Harper and Joseph A. Konstan. 2015. The MovieLens Datasets: History and Context.
 ACM Transactions on Interactive Intelligent Systems 5(4), 19:1-19:19. https://doi.org/10.1145/2827872
@@ -57,6 +58,7 @@ from kg_builders.sources._reader import (
     plain,
     read_delimited,
     reject_rows,
+    repeated_rows,
     year_from_title,
 )
 from kg_builders.tables import RowIssue, Tables, validate
@@ -340,6 +342,11 @@ def _load_latest(d: Path, on_error: str) -> Tables:
         issues += more
         tags, more = _known(tags, "item_id", items["item_id"], "movies.csv", on_error)
         issues += more
+        tags, repeats = repeated_rows(tags, ["user_id", "item_id", "tag"], earliest="timestamp")
+        if repeats:
+            logger.info(
+                "%s: %d repeated (user, movie, tag) row(s) counted once, at the earliest time", d / "tags.csv", repeats
+            )
         tags = plain(tags[["item_id", "tag", "user_id", "timestamp"]])
     return Tables(interactions=inter, items=items, tag_assignments=tags, issues=tuple(issues))
 

@@ -27,6 +27,8 @@ import logging
 import xml.sax
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin, urlsplit
+from urllib.request import url2pathname
 
 import pandas as pd
 
@@ -47,6 +49,8 @@ FORMATS: dict[str, str] = {
     ".jsonld": "json-ld",
 }
 LITERAL_COLUMNS = ["subject", "predicate", "value", "datatype", "lang"]
+#: rdflib's names of its JSON-LD parser
+JSON_LD = ("json-ld", "application/ld+json")
 
 
 def load_rdf(
@@ -64,9 +68,18 @@ def load_rdf(
         format: an rdflib format name (``turtle``, ``nt``, ``xml``, ``json-ld``, ...); ``None``
             guesses it from the suffix (:data:`FORMATS`).
         item_predicate: the predicate that gives a resource's item id: a full IRI or a prefixed
-            name (``ex:itemId``) using a prefix the file declares (JSON-LD alone: where the
-            ``@context`` reuses one of rdflib's prefix names, such as ``schema:``, rdflib's IRI wins;
-            pass the full IRI there).
+            name (``ex:itemId``) using a prefix the file declares (rdflib's own prefixes, such as
+            its ``schema:`` for ``https://schema.org/``, never count). In JSON-LD the names are
+            those of the file's ``@context``, expanded as rdflib's parser expands a property: a
+            term (``"itemId": "http://example.org/itemId"`` or ``{"@id": ...}``) names its IRI, a
+            compact IRI ``ex:itemId`` needs ``ex`` to be a prefix there (its IRI ends in ``/``,
+            ``#`` or another delimiter, or it sets ``"@prefix": true``), and a bare name not
+            defined as a term falls under ``@vocab``. Every ``@context`` object in the file counts
+            (the top one, those of nested objects, those scoped to a term or a type); where they
+            give the name different IRIs, the one the file's statements use is taken. A context
+            given by reference (a URL string, or ``@import``) is read when it is a local file
+            (a path relative to the document, or a ``file:`` URL); a remote one is not fetched
+            for this, so a name that only it defines is an error naming it: pass the full IRI.
         item_map: a table with item_id and entity_id (the entity as its IRI string).
         on_error: ``"raise"`` or ``"skip"``, for an item mapped to two entities (skipping keeps
             the first, by entity IRI order for ``item_predicate`` and by row for ``item_map``, and
@@ -78,10 +91,12 @@ def load_rdf(
         entity_id (empty when neither ``item_predicate`` nor ``item_map`` is given).
 
     Raises:
-        ConfigError: both ``item_predicate`` and ``item_map``, an unknown prefix, or a suffix with
-            no known format.
-        DataError: the file is missing or does not parse (names the line where rdflib gives one),
-            or an item is mapped to two entities.
+        ConfigError: both ``item_predicate`` and ``item_map``, an unknown prefix or JSON-LD term
+            (the message lists the declared ones), a JSON-LD name with two meanings, or a suffix
+            with no known format.
+        DataError: the file is missing or does not parse (names the line where rdflib gives one;
+            a JSON-LD file whose remote ``@context`` rdflib cannot fetch is one), or an item is
+            mapped to two entities.
         SchemaError: ``item_map`` lacks item_id or entity_id.
         MissingDependencyError: rdflib is not installed.
     """
@@ -109,8 +124,16 @@ def load_rdf(
         if line is None and fmt == "nt":
             line, why = _ntriples_error(p, rdflib) or (None, why)
         raise DataError(f"not valid {fmt}: {why}", file=p, line=line) from exc
+    except OSError as exc:  # JSON-LD: rdflib fetches a remote @context while parsing (urllib's URLError)
+        hint = " (a remote @context that cannot be fetched?)" if fmt in JSON_LD else ""
+        raise DataError(f"cannot read {fmt}: {_message(exc)}{hint}", file=p) from exc
 
-    pred = _resolve(graph, item_predicate, rdflib) if item_predicate is not None else None
+    pred = None
+    if item_predicate is not None:
+        if fmt in JSON_LD:
+            pred = _resolve_jsonld(p, graph, item_predicate, rdflib)
+        else:
+            pred = _resolve(graph, item_predicate, rdflib)
     if any(isinstance(t, rdflib.BNode) for triple in graph for t in triple):
         # rdflib labels blank nodes at random on each parse: canonical labels make two loads of one
         # file give the same tables (and a rebuilt graph the same entity ids)
@@ -174,19 +197,178 @@ def _node(term: Any, rdflib: Any) -> str:
     return term.n3() if isinstance(term, rdflib.BNode) else str(term)
 
 
+def _is_iri(name: str) -> bool:
+    return "://" in name or name.startswith("urn:")
+
+
 def _resolve(graph: Any, name: str, rdflib: Any) -> Any:
-    """The predicate IRI for a full IRI or a prefixed name declared in the file."""
-    if "://" in name or name.startswith("urn:"):
+    """The predicate IRI for a full IRI or a prefixed name declared in the file (not JSON-LD)."""
+    if _is_iri(name):
         return rdflib.URIRef(name)
     prefix, sep, local = name.partition(":")
     if not sep:
-        raise ConfigError(f"item_predicate must be an IRI or a prefixed name like 'ex:itemId', got {name!r}")
+        raise ConfigError(
+            f"item_predicate must be an IRI or a prefixed name like 'ex:itemId', got {name!r} "
+            "(a bare term is read from a JSON-LD @context only)"
+        )
     namespaces = dict(graph.namespaces())
     if prefix not in namespaces:
         raise ConfigError(
             f"item_predicate prefix {prefix!r} is not declared in the file; declared: {sorted(namespaces)}"
         )
     return rdflib.URIRef(str(namespaces[prefix]) + local)
+
+
+def _resolve_jsonld(path: Path, graph: Any, name: str, rdflib: Any) -> Any:
+    """The predicate IRI that a name means in a JSON-LD file's own ``@context``.
+
+    rdflib's JSON-LD parser binds its own prefixes (``schema:`` as ``https://schema.org/``) next to
+    the file's, so the graph's namespaces cannot tell what the file means by ``schema:``: the
+    contexts are read from the file instead, with rdflib's ``Context`` (the class its parser
+    expands property names with). Contexts in local files the document names are read too;
+    remote ones are not fetched here.
+
+    Raises:
+        ConfigError: the name is defined by no local context (the message lists the declared
+            prefixes and terms, and any remote context left unread), is a reverse property or a
+            keyword alias, or means different IRIs in different contexts, none or several of which
+            the file's statements use.
+    """
+    if _is_iri(name):
+        return rdflib.URIRef(name)
+    from rdflib.plugins.shared.jsonld.context import UNDEF, Context
+
+    try:  # the parse has succeeded, so this is JSON (UTF-8 by the JSON-LD spec)
+        doc = json.loads(path.read_text(encoding="utf-8-sig"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"cannot read the JSON-LD @context: {_message(exc)}", file=path) from exc
+    remote: list[str] = []
+    contexts: dict[tuple[int, str, bool], Any] = {}  # (parent, source, propagate) -> context
+    base = path.resolve().as_uri()
+
+    def local_parts(source: Any, url: str, seen: frozenset[str]) -> list[Any]:
+        """The context objects (and nulls) of a @context value; a local file it names is read."""
+        parts: list[Any] = []
+        for part in source if isinstance(source, list) else [source]:
+            if isinstance(part, dict) and isinstance(part.get("@import"), str):
+                parts += local_parts(part["@import"], url, seen)
+                part = {k: v for k, v in part.items() if k != "@import"}
+            if isinstance(part, str):
+                ref = urljoin(url, part)
+                loaded = _local_json(ref) if ref not in seen else None
+                if isinstance(loaded, dict) and "@context" in loaded:
+                    parts += local_parts(loaded["@context"], ref, seen | {ref})
+                else:  # a remote URL, or a file that cannot be read: not fetched here
+                    remote.append(part)
+            elif isinstance(part, dict) or part is None:  # null resets the context
+                parts.append(part)
+        return parts
+
+    def enter(parent: Any, source: Any, propagate: bool = True) -> Any:
+        parts = local_parts(source, base, frozenset())
+        key = (id(parent), json.dumps(parts, sort_keys=True, default=str), propagate)
+        if key not in contexts:
+            contexts[key] = parent.subcontext(parts, propagate) if parts else parent
+        return contexts[key]
+
+    def scoped(term: Any) -> Any:
+        return None if term is None or term.context is UNDEF else term.context
+
+    def walk(node: Any, ctx: Any) -> None:
+        if isinstance(node, list):
+            for item in node:
+                walk(item, ctx)
+            return
+        if not isinstance(node, dict) or "@value" in node:
+            return
+        if "@context" in node:
+            ctx = enter(ctx, node["@context"])
+        types = node.get("@type", [])
+        for t in types if isinstance(types, list) else [types]:
+            source = scoped(ctx.terms.get(t)) if isinstance(t, str) else None
+            if source is not None:
+                ctx = enter(ctx, source, propagate=False)
+        for key, value in node.items():
+            term = ctx.terms.get(key)
+            if key == "@context" or (term is not None and term.type == "@json"):
+                continue  # a JSON literal holds no node objects
+            source = scoped(term)
+            walk(value, ctx if source is None else enter(ctx, source))
+
+    root = Context(base=base)
+    walk(doc, root)
+    meanings: set[str] = set()
+    for ctx in {id(c): c for c in contexts.values() if c is not root}.values():
+        term = ctx.terms.get(name)
+        if term is not None:
+            if term.reverse:
+                raise ConfigError(
+                    f"item_predicate {name!r} is a reverse property (@reverse) in the file's @context; "
+                    f"pass the IRI {term.id!r} of the predicate instead"
+                )
+            iri = term.id
+        else:
+            prefix, sep, local = name.partition(":")
+            if sep:
+                ns = ctx.terms.get(prefix)
+                iri = ns.id + local if ns is not None and ns.prefix and ns.id else None
+            else:
+                iri = ctx.vocab + name if ctx.vocab else None
+        if iri is not None:
+            if iri.startswith("@") or ":" not in iri:
+                raise ConfigError(f"item_predicate {name!r} means {iri!r} in the file's @context, not a predicate IRI")
+            meanings.add(iri)
+    if len(meanings) > 1:
+        used = {iri for iri in meanings if (None, rdflib.URIRef(iri), None) in graph}
+        if len(used) != 1:
+            raise ConfigError(
+                f"item_predicate {name!r} means {sorted(meanings)} in different @context parts of the file "
+                f"({'none' if not used else 'several'} of them used); pass the full IRI"
+            )
+        meanings = used
+    if meanings:
+        iri = meanings.pop()
+        if remote and (None, rdflib.URIRef(iri), None) not in graph:
+            logger.warning(
+                "%s: %r is %s by the local @context; %s and may define it otherwise", path, name, iri, _unread(remote)
+            )
+        return rdflib.URIRef(iri)
+    declared: set[str] = set()
+    terms: set[str] = set()
+    for ctx in contexts.values():
+        for term_name, term in ctx.terms.items():
+            if term.id and not term.id.startswith("@"):
+                (declared if term.prefix else terms).add(term_name)
+    unread = f"; {_unread(remote)}: pass the full IRI" if remote else ""
+    prefix, sep, _ = name.partition(":")
+    if sep:
+        why = f"prefix {prefix!r} is not declared in the file's @context"
+        if prefix in terms:
+            why += " (it is a term there, but not a prefix: its IRI ends in no '/' or '#' and it sets no \"@prefix\": true)"
+    else:
+        why = f"{name!r} is not a term of the file's @context, which sets no @vocab"
+    raise ConfigError(f"item_predicate {why}; declared: {_listed(declared)}, terms: {_listed(terms)}{unread}")
+
+
+def _local_json(url: str) -> Any:
+    """The JSON of a ``file:`` URL naming a readable file, else ``None`` (other URLs are not fetched)."""
+    parts = urlsplit(url)
+    if parts.scheme != "file":
+        return None
+    try:
+        return json.loads(Path(url2pathname(parts.path)).read_text(encoding="utf-8-sig"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+
+
+def _unread(refs: list[str]) -> str:
+    return f"the @context(s) {sorted(set(refs))} (remote, or no readable local file) are not read here"
+
+
+def _listed(names: set[str], most: int = 20) -> str:
+    """Sorted names, at most ``most`` of them shown."""
+    shown = sorted(names)
+    return str(shown) if len(shown) <= most else f"{shown[:most]} and {len(shown) - most} more"
 
 
 def _error_line(exc: BaseException) -> int | None:

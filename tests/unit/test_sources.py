@@ -351,6 +351,37 @@ def test_movie_wiki_exact_then_normalised(tmp_path: Path, caplog: pytest.LogCapt
     assert "text for 3 of 5 items (1 exact, 2 normalised" in caplog.text
 
 
+def test_movielens_and_generic_repeated_tag_rows_are_one_assignment(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # as in the Last.fm reader: a (user, item, tag) written twice is one assignment at its earliest time
+    d = latest(tmp_path)
+    tags = "userId,movieId,tag,timestamp\n2,1,pixar,1445714994\n2,11,politics,1445714996\n"
+    write(d / "tags.csv", tags + "2,1,pixar,1445714000\n2,1,Pixar,1445714999\n")  # "Pixar": another spelling
+    with caplog.at_level(logging.INFO, logger="kg_builders.sources.movielens"):
+        ta = load_movielens(d).tag_assignments
+    assert ta[["user_id", "item_id", "tag"]].values.tolist() == [
+        ["2", "1", "pixar"],
+        ["2", "11", "politics"],
+        ["2", "1", "Pixar"],
+    ]
+    assert ta["timestamp"].tolist() == [1445714000, 1445714996, 1445714999]
+    assert "1 repeated (user, movie, tag) row(s) counted once" in caplog.text
+
+    write(tmp_path / "inter.csv", "user_id,item_id\nalice,m1\n")
+    write(
+        tmp_path / "tags.csv",
+        "item_id,tag,user_id,timestamp\nm1,funny,alice,20\nm1,funny,,30\nm1,funny,alice,10\nm1,funny,,40\n",
+    )
+    write(tmp_path / "anon.csv", "item_id,tag\nm1,funny\nm1,funny\n")
+    with caplog.at_level(logging.INFO, logger="kg_builders.sources.generic"):
+        ta = load_generic(tmp_path, interactions="inter.csv", tags="tags.csv").tag_assignments
+    assert ta["user_id"].tolist()[0] == "alice" and ta["user_id"].isna().tolist() == [False, True, True]
+    assert ta["timestamp"].tolist() == [10, 30, 40]  # two tags by unknown users may be two people's: kept
+    assert "1 repeated (user_id, item_id, tag) row(s) counted once" in caplog.text
+    assert len(load_generic(tmp_path, interactions="inter.csv", tags="anon.csv").tag_assignments) == 2
+
+
 # --- Last.fm HetRec -----------------------------------------------------------------------------
 
 
@@ -406,6 +437,25 @@ def test_lastfm_bad_date_and_encoding(tmp_path: Path) -> None:
     with pytest.raises(DataError) as err:
         load_hetrec_lastfm(d)
     assert err.value.file.endswith("artists.dat") and err.value.line == 3 and "utf-8" in str(err.value)
+
+
+def test_lastfm_repeated_tag_row_is_one_assignment(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from kg_builders.builders import TagBuilder
+
+    head = "userID\tartistID\ttagID\tday\tmonth\tyear\r\n"
+    rows = "2\t1\t1\t1\t5\t2009\r\n3\t2\t2\t1\t4\t2009\r\n"
+    # the file concatenated with itself (no second header), and user 2's row again with an earlier date
+    tagged = head + rows + rows + "2\t1\t1\t1\t4\t2009\r\n"
+    with caplog.at_level(logging.INFO, logger="kg_builders.sources.lastfm"):
+        t = load_hetrec_lastfm(lastfm(tmp_path, tagged=tagged))
+    ta = t.tag_assignments
+    assert ta[["user_id", "item_id", "tag"]].values.tolist() == [["2", "1", "metal"], ["3", "2", "rock français"]]
+    assert ta["timestamp"].tolist() == [1238544000, 1238544000]  # 2009-04-01: the earliest of user 2's copies
+    assert t.issues == () and "3 repeated (user, artist, tag) row(s) counted once" in caplog.text
+    frag = TagBuilder().build(t)
+    assert frag.nodes["tag"].attrs["count"] == [1, 1]
+    assert frag.edges[("item", "tagged_with", "tag")].weight.tolist() == [1.0, 1.0]
+    assert frag.edges[("user", "uses_tag", "tag")].weight.tolist() == [1.0, 1.0]
 
 
 # --- LightGCN / KGAT ----------------------------------------------------------------------------
@@ -835,6 +885,109 @@ def test_rdf_item_predicate_uses_the_prefix_the_file_declares(tmp_path: Path, pr
     assert literals.empty and triples["relation"].tolist() == [f"{iri}creator"]
     with pytest.raises(ConfigError, match=rf"declared: \['{prefix}'\]"):
         load_rdf(f, item_predicate="owl:identifier")  # known to rdflib, not declared in the file
+
+
+def test_rdf_jsonld_item_predicate_uses_the_files_own_context(tmp_path: Path) -> None:
+    # rdflib's JSON-LD parser binds its own schema: (https) next to the file's (http): the file's wins,
+    # in an object context, a list of them, one in a local file the document names, and a nested one
+    import json
+
+    write(tmp_path / "ctx.jsonld", json.dumps({"@context": {"ex": "http://example.org/"}}))
+    doc = {
+        "@context": [
+            "ctx.jsonld",
+            {"schema": "http://schema.org/", "itemId": {"@id": "ex:itemId"}, "name": "http://schema.org/name"},
+        ],
+        "@graph": [
+            {"@id": "ex:m1", "schema:identifier": "1", "itemId": "11", "name": "One"},
+            {"@context": {"@vocab": "http://vocab.example/"}, "@id": "ex:m2", "code": "c2", "ex:itemId": "12"},
+        ],
+    }
+    f = write(tmp_path / "kg.jsonld", json.dumps(doc))
+    m1, m2 = "http://example.org/m1", "http://example.org/m2"
+    for name, mapped in [
+        ("schema:identifier", [["1", m1]]),
+        ("itemId", [["11", m1], ["12", m2]]),  # a term of the @context names its IRI, like ex:itemId
+        ("ex:itemId", [["11", m1], ["12", m2]]),
+        ("name", [["One", m1]]),
+        ("code", [["c2", m2]]),  # a bare name under the nested context's @vocab
+        ("http://schema.org/identifier", [["1", m1]]),
+    ]:
+        _, _, ie = load_rdf(f, item_predicate=name)
+        assert ie.values.tolist() == mapped, name
+    with pytest.raises(ConfigError, match=r"prefix 'owl' is not declared in the file's @context") as err:
+        load_rdf(f, item_predicate="owl:identifier")  # known to rdflib, not to the file
+    assert "declared: ['ex', 'schema'], terms: ['itemId', 'name']" in str(err.value)
+
+
+def test_rdf_jsonld_terms_that_name_no_predicate_or_two(tmp_path: Path) -> None:
+    import json
+
+    ctx = {
+        "ex": "http://example.org/",
+        "ns": "http://example.org/ns",  # no final / or #: a term, not a prefix
+        "id": "@id",
+        "parent": {"@reverse": "http://example.org/child"},
+        "itemId": "ex:itemId",
+    }
+    doc = {
+        "@context": ctx,
+        "@id": "ex:m1",
+        "itemId": "1",
+        "ex:part": {"@context": {"itemId": "http://other.org/itemId"}, "@id": "ex:p1", "itemId": "2"},
+    }
+    f = write(tmp_path / "kg.jsonld", json.dumps(doc))
+    for name, message in [
+        ("ns:x", r"prefix 'ns' is not declared .*a term there, but not a prefix"),
+        ("title", r"'title' is not a term of the file's @context, which sets no @vocab; declared: \['ex'\]"),
+        ("id", r"'id' means '@id' .*not a predicate IRI"),
+        ("parent", r"reverse property .*'http://example.org/child'"),
+        ("itemId", r"means \['http://example.org/itemId', 'http://other.org/itemId'\] .*several of them used"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            load_rdf(f, item_predicate=name)
+    # where only one of the two meanings is used by a statement, that one is the item predicate
+    del doc["ex:part"]["itemId"]
+    _, _, ie = load_rdf(write(tmp_path / "one.jsonld", json.dumps(doc)), item_predicate="itemId")
+    assert ie.values.tolist() == [["1", "http://example.org/m1"]]
+
+
+def test_rdf_jsonld_remote_context_is_not_fetched_for_the_item_predicate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+    from urllib.error import URLError
+
+    import rdflib.plugins.shared.jsonld.context as jsonld_context
+
+    fetched: list[str] = []
+
+    def fetch(url: str, *args: object, **kwargs: object) -> tuple[dict, None]:  # rdflib's parse, offline
+        fetched.append(url)
+        return {"@context": {"sch": "http://schema.org/"}}, None
+
+    monkeypatch.setattr(jsonld_context, "source_to_json", fetch)
+    doc = {
+        "@context": ["https://contexts.example/ctx.jsonld", {"ex": "http://example.org/"}],
+        "@id": "ex:m1",
+        "ex:itemId": "1",
+        "sch:identifier": "9",
+    }
+    f = write(tmp_path / "kg.jsonld", json.dumps(doc))
+    _, literals, ie = load_rdf(f, item_predicate="ex:itemId")
+    assert ie.values.tolist() == [["1", "http://example.org/m1"]] and len(fetched) == 1  # the parse's only
+    with pytest.raises(ConfigError, match=r"prefix 'sch' .*\['https://contexts.example/ctx.jsonld'\] .*not read"):
+        load_rdf(f, item_predicate="sch:identifier")
+    _, _, ie = load_rdf(f, item_predicate="http://schema.org/identifier")
+    assert ie.values.tolist() == [["9", "http://example.org/m1"]]
+
+    def offline(url: str, *args: object, **kwargs: object) -> None:
+        raise URLError("Name or service not known")
+
+    monkeypatch.setattr(jsonld_context, "source_to_json", offline)
+    with pytest.raises(DataError, match="remote @context") as err:
+        load_rdf(f)
+    assert err.value.file == str(f)
 
 
 def test_mind_null_confidence_is_missing_and_a_bad_one_a_row_error(tmp_path: Path) -> None:
