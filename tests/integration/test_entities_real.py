@@ -8,7 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from kg_builders.builders.entities import EntityBuilder, SpacyExtractor
+from kg_builders.builders.entities import DEFAULT_SPACY_LABELS, EntityBuilder, SpacyExtractor
+from kg_builders.errors import MissingDependencyError
 from kg_builders.sources.mind import load_mind_news
 from kg_builders.tables import Tables
 
@@ -29,7 +30,21 @@ def mind() -> Tables:
 @pytest.fixture(scope="module")
 def spacy_extractor() -> SpacyExtractor:
     pytest.importorskip("spacy", reason="spaCy (extra 'spacy') is not installed")
-    return SpacyExtractor()
+    extractor = SpacyExtractor()
+    try:
+        extractor.settings()  # finds the model's package
+    except MissingDependencyError as exc:
+        pytest.skip(f"spaCy's en_core_web_sm is not installed: {exc}")
+    return extractor
+
+
+PARAGRAPHS = [
+    "Tom Hanks starred in Forrest Gump, which Robert Zemeckis directed for Paramount Pictures.",
+    "Steven Spielberg grew up in Phoenix, Arizona, and later founded DreamWorks with David Geffen.",
+    "The Louvre in Paris lent three paintings to the Metropolitan Museum of Art in New York.",
+    "Angela Merkel met Emmanuel Macron in Berlin to discuss the budget of the European Union.",
+    "Microsoft bought a studio in Seattle, and Satya Nadella announced the deal in London.",
+]
 
 
 def test_load_mind_news_counts(mind: Tables):
@@ -85,3 +100,54 @@ def test_entity_builder_links_movies_through_people(spacy_extractor: SpacyExtrac
     assert nodes.attrs["name"][nodes.ids.index("person:woody allen")] == "Woody Allen"
     assert frag.info["texts"] == 500 and frag.info["extractor_settings"]["model"] == "en_core_web_sm"
     assert any("entity types" in d.reason and d.count > 0 for d in frag.dropped)
+
+
+def test_spacy_reads_a_text_over_a_million_characters_as_if_whole(spacy_extractor: SpacyExtractor):
+    """A text over spaCy's ``nlp.max_length`` (1,000,000 characters) raised spaCy's raw E088 and aborted
+    the build. It is read in pieces of at most 100,000 characters, and the mentions are those of spaCy
+    reading it whole. (Whitespace runs keep the text cheap: spaCy makes each run one token.)"""
+    spacy = pytest.importorskip("spacy")
+    # "Spielberg" straddles character 100,000, the end of the first piece: the split is before it
+    text = " " * 99_995 + "Spielberg directed Jaws for Universal Pictures in California."
+    for paragraph in PARAGRAPHS * 2:
+        text += "\n" + " " * 95_000 + paragraph
+    assert len(text) > 1_000_000
+
+    found = spacy_extractor.extract(["Tom Hanks in Paris", text])
+    assert [(m.surface, m.entity_type) for m in found[0]] == [("Tom Hanks", "PERSON"), ("Paris", "GPE")]
+    got = [(m.surface, m.entity_type, m.start, m.end) for m in found[1]]
+    assert all(text[start:end] == surface for surface, _, start, end in got)
+    whole = spacy.load(spacy_extractor.settings()["package"])
+    whole.max_length = 2 * len(text)  # safe here: the whitespace runs are few tokens
+    keep = set(DEFAULT_SPACY_LABELS)
+    expected = [(e.text, e.label_, e.start_char, e.end_char) for e in whole(text).ents if e.label_ in keep]
+    assert got == expected
+    assert got[0] == ("Spielberg", "PERSON", 99_995, 100_004)
+    assert {("Angela Merkel", "PERSON"), ("Seattle", "GPE")} <= {(s, t) for s, t, _, _ in got}
+
+
+def test_spacy_long_text_in_pieces_gives_the_mentions_of_the_pieces(spacy_extractor: SpacyExtractor):
+    """With ``max_chars=100`` each paragraph (85 to 93 characters) and its break is one piece: the
+    mentions are those of the paragraphs read one by one, with offsets into the whole text."""
+    text = "\n\n".join(PARAGRAPHS)
+    pieces, starts, start = [], [], 0
+    for paragraph in PARAGRAPHS:
+        piece = text[start : start + len(paragraph) + 2]  # the paragraph and its "\n\n"
+        assert piece.strip() == paragraph
+        pieces.append(piece)
+        starts.append(start)
+        start += len(piece)
+    by_piece = spacy_extractor.extract(pieces)
+    expected = [
+        (m.surface, m.entity_type, offset + m.start, offset + m.end)
+        for offset, mentions in zip(starts, by_piece, strict=True)
+        for m in mentions
+    ]
+    assert {("Tom Hanks", "PERSON"), ("Paris", "GPE"), ("Microsoft", "ORG")} <= {(s, t) for s, t, _, _ in expected}
+
+    small = SpacyExtractor(max_chars=100, batch_size=2)
+    short, long_found, last = small.extract(["Berlin", text, PARAGRAPHS[-1]])
+    assert [(m.surface, m.entity_type, m.start, m.end) for m in long_found] == expected
+    assert all(text[m.start : m.end] == m.surface for m in long_found)
+    assert [(m.surface, m.entity_type) for m in short] == [("Berlin", "GPE")]
+    assert [(m.surface, m.start) for m in last] == [(m.surface, m.start) for m in by_piece[-1]]

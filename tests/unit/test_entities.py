@@ -4,6 +4,7 @@ transformers plumbing (a tiny randomly initialised model built offline)."""
 from __future__ import annotations
 
 import json
+import re
 import unicodedata
 from pathlib import Path
 
@@ -318,7 +319,107 @@ def test_spacy_extractor_checks_settings():
         SpacyExtractor(batch_size=0)
     with pytest.raises(ConfigError, match="labels"):
         SpacyExtractor(labels="PERSON")
+    for bad in (0, -5, True, 1.5, "100000"):
+        with pytest.raises(ConfigError, match="max_chars"):
+            SpacyExtractor(max_chars=bad)
     assert SpacyExtractor().extract([]) == []  # no model is loaded for no text
+
+
+# spaCy: long texts are read in pieces
+RULER_NAMES = {"Tom Hanks": "PERSON", "Spielberg": "PERSON", "Dr. Smith": "PERSON", "Paris": "GPE"}
+
+
+def _ruler_pipeline(path: Path) -> Path:
+    """A spaCy pipeline saved to ``path`` whose ``ner`` is an entity ruler over :data:`RULER_NAMES`.
+
+    A ruler finds its names whatever the context, so a text read in pieces must give exactly the
+    mentions of the whole text, unless a piece boundary cuts a name; no statistical model is needed.
+    """
+    spacy = pytest.importorskip("spacy", reason="spaCy (extra 'spacy') is not installed")
+    nlp = spacy.blank("en")
+    ruler = nlp.add_pipe("entity_ruler", name="ner")
+    ruler.add_patterns([{"label": label, "pattern": name} for name, label in RULER_NAMES.items()])
+    nlp.to_disk(path)
+    return path
+
+
+def _ruler_mentions(text: str) -> list[tuple[str, str, int, int, float]]:
+    """Every occurrence of a :data:`RULER_NAMES` name in ``text``: what the ruler finds reading it whole."""
+    pattern = "|".join(re.escape(n) for n in RULER_NAMES)
+    return [(m.group(), RULER_NAMES[m.group()], m.start(), m.end(), 1.0) for m in re.finditer(pattern, text)]
+
+
+def test_spacy_extractor_reads_a_text_longer_than_spacy_max_length(tmp_path: Path):
+    """A text over spaCy's ``nlp.max_length`` (1,000,000 characters) raised spaCy's raw E088 and
+    aborted the whole build; it is now read in pieces of at most ``max_chars`` (100,000) characters,
+    split at whitespace, with the mentions' offsets into the whole text."""
+    path = _ruler_pipeline(tmp_path / "nlp")
+    paragraph = "Tom Hanks met Spielberg in Paris.\n\n"
+    # "Spielberg" straddles character 100,000, the end of the first piece: a cut at the limit would
+    # leave "Spiel" and "berg"; the split is at the whitespace before it
+    head = " " * 99_995 + "Spielberg and Tom Hanks"
+    text = head + ("\n" + " " * 9_000 + paragraph) * 110
+    assert len(text) > 1_000_000 and text.index("Spielberg") < 100_000 < text.index("Spielberg") + len("Spielberg")
+    texts = ["Paris, said Tom Hanks", text, ""]
+    expected = [_ruler_mentions(t) for t in texts]
+    assert len(expected[1]) == 2 + 110 * 3
+
+    found = SpacyExtractor(path).extract(texts)
+    assert [_spans(ms) for ms in found] == expected
+    for t, ms in zip(texts, found, strict=True):
+        assert all(t[m.start : m.end] == m.surface for m in ms)
+    # a max_chars above the pipeline's nlp.max_length is capped at it, not handed to spaCy
+    assert [_spans(ms) for ms in SpacyExtractor(path, max_chars=5_000_000).extract(texts)] == expected
+
+
+def test_spacy_extractor_splits_long_texts_at_breaks_and_batches_pieces(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Pieces end at a paragraph break, else a line break, else ". ", else any whitespace; only a
+    window without whitespace is cut hard. Each case below has a name that a cut at the last
+    whitespace (or at the limit) would split."""
+    spacy = pytest.importorskip("spacy", reason="spaCy (extra 'spacy') is not installed")
+    path = _ruler_pipeline(tmp_path / "nlp")
+    max_chars = 60
+    texts = [
+        # ". " in the second half of the window wins over the space inside "Tom Hanks" (55)
+        "Paris " * 7 + "was nice. Tom Hanks came back to Paris. " + "Paris " * 9,
+        # a paragraph break wins over the ". " inside "Dr. Smith" (the last one before 60)
+        "Paris " * 6 + "is far.\n\nThen came Dr. Smith, then Tom Hanks. " * 3,
+        # a line break wins over the space inside "Tom Hanks"
+        "Paris " * 7 + "and more\nThen Tom Hanks came to Paris, and Paris again and again",
+        # only whitespace: the split is before "Spielberg", which straddles the limit
+        "word " * 11 + "Spielberg and Tom Hanks " * 4,
+        "Paris",  # short texts around the long ones keep their place
+        "",
+        # no whitespace for 200 characters: hard cuts, never inside a letter's combining mark
+        "e\u0301" * 100 + " Paris",
+        "x" * 200 + " Paris and Tom Hanks",
+    ]
+    calls: list[list[str]] = []
+    original = spacy.language.Language.pipe
+
+    def recording_pipe(self, pieces, **kwargs):
+        pieces = list(pieces)
+        calls.append(pieces)
+        return original(self, pieces, **kwargs)
+
+    ex = SpacyExtractor(path, max_chars=max_chars, batch_size=3)
+    ex.extract(["Paris"])  # loads the pipeline (the ruler runs nlp.pipe on its patterns as it loads)
+    monkeypatch.setattr(spacy.language.Language, "pipe", recording_pipe)
+    found = ex.extract(texts)
+
+    assert [_spans(ms) for ms in found] == [_ruler_mentions(t) for t in texts]  # as if read whole
+    assert all(found[i] for i in (0, 1, 2, 3, 4, 6, 7))
+    for t, ms in zip(texts, found, strict=True):
+        assert all(t[m.start : m.end] == m.surface for m in ms)
+    pieces = [p for call in calls for p in call]
+    assert "".join(pieces) == "".join(texts)  # in order, nothing lost or repeated
+    assert len(pieces) > len(texts)
+    # a batch holds at most batch_size pieces and at most max_chars characters
+    assert all(len(call) <= 3 and sum(map(len, call)) <= max_chars for call in calls)
+    assert all(not unicodedata.category(p[:1]).startswith("M") for p in pieces if p)
+    assert ex.settings()["max_chars"] == max_chars and "max_chars=60" in repr(ex)
 
 
 # ------------------------------------------------------------------------------ MIND reader
@@ -400,11 +501,12 @@ LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
 WORDS = ["alice", "bob", "met", "in", "paris", "london", "the", "and"]
 
 
-def _tiny_model(path: Path, *, favour: str | None) -> Path:
-    """A 2-layer BERT with hidden size 32 and a word-level tokenizer, saved to ``path``.
+def _tiny_model(path: Path, *, favour: str | None, arch: str = "bert") -> Path:
+    """A 2-layer BERT (or RoBERTa) with hidden size 32 and a word-level tokenizer, saved to ``path``.
 
     ``favour``: a label whose classifier bias is raised so every word gets it (``None``: the
-    random initialisation decides).
+    random initialisation decides). Both have 64 position embeddings and a tokenizer saved
+    without a length limit; RoBERTa numbers positions from ``padding_idx + 1``, so it holds 63 tokens.
     """
     torch = pytest.importorskip("torch", reason="the transformers extractor needs torch")
     transformers = pytest.importorskip("transformers", reason="the transformers extractor needs transformers")
@@ -420,8 +522,13 @@ def _tiny_model(path: Path, *, favour: str | None) -> Path:
     fast = transformers.PreTrainedTokenizerFast(
         tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]"
     )
-    config = transformers.BertConfig(
+    config_class, model_class = {
+        "bert": (transformers.BertConfig, transformers.BertForTokenClassification),
+        "roberta": (transformers.RobertaConfig, transformers.RobertaForTokenClassification),
+    }[arch]
+    config = config_class(
         vocab_size=len(vocab),
+        pad_token_id=vocab["[PAD]"],
         hidden_size=32,
         num_hidden_layers=2,
         num_attention_heads=2,
@@ -432,7 +539,7 @@ def _tiny_model(path: Path, *, favour: str | None) -> Path:
     )
     with torch.random.fork_rng():
         torch.manual_seed(0)
-        model = transformers.BertForTokenClassification(config)
+        model = model_class(config)
     if favour is not None:
         with torch.no_grad():
             model.classifier.weight.zero_()
@@ -465,6 +572,20 @@ def test_transformers_extractor_spans_types_and_scores(tmp_path: Path):
     (long_found,) = ex.extract([long_text])
     assert [m.surface for m in long_found] == long_text.split()
     assert all(long_text[m.start : m.end] == m.surface for m in long_found)
+
+
+def test_transformers_extractor_long_text_on_a_model_with_offset_positions(tmp_path: Path):
+    """RoBERTa-style models number positions from ``padding_idx + 1``: 64 position embeddings hold
+    63 tokens. With a tokenizer saved without its limit, the windows were 64 tokens long and every
+    text longer than the model raised torch's raw "index 64 is out of bounds"."""
+    path = _tiny_model(tmp_path / "roberta", favour="B-PER", arch="roberta")
+    ex = TransformersExtractor(path, local_files_only=True, batch_size=2)
+    long_text = " ".join(WORDS * 20)  # 160 words, 162 tokens
+    texts = ["alice met bob", long_text, " ".join(WORDS * 8)]  # 64 words: 66 tokens, just over 63
+    found = ex.extract(texts)
+    for text, ms in zip(texts, found, strict=True):
+        assert [m.surface for m in ms] == text.split()
+        assert all(text[m.start : m.end] == m.surface and m.entity_type == "PER" for m in ms)
 
 
 def test_transformers_extractor_random_model_plumbing(tmp_path: Path):
