@@ -20,6 +20,10 @@ class TagBuilder:
     tag. Edge weights count assignments. Node attributes: ``text`` (the most frequent original
     spelling) and ``count``.
 
+    A user who puts one tag on one item in two spellings ("Rock" and "rock") made one assignment:
+    a (user, item, normalised tag) counts once in every count and weight (the first row is kept;
+    the others are reported as dropped). Rows without a user each count, as before.
+
     Args:
         min_count: a tag needs at least this many assignments (after normalisation) to be kept.
         min_items: a tag must be used on at least this many distinct items.
@@ -50,8 +54,20 @@ class TagBuilder:
             dropped.append(Dropped("TagBuilder", "empty tags after normalisation", int(empty.sum())))
         df = pd.DataFrame({"item_id": ta["item_id"].astype(str), "key": keys, "raw": ta["tag"].astype(str).str.strip()})
         if "user_id" in ta.columns:
-            df["user_id"] = ta["user_id"].astype(str)
+            df["user_id"] = ta["user_id"].astype(str).where(ta["user_id"].notna())  # a missing user stays missing
         df = df.loc[~empty.to_numpy()]
+        if "user_id" in df.columns:
+            # the sources drop a row repeated with the same text; spellings that normalise alike are
+            # repeats too (a missing user is no user: those rows are never merged)
+            repeated = df["user_id"].notna() & df.duplicated(["user_id", "item_id", "key"])
+            if repeated.any():
+                examples = [
+                    f"user {u}, item {i}: {r!r}"
+                    for u, i, r in df.loc[repeated, ["user_id", "item_id", "raw"]].head(3).itertuples(index=False)
+                ]
+                reason = "repeated (user, item, tag) assignments (tags compared normalised) counted once"
+                dropped.append(Dropped("TagBuilder", reason, int(repeated.sum()), examples))
+                df = df.loc[~repeated.to_numpy()]
         stats = df.groupby("key").agg(count=("raw", "size"), items=("item_id", "nunique"))
         keep = stats.index[(stats["count"] >= self.min_count) & (stats["items"] >= self.min_items)]
         rare = ~df["key"].isin(keep)

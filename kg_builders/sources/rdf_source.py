@@ -1,4 +1,8 @@
-"""Reader for an external knowledge graph in RDF (Turtle, N-Triples, RDF/XML, JSON-LD), via rdflib.
+"""Reader for an external knowledge graph in RDF (Turtle, N-Triples, RDF/XML, JSON-LD, TriG, N-Quads), via rdflib.
+
+The knowledge graph is a set of triples: the statements of every graph in the file (the default
+graph and each named graph of TriG, N-Quads or JSON-LD) are read as one graph, their union; the
+graph names are dropped, and a statement written in two graphs is one triple.
 
 Statements are split in two tables:
 
@@ -47,7 +51,12 @@ FORMATS: dict[str, str] = {
     ".xml": "xml",
     ".owl": "xml",
     ".jsonld": "json-ld",
+    ".trig": "trig",
+    ".nq": "nquads",
 }
+#: rdflib's names of the formats that have no prefix declarations: a prefixed item_predicate names
+#: none of their prefixes (rdflib's N-Quads parser binds its own into the graph: they never count)
+PREFIXLESS = ("nt", "ntriples", "nt11", "application/n-triples", "nquads", "application/n-quads")
 LITERAL_COLUMNS = ["subject", "predicate", "value", "datatype", "lang"]
 #: rdflib's names of its JSON-LD parser
 JSON_LD = ("json-ld", "application/ld+json")
@@ -63,18 +72,22 @@ def load_rdf(
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Parse an RDF file into resource triples, literal triples and the item-to-entity table.
 
+    A file with named graphs (TriG, N-Quads, JSON-LD) is read as the union of all its graphs, the
+    default one included: graph names are dropped, and a statement in two graphs is one triple.
+
     Args:
         path: the RDF file.
-        format: an rdflib format name (``turtle``, ``nt``, ``xml``, ``json-ld``, ...); ``None``
-            guesses it from the suffix (:data:`FORMATS`).
+        format: an rdflib format name (``turtle``, ``nt``, ``xml``, ``json-ld``, ``trig``,
+            ``nquads``, ...); ``None`` guesses it from the suffix (:data:`FORMATS`).
         item_predicate: the predicate that gives a resource's item id: a full IRI or a prefixed
             name (``ex:itemId``) using a prefix the file declares (rdflib's own prefixes, such as
-            its ``schema:`` for ``https://schema.org/``, never count). In JSON-LD the names are
-            those of the file's ``@context``, expanded as rdflib's parser expands a property: a
-            term (``"itemId": "http://example.org/itemId"`` or ``{"@id": ...}``) names its IRI, a
-            compact IRI ``ex:itemId`` needs ``ex`` to be a prefix there (its IRI ends in ``/``,
-            ``#`` or another delimiter, or it sets ``"@prefix": true``), and a bare name not
-            defined as a term falls under ``@vocab``. Every ``@context`` object in the file counts
+            its ``schema:`` for ``https://schema.org/``, never count; N-Triples and N-Quads
+            declare none, so there it is a full IRI). Its statements count in every graph of
+            the file. In JSON-LD the names are those of the file's ``@context``, expanded as
+            rdflib's parser expands a property: a term (``"itemId": "http://example.org/itemId"``
+            or ``{"@id": ...}``) names its IRI, a compact IRI ``ex:itemId`` needs ``ex`` to be a
+            prefix there (its IRI ends in ``/``, ``#`` or another delimiter, or it sets
+            ``"@prefix": true``), and a bare name not defined as a term falls under ``@vocab``. Every ``@context`` object in the file counts
             (the top one, those of nested objects, those scoped to a term or a type); where they
             give the name different IRIs, the one the file's statements use is taken. A context
             given by reference (a URL string, or ``@import``) is read when it is a local file
@@ -92,8 +105,8 @@ def load_rdf(
 
     Raises:
         ConfigError: both ``item_predicate`` and ``item_map``, an unknown prefix or JSON-LD term
-            (the message lists the declared ones), a JSON-LD name with two meanings, or a suffix
-            with no known format.
+            (the message lists the declared ones), a prefixed name in N-Triples or N-Quads, a
+            JSON-LD name with two meanings, or a suffix with no known format.
         DataError: the file is missing or does not parse (names the line where rdflib gives one;
             a JSON-LD file whose remote ``@context`` rdflib cannot fetch is one), or an item is
             mapped to two entities.
@@ -116,9 +129,9 @@ def load_rdf(
     rdflib = require("rdflib")
     # no prefixes of rdflib's own: a file's ``schema:`` (http) or ``dc:`` (terms) would otherwise lose
     # to rdflib's (https, elements) and ``item_predicate`` name a predicate the file never uses
-    graph = rdflib.Graph(bind_namespaces="none")
+    parsed = rdflib.Graph(bind_namespaces="none")
     try:
-        graph.parse(p, format=fmt)
+        parsed.parse(p, format=fmt)
     except (SyntaxError, ValueError, xml.sax.SAXException, rdflib.exceptions.Error) as exc:
         line, why = _error_line(exc), _message(exc)
         if line is None and fmt == "nt":
@@ -127,13 +140,15 @@ def load_rdf(
     except OSError as exc:  # JSON-LD: rdflib fetches a remote @context while parsing (urllib's URLError)
         hint = " (a remote @context that cannot be fetched?)" if fmt in JSON_LD else ""
         raise DataError(f"cannot read {fmt}: {_message(exc)}{hint}", file=p) from exc
+    graph = _union(parsed, rdflib)
 
     pred = None
     if item_predicate is not None:
         if fmt in JSON_LD:
             pred = _resolve_jsonld(p, graph, item_predicate, rdflib)
         else:
-            pred = _resolve(graph, item_predicate, rdflib)
+            declared = None if fmt in PREFIXLESS else dict(parsed.namespaces())
+            pred = _resolve(declared, item_predicate, rdflib, fmt=fmt)
     if any(isinstance(t, rdflib.BNode) for triple in graph for t in triple):
         # rdflib labels blank nodes at random on each parse: canonical labels make two loads of one
         # file give the same tables (and a rebuilt graph the same entity ids)
@@ -193,6 +208,18 @@ def load_rdf(
     return triples, lit, ie
 
 
+def _union(parsed: Any, rdflib: Any) -> Any:
+    """The statements of every graph of a parse, as one graph (each distinct triple once).
+
+    rdflib parses the default graph of a file into the graph it is given and each named graph
+    (TriG, N-Quads, JSON-LD) into another graph of the same store, which that graph does not show:
+    the store's union of all its graphs is read instead.
+    """
+    union = rdflib.Graph(bind_namespaces="none")
+    union.addN((s, pr, o, union) for (s, pr, o), _ in parsed.store.triples((None, None, None), context=None))
+    return union
+
+
 def _node(term: Any, rdflib: Any) -> str:
     return term.n3() if isinstance(term, rdflib.BNode) else str(term)
 
@@ -201,8 +228,11 @@ def _is_iri(name: str) -> bool:
     return "://" in name or name.startswith("urn:")
 
 
-def _resolve(graph: Any, name: str, rdflib: Any) -> Any:
-    """The predicate IRI for a full IRI or a prefixed name declared in the file (not JSON-LD)."""
+def _resolve(namespaces: dict[str, Any] | None, name: str, rdflib: Any, *, fmt: str) -> Any:
+    """The predicate IRI for a full IRI or a prefixed name among the file's prefixes (not JSON-LD).
+
+    ``namespaces`` is ``None`` for a format that has no prefix declarations (:data:`PREFIXLESS`).
+    """
     if _is_iri(name):
         return rdflib.URIRef(name)
     prefix, sep, local = name.partition(":")
@@ -211,7 +241,8 @@ def _resolve(graph: Any, name: str, rdflib: Any) -> Any:
             f"item_predicate must be an IRI or a prefixed name like 'ex:itemId', got {name!r} "
             "(a bare term is read from a JSON-LD @context only)"
         )
-    namespaces = dict(graph.namespaces())
+    if namespaces is None:
+        raise ConfigError(f"item_predicate {name!r}: {fmt} declares no prefixes; pass the full IRI")
     if prefix not in namespaces:
         raise ConfigError(
             f"item_predicate prefix {prefix!r} is not declared in the file; declared: {sorted(namespaces)}"

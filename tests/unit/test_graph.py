@@ -101,6 +101,31 @@ def test_tag_min_count(tiny_tables) -> None:
     assert kg.node_ids["tag"] == ["funny"]
 
 
+def test_tag_spellings_of_one_user_item_tag_count_once(tiny_tables) -> None:
+    # the sources drop a (user, item, tag) row repeated with the same text; "Rock" and "rock " of one
+    # user on one item are the same assignment too once normalised, so they must not weigh twice
+    tags = pd.DataFrame(
+        {
+            "user_id": ["u1", "u1", "u2", None, None, "u1", "u1"],
+            "item_id": ["i1", "i1", "i1", "i1", "i1", "i2", "i2"],
+            "tag": ["Rock", "rock ", "ROCK", "rock", "Rock", "Rock", "Jazz"],
+        }
+    )
+    kg = build_graph(tiny_tables.replace(tag_assignments=tags), [InteractionBuilder(), TagBuilder()])
+    assert kg.node_ids["tag"] == ["rock", "jazz"]
+    assert kg.node_attrs["tag"]["count"] == [5, 1]  # u1's two spellings on i1 are one; userless rows each count
+    assert _edges(kg, ("item", "tagged_with", "tag")) == {("i1", "rock"): 4.0, ("i2", "rock"): 1.0, ("i2", "jazz"): 1.0}
+    assert _edges(kg, ("user", "uses_tag", "tag")) == {("u1", "rock"): 2.0, ("u2", "rock"): 1.0, ("u1", "jazz"): 1.0}
+    repeated = [d for d in kg.report.dropped if d["stage"] == "TagBuilder" and "repeated" in d["reason"]]
+    assert [d["count"] for d in repeated] == [1]
+    # min_count counts assignments, so the repeat does not lift "rock" to 6
+    for min_count, kept in [(5, ["rock"]), (6, [])]:
+        built = build_graph(
+            tiny_tables.replace(tag_assignments=tags), [InteractionBuilder(), TagBuilder(min_count=min_count)]
+        )
+        assert built.node_ids["tag"] == kept, min_count
+
+
 def test_genre_entities(tiny_graph) -> None:
     kg = tiny_graph
     genre_ids = [i for i in kg.node_ids["entity"] if i.startswith("genre:")]

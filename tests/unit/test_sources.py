@@ -610,6 +610,73 @@ def test_rdf_errors(tmp_path: Path) -> None:
         load_rdf(tmp_path / "missing.ttl")
 
 
+# A file with named graphs is read as the union of its graphs: the default graph and every named one
+TRIG = """@prefix ex: <http://example.org/> .
+ex:m1 ex:itemId "1" ; ex:director ex:p1 .
+ex:g1 {
+  ex:m2 ex:itemId "2" ; ex:director ex:p1 ; ex:award _:a .
+  ex:m1 ex:director ex:p1 .
+}
+ex:g2 { _:a ex:name "Oscar" . }
+"""
+NQUADS = """<http://example.org/m1> <http://example.org/itemId> "1" .
+<http://example.org/m1> <http://example.org/director> <http://example.org/p1> .
+<http://example.org/m2> <http://example.org/itemId> "2" <http://example.org/g1> .
+<http://example.org/m2> <http://example.org/director> <http://example.org/p1> <http://example.org/g1> .
+<http://example.org/m2> <http://example.org/award> _:a <http://example.org/g1> .
+<http://example.org/m1> <http://example.org/director> <http://example.org/p1> <http://example.org/g1> .
+_:a <http://example.org/name> "Oscar" <http://example.org/g2> .
+"""
+
+
+@pytest.mark.parametrize(("name", "text"), [("kg.trig", TRIG), ("kg.nq", NQUADS)])
+def test_rdf_quad_formats_read_the_statements_of_every_graph(tmp_path: Path, name: str, text: str) -> None:
+    f = write(tmp_path / name, text)
+    item_predicate = "ex:itemId" if name.endswith(".trig") else "http://example.org/itemId"
+    triples, literals, ie = load_rdf(f, item_predicate=item_predicate)  # the format guessed from the suffix
+    ex = "http://example.org/"
+    award = triples.loc[triples["relation"] == ex + "award", "tail"].tolist()
+    assert len(award) == 1 and award[0].startswith("_:")
+    # ex:m1 ex:director ex:p1 is in the default graph and in ex:g1: one triple
+    assert triples.values.tolist() == [
+        [ex + "m1", ex + "director", ex + "p1"],
+        [ex + "m2", ex + "award", award[0]],
+        [ex + "m2", ex + "director", ex + "p1"],
+    ]
+    # the blank node of ex:g1 and of ex:g2 is one node: its name hangs on the award
+    assert literals[["subject", "predicate", "value"]].values.tolist() == [[award[0], ex + "name", "Oscar"]]
+    # the item predicate maps the items of the default graph and of a named graph
+    assert ie.values.tolist() == [["1", ex + "m1"], ["2", ex + "m2"]]
+    again, lit_again, ie_again = load_rdf(f, item_predicate=item_predicate)
+    assert again.equals(triples) and lit_again.equals(literals) and ie_again.equals(ie)
+    _, plain, _ = load_rdf(f)
+    assert sorted(plain["value"]) == ["1", "2", "Oscar"]
+
+
+def test_rdf_item_predicate_prefixes_of_quad_formats_are_the_files_own(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"prefix 'schema' .*declared: \['ex'\]"):
+        load_rdf(write(tmp_path / "kg.trig", TRIG), item_predicate="schema:identifier")
+    # N-Quads declares no prefixes: rdflib's own (schema:, foaf:, ...) are not offered as the file's
+    with pytest.raises(ConfigError, match=r"nquads declares no prefixes; pass the full IRI"):
+        load_rdf(write(tmp_path / "kg.nq", NQUADS), item_predicate="schema:identifier")
+
+
+def test_rdf_jsonld_named_graph_statements_are_read(tmp_path: Path) -> None:
+    import json
+
+    doc = {
+        "@context": {"ex": "http://example.org/"},
+        "@graph": [
+            {"@id": "ex:m1", "ex:itemId": "1"},
+            {"@id": "ex:g1", "@graph": [{"@id": "ex:m2", "ex:itemId": "2", "ex:director": {"@id": "ex:p1"}}]},
+        ],
+    }
+    triples, _, ie = load_rdf(write(tmp_path / "kg.jsonld", json.dumps(doc)), item_predicate="ex:itemId")
+    ex = "http://example.org/"
+    assert triples.values.tolist() == [[ex + "m2", ex + "director", ex + "p1"]]
+    assert ie.values.tolist() == [["1", ex + "m1"], ["2", ex + "m2"]]
+
+
 # --- generic ------------------------------------------------------------------------------------
 
 
