@@ -14,6 +14,9 @@ Parts (``--part``, repeatable; default all):
   - MMR: test Recall@20 / NDCG@20 against intra-list diversity (cosine distance of the items'
     text features), coverage and novelty for diversity λ in {0, 0.1, 0.2, 0.3, 0.5}, on the
     protocol A test set (training and validation items masked).
+* ``explain``: ``explain``'s exact path scoring on the ``serve`` model, each candidate path's
+  masked propagation run on its own against ``MASK_CHUNK`` paths propagated together, at torch
+  threads 1 and 2, on an idle machine and next to two busy processes (``part_explain``).
 * ``cold``: a cold-item split of ml-latest-small (10 % of the items held out for test, 10 % for
   validation; seed 2026). The training graph holds no test item at all: no node, no tag, no KG
   triple. GraphRec is trained (epoch chosen on the validation items, which stay in the graph as
@@ -26,6 +29,7 @@ Parts (``--part``, repeatable; default all):
 
     python benchmarks/recommender_api.py                # both parts (about 10 minutes on 2 cores)
     python benchmarks/recommender_api.py --part cold
+    python benchmarks/recommender_api.py --part explain --reuse-model   # the model a serve run saved
 
 Writes benchmarks/results/recommender_api.json and recommender_api.md.
 """
@@ -80,18 +84,27 @@ def _fit(kg: Any, sp: Any) -> tuple[Any, float]:
 
 
 # ------------------------------------------------------------------------------ serve
+def _model(cache: Path, work: Path, *, reuse: bool) -> tuple[Any, Any, Any, float | None]:
+    """``(kg, split, recommender, fit seconds)``: the protocol-A GraphRec, trained and saved, or the saved one."""
+    from graph_rec.recommender import Recommender
+
+    kg, sp = _prepare("random", cache)
+    fit_s = None
+    if not (reuse and (work / "ml-graphrec" / "recommender.json").is_file()):
+        rec, fit_s = _fit(kg, sp)
+        rec.save(work / "ml-graphrec", overwrite=True)
+    return kg, sp, Recommender.load(work / "ml-graphrec"), fit_s
+
+
 def part_serve(cache: Path, work: Path, *, reuse: bool = False, previous: dict | None = None) -> dict[str, Any]:
     from graph_rec.data import RecData
     from graph_rec.eval.evaluator import EvalConfig, evaluate
     from graph_rec.models.base import Scorer
     from graph_rec.recommender import Recommender
 
-    kg, sp = _prepare("random", cache)
-    if reuse and (work / "ml-graphrec" / "recommender.json").is_file():
+    kg, sp, _, fit_s = _model(cache, work, reuse=reuse)
+    if fit_s is None:
         fit_s = (previous or {}).get("fit_seconds", float("nan"))  # the model of the previous run
-    else:
-        rec, fit_s = _fit(kg, sp)
-        rec.save(work / "ml-graphrec", overwrite=True)
     t0 = time.perf_counter()
     rec = Recommender.load(work / "ml-graphrec")
     load_s = time.perf_counter() - t0
@@ -248,6 +261,69 @@ def _path_coverage(rec: Any) -> dict[str, Any]:
             any_path += bool(reach[row, j])
             with_know += bool(know[row, j])
     return {"pairs": total, "with_path": round(any_path / total, 4), "with_knowledge_path": round(with_know / total, 4)}
+
+
+# ------------------------------------------------------------------------------ explain
+def part_explain(cache: Path, work: Path, *, reuse: bool = False, pairs: int = 60) -> dict[str, Any]:
+    """``explain``'s exact path scoring, one path at a time against paths propagated together.
+
+    The two steps of ``explain`` for (user, top-1 item) pairs of the protocol-A GraphRec: the
+    candidate paths (64), then their masked scores, with each path's masked propagation run on
+    its own (``chunk=1``: how every path was scored until 2026-12-08) or ``MASK_CHUNK`` paths at
+    once. Interleaved per pair, at torch threads 1 and 2, on an idle machine and next to two
+    processes that each keep a core busy (a shared server): every small parallel torch step then
+    waits for a descheduled thread, so the number of steps, not their size, sets the time.
+    """
+    import subprocess
+
+    from graph_rec.explore.attribution import MASK_CHUNK
+
+    _, _, rec, _ = _model(cache, work, reuse=reuse)
+    rng = np.random.default_rng(0)
+    users = list(rec.user_ids)
+    picked = [(u, rec.recommend(u, k=1).item_ids[0]) for u in rng.choice(users, pairs, replace=False)]
+    view = rec.propagation_view()
+    g = rec.data.graph
+    nodes = [
+        (
+            rec._user_idx(rec._snap, [u])[0][0] + g.node_offsets["user"],
+            rec._item_idx(rec._snap, [i])[0][0] + g.node_offsets["item"],
+        )
+        for u, i in picked
+    ]
+    threads0 = torch.get_num_threads()
+    out: dict[str, Any] = {"pairs": pairs, "chunk": MASK_CHUNK, "conditions": []}
+    max_diff = 0.0
+    for load in ("idle", "two busy processes"):
+        spinners = []
+        if load != "idle":
+            spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+            time.sleep(1.0)
+        try:
+            for threads in (1, 2):
+                torch.set_num_threads(threads)
+                times: dict[int, list[float]] = {1: [], MASK_CHUNK: []}
+                for k, (u, i) in enumerate(nodes):
+                    scores = {}
+                    for chunk in (1, MASK_CHUNK) if k % 2 == 0 else (MASK_CHUNK, 1):
+                        t = time.perf_counter()
+                        with torch.inference_mode():
+                            paths = view.candidate_paths(u, i, max_hops=3, candidates=64)
+                            scores[chunk] = view.masked_scores(u, i, paths, chunk=chunk)
+                        times[chunk].append(time.perf_counter() - t)
+                    max_diff = max(max_diff, float((scores[1] - scores[MASK_CHUNK]).abs().max()))
+                row = {"load": load, "threads": threads}
+                row.update({f"chunk_{c}": latency_ms(v) for c, v in times.items()})
+                row["speedup_p50"] = round(row["chunk_1"]["p50_ms"] / row[f"chunk_{MASK_CHUNK}"]["p50_ms"], 1)
+                out["conditions"].append(row)
+                print(row, flush=True)
+        finally:
+            for spinner in spinners:
+                spinner.kill()
+                spinner.wait()
+            torch.set_num_threads(threads0)
+    out["max_abs_score_difference"] = max_diff
+    return out
 
 
 # ------------------------------------------------------------------------------ cold start
@@ -449,6 +525,26 @@ def markdown(res: dict[str, Any]) -> str:
                 f"{m['coverage@20']:.4f} | {m['novelty@20']:.3f} |"
             )
         lines.append("")
+    e = res.get("explain")
+    if e:
+        c = e["chunk"]
+        lines += [
+            f"`explain`'s path scoring, one path's masked propagation at a time against {c} at once "
+            f"(measured {e['meta']['date']}, commit {e['meta']['git_commit'][:7]}"
+            f"{' with this change not yet committed' if e['meta'].get('git_dirty') else ''}; {e['pairs']} (user, top-1 item) "
+            "pairs, 64 candidate paths each, interleaved per pair; the same scores to "
+            f"{e['max_abs_score_difference']:.1e}):",
+            "",
+            f"| machine | torch threads | one path at a time p50 / p99 | {c} paths at once p50 / p99 | p50 ratio |",
+            "|---|---|---|---|---|",
+        ]
+        for r in e["conditions"]:
+            one, many = r["chunk_1"], r[f"chunk_{c}"]
+            lines.append(
+                f"| {r['load']} | {r['threads']} | {one['p50_ms']} / {one['p99_ms']} ms | "
+                f"{many['p50_ms']} / {many['p99_ms']} ms | {r['speedup_p50']}x |"
+            )
+        lines.append("")
     c = res.get("cold")
     if c:
         lines += [
@@ -470,7 +566,7 @@ def markdown(res: dict[str, Any]) -> str:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--part", action="append", choices=["serve", "cold"])
+    p.add_argument("--part", action="append", choices=["serve", "explain", "cold"])
     p.add_argument("--cache-dir", default=str(ROOT / "data" / "cache"))
     p.add_argument("--work", default=str(ROOT / "out" / "bench-api"))
     p.add_argument("--markdown-only", action="store_true")
@@ -482,14 +578,18 @@ def main() -> int:
         sys.exit(f"needs {SHARED / 'ml-latest-small'}")
     res = json.loads(OUT_JSON.read_text()) if OUT_JSON.is_file() else {}
     if not args.markdown_only:
-        res["meta"] = run_metadata()
         work = Path(args.work)
         work.mkdir(parents=True, exist_ok=True)
-        for part in args.part or ["serve", "cold"]:
+        for part in args.part or ["serve", "explain", "cold"]:
             t0 = time.perf_counter()
             if part == "serve":
+                res["meta"] = run_metadata()
                 res[part] = part_serve(Path(args.cache_dir), work, reuse=args.reuse_model, previous=res.get("serve"))
+            elif part == "explain":  # reuses the model serve saved in this run
+                reuse = args.reuse_model or "serve" in (args.part or ["serve"])
+                res[part] = {"meta": run_metadata(), **part_explain(Path(args.cache_dir), work, reuse=reuse)}
             else:
+                res["meta"] = run_metadata()
                 res[part] = part_cold(Path(args.cache_dir))
             res[part]["seconds"] = round(time.perf_counter() - t0, 1)
             res[part]["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)

@@ -817,10 +817,9 @@ class Recommender:
         i = items[0] + g.node_offsets["item"]
         with torch.inference_mode():
             score = view.score(view.h[u], view.h[i])
-            scored = []
-            for edges in view.candidate_paths(u, i, max_hops=max_hops, candidates=candidates):
-                drop = score - view.masked_score(u, i, view.hop_edges(edges))
-                scored.append((drop, edges))
+            paths = view.candidate_paths(u, i, max_hops=max_hops, candidates=candidates)
+            drops = score - view.masked_scores(u, i, paths)
+            scored = list(zip(drops.tolist(), paths, strict=True))
         scored.sort(key=lambda t: (-t[0], t[1]))
         paths = tuple(self._graph_path(view, edges, drop) for drop, edges in scored[:max_paths])
         return Explanation(user_id=snap.user_ids[users[0]], item_id=snap.item_ids[items[0]], score=score, paths=paths)

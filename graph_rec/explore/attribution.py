@@ -38,6 +38,9 @@ from torch import Tensor
 from graph_rec.data import expand_ranges
 from graph_rec.errors import ConfigError
 
+#: paths whose masked scores are propagated together (benchmarks/recommender_api.py, part explain)
+MASK_CHUNK = 16
+
 
 class PropagationView:
     """A trained GraphRec's propagation, frozen, for explanations and fold-in.
@@ -235,52 +238,75 @@ class PropagationView:
         src, dst = self.model.propagation.src, self.model.propagation.dst
         return [int(src[edges[0]])] + [int(dst[e]) for e in edges]
 
-    def hop_edges(self, edges: list[int]) -> list[int]:
-        """Every directed edge a path removes: for each hop ``a -r-> b``, all edges ``a -r-> b`` and ``b -rev r-> a``."""
-        prop = self.model.propagation
-        out: list[int] = []
-        for e in edges:
-            a, b, r = int(prop.src[e]), int(prop.dst[e]), int(prop.edge_type[e])
-            rr = r + 1 if r % 2 == 0 else r - 1
-            for x, y, rel in ((a, b, r), (b, a, rr)):
-                _, eids = self.edges_between(torch.tensor([x]), torch.tensor([y]))
-                out += [int(q) for q in eids.tolist() if int(prop.edge_type[q]) == rel]
-        return sorted(set(out))
+    def hop_edges(self, paths: list[list[int]]) -> tuple[Tensor, Tensor]:
+        """Every directed edge each path removes, as ``(path index [m], edge id [m])``.
 
-    def masked_reprs(self, targets: Tensor, edges: list[int]) -> Tensor:
-        """``[len(targets), d]`` the mean-of-layers representations of ``targets`` with ``edges`` masked.
-
-        ``edges`` are directed edge ids; mask both directions by listing both.
+        For each hop ``a -r-> b`` of a path (given as edge ids): all edges ``a -r-> b`` and
+        ``b -rev r-> a``. Sorted by path, then edge id, with no repeats within a path.
         """
         prop = self.model.propagation
-        e = torch.tensor(sorted(set(edges)), dtype=torch.long)
-        rows = prop.dst[e]
-        cols = prop.src[e]
-        a = self.edge_value[e]
+        lengths = torch.tensor([len(p) for p in paths], dtype=torch.long)
+        e = torch.tensor([x for p in paths for x in p], dtype=torch.long)
+        owner = torch.repeat_interleave(torch.arange(len(paths)), lengths)
+        a, b, r = prop.src[e], prop.dst[e], prop.edge_type[e]
+        reverse = torch.where(r % 2 == 0, r + 1, r - 1)  # relations come in (forward, reverse) pairs
+        q_owner, q_rel = torch.cat([owner, owner]), torch.cat([r, reverse])
+        pair, eids = self.edges_between(torch.cat([a, b]), torch.cat([b, a]))
+        ok = prop.edge_type[eids] == q_rel[pair]
+        num_edges = int(prop.src.numel())
+        key = torch.unique(q_owner[pair][ok] * num_edges + eids[ok])
+        return key // num_edges, key % num_edges
+
+    def masked_reprs(self, targets: Tensor, owner: Tensor, edges: Tensor, count: int) -> Tensor:
+        """``[count, len(targets), d]`` the mean-of-layers representations of ``targets``, once per edge set masked.
+
+        Edge set ``c`` is ``edges[owner == c]``: directed edge ids, unique within a set (mask both
+        directions by listing both, as :meth:`hop_edges` does). The sets are propagated
+        together, each on its own copy of the nodes (keyed ``c * N + node``): a few large sparse
+        steps instead of a few small ones per set, which is what keeps explanations fast when the
+        machine is busy (every small parallel step then waits for a descheduled thread).
+        """
+        prop = self.model.propagation
+        n = self.num_nodes
+        rows = owner * n + prop.dst[edges]
+        cols = prop.src[edges]
+        a = self.edge_value[edges]
         d = self.layers.shape[-1]
+        queries = (torch.arange(count)[:, None] * n + targets[None, :]).reshape(-1)
         supp = torch.zeros(0, dtype=torch.long)
         dv = torch.zeros(0, d)
-        acc = torch.zeros(targets.numel(), d)
+        acc = torch.zeros(queries.numel(), d)
         for layer in range(1, self.num_layers + 1):
             idx_parts, val_parts = [], []
             if supp.numel():
-                starts = self.t_crow[supp]
-                owner, q = expand_ranges(starts, self.t_crow[supp + 1] - starts)
-                idx_parts.append(self.t_col[q])
-                val_parts.append(self.vals[self.t_perm[q]][:, None] * dv[owner])
-            prev = self.layers[layer - 1][cols] + _lookup(supp, dv, cols)
+                nodes = supp % n
+                starts = self.t_crow[nodes]
+                src, q = expand_ranges(starts, self.t_crow[nodes + 1] - starts)
+                idx_parts.append(supp[src] - nodes[src] + self.t_col[q])
+                val_parts.append(self.vals[self.t_perm[q]][:, None] * dv[src])
+            prev = self.layers[layer - 1][cols] + _lookup(supp, dv, owner * n + cols)
             idx_parts.append(rows)
             val_parts.append(-a[:, None] * prev)
             idx = torch.cat(idx_parts)
             val = torch.cat(val_parts)
             supp, inv = torch.unique(idx, return_inverse=True)
             dv = torch.zeros(supp.numel(), d).index_add_(0, inv, val)
-            acc += _lookup(supp, dv, targets)
-        return self.h[targets] + acc / (self.num_layers + 1)
+            acc += _lookup(supp, dv, queries)
+        return self.h[targets][None] + acc.view(count, targets.numel(), d) / (self.num_layers + 1)
 
-    def masked_score(self, user: int, item: int, edges: list[int]) -> float:
-        h = self.masked_reprs(torch.tensor([user, item]), edges)
-        return self.score(h[0], h[1])
+    def masked_scores(self, user: int, item: int, paths: list[list[int]], *, chunk: int = MASK_CHUNK) -> Tensor:
+        """``[len(paths)]`` the score of ``(user, item)`` with each path's :meth:`hop_edges` masked.
+
+        ``chunk`` paths are propagated together (memory grows with it: each path's second-layer
+        change lives on its nodes' neighbours).
+        """
+        out = []
+        targets = torch.tensor([user, item])
+        for lo in range(0, len(paths), chunk):
+            owner, edges = self.hop_edges(paths[lo : lo + chunk])
+            h = self._norm(self.masked_reprs(targets, owner, edges, len(paths[lo : lo + chunk])))
+            out.append((h[:, 0] * h[:, 1]).sum(-1))
+        return torch.cat(out) if out else torch.zeros(0)
 
     # ------------------------------------------------------------------ fold-in
     def fold_in(self, x0: Tensor, neighbours: Tensor, relations: Tensor, weights: Tensor) -> Tensor:

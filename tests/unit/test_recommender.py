@@ -280,6 +280,15 @@ def test_explanation_contributions_pass_the_deletion_test(world, relation_mode, 
                 masked = _dense_masked_score(rec, user_id, item_id, p)
                 assert ex.score - masked == pytest.approx(p.contribution, rel=1e-3, abs=1e-6)
                 checked += 1
+            # every candidate path: scored one at a time, in chunks that cut the list anywhere, or all at once
+            view, g = rec.propagation_view(), rec.data.graph
+            u = g.node_offsets["user"] + rec.user_ids.index(user_id)
+            i = g.node_offsets["item"] + rec.item_ids.index(item_id)
+            paths = view.candidate_paths(u, i, max_hops=3, candidates=64)
+            alone = view.masked_scores(u, i, paths, chunk=1)
+            assert alone.shape == (len(paths),) and len(paths) > 5
+            for chunk in (5, len(paths)):
+                torch.testing.assert_close(view.masked_scores(u, i, paths, chunk=chunk), alone, rtol=1e-5, atol=1e-6)
     assert checked >= 8
 
 
