@@ -269,7 +269,7 @@ def part_explain(cache: Path, work: Path, *, reuse: bool = False, pairs: int = 6
 
     The two steps of ``explain`` for (user, top-1 item) pairs of the protocol-A GraphRec: the
     candidate paths (64), then their masked scores, with each path's masked propagation run on
-    its own (``chunk=1``: how every path was scored until 2026-12-08) or ``MASK_CHUNK`` paths at
+    its own (``chunk=1``: how every path was scored until 2026-12-07) or ``MASK_CHUNK`` paths at
     once. Interleaved per pair, at torch threads 1 and 2, on an idle machine and next to two
     processes that each keep a core busy (a shared server): every small parallel torch step then
     waits for a descheduled thread, so the number of steps, not their size, sets the time.
