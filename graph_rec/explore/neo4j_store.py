@@ -6,7 +6,11 @@ objects in the same order as the embedded store (:mod:`graph_rec.explore.embedde
 graph and frames. Every id travels as a query parameter; labels and relationship types are built
 from the graph's names by the exporter's checked, backtick-quoted mapping. Only knowledge-graph
 content is explored: graph-rec's own records (``RECOMMENDED``, ``Explanation`` nodes and their
-links, the metadata node) never appear as neighbours, on paths or in subgraphs.
+links, the metadata node) never appear as neighbours, on paths or in subgraphs, and neither does
+another writer's data in the same database (nodes without a label of the stored graph, and, when
+the metadata node lists the graph's relationship types, relationships of other types). Ids are
+strings: a ``NodeRef`` whose id is not one is unknown, as in the embedded store (some servers
+would match ``7`` to ``"7"``).
 
 The queries are common-core Neo4j 5 Cypher; orderings are applied in Python (label and
 relationship-type spellings do not sort like the snake_case names the contract orders by).
@@ -93,6 +97,7 @@ class Neo4jStore:
         rows = self._query(f"MATCH (m:{quote(META_LABEL)} {{id: $id}}) RETURN properties(m) AS p", id=META_ID)
         self._encodings: dict[str, dict[str, str]] = {}
         self._labels: dict[str, str] = {}  # label -> node type
+        self._rel_types: frozenset[str] | None = None  # the graph's relationship types (None: not recorded)
         if rows:
             meta = decode_meta(rows[0]["p"])
             if meta.get("status") != "complete":
@@ -100,6 +105,7 @@ class Neo4jStore:
             for spec in meta["schema"]["nodes"]:
                 self._labels[spec["label"]] = spec["type"]
                 self._encodings[spec["type"]] = dict(spec["attrs"])
+            self._rel_types = frozenset(spec["type"] for spec in meta["schema"]["edges"])
         else:
             for r in self._query("CALL db.labels() YIELD label RETURN label"):
                 label = r["label"]
@@ -117,14 +123,20 @@ class Neo4jStore:
                 )
         self._types = {t: lb for lb, t in self._labels.items()}
 
-    def _label(self, node_type: str) -> str | None:
-        return self._types.get(node_type)
+    def _label(self, ref: NodeRef) -> str | None:
+        """The label of ``ref``'s node type; None when no node of the graph can be ``ref`` (an id not a string)."""
+        return self._types.get(ref.type) if isinstance(ref.id, str) else None
 
-    def _ref(self, labels: Iterable[str], node_id: str) -> NodeRef:
+    def _ref(self, labels: Iterable[str], node_id: str) -> NodeRef | None:
+        """The graph node with these labels and id; None for another writer's node (no label of the graph)."""
         for label in labels:
             if label in self._labels:
                 return NodeRef(self._labels[label], str(node_id))
-        raise SchemaError(f"node {node_id!r} with labels {list(labels)} is not a node of the stored graph")
+        return None
+
+    def _ours(self, rel_type: str) -> bool:
+        """Whether a relationship type is one of the stored graph's (any but graph-rec's own when not recorded)."""
+        return rel_type not in RESERVED_TYPES if self._rel_types is None else rel_type in self._rel_types
 
     # ----------------------------------------------------------------- queries
     def _query(self, query: str, **params: Any) -> list[Any]:
@@ -135,7 +147,7 @@ class Neo4jStore:
         """``(n:Label {id: $id})`` for a node that exists (UnknownIdError otherwise)."""
         if not isinstance(ref, NodeRef):
             raise ConfigError(f"expected a NodeRef, got {type(ref).__name__} {ref!r}")
-        label = self._label(ref.type)
+        label = self._label(ref)
         if label is None or not self._query(f"MATCH (n:{quote(label)} {{id: $id}}) RETURN 1 AS ok", id=ref.id):
             raise UnknownIdError(ref.type, [ref.id])
         return quote(label)
@@ -150,14 +162,15 @@ class Neo4jStore:
         for ref in refs:
             by_type.setdefault(ref.type, []).append(ref.id)
         for t, ids in by_type.items():
-            label = self._label(t)
+            label = self._types.get(t)
             if label is None:
                 missing[t] = list(dict.fromkeys(ids))
                 continue
+            strings = list({i for i in ids if isinstance(i, str)})  # an id that is no string is unknown
             found = {
                 r["id"]
                 for r in self._query(
-                    f"UNWIND $ids AS i MATCH (n:{quote(label)}) WHERE n.id = i RETURN n.id AS id", ids=list(set(ids))
+                    f"UNWIND $ids AS i MATCH (n:{quote(label)}) WHERE n.id = i RETURN n.id AS id", ids=strings
                 )
             }
             gone = [i for i in dict.fromkeys(ids) if i not in found]
@@ -176,7 +189,7 @@ class Neo4jStore:
         """
         if not isinstance(ref, NodeRef):
             raise ConfigError(f"expected a NodeRef, got {type(ref).__name__} {ref!r}")
-        label = self._label(ref.type)
+        label = self._label(ref)
         rows = (
             self._query(f"MATCH (n:{quote(label)} {{id: $id}}) RETURN properties(n) AS p", id=ref.id) if label else []
         )
@@ -230,9 +243,9 @@ class Neo4jStore:
                 reserved=sorted(RESERVED_TYPES),
             )
             for r in rows:
-                if EXPLANATION_LABEL in r["labels"] or META_LABEL in r["labels"]:
-                    continue
                 node = self._ref(r["labels"], r["id"])
+                if node is None or not self._ours(r["rel"]):
+                    continue  # graph-rec's own records, another writer's data
                 out.append(Neighbour(node, r["rel"].lower(), side, float(r["w"])))  # type: ignore[arg-type]
         out.sort(key=lambda n: (n.relation, n.direction, n.node.type, n.node.id, n.weight))
         return out if limit is None else out[:limit]
@@ -267,13 +280,14 @@ class Neo4jStore:
             for t, ids in _by_type(frontier).items():
                 rows = self._query(
                     f"UNWIND $ids AS i MATCH (n:{quote(self._types[t])}) WHERE n.id = i "
-                    "MATCH (n)-[r]-(m) WHERE NOT type(r) IN $reserved RETURN DISTINCT labels(m) AS labels, m.id AS id",
+                    "MATCH (n)-[r]-(m) WHERE NOT type(r) IN $reserved "
+                    "RETURN DISTINCT type(r) AS rel, labels(m) AS labels, m.id AS id",
                     ids=ids,
                     reserved=reserved,
                 )
                 for r in rows:
                     node = self._ref(r["labels"], r["id"])
-                    if node not in found:
+                    if node is not None and self._ours(r["rel"]) and node not in found:
                         found.add(node)
                         nxt.append(node)
                         if len(found) > limit:
@@ -293,7 +307,7 @@ class Neo4jStore:
             )
             for r in rows:
                 target = self._ref(r["labels"], r["dst"])
-                if target in found:
+                if target in found and self._ours(r["rel"]):
                     edges.append(Edge(NodeRef(t, str(r["src"])), r["rel"].lower(), target, float(r["w"])))
         edges.sort(key=lambda e: (e.source, e.relation, e.target, e.weight))
         return Subgraph(nodes=tuple(sorted(found)), edges=tuple(edges))
@@ -330,6 +344,8 @@ class Neo4jStore:
         out = set()
         for r in rows:
             nodes = tuple(self._ref(labels, node_id) for labels, node_id in r["nodes"])
+            if None in nodes or not all(self._ours(t) for t in r["rels"]):
+                continue  # through another writer's data
             if len(set(nodes)) != len(nodes):
                 continue  # not simple
             out.add(Path(nodes=nodes, relations=tuple(x.lower() for x in r["rels"]), forward=tuple(r["fwd"])))
@@ -344,7 +360,7 @@ class Neo4jStore:
         """
         _check_positive("k", k)
         u = self._match(NodeRef(self.user_type, user_id))
-        item = self._label(self.item_type)
+        item = self._types.get(self.item_type)
         if item is None:
             return []
         rows = self._query(

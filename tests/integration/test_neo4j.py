@@ -613,6 +613,19 @@ def test_check_store_passes(contract_store: Neo4jStore) -> None:
     check_store(contract_store)
 
 
+def test_store_ignores_another_writers_data(db: Neo4jSettings) -> None:
+    write_neo4j(contract_graph(), db, recommendations=contract_recommendations(), explanations=contract_explanations())
+    # another application's data next to the graph: a node of its own label linked to graph nodes,
+    # and a relationship of its own type between graph nodes
+    _cypher(
+        db,
+        "MATCH (u:User {id: 'u1'}), (i:Item {id: 'i2'}) CREATE (u)-[:LIVES_IN]->(c:City {id: 'paris'})<-[:SOLD_IN]-(i)",
+    )
+    _cypher(db, "MATCH (a:User {id: 'u3'}), (b:User {id: 'u1'}) CREATE (a)-[:KNOWS {weight: 1.0}]->(b)")
+    with Neo4jStore(db) as store:
+        check_store(store)  # every contract answer as if the other data were not there
+
+
 # --------------------------------------------------------------------- the command line
 def _cli(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="graph-rec")

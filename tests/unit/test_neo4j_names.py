@@ -429,3 +429,33 @@ def test_the_store_on_a_database_without_a_graph_says_so(monkeypatch) -> None:
     monkeypatch.setattr(store_mod, "open_driver", lambda s, a="": _FakeDriver([], lambda q: []))
     with pytest.raises(SchemaError, match=r"holds no graph written by graph-rec"):
         store_mod.Neo4jStore(Neo4jSettings(password="pw"))
+
+
+def test_the_store_treats_an_id_that_is_no_string_as_unknown(monkeypatch) -> None:
+    """A server may match 7 to "7" (ArcadeDB does where the id property is typed): the store never asks it."""
+    import graph_rec.explore.neo4j_store as store_mod
+
+    schema = {
+        "nodes": [{"type": t, "label": lb, "attrs": {}} for t, lb in (("user", "User"), ("item", "Item"))],
+        "edges": [{"type": "INTERACTED"}],
+    }
+    meta = {"p": {"id": "graph", "status": "complete", "schema": json.dumps(schema)}}
+    loose = {"p": {"id": "7"}, "ok": 1, "id": "7"}  # every lookup matches, as a loosely comparing server would
+
+    def handler(query: str):
+        return [meta] if "GraphRecMeta" in query else [loose]
+
+    monkeypatch.setattr(store_mod, "open_driver", lambda s, a="": _FakeDriver([], handler))
+    store = store_mod.Neo4jStore(Neo4jSettings(password="pw"))
+    assert store.node(NodeRef("user", "7")) == {"type": "user", "id": "7"}
+    for ask in (
+        lambda: store.node(NodeRef("user", 7)),  # type: ignore[arg-type]
+        lambda: store.neighbours(NodeRef("user", 7)),  # type: ignore[arg-type]
+        lambda: store.subgraph([NodeRef("user", "7"), NodeRef("user", 7)]),  # type: ignore[arg-type]
+        lambda: store.paths(NodeRef("user", 7), NodeRef("item", "7")),  # type: ignore[arg-type]
+        lambda: store.recommendations(7),  # type: ignore[arg-type]
+        lambda: store.why(7, "7"),  # type: ignore[arg-type]
+    ):
+        with pytest.raises(UnknownIdError) as err:
+            ask()
+        assert err.value.ids == [7]  # as the embedded store names it
