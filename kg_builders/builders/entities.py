@@ -30,6 +30,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import pandas as pd
 
+from kg_builders._batches import bounded_batches
 from kg_builders._optional import require
 from kg_builders.builders.text_encoder import package_version
 from kg_builders.errors import ConfigError, DataError, MissingDependencyError, SchemaError
@@ -345,7 +346,7 @@ class SpacyExtractor:
                 len(pieces) - len(texts) + num_long,
             )
         out: list[list[Mention]] = [[] for _ in texts]
-        for batch in self._batches(pieces, limit):
+        for batch in bounded_batches(pieces, self.batch_size, limit, lambda piece: piece[2] - piece[1]):
             docs = nlp.pipe([texts[i][a:b] for i, a, b in batch], batch_size=len(batch))
             for (i, a, _), doc in zip(batch, docs, strict=True):
                 out[i].extend(
@@ -354,20 +355,6 @@ class SpacyExtractor:
                     if ent.label_ in keep
                 )
         return out
-
-    def _batches(self, pieces: list[tuple[int, int, int]], limit: int) -> Iterable[list[tuple[int, int, int]]]:
-        """Consecutive runs of ``pieces`` with at most ``batch_size`` pieces and ``limit`` characters."""
-        batch: list[tuple[int, int, int]] = []
-        chars = 0
-        for piece in pieces:
-            size = piece[2] - piece[1]
-            if batch and (len(batch) == self.batch_size or chars + size > limit):
-                yield batch
-                batch, chars = [], 0
-            batch.append(piece)
-            chars += size
-        if batch:
-            yield batch
 
 
 # ------------------------------------------------------------------------------ gazetteer

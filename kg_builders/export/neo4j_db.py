@@ -110,6 +110,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from kg_builders._batches import bounded_batches
 from kg_builders._optional import require
 from kg_builders.errors import ConfigError, ExportError, SchemaError
 from kg_builders.export.frames import (
@@ -459,23 +460,6 @@ def _check_keys(names: Iterable[str], reserved: tuple[str, ...], what: str) -> N
 
 def _row_bytes(row: Any) -> int:
     return len(json.dumps(row, separators=(",", ":"), allow_nan=True, ensure_ascii=False))
-
-
-def _batches(
-    rows: Iterable[dict[str, Any]], batch_size: int, max_bytes: int, size: Callable[[Any], int] = _row_bytes
-) -> Iterator[list[dict[str, Any]]]:
-    """Rows in batches of at most ``batch_size`` rows and (roughly) ``max_bytes`` of parameters."""
-    chunk: list[dict[str, Any]] = []
-    total = 0
-    for row in rows:
-        n = size(row)
-        if chunk and (len(chunk) >= batch_size or total + n > max_bytes):
-            yield chunk
-            chunk, total = [], 0
-        chunk.append(row)
-        total += n
-    if chunk:
-        yield chunk
 
 
 # ----------------------------------------------------------------------------- the plan
@@ -1044,7 +1028,7 @@ class _Writer:
             self.bar.update(rows)
 
     def _batches(self, rows: Iterable[dict[str, Any]], size: Callable[[Any], int] = _row_bytes) -> Iterator[Any]:
-        return _batches(rows, self.settings.batch_size, self.settings.max_batch_bytes, size)
+        return bounded_batches(rows, self.settings.batch_size, self.settings.max_batch_bytes, size)
 
     def constraint(self, label: str) -> None:
         exceptions = require("neo4j.exceptions")

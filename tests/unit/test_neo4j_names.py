@@ -19,6 +19,7 @@ import pytest
 from graph_rec.cli_neo4j import add_parsers, cmd_neo4j_explore, cmd_neo4j_export, parse_ref, settings_from_args
 from graph_rec.explore.types import NodeRef
 from graph_rec.explore.types import Path as GraphPath
+from kg_builders._batches import bounded_batches
 from kg_builders.errors import ConfigError, DataError, ExportError, SchemaError, UnknownIdError
 from kg_builders.export import neo4j_db
 from kg_builders.export.neo4j_db import (
@@ -227,12 +228,16 @@ def test_columns_neo4j_cannot_hold_are_json_encoded() -> None:
 
 def test_batches_respect_rows_and_bytes() -> None:
     rows = [{"id": f"{i:02d}"} for i in range(25)]
-    assert [len(b) for b in neo4j_db._batches(rows, 10, 10**6)] == [10, 10, 5]
-    size = neo4j_db._row_bytes(rows[0])
-    assert [len(b) for b in neo4j_db._batches(rows, 100, 3 * size)] == [3] * 8 + [1]
+    size = neo4j_db._row_bytes
+
+    def batches(max_count: int, max_size: int, items=rows):
+        return list(bounded_batches(items, max_count, max_size, size))
+
+    assert [len(b) for b in batches(10, 10**6)] == [10, 10, 5]
+    assert [len(b) for b in batches(100, 3 * size(rows[0]))] == [3] * 8 + [1]
     big = [{"v": "x" * 1000}, {"v": "y"}]
-    assert [len(b) for b in neo4j_db._batches(big, 100, 10)] == [1, 1]  # an oversized row goes alone
-    assert [b for chunk in neo4j_db._batches(rows, 7, 50) for b in chunk] == rows  # nothing lost or reordered
+    assert [len(b) for b in batches(100, 10, big)] == [1, 1]  # an oversized row goes alone
+    assert [b for chunk in batches(7, 50) for b in chunk] == rows  # nothing lost or reordered
 
 
 # --------------------------------------------------------------------- checks before connecting
