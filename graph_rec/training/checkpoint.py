@@ -195,15 +195,18 @@ def load_checkpoint(
 
 
 #: fingerprint keys added after checkpoints were first written: a checkpoint without one is not
-#: compared on it (the data digest of 2026-12-07; counts and configs are still compared)
-_LATER_KEYS = (("data", "sha256"),)
+#: compared on it (the data digest of 2026-12-07, the node-feature digest; counts and configs are
+#: still compared)
+_LATER_KEYS = (("data", "sha256"), ("data", "features"))
+#: whole fingerprint sections added later, likewise (the validation settings)
+_LATER_SECTIONS = ("eval",)
 
 
 def _as_of(saved: Any, now: dict[str, Any]) -> dict[str, Any]:
-    """``now`` without the :data:`_LATER_KEYS` that the ``saved`` fingerprint predates."""
+    """``now`` without the :data:`_LATER_KEYS` and :data:`_LATER_SECTIONS` that the ``saved`` fingerprint predates."""
     if not isinstance(saved, dict):
         return now
-    out = dict(now)
+    out = {k: v for k, v in now.items() if k in saved or k not in _LATER_SECTIONS}
     for section, key in _LATER_KEYS:
         if isinstance(out.get(section), dict) and isinstance(saved.get(section), dict) and key not in saved[section]:
             out[section] = {k: v for k, v in out[section].items() if k != key}

@@ -115,7 +115,9 @@ def fit(
             everything in memory.
         resume: continue from ``run_dir/checkpoint`` (a :class:`CheckpointError` if it is missing or
             was written by a different run).
-        fingerprint: what a resumed run must match (configs, data shape); stored in checkpoints.
+        fingerprint: what a resumed run must match (configs, data shape); stored in checkpoints. The
+            training and validation settings are added, and with ``run_dir`` the model, the data
+            (counts, SHA-256 of pairs and edges) and a SHA-256 of the node features, unless given.
         progress: show a tqdm bar over epochs.
         dist: the data-parallel group (:func:`graph_rec.distributed.from_env`; every rank calls
             ``fit`` with the same arguments). Every rank draws the same shuffled batches from the
@@ -145,10 +147,15 @@ def fit(
     # a resume must match the training settings, the model and the data, whoever calls (the run
     # layer gives its own model, view and data entries, as written in run.json)
     fingerprint.setdefault("train", {k: v for k, v in config.to_dict().items() if k not in RESUMABLE_CHANGES})
+    # the validation protocol decides which epoch is best and when to stop
+    fingerprint.setdefault("eval", eval_config.to_dict())
     if run_dir is not None and "model" not in fingerprint:
         fingerprint["model"] = {"name": model.name, **config_to_dict(model.config)}
     if run_dir is not None and "data" not in fingerprint:
         fingerprint["data"] = data_fingerprint(data)
+    if run_dir is not None and isinstance(fingerprint["data"], dict) and "features" not in fingerprint["data"]:
+        # (the data digest covers pairs and edges; node features of the same shapes, e.g. another encoder's, differ here)
+        fingerprint["data"] = {**fingerprint["data"], "features": features_digest(data)}
     t_start = time.perf_counter()
 
     if not model.trainable:
@@ -444,6 +451,20 @@ def _write_best(run: Path, best_state: dict[str, Tensor], dist: DistContext) -> 
         (run / "best").mkdir(parents=True, exist_ok=True)
         save_state_dict(best_state, run / "best" / "model.safetensors")
     dist.barrier()
+
+
+def features_digest(data: RecData) -> str:
+    """SHA-256 over the graph's node features and their masks, slot by slot (sorted by name)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    g = data.graph
+    for name in sorted(g.features):
+        digest.update(name.encode("utf-8") + b"\0" + str(tuple(g.features[name].shape)).encode("ascii"))
+        digest.update(g.features[name].detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+        if name in g.feature_masks:
+            digest.update(g.feature_masks[name].detach().to("cpu", torch.bool).contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def check_sampling(model: RecModel, config: TrainConfig) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -482,6 +483,39 @@ def test_fit_alone_refuses_a_checkpoint_of_another_model_or_data(world_data, tmp
     model = init_model("lightgcn", {"embedding_dim": 8, "num_layers": 1}, other, seed=0)
     with pytest.raises(CheckpointError, match=r"data.sha256: '[0-9a-f]+' saved, '[0-9a-f]+' now"):
         fit(model, other, cfg, run_dir=tmp_path, resume=True)
+
+
+def test_fit_alone_refuses_a_checkpoint_of_other_validation_settings_or_node_features(world_data, tmp_path):
+    cfg = TrainConfig(epochs=2, batch_size=128, lr=0.01, eval_every=1)
+    settings = {"embedding_dim": 8, "num_layers": 1}
+    fit(init_model("graphrec", settings, world_data, seed=0), world_data, cfg, eval_config=EVAL, run_dir=tmp_path)
+    other_eval = EvalConfig(ks=(10, 20), beyond_accuracy=False, seed=7)  # another tie-breaking order
+    with pytest.raises(CheckpointError, match="eval.seed: 0 saved, 7 now"):
+        model = init_model("graphrec", settings, world_data, seed=0)
+        fit(model, world_data, cfg, eval_config=other_eval, run_dir=tmp_path, resume=True)
+    kg, sp = synthetic_graph()  # the same pairs and edges, other text features of the same shapes
+    rng = np.random.default_rng(1)
+    for t in kg.node_types:
+        kg.set_features(t, "text", rng.normal(size=(kg.num_nodes(t), 6)).astype(np.float32))
+    other = RecData(kg, sp)
+    with pytest.raises(CheckpointError, match=r"data.features: '[0-9a-f]+' saved, '[0-9a-f]+' now"):
+        fit(
+            init_model("graphrec", settings, other, seed=0), other, cfg, eval_config=EVAL, run_dir=tmp_path, resume=True
+        )
+    # a checkpoint written before these were fingerprinted is compared on the rest
+    state_file = tmp_path / "checkpoint" / "state.json"
+    state = json.loads(state_file.read_text())
+    del state["fingerprint"]["eval"], state["fingerprint"]["data"]["features"]
+    state_file.write_text(json.dumps(state))
+    result = fit(
+        init_model("graphrec", settings, world_data, seed=0),
+        world_data,
+        cfg.replace(epochs=3),
+        eval_config=EVAL,
+        run_dir=tmp_path,
+        resume=True,
+    )
+    assert [h["epoch"] for h in result.history] == [1, 2, 3]
 
 
 @pytest.mark.parametrize(
