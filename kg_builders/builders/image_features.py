@@ -140,6 +140,26 @@ def _as_rgb_uint8(arr: np.ndarray) -> np.ndarray:
     return arr.astype(np.uint8)
 
 
+def _pil_to_rgb(img: Any) -> np.ndarray:
+    """A PIL image as ``[H, W, 3]`` uint8; 16-bit grey scaled to 8 bits, float grey read in [0, 1].
+
+    Pillow's ``convert("RGB")`` clips the values of the modes ``I;16``, ``I`` and ``F`` at 255: a
+    16-bit grey PNG would become nearly white and a float TIFF nearly black.
+
+    Raises:
+        ValueError: a 32-bit image with values past 16 bits, or a float image outside [0, 1].
+    """
+    if img.mode.startswith("I;16") or img.mode == "I":
+        arr = np.asarray(img).astype(np.int64)
+        # 16-bit grey; mode I (older Pillow's 16-bit PNG, or 32 bits) only when its values pass 8 bits
+        if arr.size and arr.min() >= 0 and arr.max() <= 65535 and (img.mode != "I" or arr.max() > 255):
+            arr = np.rint(arr / 257.0).astype(np.uint8)
+        return _as_rgb_uint8(arr)
+    if img.mode == "F":
+        return _as_rgb_uint8(np.asarray(img))
+    return _as_rgb_uint8(np.asarray(img.convert("RGB")))
+
+
 def _decode_bytes(data: bytes) -> np.ndarray:
     """Decode ``.npy`` bytes (no pickle) or an encoded image (PNG, JPEG, ... through Pillow).
 
@@ -167,7 +187,10 @@ def _decode_bytes(data: bytes) -> np.ndarray:
         raise ValueError("not a recognised image format (expected .npy data, or PNG/JPEG/... with Pillow installed)")
     try:
         with pil.open(io.BytesIO(data)) as img:
-            return _as_rgb_uint8(np.asarray(img.convert("RGB")))
+            from PIL import ImageOps
+
+            # a photo stored sideways with an EXIF orientation tag is encoded upright (as transformers' load_image)
+            return _pil_to_rgb(ImageOps.exif_transpose(img))
     except pil.UnidentifiedImageError as exc:  # the same message with or without Pillow
         raise ValueError("not a recognised image format (expected .npy data or an image Pillow reads)") from exc
     except pil.DecompressionBombError as exc:  # (an Exception of its own: it aborted the whole encode)
@@ -186,7 +209,7 @@ def _to_array(image: Any) -> tuple[np.ndarray, str | None]:
     if isinstance(image, np.ndarray):
         return _as_rgb_uint8(image), None
     if _is_pil_image(image):
-        return _as_rgb_uint8(np.asarray(image.convert("RGB"))), None
+        return _pil_to_rgb(image), None
     if isinstance(image, bytes | bytearray | memoryview):
         return _decode_bytes(bytes(image)), None
     if isinstance(image, str | os.PathLike):
@@ -583,8 +606,8 @@ class ImageEncoder:
 
         Args:
             images: one entry per row: a ``numpy`` array (``[H, W, 3]`` uint8, grey, RGBA or floats in
-                [0, 1]), a PIL image, a file path (``.npy``, or any format Pillow reads), encoded bytes,
-                or ``None`` for "no image".
+                [0, 1]), a PIL image, a file path (``.npy``, or any format Pillow reads: EXIF orientation
+                applied, 16-bit grey scaled to 8 bits), encoded bytes, or ``None`` for "no image".
             ids: names of the rows (e.g. item ids), used in error messages.
             progress: show a tqdm bar over batches.
 
@@ -643,7 +666,14 @@ class ImageEncoder:
                 bar.update(len(batch))
         if bar is not None:
             bar.close()
-        check_finite(vectors, "image")
+        try:
+            check_finite(vectors, "image")
+        except DataError as exc:
+            if ids is None:
+                raise
+            i = int(np.flatnonzero(~np.isfinite(vectors).all(axis=1))[0])
+            src = images[i] if isinstance(images[i], str | os.PathLike) else None
+            raise DataError(f"{exc.reason} (id {ids[i]!r})", file=src, field="vector") from exc
         seconds = time.perf_counter() - t0
         logger.info(
             "encoded %d image(s) in %.2f s (%d without image, %d skipped)", len(arrays), seconds, missing, len(failed)

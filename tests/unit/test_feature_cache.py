@@ -15,7 +15,7 @@ import pytest
 from safetensors.numpy import save as st_save
 
 import kg_builders._files
-from kg_builders.builders.feature_cache import LOCK, CacheStats, FeatureCache, text_key
+from kg_builders.builders.feature_cache import LOCK, MANIFEST, CacheStats, FeatureCache, text_key
 from kg_builders.builders.text_encoder import EncodeResult, TextEncoder, check_texts
 from kg_builders.errors import ConfigError, DataError
 
@@ -249,9 +249,9 @@ def _texts(role: str) -> list[str]:
     return [f"{role} text {i}" for i in range(20)]
 
 
-def _write_concurrently(directory: str, role: str, barrier, errors) -> None:
+def _write_concurrently(directory: str, role: str, barrier, errors, texts: str | None = None) -> None:
     try:
-        FeatureCache(directory).encode_cached(HashEncoder(barrier), _texts(role), template_id="t")
+        FeatureCache(directory).encode_cached(HashEncoder(barrier), _texts(texts or role), template_id="t")
     except BaseException as exc:  # reported to the test, which fails on it
         errors.put(f"{role}: {exc!r}")
         raise
@@ -274,6 +274,42 @@ def test_concurrent_writers_keep_each_others_entries(tmp_path: Path) -> None:
         result, stats = FeatureCache(tmp_path).encode_cached(HashEncoder(), _texts(role), template_id="t")
         assert stats == CacheStats(hits=20, misses=0, corrupt=0), role
         np.testing.assert_array_equal(result.vectors, HashEncoder().encode(_texts(role)).vectors)
+
+
+def test_concurrent_writers_of_the_same_texts_leave_a_readable_cache(tmp_path: Path) -> None:
+    # both encode the same texts into byte-identical shards: listed twice, the manifest was corrupt
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    barrier, errors = ctx.Barrier(2), ctx.SimpleQueue()
+    procs = [ctx.Process(target=_write_concurrently, args=(str(tmp_path), r, barrier, errors, "A")) for r in "AB"]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+    failed = []
+    while not errors.empty():
+        failed.append(errors.get())
+    assert failed == [] and [p.exitcode for p in procs] == [0, 0]
+    (manifest,) = tmp_path.glob("*/manifest.json")
+    files = [e["file"] for e in json.loads(manifest.read_text())["shards"]]
+    assert len(files) == len(set(files)) == 1
+    result, stats = FeatureCache(tmp_path).encode_cached(HashEncoder(), _texts("A"), template_id="t")
+    assert stats == CacheStats(hits=20, misses=0, corrupt=0)
+    np.testing.assert_array_equal(result.vectors, HashEncoder().encode(_texts("A")).vectors)
+
+
+def test_a_writer_leaves_out_the_rows_another_process_listed_meanwhile(tmp_path: Path) -> None:
+    cache = FeatureCache(tmp_path)
+    cache.encode_cached(HashEncoder(), _texts("A")[:10], template_id="t")
+    (folder,) = (p for p in tmp_path.iterdir() if p.is_dir())
+    # a process that read the cache before the first write: its misses are all 20 texts
+    result = HashEncoder().encode(_texts("A"))
+    keys = np.frombuffer(b"".join(text_key("hash-encoder", "t", t) for t in _texts("A")), np.uint8).reshape(-1, 32)
+    cache._write(folder, "hash-encoder", "t", 8, [], (keys, result.vectors, result.truncated_mask))
+    entries = json.loads((folder / MANIFEST).read_text())["shards"]
+    assert [e["rows"] for e in entries] == [10, 10]  # each key once
+    _, stats = cache.encode_cached(HashEncoder(), _texts("A"), template_id="t")
+    assert stats == CacheStats(hits=20, misses=0, corrupt=0)
 
 
 def test_cleanup_keeps_temporary_files_that_may_still_be_written(tmp_path: Path) -> None:

@@ -214,6 +214,46 @@ def test_encoded_png_needs_pillow_or_decodes_with_it(models) -> None:
         np.testing.assert_allclose(res.vectors[0], res.vectors[1], atol=1e-6)
 
 
+def test_exif_rotation_and_high_bit_depth_files_decode_as_they_look(models, tmp_path) -> None:
+    pil = pytest.importorskip("PIL.Image")
+    enc = ImageEncoder(model=str(models["vit"]), local_files_only=True, on_bad_image="raise")
+    upright = np.zeros((16, 8, 3), np.uint8)
+    upright[:8] = (0, 0, 255)  # blue on top, red below
+    upright[8:] = (255, 0, 0)
+    exif = pil.Exif()
+    exif[0x0112] = 6  # stored turned 90 degrees anticlockwise: shown turned back clockwise
+    sideways = tmp_path / "sideways.png"
+    pil.fromarray(np.rot90(upright, 1)).save(sideways, exif=exif.tobytes())
+
+    grey = np.arange(16 * 16, dtype=np.uint8).reshape(16, 16)
+    grey16 = tmp_path / "grey16.png"  # 16-bit grey: Pillow's convert("RGB") clipped it to white
+    pil.fromarray(grey.astype(np.uint16) * 257).save(grey16)
+    grey_float = tmp_path / "grey_float.tiff"  # 32-bit float grey in [0, 1]: it was clipped to black
+    pil.fromarray(grey.astype(np.float32) / 255.0).save(grey_float)
+
+    res = enc.encode([str(sideways), upright, str(grey16), str(grey_float), grey])
+    np.testing.assert_allclose(res.vectors[0], res.vectors[1], atol=1e-6)
+    np.testing.assert_allclose(res.vectors[2], res.vectors[4], atol=1e-6)
+    np.testing.assert_allclose(res.vectors[3], res.vectors[4], atol=1e-6)
+    with pytest.raises(DataError, match="values in \\[0, 1\\]"):
+        enc.encode([pil.fromarray(grey.astype(np.float32))])  # floats past 1: an error, not a clipped image
+
+
+def test_a_non_finite_vector_names_the_item_id(models, monkeypatch) -> None:
+    forward = ImageEncoder._forward
+
+    def overflowing(self, arrays):  # a float16 overflow on a GPU, for the second image
+        out = forward(self, arrays)
+        if len(arrays) > 1:
+            out[1] = np.inf
+        return out
+
+    monkeypatch.setattr(ImageEncoder, "_forward", overflowing)
+    enc = ImageEncoder(model=str(models["vit"]), local_files_only=True)
+    with pytest.raises(DataError, match="NaN or infinite values for image 1 .*'i2'"):
+        enc.encode(_images(3), ids=["i1", "i2", "i3"])
+
+
 def test_processor_backend(models) -> None:
     enc = ImageEncoder(model=str(models["vit"]), local_files_only=True, preprocess="processor")
     have_backend = importlib.util.find_spec("PIL") is not None or importlib.util.find_spec("torchvision") is not None
