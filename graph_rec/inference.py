@@ -121,6 +121,11 @@ def model_fingerprint(recommender: Recommender) -> str:
     and the representations of users and items added by cold start (saved as they are). Equal for a recommender and its saved-and-loaded copy; different
     after retraining, another ``add_item`` or another model.
     """
+    return _fingerprint(recommender, recommender._snap)
+
+
+def _fingerprint(recommender: Recommender, snap: Any) -> str:
+    """:func:`model_fingerprint` with the serving snapshot ``snap`` (the one a job ranks on)."""
     h = hashlib.sha256()
     h.update(
         json.dumps(
@@ -140,7 +145,6 @@ def model_fingerprint(recommender: Recommender) -> str:
                 h.update(b"buffer:" + name.encode() + b"=")
                 _hash_tensor(h, t)
     # the serving snapshot (same layer, read-only): the ids, the seen matrix and the added rows
-    snap = recommender._snap
     nu, ni = recommender.data.num_users, recommender.data.num_items
     h.update(_hash_strings(snap.user_ids[: snap.num_users]).encode())
     h.update(_hash_strings(snap.item_ids[: snap.num_items]).encode())
@@ -255,8 +259,7 @@ def _chunk_table(user_ids: Sequence[str], scores: torch.Tensor, items: torch.Ten
     )
 
 
-def _check_users(recommender: Recommender, users: Sequence[str] | None) -> list[str]:
-    known = recommender.user_ids
+def _check_users(known: Sequence[str], users: Sequence[str] | None) -> list[str]:
     if users is None:
         return list(known)
     if isinstance(users, str):
@@ -293,7 +296,9 @@ def score_all(
 
     The ranking is :meth:`Recommender.recommend_batch`'s: the same items in the same order, with
     the same scores (seen items left out with ``exclude_seen``); a user with fewer than ``k``
-    rankable items gets fewer rows. See the module docstring for the layout and the resume rules.
+    rankable items gets fewer rows. It ranks on the users and items of the moment it starts (one
+    serving snapshot, the one its manifest's fingerprint names): items added while it runs are left
+    out. See the module docstring for the layout and the resume rules.
 
     Args:
         recommender: the model to serve.
@@ -320,18 +325,22 @@ def score_all(
             output; rerun with ``overwrite=True``).
     """
     t0 = time.perf_counter()
+    # one snapshot for the whole job: users and items added meanwhile (add_item, add_user) are
+    # served at once but not mixed into this output, whose manifest names the model it ranked with
+    snap = recommender._snap
+    catalogue = snap.item_ids[: snap.num_items]
     k, chunk_users = positive_int("k", k), positive_int("chunk_users", chunk_users)
-    if k > len(recommender.item_ids):
-        raise ConfigError(f"k={k} is larger than the catalogue ({len(recommender.item_ids)} items)")
+    if k > len(catalogue):
+        raise ConfigError(f"k={k} is larger than the catalogue ({len(catalogue)} items)")
     if compression not in ("zstd", "snappy", "gzip", "brotli", "lz4", "none"):
         raise ConfigError(f"compression must be zstd, snappy, gzip, brotli, lz4 or none, got {compression!r}")
-    user_list = _check_users(recommender, users)
+    user_list = _check_users(snap.user_ids[: snap.num_users], users)
     out = Path(out_dir)
     check_output_dir(out)  # it, or a folder above it, is a file
 
     num_parts = -(-len(user_list) // chunk_users)
     config = {
-        "model": {"name": recommender.model_name, "fingerprint": model_fingerprint(recommender)},
+        "model": {"name": recommender.model_name, "fingerprint": _fingerprint(recommender, snap)},
         "k": k,
         "exclude_seen": bool(exclude_seen),
         "chunk_users": chunk_users,
@@ -344,7 +353,7 @@ def score_all(
         "kind": "graph_rec.score_all",
         "graph_rec_version": __version__,
         **config,
-        "num_items": len(recommender.item_ids),
+        "num_items": len(catalogue),
         "columns": {"user": "string", "rank": "int32", "item": "string", "score": "float32"},
         "num_parts": num_parts,
         "parts": sorted(done.values(), key=lambda p: p["index"]),
@@ -357,7 +366,7 @@ def score_all(
 
     import pyarrow as pa
 
-    item_ids = pa.array(list(recommender.item_ids), type=pa.string())
+    item_ids = pa.array(catalogue, type=pa.string())
     todo = [p for p in range(num_parts) if p not in done]
     bar = None
     if progress:
@@ -369,7 +378,7 @@ def score_all(
     try:
         for p in todo:
             chunk = user_list[p * chunk_users : (p + 1) * chunk_users]
-            scores, items = recommender.recommend_indices(chunk, k=k, exclude_seen=exclude_seen)
+            scores, items = recommender._recommend_indices(snap, chunk, k=k, exclude_seen=exclude_seen)
             table = _chunk_table(chunk, scores, items, item_ids)
             del scores, items
             name = _part_name(p)

@@ -667,7 +667,12 @@ class Recommender:
             UnknownIdError: an id of ``user_ids`` is unknown (all of them are listed).
             ConfigError: a bad ``k``.
         """
-        snap = self._snap
+        return self._recommend_indices(self._snap, user_ids, k=k, exclude_seen=exclude_seen)
+
+    def _recommend_indices(
+        self, snap: _Snapshot, user_ids: Sequence[str], *, k: int, exclude_seen: bool
+    ) -> tuple[Tensor, Tensor]:
+        """:meth:`recommend_indices` on the snapshot ``snap`` (a bulk job ranks every chunk on one)."""
         k = _check_k(k, snap.num_items)
         if isinstance(user_ids, str):
             raise ConfigError("user_ids must be a list of ids, not one string")
@@ -1183,7 +1188,9 @@ class Recommender:
     # ------------------------------------------------------------------ save / load
     def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
         """Write the recommender to the directory ``path`` (module docstring); atomic."""
-        snap = self._snap
+        with self._lock:  # the snapshot and the records of its added ids as one (add_item holds the lock)
+            snap = self._snap
+            added_meta = {kind: dict(records) for kind, records in self._added_meta.items()}
         with atomic_dir(path, overwrite=overwrite) as tmp:
             self.graph.save(tmp / "graph")
             save_state_dict(self.model, tmp / "model.safetensors")
@@ -1211,7 +1218,7 @@ class Recommender:
                 "added": {
                     "items": snap.item_ids[ni : snap.num_items],
                     "users": snap.user_ids[nu : snap.num_users],
-                    "meta": self._added_meta,
+                    "meta": added_meta,
                 },
             }
             (tmp / "recommender.json").write_text(json.dumps(meta, indent=2, allow_nan=False))

@@ -191,6 +191,30 @@ def test_the_fingerprint_survives_save_and_load_and_tells_models_apart(rec, ease
     assert score_all(loaded, tmp_path / "out", k=3, chunk_users=50).resumed == 2  # accepted as the same model
 
 
+def test_items_added_while_scoring_are_left_out_of_the_output(rec, tmp_path, monkeypatch):
+    """score_all ranks every chunk on the catalogue of the moment it started, as its manifest says."""
+    rec.save(tmp_path / "m")
+    served = Recommender.load(tmp_path / "m")  # a copy to add items to
+    k = len(served.item_ids)  # every unseen item in every list: an added one would be in them
+    want, fingerprint = _expected(served, k, True), model_fingerprint(served)
+    write_part = inference._write_part
+
+    def add_after_a_part(table, path, compression):  # another thread's add_item between two chunks
+        sha = write_part(table, path, compression)
+        if "hot" not in served.item_ids:
+            served.add_item("hot", tags=list(served.graph.node_ids["tag"][:3]))
+        return sha
+
+    monkeypatch.setattr(inference, "_write_part", add_after_a_part)
+    res = score_all(served, tmp_path / "out", k=k, chunk_users=10)
+    assert res.parts > 1 and served.item_ids[-1] == "hot"
+    got = _as_lists(read_scores(tmp_path / "out"))
+    assert {u: v[0] for u, v in got.items()} == {u: v[0] for u, v in want.items()}
+    manifest = json.loads((tmp_path / "out" / "_manifest.json").read_text())
+    assert manifest["model"]["fingerprint"] == fingerprint != model_fingerprint(served)
+    assert manifest["num_items"] == k
+
+
 def test_the_fingerprint_covers_what_the_model_rebuilds_from_the_graph(world, rec):
     """The same weights over a view without one relation rank differently: another fingerprint."""
     from graph_rec.data import DataConfig, RecData

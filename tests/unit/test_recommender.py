@@ -447,6 +447,26 @@ def test_concurrent_queries_while_items_are_added(world):
     assert rec.item_ids[-10:] == tuple(f"added-{k}" for k in range(10))
 
 
+def test_save_during_add_item_writes_the_records_of_the_saved_items_only(rec, tmp_path, monkeypatch):
+    rec.save(tmp_path / "m")
+    served = Recommender.load(tmp_path / "m")  # a copy to add items to
+    tags = served.graph.node_ids["tag"]
+    served.add_item("before", tags=[tags[0]])
+    save_graph = served.graph.save
+
+    def add_while_saving(path):  # another thread's add_item, between the snapshot and the JSON
+        served.add_item("during", tags=[tags[1]])
+        return save_graph(path)
+
+    monkeypatch.setattr(served.graph, "save", add_while_saving)
+    served.save(tmp_path / "s")
+    added = json.loads((tmp_path / "s" / "recommender.json").read_text())["added"]
+    assert added["items"] == ["before"] and list(added["meta"]["items"]) == ["before"]
+    back = Recommender.load(tmp_path / "s")
+    assert back.added_items == ("before",) and list(back._added_meta["items"]) == ["before"]
+    assert served.added_items == ("before", "during")
+
+
 # ------------------------------------------------------------------ re-ranking
 def test_mmr_trades_relevance_for_diversity(rec):
     users = list(rec.user_ids[:30])
