@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # (package, layers in data-flow order); a layer is a module or a sub-package
 LAYERS = {
     "kg_builders": [
-        ["__init__", "errors", "_optional", "_files", "tables", "fragment"],
+        ["__init__", "errors", "_optional", "_files", "_batches", "tables", "fragment"],
         ["sources"],
         ["split"],
         ["builders"],
