@@ -23,8 +23,9 @@ _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
 def check_name(name: str, what: str) -> str:
-    """Node types and relations are snake_case: ``^[a-z][a-z0-9_]*$``."""
-    if not isinstance(name, str) or not _NAME.match(name):
+    """Node types and relations are snake_case: ``^[a-z][a-z0-9_]*$``, the whole name (``$`` alone
+    would let a trailing newline through into file keys and Neo4j labels)."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise SchemaError(f"{what} {name!r} must match ^[a-z][a-z0-9_]*$ (snake_case)")
     if name.startswith("rev_"):
         raise SchemaError(f"{what} {name!r} may not start with 'rev_' (reserved for reverse edges)")

@@ -489,7 +489,7 @@ class KnowledgeGraph:
                     )
                 else:
                     arrays[f"edges/{key}/attr/{a}"] = np.ascontiguousarray(v)
-            edge_meta[key] = sorted(e.attrs)
+            edge_meta[key] = list(e.attrs)  # in order: load gives them back in this order
         for t, slots in self.features.items():
             for n, arr in slots.items():
                 arrays[f"features/{t}/{n}"] = np.ascontiguousarray(arr)
@@ -507,6 +507,14 @@ class KnowledgeGraph:
             "edge_attrs": edge_meta,
             "recipe": self.recipe,
             "report": self.report.to_dict(),
+            # what arrays.safetensors must hold, in order (safetensors gives its arrays back sorted
+            # by name; the order of feature slots is the order of modalities a model concatenates)
+            "counts": {
+                "nodes": {t: self.num_nodes(t) for t in self.node_types},
+                "edges": {edge_key(k): e.num_edges for k, e in self.edges.items()},
+            },
+            "feature_slots": {t: list(s) for t, s in self.features.items()},
+            "feature_mask_slots": {t: list(s) for t, s in self.feature_masks.items()},
         } | ({"array_dtypes": byte_orders} if byte_orders else {})
         nodes = {"ids": self.node_ids, "attrs": self.node_attrs} | ({"edge_values": values} if values else {})
         try:
@@ -530,7 +538,8 @@ class KnowledgeGraph:
 
         Raises:
             CheckpointError: a missing, unreadable or inconsistent file or key (named), a foreign
-                or newer format.
+                or newer format; an array ``graph.json`` does not list, or one it lists missing; node
+                or edge counts that differ from those ``graph.json`` records.
         """
         from safetensors import SafetensorError
         from safetensors.numpy import load_file
@@ -604,13 +613,21 @@ class KnowledgeGraph:
                 edges[k] = EdgeStore(arrays[f"edges/{key}/edge_index"], arrays[f"edges/{key}/edge_weight"], attrs)
         except KeyError as exc:
             raise CheckpointError(f"{p / ARRAYS_FILE} lacks array {exc}") from exc
-        features: dict[str, dict[str, np.ndarray]] = {}
-        masks: dict[str, dict[str, np.ndarray]] = {}
-        for name, arr in arrays.items():
-            kind, _, rest = name.partition("/")
-            if kind in ("features", "masks"):
-                t, _, n = rest.partition("/")
-                (features if kind == "features" else masks).setdefault(t, {})[n] = arr
+        features = _slots(meta, "feature_slots", "features", arrays, graph_file)
+        masks = _slots(meta, "feature_mask_slots", "masks", arrays, graph_file)
+        used = {f"{kind}/{t}/{n}" for kind, d in (("features", features), ("masks", masks)) for t in d for n in d[t]}
+        for et in edge_types:
+            key = edge_key((et[0], et[1], et[2]))
+            used |= {f"edges/{key}/edge_index", f"edges/{key}/edge_weight"}
+            used |= {f"edges/{key}/attr/{a}" for a in edge_attrs.get(key, []) if f"{key}/{a}" not in edge_values}
+        unlisted = sorted(set(arrays) - used)
+        if unlisted:
+            raise CheckpointError(
+                f"{p / ARRAYS_FILE} holds arrays {unlisted[:5]} that {graph_file.name} does not list "
+                "(an edge type or feature slot removed from it by hand?)"
+            )
+        if "counts" in meta:
+            _check_counts(_key(meta, "counts", dict, graph_file), ids, edges, graph_file)
         try:
             return cls(
                 {t: ids[t] for t in node_types},
@@ -623,6 +640,55 @@ class KnowledgeGraph:
             )
         except SchemaError as exc:
             raise CheckpointError(f"{p}: inconsistent graph ({exc})") from exc
+
+
+def _slots(
+    meta: dict[str, Any], key: str, kind: str, arrays: dict[str, np.ndarray], file: Path
+) -> dict[str, dict[str, np.ndarray]]:
+    """The ``features`` or ``masks`` arrays per node type and slot, in the order ``meta[key]``
+    records; from the array names (sorted) for a graph saved before that key existed.
+
+    Raises:
+        CheckpointError: ``meta[key]`` is not a mapping of node types to lists of slot names, or
+            names an array the file lacks.
+    """
+    out: dict[str, dict[str, np.ndarray]] = {}
+    if key not in meta:
+        for name, arr in arrays.items():
+            k, _, rest = name.partition("/")
+            if k == kind:
+                t, _, n = rest.partition("/")
+                out.setdefault(t, {})[n] = arr
+        return out
+    for t, names in _key(meta, key, dict, file).items():
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise CheckpointError(f"{file}: key {key!r} of node type {t!r} must be a JSON list of slot names")
+        for n in names:
+            name = f"{kind}/{t}/{n}"
+            if name not in arrays:
+                raise CheckpointError(f"{file.parent / ARRAYS_FILE} lacks array {name!r} that {file.name} lists")
+            out.setdefault(t, {})[n] = arrays[name]
+    return out
+
+
+def _check_counts(counts: dict[str, Any], ids: dict[str, Any], edges: dict[EdgeType, EdgeStore], file: Path) -> None:
+    """The node and edge counts ``save`` recorded match what the files hold; a CheckpointError naming
+    the node or edge type that differs (ids removed from nodes.json by hand, a cut array)."""
+    nodes, n_edges = counts.get("nodes"), counts.get("edges")
+    if not isinstance(nodes, dict) or not isinstance(n_edges, dict):
+        raise CheckpointError(f"{file}: key 'counts' must hold 'nodes' and 'edges' objects")
+    for t, v in ids.items():
+        if nodes.get(t) != len(v):
+            raise CheckpointError(
+                f"{file.parent / NODES_FILE}: node type {t!r} has {len(v)} ids; {file.name} records {nodes.get(t)!r}"
+            )
+    for et, e in edges.items():
+        key, ei = edge_key(et), e.edge_index
+        if ei.ndim == 2 and n_edges.get(key) != ei.shape[1]:  # another shape: the graph's own check names it
+            raise CheckpointError(
+                f"{file.parent / ARRAYS_FILE}: edge type {key!r} has {ei.shape[1]} edges; "
+                f"{file.name} records {n_edges.get(key)!r}"
+            )
 
 
 def _json_object(file: Path) -> dict[str, Any]:
@@ -819,6 +885,7 @@ def build_graph(tables: Tables, builders: Iterable[Builder], *, progress: bool =
     indexes = {t: pd.Index(ids) for t, ids in node_ids.items()}
     dropped: list[Dropped] = []
     parts: dict[EdgeType, list[tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]]] = {}
+    owners: dict[EdgeType, list[str]] = {}  # the builder of each part
     for b, frag in frags:
         dropped.extend(frag.dropped)
         for et, block in frag.edges.items():
@@ -839,6 +906,7 @@ def build_graph(tables: Tables, builders: Iterable[Builder], *, progress: bool =
                         sorted(set(missing.tolist()))[:5],
                     )
                 )
+            owners.setdefault(et, []).append(type(b).__name__)
             parts.setdefault(et, []).append(
                 (
                     si[ok].astype(np.int64),
@@ -851,7 +919,8 @@ def build_graph(tables: Tables, builders: Iterable[Builder], *, progress: bool =
     for et, ps in parts.items():
         keys = set(ps[0][3])
         if any(set(p[3]) != keys for p in ps):
-            raise SchemaError(f"fragments give edges {et} with different attributes")
+            given = "; ".join(f"{o}: {sorted(p[3])}" for o, p in zip(owners[et], ps, strict=True))
+            raise SchemaError(f"builders give edges {et} with different edge attributes ({given})")
         edges[et] = EdgeStore(
             np.stack([np.concatenate([p[0] for p in ps]), np.concatenate([p[1] for p in ps])]),
             np.concatenate([p[2] for p in ps]).astype(np.float32),

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from kg_builders.errors import ConfigError, SchemaError
+from kg_builders.errors import ConfigError, DataError, SchemaError
 from kg_builders.fragment import Dropped, EdgeBlock, GraphFragment, NodeBlock, check_name
 from kg_builders.tables import Tables
 
@@ -72,6 +72,19 @@ class InteractionBuilder:
                 "Split.train_tables(tables), so no held-out interaction becomes an edge"
             )
         dropped: list[Dropped] = []
+        if "rating" in df.columns and (self.weight == "rating" or self.min_rating is not None):
+            bad = ~np.isfinite(df["rating"].to_numpy(np.float64, na_value=np.nan))
+            if bad.any():  # NaN passes `rating < min_rating` (a positive) and would become a NaN edge weight
+                pos = int(bad.argmax())
+                row = df.iloc[pos]
+                shown = "missing" if pd.isna(row["rating"]) else float(row["rating"])
+                raise DataError(
+                    f"interaction at row {pos} (user {row['user_id']!r}, item {row['item_id']!r}) has rating "
+                    f"{shown}, not a finite number ({int(bad.sum())} such rows); InteractionBuilder("
+                    f"weight={self.weight!r}, min_rating={self.min_rating!r}) needs every rating",
+                    file=df.attrs.get("file"),
+                    field="rating",
+                )
         if self.min_rating is not None:
             if "rating" not in df.columns:
                 raise SchemaError("min_rating needs a 'rating' column")
@@ -81,6 +94,9 @@ class InteractionBuilder:
                     Dropped("InteractionBuilder", f"interactions with rating < {self.min_rating}", int(low.sum()))
                 )
             df = df.loc[~low]
+        # users: in order of first appearance in the table, by position (its index labels may be
+        # unordered, after a sort, or repeated, after a concat: a label would bring back dropped rows)
+        user_ids = pd.unique(df["user_id"])
         sort_cols = ["user_id", "item_id"] + (["timestamp"] if "timestamp" in df.columns else [])
         df = df.sort_values(sort_cols, kind="stable")
         grouped = df.groupby(["user_id", "item_id"], sort=False)
@@ -109,8 +125,6 @@ class InteractionBuilder:
         edges = EdgeBlock(
             pairs.get_level_values(0).to_numpy(object), pairs.get_level_values(1).to_numpy(object), w, attrs
         )
-        # users: in order of first appearance in the (original) table
-        user_ids = pd.unique(tables.interactions["user_id"].loc[df.index.sort_values()])
         user_block = NodeBlock([str(u) for u in user_ids])
         if tables.users is not None and self.user_attrs:
             users = tables.users.set_index("user_id").reindex(user_block.ids).reset_index()

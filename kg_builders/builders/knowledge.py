@@ -91,9 +91,17 @@ class KnowledgeBuilder:
             )
             head, rel, tail = head[~orphan], rel[~orphan], tail[~orphan]
         names = {r: relation_name(r) for r in pd.unique(rel)}
-        clash = pd.Series(list(names.values())).duplicated()
-        if clash.any():
-            raise SchemaError(f"relations map to the same name: {sorted(names)}")
+        by_name: dict[str, list[str]] = {}
+        for r, n in names.items():
+            by_name.setdefault(n, []).append(r)
+        clashes = {n: sorted(rs) for n, rs in by_name.items() if len(rs) > 1}
+        if clashes:
+            shown = "; ".join(f"{rs} -> {n!r}" for n, rs in sorted(clashes.items())[:5])
+            raise SchemaError(
+                f"{len(clashes)} relation name(s) each given by several raw relations of "
+                f"{t.attrs.get('file', 'the triples table')}, "
+                f"whose edges would merge into one edge type: {shown}"
+            )
         rel_counts = pd.Series(rel).value_counts()
         rare = set(rel_counts.index[rel_counts < self.min_relation_count])
         if rare:

@@ -562,3 +562,149 @@ def test_an_interaction_without_a_timestamp_is_a_data_error_naming_it() -> None:
     whole = Tables(interactions=inter.assign(timestamp=pd.array([20, 10, 30], dtype="Int64")))
     ts = build_graph(whole, [InteractionBuilder()]).edges[("user", "interacted", "item")].attrs["timestamp"]
     assert ts.dtype == np.int64 and ts.tolist() == [20, 10, 30]
+
+
+def test_names_with_a_trailing_newline_are_refused() -> None:
+    """``$`` matches before a final newline: ``likes\\n`` must not pass as a relation name."""
+    from kg_builders.fragment import check_name
+
+    for bad in ("likes\n", "user\n"):
+        with pytest.raises(SchemaError, match="snake_case"):
+            check_name(bad, "relation")
+    with pytest.raises(SchemaError, match="snake_case"):
+        SocialBuilder(relation="trusts\n")
+    edges = {("user\n", "r", "item"): EdgeStore(np.zeros((2, 1), np.int64), np.ones(1, np.float32))}
+    with pytest.raises(SchemaError, match="node type 'user\\\\n'"):
+        KnowledgeGraph({"user\n": ["a"], "item": ["i"]}, edges)
+
+
+def test_interaction_users_follow_row_positions_not_index_labels() -> None:
+    # a concat repeats index labels: a user whose every interaction min_rating drops must not come back
+    inter = pd.DataFrame({"user_id": ["a", "b"], "item_id": ["i1", "i2"], "rating": [5.0, 1.0]}, index=[0, 0])
+    kg = build_graph(Tables(interactions=inter), [InteractionBuilder(min_rating=3)])
+    assert kg.node_ids["user"] == ["a"]
+    # a sorted table has unordered labels: users come in the order of its rows
+    inter = pd.DataFrame(
+        {"user_id": ["b", "a", "c"], "item_id": ["i1", "i2", "i3"], "rating": [5.0, 1.0, 4.0]}, index=[5, 1, 3]
+    )
+    assert build_graph(Tables(interactions=inter), [InteractionBuilder()]).node_ids["user"] == ["b", "a", "c"]
+    assert build_graph(Tables(interactions=inter), [InteractionBuilder(min_rating=3)]).node_ids["user"] == ["b", "c"]
+
+
+def test_a_missing_rating_is_a_data_error_naming_it_when_the_rating_is_used() -> None:
+    inter = pd.DataFrame(
+        {"user_id": ["u1", "u2"], "item_id": ["i1", "i2"], "rating": pd.array([4.0, None], dtype="Float64")}
+    )
+    for builder in (InteractionBuilder(), InteractionBuilder(weight="binary", min_rating=3.0)):
+        with pytest.raises(DataError, match=r"row 1 \(user 'u2', item 'i2'\) has rating missing") as err:
+            build_graph(Tables(interactions=inter), [builder])
+        assert err.value.field == "rating"
+    nan = inter.assign(rating=[4.0, float("nan")])
+    with pytest.raises(DataError, match="has rating missing, not a finite number"):
+        build_graph(Tables(interactions=nan), [InteractionBuilder()])
+    with pytest.raises(DataError, match="has rating inf, not a finite number"):
+        build_graph(Tables(interactions=inter.assign(rating=[4.0, float("inf")])), [InteractionBuilder()])
+    kg = build_graph(Tables(interactions=nan), [InteractionBuilder(weight="count")])  # the rating is not used
+    assert kg.edges[("user", "interacted", "item")].edge_weight.tolist() == [1.0, 1.0]
+
+
+def test_load_keeps_the_order_of_feature_slots_and_edge_attributes(tiny_graph, tmp_path) -> None:
+    """The order of slots is the order of modalities a model concatenates: load must not sort them."""
+    kg = tiny_graph
+    for slot, dim in (("text", 3), ("image", 2)):
+        kg.set_features("item", slot, np.ones((5, dim), np.float32), mask=np.ones(5, bool))
+    et = ("user", "interacted", "item")
+    e = kg.edges[et]
+    kg.edges[et] = EdgeStore(e.edge_index, e.edge_weight, {"zeta": e.attrs["timestamp"], "alpha": e.attrs["timestamp"]})
+    back = KnowledgeGraph.load(kg.save(tmp_path / "g"))
+    assert back.equals(kg)
+    assert list(back.features["item"]) == ["text", "image"]
+    assert list(back.feature_masks["item"]) == ["text", "image"]
+    assert list(back.edges[et].attrs) == ["zeta", "alpha"]
+
+
+def _edit_arrays(path: Path, edit) -> None:
+    from safetensors.numpy import load_file, save_file
+
+    save_file(edit(load_file(str(path / "arrays.safetensors"))), str(path / "arrays.safetensors"))
+
+
+def _drop_entity(o: dict) -> dict:
+    o = json.loads(json.dumps(o))
+    del o["ids"]["entity"][0]  # a node in the middle of the order: the edge indices still fit
+    for v in o["attrs"]["entity"].values():
+        del v[0]
+    return o
+
+
+@pytest.mark.parametrize(
+    ("file", "edit", "words"),
+    [
+        (
+            "arrays.safetensors",
+            lambda a: {k: v for k, v in a.items() if k != "features/item/text"},
+            "arrays.safetensors lacks array 'features/item/text' that graph.json lists",
+        ),
+        (
+            "graph.json",
+            lambda o: {**o, "edge_types": o["edge_types"][1:]},
+            r"arrays.safetensors holds arrays \['edges/user__interacted__item/attr/timestamp'.* graph.json does not list",
+        ),
+        ("nodes.json", _drop_entity, "nodes.json: node type 'entity' has 5 ids; graph.json records 6"),
+        (
+            "arrays.safetensors",
+            lambda a: {
+                **a,
+                "edges/user__friend_of__user/edge_index": np.zeros((2, 0), np.int64),
+                "edges/user__friend_of__user/edge_weight": np.zeros(0, np.float32),
+            },
+            "edge type 'user__friend_of__user' has 0 edges; graph.json records 1",
+        ),
+        ("graph.json", lambda o: {**o, "feature_slots": {"item": "text"}}, "key 'feature_slots' of node type 'item'"),
+    ],
+)
+def test_load_refuses_a_graph_directory_edited_by_hand(tiny_graph, tmp_path, file, edit, words) -> None:
+    tiny_graph.set_features("item", "text", np.ones((5, 2), np.float32))
+    path = tiny_graph.save(tmp_path / "g")
+    if file == "arrays.safetensors":
+        _edit_arrays(path, edit)
+    else:
+        (path / file).write_text(json.dumps(edit(json.loads((path / file).read_text()))))
+    with pytest.raises(CheckpointError, match=words):
+        KnowledgeGraph.load(path)
+
+
+def test_a_graph_saved_before_slots_and_counts_were_recorded_still_loads(tiny_graph, tmp_path) -> None:
+    tiny_graph.set_features("item", "text", np.ones((5, 2), np.float32))
+    path = tiny_graph.save(tmp_path / "g")
+    meta = json.loads((path / "graph.json").read_text())
+    for key in ("counts", "feature_slots", "feature_mask_slots"):
+        del meta[key]
+    (path / "graph.json").write_text(json.dumps(meta))
+    assert KnowledgeGraph.load(path).equals(tiny_graph)
+
+
+def test_knowledge_relations_sharing_a_name_are_named(tiny_tables) -> None:
+    triples = pd.DataFrame(
+        {
+            "head": ["e1", "e1", "e1"],
+            "relation": ["film.director", "film_director", "film.actor"],
+            "tail": ["p1", "p2", "p3"],
+        }
+    )
+    triples.attrs["file"] = "kg_final.txt"
+    with pytest.raises(SchemaError, match=r"kg_final.txt.*\['film.director', 'film_director'\] -> 'film_director'$"):
+        KnowledgeBuilder().build(tiny_tables.replace(triples=triples))
+
+
+def test_builders_giving_one_edge_type_different_attributes_are_named(tiny_tables) -> None:
+    with pytest.raises(SchemaError, match=r"InteractionBuilder: \['timestamp'\]; _Plain: \[\]"):
+        build_graph(tiny_tables, [InteractionBuilder(), _Plain()])
+
+
+class _Plain:
+    def build(self, tables: Tables):
+        from kg_builders.fragment import EdgeBlock, GraphFragment
+
+        block = EdgeBlock(np.array(["u1"], object), np.array(["i2"], object), np.ones(1, np.float32))
+        return GraphFragment(edges={("user", "interacted", "item"): block})
