@@ -60,7 +60,7 @@ MANIFEST = "_manifest.json"
 #: the manifest's name before 2026-12-06 (read, and renamed on resume)
 LEGACY_MANIFEST = "manifest.json"
 COLUMNS = ("user", "rank", "item", "score")
-_PART = re.compile(r"^part-(\d{5,})\.parquet$")
+_PART = re.compile(r"^part-(\d{5,})\.parquet\Z")
 _TEMP = re.compile(r"^\.(part-\d{5,}\.parquet|_?manifest\.json)\.tmp-")
 # the settings that must match for a resume; anything else in the manifest is a record
 _CONFIG_KEYS = ("model", "k", "exclude_seen", "chunk_users", "users", "compression")

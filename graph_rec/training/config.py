@@ -15,7 +15,7 @@ LOSSES = ("bpr", "softmax")
 SAMPLING = ("full", "neighbour")
 #: train settings a resumed run may change (everything else must match the checkpoint)
 RESUMABLE_CHANGES = ("epochs", "max_seconds", "device")
-_METRIC = re.compile(r"^(recall|ndcg|precision|hit|mrr)@([1-9][0-9]*)$")
+_METRIC = re.compile(r"^(recall|ndcg|precision|hit|mrr)@([1-9][0-9]*)\Z")
 
 
 @dataclass(frozen=True, kw_only=True)

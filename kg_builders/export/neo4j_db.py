@@ -153,10 +153,10 @@ FEATURE_PREFIX = "feature_"
 MASK_PREFIX = "feature_mask_"
 
 
-_LABEL = re.compile(r"^[A-Z][A-Za-z0-9]*$")
-_REL_TYPE = re.compile(r"^[A-Z][A-Z0-9_]*$")
-_SNAKE = re.compile(r"^[a-z][a-z0-9_]*$")
-_PROPERTY = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+_LABEL = re.compile(r"^[A-Z][A-Za-z0-9]*\Z")
+_REL_TYPE = re.compile(r"^[A-Z][A-Z0-9_]*\Z")
+_SNAKE = re.compile(r"^[a-z][a-z0-9_]*\Z")
+_PROPERTY = re.compile(r"^[A-Za-z][A-Za-z0-9_]*\Z")
 _SCHEMES = ("bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc")
 _INT64 = (-(2**63), 2**63 - 1)
 

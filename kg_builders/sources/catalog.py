@@ -41,8 +41,8 @@ CATALOG_FORMAT_VERSION = 1
 #: archive kinds :func:`~kg_builders.sources.download.fetch_dataset` can unpack (``None``: a plain file)
 ARCHIVES = ("zip",)
 
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}\Z")
+_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*\Z")
 _TOP_KEYS = {"format_version": True, "datasets": True}
 _LICENCE_KEYS = {"text": True, "url": True}
 _FILE_KEYS = {"url": True, "sha256": True, "size": False, "filename": True, "archive": False, "extract_to": False}

@@ -64,7 +64,7 @@ def test_node_types_map_to_camel_case_labels_and_back(node_type: str, label: str
     assert node_type_of(label) == node_type
 
 
-@pytest.mark.parametrize("bad", ["a_1", "a__b", "a_", "User", "user-x", "", "x`y", "item genre", "1item", None])
+@pytest.mark.parametrize("bad", ["a_1", "a__b", "a_", "User", "user-x", "", "x`y", "item genre", "1item", None, "user\n"])
 def test_node_types_without_a_reversible_label_are_refused_by_name(bad) -> None:
     with pytest.raises(SchemaError) as err:
         node_label(bad)
@@ -81,20 +81,21 @@ def test_relations_map_to_upper_case_types_and_back() -> None:
     for relation in ("tagged_with", "interacted", "film_film_director", "r_2"):
         assert relationship_type(relation) == relation.upper()
         assert relation_of(relation.upper()) == relation
-    for bad in ("Tagged", "a-b", "x`) DETACH DELETE n //", "", "rev rel"):
+    for bad in ("Tagged", "a-b", "x`) DETACH DELETE n //", "", "rev rel", "likes\n"):
         with pytest.raises(SchemaError, match="relation"):
             relationship_type(bad)
     for reserved in ("recommended", "has_explanation", "explains", "path_node"):
         with pytest.raises(SchemaError, match="reserves"):
             relationship_type(reserved)
-    with pytest.raises(SchemaError):
-        relation_of("TAGGED-WITH")
+    for bad in ("TAGGED-WITH", "TAGGED\n"):
+        with pytest.raises(SchemaError):
+            relation_of(bad)
 
 
 def test_quote_checks_before_quoting() -> None:
     assert quote("User") == "`User`"
     assert quote("TAGGED_WITH") == "`TAGGED_WITH`"
-    for bad in ("Us`er", "a b", "", "x)-[r]-(y", "User`) DETACH DELETE n //"):
+    for bad in ("Us`er", "a b", "", "x)-[r]-(y", "User`) DETACH DELETE n //", "User\n", "TAGGED\n"):
         with pytest.raises(SchemaError):
             quote(bad)
 

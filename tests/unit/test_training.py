@@ -75,8 +75,9 @@ def test_train_config_rejects_typos_and_bad_values():
         TrainConfig.from_dict({"learning_rate": 0.1})
     with pytest.raises(ConfigError, match="loss must be one of"):
         TrainConfig(loss="hinge")
-    with pytest.raises(ConfigError, match="metric must look like"):
-        TrainConfig(metric="recall20")
+    for bad in ("recall20", "recall@20\n"):
+        with pytest.raises(ConfigError, match="metric must look like"):
+            TrainConfig(metric=bad)
     with pytest.raises(ConfigError, match="lr must be"):
         TrainConfig(lr=0)
 
