@@ -64,7 +64,9 @@ def test_node_types_map_to_camel_case_labels_and_back(node_type: str, label: str
     assert node_type_of(label) == node_type
 
 
-@pytest.mark.parametrize("bad", ["a_1", "a__b", "a_", "User", "user-x", "", "x`y", "item genre", "1item", None, "user\n"])
+@pytest.mark.parametrize(
+    "bad", ["a_1", "a__b", "a_", "User", "user-x", "", "x`y", "item genre", "1item", None, "user\n"]
+)
 def test_node_types_without_a_reversible_label_are_refused_by_name(bad) -> None:
     with pytest.raises(SchemaError) as err:
         node_label(bad)
