@@ -5,7 +5,8 @@ it came from, into tensors:
 
 * ``train`` / ``valid`` / ``test``: :class:`UserItems`, per-user item lists in CSR form over the
   graph's user and item indices. Training positives are the graph's interaction edges (so they
-  are exactly the pairs that became edges); validation and test pairs come from the split.
+  are exactly the pairs that became edges); validation and test pairs come from the split, under
+  the same definition of a positive (the interaction builder's ``min_rating``, when it has one).
 * ``graph``: :class:`GraphTensors`, every kept node type in one index space (users first, then
   items, then the rest), both directions of every kept edge type with its relation id, and the
   feature slots as ``[num_nodes, dim]`` matrices with row masks.
@@ -367,6 +368,20 @@ class GraphTensors:
         }
 
 
+def interaction_min_rating(kg: Any, relation: str = "interacted") -> float | None:
+    """The ``min_rating`` of the builder that made the graph's ``(user, relation, item)`` edges, or None.
+
+    Read from the graph's recipe (each builder's settings): the threshold below which an
+    interaction was not a training positive, so that held-out interactions are judged alike.
+    """
+    for step in getattr(kg, "recipe", None) or ():
+        settings = step.get("settings", {}) if isinstance(step, Mapping) else {}
+        if isinstance(settings, Mapping) and settings.get("relation") == relation and "min_rating" in settings:
+            value = settings["min_rating"]
+            return None if value is None else float(value)
+    return None
+
+
 class RecData:
     """Training graph, training positives and held-out pairs of one split, as index tensors.
 
@@ -376,9 +391,14 @@ class RecData:
             graph without held-out data (training on everything, e.g. for serving).
         config: what the model may see.
 
-    Held-out pairs whose user or item is not in the graph cannot be ranked and are dropped (and
-    counted in ``dropped``); pairs that are also training positives (and test pairs that are also
-    validation pairs) are dropped too, since they are masked when ranking. Users with
+    A held-out interaction is a positive by the rule that made the training positives: when the
+    builder of the ``interaction_relation`` edges kept only ``rating >= min_rating`` (its settings
+    in the graph's recipe), held-out rows rated below it are not positives either, and are dropped
+    (counted in ``dropped`` as ``below_min_rating``); otherwise a model would be scored on finding
+    items its training data calls negatives. Held-out pairs whose user or item is not in the graph
+    cannot be ranked and are dropped (and counted in ``dropped``); pairs that are also training
+    positives (and test pairs that are also validation pairs) are dropped too, since they are
+    masked when ranking. Users with
     no training interaction keep their held-out pairs (a model ranks them from the graph alone),
     and are counted in ``cold_users``.
     """
@@ -400,7 +420,8 @@ class RecData:
             raise DataError(f"the graph has no training interactions {ui}; edge types: {kg.edge_types}")
         ei = kg.edges[ui].edge_index
         self.train = UserItems.from_pairs(ei[0], ei[1], self.num_users, self.num_items)
-        self.dropped: dict[str, int] = {}
+        self.dropped: dict[str, dict[str, int]] = {}
+        self.min_rating = interaction_min_rating(kg, cfg.interaction_relation)
         self.valid = self._held_out(kg, None if split is None else split.valid, "valid")
         self.test = self._held_out(kg, None if split is None else split.test, "test", also=self.valid)
         self.cold_users = int((self.train.counts() == 0).sum())
@@ -413,6 +434,11 @@ class RecData:
     def _held_out(self, kg: Any, df: pd.DataFrame | None, part: str, also: UserItems | None = None) -> UserItems:
         if df is None or len(df) == 0:
             return UserItems.from_pairs([], [], self.num_users, self.num_items)
+        below = 0
+        if self.min_rating is not None and "rating" in df.columns:  # not a positive, as in training
+            low = (df["rating"] < self.min_rating).to_numpy()
+            below = int(low.sum())
+            df = df.loc[~low]
         upos = pd.Index(self.user_ids).get_indexer(df["user_id"].astype(str))
         ipos = pd.Index(self.item_ids).get_indexer(df["item_id"].astype(str))
         known = (upos >= 0) & (ipos >= 0)
@@ -423,7 +449,11 @@ class RecData:
         if bool(overlap.any()):
             keep = ~overlap
             held = UserItems.from_pairs(held.users()[keep], held.indices[keep], self.num_users, self.num_items)
-        self.dropped[part] = {"unknown_user_or_item": int((~known).sum()), "also_in_train_or_valid": int(overlap.sum())}
+        self.dropped[part] = {
+            "below_min_rating": below,
+            "unknown_user_or_item": int((~known).sum()),
+            "also_in_train_or_valid": int(overlap.sum()),
+        }
         if (~known).any():
             logger.info(
                 "%s: %d pairs have a user or item outside the graph and are not ranked", part, int((~known).sum())

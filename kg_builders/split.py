@@ -243,7 +243,11 @@ def _by_pair(df: pd.DataFrame, parts_of: Callable[[pd.DataFrame], np.ndarray]) -
 def split_random(data: Tables | pd.DataFrame, *, ratios: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0) -> Split:
     """Per-user random split: each user's interactions are shuffled with ``seed`` and cut by ``ratios``.
 
-    Repeats of a (user, item) pair go to one part together (:func:`_by_pair`).
+    A user with ``n`` interactions gets ``round(n * test)`` test and ``round(n * valid)`` validation
+    interactions (halves round up) and always keeps one training interaction, taken from
+    validation first: with ``(0.8, 0.1, 0.1)`` a user with fewer than 5 interactions keeps them
+    all in training and is never evaluated, and users 5 to 14 get one of each. Repeats of a
+    (user, item) pair go to one part together (:func:`_by_pair`).
     """
     df = _interactions(data)
     r = check_ratios(ratios)
@@ -265,8 +269,11 @@ def split_temporal(
 ) -> Split:
     """Temporal split: oldest interactions train, newest test (per user, or by a global cut-off).
 
-    Ties in time are broken by the table's row order, so the split is deterministic. Repeats of a
-    (user, item) pair go to the part of their earliest row.
+    Ties in time are broken by the table's row order, so the split is deterministic. Per user, the
+    shares round as in :func:`split_random` (a user with fewer than 5 interactions under
+    ``(0.8, 0.1, 0.1)`` only trains); the global cut applies the same rule to the whole table, so a
+    user whose interactions all come after it has none in training. Repeats of a (user, item) pair
+    go to the part of their earliest row.
     """
     df = _interactions(data)
     if "timestamp" not in df.columns:

@@ -387,3 +387,45 @@ def test_config_refuses_no_metric_and_a_seed_beyond_64_bits() -> None:
         EvalConfig(metrics=())
     with pytest.raises(ConfigError, match=r"eval.seed must be an integer in \[0, 9223372036854775807\]"):
         EvalConfig(seed=2**64)
+
+
+@pytest.mark.parametrize("min_rating", [None, 4.0])
+def test_held_out_positives_follow_the_training_rating_threshold(min_rating: float | None) -> None:
+    # with InteractionBuilder(min_rating=4) a rating below 4 is not a training positive: a held-out
+    # one is no positive either, else models are scored on finding items training calls negatives
+    from kg_builders.builders.interactions import InteractionBuilder
+    from kg_builders.graph import build_graph
+    from kg_builders.split import split_leave_one_out
+    from kg_builders.tables import Tables
+
+    inter = pd.DataFrame(
+        {
+            "user_id": ["u1", "u1", "u1", "u2", "u2", "u2", "u3", "u3", "u3"],
+            "item_id": ["i1", "i2", "i3", "i1", "i3", "i2", "i2", "i1", "i4"],
+            "rating": [5.0, 4.0, 2.0, 4.0, 5.0, 5.0, 5.0, 1.0, 4.0],
+            "timestamp": [1, 2, 3, 1, 2, 3, 1, 2, 3],
+        }
+    )
+    items = pd.DataFrame({"item_id": ["i1", "i2", "i3", "i4"], "title": ["A", "B", "C", "D"]})
+    tables = Tables(interactions=inter, items=items)  # i4 is a node through the catalogue
+    sp = split_leave_one_out(tables, valid=False)  # tests u1-i3 (rated 2), u2-i2, u3-i4
+    train = sp.train_tables(tables)
+    kg = build_graph(train, [InteractionBuilder(min_rating=min_rating)])
+    data = RecData(kg, sp)
+    test = {
+        (data.user_ids[u], data.item_ids[i])
+        for u, i in zip(data.test.users().tolist(), data.test.indices.tolist(), strict=True)
+    }
+    if min_rating is None:
+        assert test == {("u1", "i3"), ("u2", "i2"), ("u3", "i4")}
+        assert data.dropped["test"]["below_min_rating"] == 0
+    else:
+        assert test == {("u2", "i2"), ("u3", "i4")}
+        assert data.min_rating == 4.0
+        assert data.dropped["test"]["below_min_rating"] == 1
+        # u3's training row rated 1 is no positive either: not masked, not an edge
+        u3, i1 = data.user_ids.index("u3"), data.item_ids.index("i1")
+        assert not bool(data.train.contains(torch.tensor([u3]), torch.tensor([i1])).item())
+    scores = torch.zeros(data.num_users, data.num_items)
+    result = evaluate(table_scorer(scores), data, part="test", config=EvalConfig(ks=(1,), beyond_accuracy=False))
+    assert result.num_users == len({u for u, _ in test})
