@@ -257,11 +257,12 @@ def _write_concurrently(directory: str, role: str, barrier, errors, texts: str |
         raise
 
 
-def test_concurrent_writers_keep_each_others_entries(tmp_path: Path) -> None:
+def _run_two_writers(tmp_path: Path, *texts_of: str) -> None:
+    """Processes A and B write to the cache at once (``texts_of``: whose texts both encode); both must succeed."""
     methods = multiprocessing.get_all_start_methods()
     ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
     barrier, errors = ctx.Barrier(2), ctx.SimpleQueue()
-    procs = [ctx.Process(target=_write_concurrently, args=(str(tmp_path), r, barrier, errors)) for r in "AB"]
+    procs = [ctx.Process(target=_write_concurrently, args=(str(tmp_path), r, barrier, errors, *texts_of)) for r in "AB"]
     for p in procs:
         p.start()
     for p in procs:
@@ -270,6 +271,10 @@ def test_concurrent_writers_keep_each_others_entries(tmp_path: Path) -> None:
     while not errors.empty():
         failed.append(errors.get())
     assert failed == [] and [p.exitcode for p in procs] == [0, 0]  # nothing crashed (FileNotFoundError before)
+
+
+def test_concurrent_writers_keep_each_others_entries(tmp_path: Path) -> None:
+    _run_two_writers(tmp_path)
     for role in "AB":  # both processes' vectors are in the cache
         result, stats = FeatureCache(tmp_path).encode_cached(HashEncoder(), _texts(role), template_id="t")
         assert stats == CacheStats(hits=20, misses=0, corrupt=0), role
@@ -278,18 +283,7 @@ def test_concurrent_writers_keep_each_others_entries(tmp_path: Path) -> None:
 
 def test_concurrent_writers_of_the_same_texts_leave_a_readable_cache(tmp_path: Path) -> None:
     # both encode the same texts into byte-identical shards: listed twice, the manifest was corrupt
-    methods = multiprocessing.get_all_start_methods()
-    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-    barrier, errors = ctx.Barrier(2), ctx.SimpleQueue()
-    procs = [ctx.Process(target=_write_concurrently, args=(str(tmp_path), r, barrier, errors, "A")) for r in "AB"]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(timeout=120)
-    failed = []
-    while not errors.empty():
-        failed.append(errors.get())
-    assert failed == [] and [p.exitcode for p in procs] == [0, 0]
+    _run_two_writers(tmp_path, "A")
     (manifest,) = tmp_path.glob("*/manifest.json")
     files = [e["file"] for e in json.loads(manifest.read_text())["shards"]]
     assert len(files) == len(set(files)) == 1
