@@ -603,6 +603,31 @@ def data_digest(data: RecData) -> str:
     return digest.hexdigest()
 
 
+def hash_tensor(h: Any, t: Tensor) -> None:
+    """Feed ``t`` (its dtype, size and bytes) into the hashlib object ``h``."""
+    t = t.detach().cpu().contiguous().reshape(-1)
+    h.update(f"{t.dtype}:{t.numel()};".encode())
+    h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+
+
+def features_digest(data: RecData) -> str:
+    """SHA-256 over the graph's node features and their row masks, slot by slot (sorted by name).
+
+    :func:`data_digest` covers pairs and edges; node features of the same shapes (another
+    encoder's vectors) differ only here.
+    """
+    import hashlib
+
+    digest = hashlib.sha256()
+    g = data.graph
+    for name in sorted(g.features):
+        digest.update(name.encode("utf-8") + b"\0")
+        hash_tensor(digest, g.features[name])
+        if name in g.feature_masks:
+            hash_tensor(digest, g.feature_masks[name])
+    return digest.hexdigest()
+
+
 def data_fingerprint(data: RecData, digest: str | None = None) -> dict[str, Any]:
     """What a resumed run's data must match: counts and :func:`data_digest` (``digest`` when the
     caller has it already)."""

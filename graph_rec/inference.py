@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from graph_rec.data import positive_int
+from graph_rec.data import hash_tensor, positive_int
 from graph_rec.errors import ConfigError, DataError, UnknownIdError
 from graph_rec.recommender import Recommender
 from kg_builders import __version__
@@ -106,12 +106,6 @@ def _hash_strings(values: Sequence[str]) -> str:
     return hashlib.sha256(json.dumps(list(values), ensure_ascii=False).encode("utf-8")).hexdigest()
 
 
-def _hash_tensor(h: Any, t: torch.Tensor) -> None:
-    t = t.detach().cpu().contiguous().reshape(-1)
-    h.update(f"{t.dtype}:{t.numel()};".encode())
-    h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-
-
 def model_fingerprint(recommender: Recommender) -> str:
     """A sha256 of everything the recommender's rankings depend on.
 
@@ -135,7 +129,7 @@ def _fingerprint(recommender: Recommender, snap: Any) -> str:
     state = recommender.model.state_dict()
     for name, t in sorted(state.items()):
         h.update(name.encode() + b"=")
-        _hash_tensor(h, t)
+        hash_tensor(h, t)
     # what the model rebuilds from the graph and the view rather than saves (the same weights
     # over a view without one relation rank differently)
     h.update(json.dumps(recommender.data.config.to_dict(), sort_keys=True, default=str).encode())
@@ -143,16 +137,16 @@ def _fingerprint(recommender: Recommender, snap: Any) -> str:
         for name, t in sorted(recommender.model.named_buffers()):
             if name not in state:
                 h.update(b"buffer:" + name.encode() + b"=")
-                _hash_tensor(h, t)
+                hash_tensor(h, t)
     # the serving snapshot (same layer, read-only): the ids, the seen matrix and the added rows
     nu, ni = recommender.data.num_users, recommender.data.num_items
     h.update(_hash_strings(snap.user_ids[: snap.num_users]).encode())
     h.update(_hash_strings(snap.item_ids[: snap.num_items]).encode())
-    _hash_tensor(h, snap.seen_ptr[: snap.num_users + 1])
-    _hash_tensor(h, snap.seen_idx[: int(snap.seen_ptr[snap.num_users])])
+    hash_tensor(h, snap.seen_ptr[: snap.num_users + 1])
+    hash_tensor(h, snap.seen_idx[: int(snap.seen_ptr[snap.num_users])])
     if snap.user_repr is not None:
-        _hash_tensor(h, snap.user_repr[nu : snap.num_users])
-        _hash_tensor(h, snap.item_repr[ni : snap.num_items])
+        hash_tensor(h, snap.user_repr[nu : snap.num_users])
+        hash_tensor(h, snap.item_repr[ni : snap.num_items])
     return h.hexdigest()
 
 

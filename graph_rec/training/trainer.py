@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from graph_rec.data import RecData, config_to_dict, data_fingerprint
+from graph_rec.data import RecData, config_to_dict, data_fingerprint, features_digest
 from graph_rec.distributed import SINGLE, DistContext
 from graph_rec.errors import CheckpointError, ConfigError, DataError
 from graph_rec.eval.evaluator import EvalConfig, evaluate
@@ -154,7 +154,6 @@ def fit(
     if run_dir is not None and "data" not in fingerprint:
         fingerprint["data"] = data_fingerprint(data)
     if run_dir is not None and isinstance(fingerprint["data"], dict) and "features" not in fingerprint["data"]:
-        # (the data digest covers pairs and edges; node features of the same shapes, e.g. another encoder's, differ here)
         fingerprint["data"] = {**fingerprint["data"], "features": features_digest(data)}
     t_start = time.perf_counter()
 
@@ -451,20 +450,6 @@ def _write_best(run: Path, best_state: dict[str, Tensor], dist: DistContext) -> 
         (run / "best").mkdir(parents=True, exist_ok=True)
         save_state_dict(best_state, run / "best" / "model.safetensors")
     dist.barrier()
-
-
-def features_digest(data: RecData) -> str:
-    """SHA-256 over the graph's node features and their masks, slot by slot (sorted by name)."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    g = data.graph
-    for name in sorted(g.features):
-        digest.update(name.encode("utf-8") + b"\0" + str(tuple(g.features[name].shape)).encode("ascii"))
-        digest.update(g.features[name].detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
-        if name in g.feature_masks:
-            digest.update(g.feature_masks[name].detach().to("cpu", torch.bool).contiguous().numpy().tobytes())
-    return digest.hexdigest()
 
 
 def check_sampling(model: RecModel, config: TrainConfig) -> None:

@@ -471,17 +471,19 @@ class FeatureCache:
     ) -> None:
         """Add a shard of new rows (if any) to the shards listed now and rewrite the manifest.
 
-        Rows whose key a listed shard holds already (another process cached the same texts since
-        ``shards`` was read) are left out, so no key and no shard file is listed twice. Compacts
+        Rows whose key a shard listed since ``shards`` was read holds already (another process
+        cached the same texts meanwhile; only those shards are searched) are left out, so no key and no shard file is listed twice. Compacts
         past ``max_shards``. Holds the exclusive lock throughout: ``shards`` (read earlier) only
         spares re-reading what is still listed.
         """
         folder.mkdir(parents=True, exist_ok=True)
         with self._locked(exclusive=True):
+            known = {id(s) for s in shards}  # ``added`` holds the keys none of these had
             shards = self._current(folder, fingerprint, template_id, dim, shards)
             entries = [{"file": s.file, "rows": s.rows, "sha256": s.sha256} for s in shards]
-            if added is not None and shards:  # another process may have cached the same texts meanwhile
-                listed = {k for s in shards for k in s.keys.view(f"V{_KEY_BYTES}").ravel().tolist()}
+            since = [s for s in shards if id(s) not in known]  # listed by another process meanwhile
+            if added is not None and since:  # it may have cached the same texts
+                listed = {k for s in since for k in s.keys.view(f"V{_KEY_BYTES}").ravel().tolist()}
                 new = np.array([k not in listed for k in added[0].view(f"V{_KEY_BYTES}").ravel().tolist()], bool)
                 # (the same shard listed twice would make the manifest corrupt, and every vector recomputed)
                 added = (added[0][new], added[1][new], added[2][new]) if new.any() else None
